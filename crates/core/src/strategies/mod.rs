@@ -1,0 +1,4 @@
+//! The strategies. Each module's documentation explains its algorithm, its
+//! complexity and its drawbacks, with a diagram.
+
+pub mod bump;

@@ -1,0 +1,68 @@
+//! Every strategy against the same contract. Adding a strategy: one line
+//! at the bottom.
+
+mod common;
+
+macro_rules! conformance {
+    ($name:ident, $ctor:expr, restores = $restores:expr) => {
+        mod $name {
+            use super::common;
+            use proptest::prelude::*;
+
+            fn make() -> impl stratalloc_core::RegionHeap {
+                $ctor
+            }
+
+            #[test]
+            fn basic() {
+                common::basic(make);
+            }
+            #[test]
+            fn alignments() {
+                common::alignments(make);
+            }
+            #[test]
+            fn zero_size_unique() {
+                common::zero_size_unique(make);
+            }
+            #[test]
+            fn bad_requests() {
+                common::bad_requests(make);
+            }
+            #[test]
+            fn bad_frees() {
+                common::bad_frees(make);
+            }
+            #[test]
+            fn bad_regions() {
+                common::bad_regions(make);
+            }
+            #[test]
+            fn multi_region_exhaustion() {
+                common::multi_region_exhaustion(make, $restores);
+            }
+            #[test]
+            fn resize() {
+                common::resize(make);
+            }
+
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(96))]
+                #[test]
+                fn model(program in common::ops()) {
+                    common::model(make, &program, $restores);
+                }
+            }
+        }
+    };
+}
+
+use stratalloc_core::strategies as s;
+use stratalloc_core::{AnyHeap, Strategy as Pick};
+
+conformance!(bump, crate::s::bump::Bump::new(), restores = true);
+conformance!(
+    any_bump,
+    crate::AnyHeap::new(crate::Pick::Bump),
+    restores = true
+);

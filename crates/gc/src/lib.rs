@@ -1,0 +1,1 @@
+//! Mark-and-sweep GC.

@@ -1,0 +1,1 @@
+//! The stratalloc engine and process allocators (std).
