@@ -14,5 +14,6 @@
 
 pub mod backend;
 pub mod diag;
+pub mod options;
 
 pub use backend::Backend;
