@@ -15,5 +15,6 @@
 pub mod backend;
 pub mod diag;
 pub mod options;
+pub mod wrappers;
 
 pub use backend::Backend;
