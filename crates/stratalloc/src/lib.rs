@@ -15,6 +15,7 @@
 pub mod backend;
 pub mod diag;
 pub mod options;
+pub mod process;
 pub mod wrappers;
 
 pub use backend::Backend;

@@ -1,0 +1,1086 @@
+//! # Any core strategy as the allocator of a whole process
+//!
+//! [`ProcessHeap`] turns a [`RegionHeap`] that knows nothing of the OS into a
+//! thread-safe [`Backend`]: it maps regions from the kernel when the heap runs
+//! dry, serialises every heap call behind one lock, and maps huge blocks
+//! directly so they go back to the kernel the moment they are freed.
+//!
+//! ```text
+//!   malloc(n)
+//!     |  n >= HUGE_THRESHOLD or align > MAX_HEAP_ALIGN
+//!     +---------------------------------------------> huge: own mmap
+//!     |                                                 | hdr | payload ...|
+//!     v                                                 ^base  ^p
+//!   lock --> heap.allocate --ok--> unlock, p
+//!               | None
+//!               v
+//!           map a region (4 MiB, 8, 16, ... 1 GiB each), add_region, retry
+//!               | still None (region refused, address space full)
+//!               v
+//!           unlock, huge path (a small block in its own mapping)
+//! ```
+//!
+//! ## Glossary
+//!
+//! - **region**: a span mapped here and handed to the heap with
+//!   `add_region`; never returned (the heap contract has no way to take a
+//!   region back), but its free pages can be dropped with [`Backend::trim`].
+//! - **huge block**: a mapping of its own with a [`HugeHeader`] just before
+//!   the payload; `free` unmaps it, `realloc` grows it with `mremap`.
+//!
+//! ## Invariants
+//!
+//! - Every pointer handed out either lies in a heap region (`heap.owns(p)`)
+//!   or is the payload of a huge block whose header checks out
+//!   (`check == HUGE_MAGIC ^ base ^ len ^ p`); never both.
+//! - `mapped_regions` is the sum of the lengths of the regions added;
+//!   `huge_bytes`/`huge_count` the sum/number of live huge mappings.
+//! - The heap is only touched with the lock held.
+//!
+//! [`ProcessHeap::check`] verifies the heap's own invariants (through
+//! `RegionHeap::check`) and the region accounting.
+//!
+//! ## The lock
+//!
+//! [`FutexLock`]: a compare-and-swap fast path, a short bounded spin, then
+//! the classic three-state futex mutex (0 free, 1 held, 2 held with
+//! waiters), so with many threads on few cores the losers sleep in the
+//! kernel instead of burning the holder's time slice. It records its owner
+//! (`pthread_self`) so the fork handlers can tell "this thread holds it"
+//! (a `fork` from a signal handler that interrupted `malloc`) from "another
+//! thread holds it" (wait for it).
+//!
+//! ## Complexity and drawbacks
+//!
+//! Each call costs the strategy's own complexity plus an uncontended lock
+//! (one CAS and one swap) and, for `free`, `heap.owns(p)` (linear in the
+//! number of regions, which grows logarithmically with the heap). All
+//! threads share the lock: this is a teaching and comparison backend, not a
+//! scalable one (the engine is).
+
+use core::cell::UnsafeCell;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use stratalloc_core::{AnyHeap, CheckError, HeapError, Region, RegionHeap, Strategy};
+
+use crate::backend::{Backend, BackendStats};
+use crate::fatal;
+
+/// Requests of at least this many bytes get a mapping of their own.
+pub const HUGE_THRESHOLD: usize = 1 << 20;
+/// Larger alignments are served by the huge path (over-map and trim).
+pub const MAX_HEAP_ALIGN: usize = stratalloc_core::MAX_GUARANTEED_ALIGN;
+/// Length of the first region mapped for the heap.
+pub const FIRST_REGION: usize = 4 << 20;
+/// Regions double in length up to this.
+pub const MAX_REGION: usize = 1 << 30;
+
+/// A huge block's header sits in the 32 bytes before its payload.
+#[repr(C)]
+struct HugeHeader {
+    /// Start of the mapping (page-aligned).
+    base: usize,
+    /// Length of the mapping.
+    len: usize,
+    _pad: usize,
+    /// `HUGE_MAGIC ^ base ^ len ^ payload`: tells our huge blocks from
+    /// anything else (a foreign pointer, a wild one).
+    check: usize,
+}
+const HUGE_HDR: usize = core::mem::size_of::<HugeHeader>();
+/// Payload offset of a huge block with alignment ≤ 64.
+const HUGE_OFFSET: usize = 64;
+const HUGE_MAGIC: usize = 0x5354_5241_5441_4c4c; // "STRATALL"
+const _: () = assert!(HUGE_HDR == 32 && HUGE_OFFSET >= HUGE_HDR);
+
+// ---------------------------------------------------------------- the lock
+
+/// A futex-based mutex that remembers its owner (see the module docs).
+pub struct FutexLock {
+    state: AtomicU32,
+    owner: AtomicUsize,
+}
+
+/// Spins before sleeping (each a `spin_loop` hint).
+const SPINS: u32 = 64;
+
+fn this_thread() -> usize {
+    // SAFETY: pthread_self has no preconditions and never fails.
+    unsafe { libc::pthread_self() as usize }
+}
+
+impl FutexLock {
+    /// An unlocked lock.
+    pub const fn new() -> Self {
+        FutexLock {
+            state: AtomicU32::new(0),
+            owner: AtomicUsize::new(0),
+        }
+    }
+
+    /// Take the lock, sleeping in the kernel if it stays busy.
+    #[inline]
+    pub fn lock(&self) {
+        if self
+            .state
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_slow();
+        }
+        self.owner.store(this_thread(), Ordering::Relaxed);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_slow(&self) {
+        for _ in 0..SPINS {
+            if self.state.load(Ordering::Relaxed) == 0
+                && self
+                    .state
+                    .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        // Mark "held with waiters" and sleep until the holder wakes us; we
+        // then own the lock in state 2 (a spurious wake costs one syscall).
+        while self.state.swap(2, Ordering::Acquire) != 0 {
+            // SAFETY: FUTEX_WAIT on a live, aligned u32; returns at once if
+            // the value is no longer 2.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    self.state.as_ptr(),
+                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                    2u32,
+                    ptr::null::<libc::timespec>(),
+                )
+            };
+        }
+    }
+
+    /// Release the lock (the caller holds it).
+    #[inline]
+    pub fn unlock(&self) {
+        self.owner.store(0, Ordering::Relaxed);
+        if self.state.swap(0, Ordering::Release) == 2 {
+            self.wake();
+        }
+    }
+
+    #[cold]
+    fn wake(&self) {
+        // SAFETY: FUTEX_WAKE on a live, aligned u32.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.state.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                1i32,
+            )
+        };
+    }
+
+    /// `true` if the calling thread holds the lock.
+    pub fn held_by_me(&self) -> bool {
+        self.state.load(Ordering::Relaxed) != 0
+            && self.owner.load(Ordering::Relaxed) == this_thread()
+    }
+
+    /// In a fork child: the lock as if nobody held it (only the forking
+    /// thread exists there, and it took the lock in `fork_prepare`).
+    fn reset_in_child(&self) {
+        self.owner.store(0, Ordering::Relaxed);
+        self.state.store(0, Ordering::Release);
+    }
+}
+
+impl Default for FutexLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// ------------------------------------------------------------------- OS
+
+fn page_size() -> usize {
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    let p = PAGE.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let s = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let s = if s > 0 && (s as usize).is_power_of_two() {
+        s as usize
+    } else {
+        4096
+    };
+    PAGE.store(s, Ordering::Relaxed);
+    s
+}
+
+fn round_to_page(n: usize) -> Option<usize> {
+    let ps = page_size();
+    n.checked_add(ps - 1).map(|v| v & !(ps - 1))
+}
+
+/// `len` bytes (a page multiple) of fresh zeroed memory, or null.
+fn os_map(len: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping at an address the kernel picks;
+    // nothing existing is replaced.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        ptr::null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+/// # Safety
+/// `(p, len)` is page-aligned and inside a mapping nobody uses any more.
+unsafe fn os_unmap(p: usize, len: usize) {
+    if len != 0 {
+        // SAFETY: the caller's contract.
+        unsafe { libc::munmap(p as *mut libc::c_void, len) };
+    }
+}
+
+// ---------------------------------------------------------------- the heap
+
+struct Inner {
+    heap: AnyHeap,
+    /// Length of the next region to map.
+    next_region: usize,
+    /// Sum of the lengths of the regions handed to the heap.
+    mapped_regions: usize,
+    /// Regions handed to the heap.
+    regions: usize,
+    /// Bytes of free heap pages given back with `madvise` by `trim`.
+    returned: u64,
+}
+
+/// A core strategy serving a whole process (see the module docs).
+pub struct ProcessHeap {
+    lock: FutexLock,
+    inner: UnsafeCell<Inner>,
+    huge_bytes: AtomicUsize,
+    huge_count: AtomicUsize,
+    huge_in_use: AtomicUsize,
+    huge_allocs: AtomicU64,
+    huge_frees: AtomicU64,
+    huge_returned: AtomicU64,
+    peak_mapped: AtomicUsize,
+    /// `fork_prepare` found the lock held by the forking thread itself (a
+    /// fork from a signal handler that interrupted `malloc`) and left it.
+    fork_skipped: AtomicBool,
+}
+
+// SAFETY: `inner` is only touched with `lock` held (see `with_heap`), the
+// rest are atomics; AnyHeap owns its regions exclusively.
+unsafe impl Sync for ProcessHeap {}
+
+/// The lock held; unlocks on drop.
+struct Guard<'a> {
+    owner: &'a ProcessHeap,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        self.owner.lock.unlock();
+    }
+}
+
+impl Guard<'_> {
+    fn inner(&mut self) -> &mut Inner {
+        // SAFETY: the guard proves the lock is held, so no other reference
+        // to `inner` exists; `&mut self` keeps this one unique.
+        unsafe { &mut *self.owner.inner.get() }
+    }
+}
+
+impl ProcessHeap {
+    /// An empty heap of strategy `s`; maps nothing until the first request.
+    pub const fn new(s: Strategy) -> Self {
+        ProcessHeap {
+            lock: FutexLock::new(),
+            inner: UnsafeCell::new(Inner {
+                heap: AnyHeap::new(s),
+                next_region: FIRST_REGION,
+                mapped_regions: 0,
+                regions: 0,
+                returned: 0,
+            }),
+            huge_bytes: AtomicUsize::new(0),
+            huge_count: AtomicUsize::new(0),
+            huge_in_use: AtomicUsize::new(0),
+            huge_allocs: AtomicU64::new(0),
+            huge_frees: AtomicU64::new(0),
+            huge_returned: AtomicU64::new(0),
+            peak_mapped: AtomicUsize::new(0),
+            fork_skipped: AtomicBool::new(false),
+        }
+    }
+
+    /// Switch to strategy `s`. Returns `false` (and changes nothing) once
+    /// the heap holds a region: a heap's memory cannot change hands.
+    pub fn set_strategy(&self, s: Strategy) -> bool {
+        let mut g = self.guard();
+        let inner = g.inner();
+        if inner.regions != 0 {
+            return inner.heap.strategy() == s;
+        }
+        inner.heap = AnyHeap::new(s);
+        true
+    }
+
+    /// The strategy serving this heap.
+    pub fn strategy(&self) -> Strategy {
+        self.guard().inner().heap.strategy()
+    }
+
+    fn guard(&self) -> Guard<'_> {
+        self.lock.lock();
+        Guard { owner: self }
+    }
+
+    /// Verify the heap's invariants and the region accounting.
+    pub fn check(&self) -> Result<(), CheckError> {
+        let mut g = self.guard();
+        let inner = g.inner();
+        inner.heap.check()?;
+        let st = inner.heap.stats();
+        if st.region_bytes > inner.mapped_regions {
+            return Err(CheckError::new(
+                0,
+                "heap holds more region bytes than were mapped for it",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Number of regions mapped for the heap so far.
+    pub fn regions(&self) -> usize {
+        self.guard().inner().regions
+    }
+
+    fn note_mapped(&self, regions: usize) {
+        let total = regions + self.huge_bytes.load(Ordering::Relaxed);
+        self.peak_mapped.fetch_max(total, Ordering::Relaxed);
+    }
+
+    // ------------------------------------------------------ heap path
+
+    /// Allocate from the heap with the lock held, mapping a region when it
+    /// runs dry. Null if even a fresh region cannot serve the request.
+    fn alloc_locked(&self, g: &mut Guard<'_>, size: usize, align: usize) -> *mut u8 {
+        if let Some(p) = g.inner().heap.allocate(size, align) {
+            return p.as_ptr();
+        }
+        // Room for the request, its alignment and any strategy's metadata
+        // (a buddy heap needs the next power of two, so twice over).
+        let need = match size
+            .checked_add(align)
+            .and_then(|n| n.checked_mul(2))
+            .and_then(|n| n.checked_add(64 << 10))
+            .and_then(round_to_page)
+        {
+            Some(n) => n,
+            None => return ptr::null_mut(),
+        };
+        for attempt in 0..2 {
+            let inner = g.inner();
+            let want = inner.next_region.max(need << attempt);
+            let (base, len) = {
+                let p = os_map(want);
+                if !p.is_null() {
+                    (p, want)
+                } else if want > need << attempt {
+                    // Address space tight (RLIMIT_AS): just what this needs.
+                    let p = os_map(need << attempt);
+                    if p.is_null() {
+                        return ptr::null_mut();
+                    }
+                    (p, need << attempt)
+                } else {
+                    return ptr::null_mut();
+                }
+            };
+            // SAFETY: a fresh private mapping of `len` bytes, handed to the
+            // heap alone and never unmapped while the heap lives.
+            let added = unsafe {
+                match Region::from_raw_parts(base, len) {
+                    Some(r) => inner.heap.add_region(r),
+                    None => Ok(()),
+                }
+            };
+            if added.is_err() {
+                // SAFETY: the heap refused it, so nothing points into it.
+                unsafe { os_unmap(base as usize, len) };
+                return ptr::null_mut();
+            }
+            inner.regions += 1;
+            inner.mapped_regions += len;
+            if len == want && want == inner.next_region {
+                inner.next_region = (inner.next_region * 2).min(MAX_REGION);
+            }
+            let regions = inner.mapped_regions;
+            self.note_mapped(regions);
+            let inner = g.inner();
+            if let Some(p) = inner.heap.allocate(size, align) {
+                return p.as_ptr();
+            }
+        }
+        ptr::null_mut()
+    }
+
+    // ------------------------------------------------------ huge path
+
+    /// A block of `size` bytes aligned to `align` in a mapping of its own.
+    fn huge_alloc(&self, size: usize, align: usize) -> *mut u8 {
+        let ps = page_size();
+        let align = align.max(16);
+        let offset = if align <= HUGE_OFFSET {
+            HUGE_OFFSET
+        } else {
+            // Worst case: the header needs a whole `align` step.
+            match align.checked_add(HUGE_HDR) {
+                Some(o) => o,
+                None => return ptr::null_mut(),
+            }
+        };
+        let len = match size.checked_add(offset).and_then(round_to_page) {
+            Some(l) if l <= isize::MAX as usize => l,
+            _ => return ptr::null_mut(),
+        };
+        let base = os_map(len);
+        if base.is_null() {
+            return ptr::null_mut();
+        }
+        let base = base as usize;
+        let (payload, base, len) = if align <= HUGE_OFFSET {
+            (base + HUGE_OFFSET, base, len)
+        } else {
+            // Over-mapped: give back the pages before the header's page and
+            // after the payload's last page.
+            let payload = (base + HUGE_HDR + align - 1) & !(align - 1);
+            let new_base = (payload - HUGE_HDR) & !(ps - 1);
+            let end = base + len;
+            let new_end = (payload + size.max(1) + ps - 1) & !(ps - 1);
+            // SAFETY: both spans are page-aligned parts of the fresh mapping
+            // that nothing points into.
+            unsafe {
+                os_unmap(base, new_base - base);
+                os_unmap(new_end, end - new_end);
+            }
+            (payload, new_base, new_end - new_base)
+        };
+        let h = (payload - HUGE_HDR) as *mut HugeHeader;
+        // SAFETY: the header's 32 bytes lie in the mapping, before payload,
+        // 16-aligned (payload is 16-aligned and HUGE_HDR is 32).
+        unsafe {
+            h.write(HugeHeader {
+                base,
+                len,
+                _pad: 0,
+                check: HUGE_MAGIC ^ base ^ len ^ payload,
+            })
+        };
+        self.huge_bytes.fetch_add(len, Ordering::Relaxed);
+        self.huge_count.fetch_add(1, Ordering::Relaxed);
+        self.huge_in_use
+            .fetch_add(base + len - payload, Ordering::Relaxed);
+        self.huge_allocs.fetch_add(1, Ordering::Relaxed);
+        self.peak_mapped.fetch_max(
+            self.huge_bytes.load(Ordering::Relaxed) + self.mapped_regions_racy(),
+            Ordering::Relaxed,
+        );
+        payload as *mut u8
+    }
+
+    fn mapped_regions_racy(&self) -> usize {
+        // A stale value is fine for a peak figure; read without the lock
+        // through a raw pointer to a plain usize (no reference is formed).
+        // SAFETY: `inner` lives as long as `self`; a torn read of a usize
+        // cannot happen on the targets we build for.
+        unsafe { ptr::addr_of!((*self.inner.get()).mapped_regions).read_volatile() }
+    }
+
+    /// `(base, len)` of the huge block at `p`, or `None` if `p` is not one.
+    ///
+    /// # Safety
+    /// The 32 bytes before `p` must be readable (true for our heap pointers
+    /// and for any other malloc's; a wild pointer may fault here).
+    unsafe fn huge_header(p: *const u8) -> Option<(usize, usize)> {
+        let a = p as usize;
+        if a % 16 != 0 || a < HUGE_HDR + 4096 {
+            return None;
+        }
+        // SAFETY: the caller's contract.
+        let h = unsafe { ((a - HUGE_HDR) as *const HugeHeader).read() };
+        if h.check != HUGE_MAGIC ^ h.base ^ h.len ^ a
+            || h.base % page_size() != 0
+            || h.base >= a
+            || h.base.checked_add(h.len).map_or(true, |e| e <= a)
+        {
+            return None;
+        }
+        Some((h.base, h.len))
+    }
+
+    /// Unmap a huge block.
+    fn huge_free(&self, p: *mut u8, base: usize, len: usize) {
+        // SAFETY: the header is about to disappear with the mapping; wipe
+        // the magic first so a stale copy of `p` is never taken for a block.
+        unsafe { ((p as usize - HUGE_HDR) as *mut HugeHeader).write_bytes(0, 1) };
+        // SAFETY: (base, len) is the whole mapping of a block the caller
+        // gave up.
+        unsafe { os_unmap(base, len) };
+        self.huge_bytes.fetch_sub(len, Ordering::Relaxed);
+        self.huge_count.fetch_sub(1, Ordering::Relaxed);
+        self.huge_in_use
+            .fetch_sub(base + len - p as usize, Ordering::Relaxed);
+        self.huge_frees.fetch_add(1, Ordering::Relaxed);
+        self.huge_returned.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// Resize a huge block with `mremap`, keeping it huge.
+    fn huge_remap(&self, p: *mut u8, base: usize, len: usize, new_size: usize) -> *mut u8 {
+        let offset = p as usize - base;
+        let new_len = match new_size.checked_add(offset).and_then(round_to_page) {
+            Some(l) if l <= isize::MAX as usize => l,
+            _ => return ptr::null_mut(),
+        };
+        if new_len == len {
+            return p;
+        }
+        // SAFETY: (base, len) is a whole mapping we own; MREMAP_MAYMOVE keeps
+        // the contents and leaves the old mapping intact on failure.
+        let nb = unsafe {
+            libc::mremap(
+                base as *mut libc::c_void,
+                len,
+                new_len,
+                libc::MREMAP_MAYMOVE,
+            )
+        };
+        if nb == libc::MAP_FAILED {
+            return ptr::null_mut();
+        }
+        let nb = nb as usize;
+        let np = nb + offset;
+        // SAFETY: the header moved with the mapping and still lies before np.
+        unsafe {
+            ((np - HUGE_HDR) as *mut HugeHeader).write(HugeHeader {
+                base: nb,
+                len: new_len,
+                _pad: 0,
+                check: HUGE_MAGIC ^ nb ^ new_len ^ np,
+            })
+        };
+        if new_len > len {
+            self.huge_bytes.fetch_add(new_len - len, Ordering::Relaxed);
+            self.huge_in_use.fetch_add(new_len - len, Ordering::Relaxed);
+        } else {
+            self.huge_bytes.fetch_sub(len - new_len, Ordering::Relaxed);
+            self.huge_in_use.fetch_sub(len - new_len, Ordering::Relaxed);
+            self.huge_returned
+                .fetch_add((len - new_len) as u64, Ordering::Relaxed);
+        }
+        np as *mut u8
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_pointer(&self, what: &str, p: *const u8, e: Option<HeapError>) -> ! {
+        match e {
+            Some(e) => fatal!("{what}({p:p}): {e} ({} heap)", self.name()),
+            None => fatal!(
+                "{what}({p:p}): pointer was not allocated by stratalloc ({} heap); \
+                 a wild pointer, or memory from another malloc (when the library is \
+                 dlopen'ed rather than preloaded, only its own pointers may be passed \
+                 to its free)",
+                self.name()
+            ),
+        }
+    }
+
+    /// Where `p` lives: `Some(usable)` in the heap (lock still held in
+    /// `g`), or the huge block's `(base, len)`.
+    fn locate(&self, what: &str, g: &mut Guard<'_>, p: *mut u8) -> Located {
+        let inner = g.inner();
+        if inner.heap.owns(p) {
+            // SAFETY: `p` lies in one of the heap's regions, so it is
+            // readable; the heap validates it.
+            match unsafe { inner.heap.usable_size(NonNull::new_unchecked(p)) } {
+                Ok(u) => return Located::Heap(u),
+                Err(e) => self.bad_pointer(what, p, Some(e)),
+            }
+        }
+        // SAFETY: not in a region; a live huge block or a foreign pointer
+        // (see `huge_header`).
+        match unsafe { Self::huge_header(p) } {
+            Some((base, len)) => Located::Huge(base, len),
+            None => self.bad_pointer(what, p, None),
+        }
+    }
+}
+
+enum Located {
+    Heap(usize),
+    Huge(usize, usize),
+}
+
+// SAFETY: blocks come from the strategy (which never overlaps them) or from
+// fresh mappings; every path keeps contents and finds its block again.
+unsafe impl Backend for ProcessHeap {
+    fn name(&self) -> &'static str {
+        // SAFETY: the strategy is only changed by `set_strategy` before the
+        // first region; reading the discriminant without the lock can only
+        // race with that start-up call, which happens before publication.
+        unsafe { (*self.inner.get()).heap.strategy() }.name()
+    }
+
+    fn alloc(&self, size: usize, align: usize) -> *mut u8 {
+        if size > isize::MAX as usize || !align.is_power_of_two() {
+            return ptr::null_mut();
+        }
+        let align = align.max(16);
+        if size >= HUGE_THRESHOLD || align > MAX_HEAP_ALIGN {
+            return self.huge_alloc(size, align);
+        }
+        let p = {
+            let mut g = self.guard();
+            self.alloc_locked(&mut g, size, align)
+        };
+        if p.is_null() {
+            // The heap refused (full, or a region could not be mapped at the
+            // size it wanted): a mapping of its own still may work.
+            return self.huge_alloc(size, align);
+        }
+        p
+    }
+
+    fn alloc_zeroed(&self, size: usize, align: usize) -> *mut u8 {
+        if size > isize::MAX as usize || !align.is_power_of_two() {
+            return ptr::null_mut();
+        }
+        if size >= HUGE_THRESHOLD || align > MAX_HEAP_ALIGN {
+            // Fresh pages are zero.
+            return self.huge_alloc(size, align);
+        }
+        let p = self.alloc(size, align);
+        if !p.is_null() {
+            // SAFETY: `p` is a fresh block of at least `size` bytes.
+            unsafe { ptr::write_bytes(p, 0, size) };
+        }
+        p
+    }
+
+    unsafe fn free(&self, p: *mut u8) {
+        let Some(nn) = NonNull::new(p) else { return };
+        let mut g = self.guard();
+        let inner = g.inner();
+        if inner.heap.owns(p) {
+            // SAFETY: the caller hands `p` back; it lies in a region, so it
+            // is readable, and the heap validates it.
+            if let Err(e) = unsafe { inner.heap.deallocate(nn) } {
+                self.bad_pointer("free", p, Some(e));
+            }
+            return;
+        }
+        drop(g);
+        // SAFETY: not in a region: a huge block or a foreign pointer.
+        match unsafe { Self::huge_header(p) } {
+            Some((base, len)) => self.huge_free(p, base, len),
+            None => self.bad_pointer("free", p, None),
+        }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, new_size: usize) -> *mut u8 {
+        if new_size > isize::MAX as usize {
+            return ptr::null_mut();
+        }
+        let mut g = self.guard();
+        match self.locate("realloc", &mut g, p) {
+            Located::Heap(old) => {
+                let nn = NonNull::new(p).unwrap_or(NonNull::dangling());
+                if new_size < HUGE_THRESHOLD {
+                    // SAFETY: `p` is a live block (usable_size accepted it).
+                    if unsafe { g.inner().heap.resize_in_place(nn, new_size) } {
+                        return p;
+                    }
+                    let q = self.alloc_locked(&mut g, new_size, 16);
+                    if !q.is_null() {
+                        // SAFETY: distinct live blocks of at least
+                        // min(old, new_size) bytes.
+                        unsafe { ptr::copy_nonoverlapping(p, q, old.min(new_size)) };
+                        // SAFETY: `p` is live and now moved.
+                        if let Err(e) = unsafe { g.inner().heap.deallocate(nn) } {
+                            self.bad_pointer("realloc", p, Some(e));
+                        }
+                        return q;
+                    }
+                }
+                drop(g);
+                let q = self.huge_alloc(new_size, 16);
+                if q.is_null() {
+                    return q;
+                }
+                // SAFETY: distinct blocks; `old` bytes readable at p.
+                unsafe { ptr::copy_nonoverlapping(p, q, old.min(new_size)) };
+                // SAFETY: `p` is live and now moved.
+                unsafe { self.free(p) };
+                q
+            }
+            Located::Huge(base, len) => {
+                drop(g);
+                let old = base + len - p as usize;
+                if new_size < HUGE_THRESHOLD / 2 {
+                    // Shrunk well below the threshold: back into the heap.
+                    let q = self.alloc(new_size, 16);
+                    if !q.is_null() {
+                        // SAFETY: distinct blocks, new_size < old.
+                        unsafe { ptr::copy_nonoverlapping(p, q, old.min(new_size)) };
+                        self.huge_free(p, base, len);
+                        return q;
+                    }
+                }
+                self.huge_remap(p, base, len, new_size)
+            }
+        }
+    }
+
+    unsafe fn usable_size(&self, p: *const u8) -> usize {
+        if p.is_null() {
+            return 0;
+        }
+        let mut g = self.guard();
+        match self.locate("malloc_usable_size", &mut g, p as *mut u8) {
+            Located::Heap(u) => u,
+            Located::Huge(base, len) => base + len - p as usize,
+        }
+    }
+
+    fn trim(&self) -> bool {
+        // Drop the physical pages inside large free blocks, keeping a margin
+        // at each end where strategies keep free-block metadata (headers,
+        // list links, footers).
+        const HEAD: usize = 512;
+        const TAIL: usize = 128;
+        let ps = page_size();
+        let mut g = self.guard();
+        let inner = g.inner();
+        let mut dropped = 0usize;
+        inner.heap.walk(&mut |b| {
+            if b.state != stratalloc_core::BlockState::Free {
+                return;
+            }
+            let start = (b.addr + HEAD + ps - 1) & !(ps - 1);
+            let end = (b.addr + b.size).saturating_sub(TAIL) & !(ps - 1);
+            if end > start {
+                // SAFETY: page-aligned pages strictly inside a free block's
+                // payload; the heap reads them as whatever (zero after this).
+                let r = unsafe {
+                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+                };
+                if r == 0 {
+                    dropped += end - start;
+                }
+            }
+        });
+        inner.returned += dropped as u64;
+        dropped != 0
+    }
+
+    fn fork_prepare(&self) {
+        if self.lock.held_by_me() {
+            // fork from a signal handler that interrupted this thread inside
+            // malloc: taking the lock would deadlock. The interrupted call
+            // finishes (and unlocks) in parent and child alike once the
+            // handler returns.
+            self.fork_skipped.store(true, Ordering::Relaxed);
+            return;
+        }
+        self.lock.lock();
+    }
+
+    fn fork_parent(&self) {
+        if !self.fork_skipped.swap(false, Ordering::Relaxed) {
+            self.lock.unlock();
+        }
+    }
+
+    fn fork_child(&self) {
+        if !self.fork_skipped.swap(false, Ordering::Relaxed) {
+            self.lock.reset_in_child();
+        }
+    }
+
+    fn stats(&self) -> BackendStats {
+        let mut g = self.guard();
+        let inner = g.inner();
+        let hs = inner.heap.stats();
+        let huge = self.huge_bytes.load(Ordering::Relaxed);
+        BackendStats {
+            in_use: hs.in_use + self.huge_in_use.load(Ordering::Relaxed),
+            peak_in_use: hs.peak_in_use.max(hs.in_use) + self.huge_in_use.load(Ordering::Relaxed),
+            mapped: inner.mapped_regions + huge,
+            peak_mapped: self.peak_mapped.load(Ordering::Relaxed),
+            returned: inner.returned + self.huge_returned.load(Ordering::Relaxed),
+            allocs: hs.allocs + self.huge_allocs.load(Ordering::Relaxed),
+            frees: hs.frees + self.huge_frees.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl ProcessHeap {
+    /// Live huge blocks and the bytes they map (for `mallinfo`).
+    pub fn huge(&self) -> (usize, usize) {
+        (
+            self.huge_count.load(Ordering::Relaxed),
+            self.huge_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The heap's own figures (free bytes, largest free block, ...).
+    pub fn heap_stats(&self) -> stratalloc_core::HeapStats {
+        self.guard().inner().heap.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heaps() -> Vec<&'static ProcessHeap> {
+        Strategy::ALL
+            .iter()
+            .map(|s| &*Box::leak(Box::new(ProcessHeap::new(*s))))
+            .collect()
+    }
+
+    fn fill(p: *mut u8, n: usize, v: u8) {
+        // SAFETY: tests pass live blocks of at least n bytes.
+        unsafe { ptr::write_bytes(p, v, n) }
+    }
+
+    fn verify(p: *const u8, n: usize, v: u8) {
+        for i in 0..n {
+            // SAFETY: as for fill.
+            assert_eq!(unsafe { *p.add(i) }, v, "byte {i} of {p:p}");
+        }
+    }
+
+    #[test]
+    fn every_size_class_of_path() {
+        for h in heaps() {
+            let sizes = [0usize, 1, 15, 16, 17, 100, 4096, 100_000, 1 << 20, 3 << 20];
+            let mut live = Vec::new();
+            for (i, &n) in sizes.iter().enumerate() {
+                let p = h.alloc(n, 16);
+                assert!(!p.is_null(), "{} size {n}", h.name());
+                assert_eq!(p as usize % 16, 0);
+                // SAFETY: live block.
+                assert!(unsafe { h.usable_size(p) } >= n);
+                fill(p, n, i as u8);
+                live.push((p, n, i as u8));
+            }
+            h.check().unwrap();
+            for (p, n, v) in live {
+                verify(p, n, v);
+                // SAFETY: live block.
+                unsafe { h.free(p) };
+            }
+            h.check().unwrap();
+            assert_eq!(h.huge(), (0, 0));
+        }
+    }
+
+    #[test]
+    fn alignments_up_to_huge() {
+        for h in heaps() {
+            for shift in 4..=22 {
+                let a = 1usize << shift;
+                for n in [1usize, 100, 5000, 2 << 20] {
+                    let p = h.alloc(n, a);
+                    assert!(!p.is_null(), "{} n {n} align {a}", h.name());
+                    assert_eq!(p as usize % a, 0, "{} n {n} align {a}", h.name());
+                    // SAFETY: live block.
+                    assert!(unsafe { h.usable_size(p) } >= n);
+                    fill(p, n, 0xAB);
+                    // SAFETY: live block.
+                    unsafe { h.free(p) };
+                }
+            }
+            h.check().unwrap();
+        }
+    }
+
+    #[test]
+    fn bad_requests_fail_cleanly() {
+        for h in heaps() {
+            assert!(h.alloc(usize::MAX, 16).is_null());
+            assert!(h.alloc(isize::MAX as usize + 1, 16).is_null());
+            assert!(h.alloc(isize::MAX as usize, 16).is_null());
+            assert!(h.alloc(16, 24).is_null());
+            assert!(h.alloc(16, 0).is_null());
+            assert!(h.alloc(16, 1 << 62).is_null());
+            let p = h.alloc(10, 16);
+            // SAFETY: live block; the huge size fails and leaves it alone.
+            unsafe {
+                assert!(h.realloc(p, usize::MAX).is_null());
+                assert!(h.realloc(p, isize::MAX as usize).is_null());
+                h.free(p);
+            }
+            h.check().unwrap();
+        }
+    }
+
+    #[test]
+    fn realloc_keeps_contents_across_paths() {
+        for h in heaps() {
+            let mut p = h.alloc(10, 16);
+            fill(p, 10, 7);
+            let mut n = 10;
+            // Grow through the heap into huge and back down.
+            for next in [
+                50usize,
+                3000,
+                70_000,
+                900_000,
+                1 << 21,
+                5 << 20,
+                600_000,
+                100,
+                8,
+            ] {
+                // SAFETY: live block.
+                let q = unsafe { h.realloc(p, next) };
+                assert!(!q.is_null(), "{} {n} -> {next}", h.name());
+                verify(q, n.min(next), 7);
+                fill(q, next, 7);
+                p = q;
+                n = next;
+                h.check().unwrap();
+            }
+            // SAFETY: live block.
+            unsafe { h.free(p) };
+            h.check().unwrap();
+        }
+    }
+
+    #[test]
+    fn many_blocks_grow_regions_then_trim() {
+        for h in heaps() {
+            let mut v = Vec::new();
+            for i in 0..20_000usize {
+                let n = 16 + (i * 37) % 2000;
+                let p = h.alloc(n, 16);
+                assert!(!p.is_null());
+                fill(p, n, i as u8);
+                v.push((p, n, i as u8));
+            }
+            assert!(h.regions() >= 2, "{} regions", h.regions());
+            h.check().unwrap();
+            for (k, &(p, n, b)) in v.iter().enumerate() {
+                verify(p, n, b);
+                if k % 2 == 0 {
+                    // SAFETY: live block, freed once.
+                    unsafe { h.free(p) };
+                }
+            }
+            h.trim();
+            h.check().unwrap();
+            for &(p, n, b) in v.iter().skip(1).step_by(2) {
+                verify(p, n, b);
+                // SAFETY: live block, freed once.
+                unsafe { h.free(p) };
+            }
+            h.trim();
+            h.check().unwrap();
+            // Memory still works after trimming.
+            let p = h.alloc(100_000, 16);
+            fill(p, 100_000, 1);
+            verify(p, 100_000, 1);
+            // SAFETY: live block.
+            unsafe { h.free(p) };
+            h.check().unwrap();
+            let s = h.stats();
+            assert_eq!(s.allocs, s.frees, "{}", h.name());
+        }
+    }
+
+    #[test]
+    fn threads_share_one_heap() {
+        for h in heaps() {
+            std::thread::scope(|sc| {
+                for t in 0..4u8 {
+                    sc.spawn(move || {
+                        let mut v = Vec::new();
+                        for i in 0..3000usize {
+                            let n = 1 + (i * 13 + t as usize) % 700;
+                            let p = h.alloc(n, 16);
+                            fill(p, n, t);
+                            v.push((p as usize, n));
+                            if i % 3 == 0 {
+                                let (q, m) = v.swap_remove(i % v.len());
+                                verify(q as *const u8, m, t);
+                                // SAFETY: live block of this thread.
+                                unsafe { h.free(q as *mut u8) };
+                            }
+                        }
+                        for (q, m) in v {
+                            verify(q as *const u8, m, t);
+                            // SAFETY: live block of this thread.
+                            unsafe { h.free(q as *mut u8) };
+                        }
+                    });
+                }
+            });
+            h.check().unwrap();
+        }
+    }
+
+    #[test]
+    fn foreign_pointers_are_not_huge_blocks() {
+        let b = Box::new([0u64; 64]);
+        // SAFETY: the 32 bytes before the 5th word are inside the box.
+        assert!(unsafe { ProcessHeap::huge_header((b.as_ptr() as *const u8).add(32)) }.is_none());
+    }
+
+    #[test]
+    fn lock_serialises() {
+        static L: FutexLock = FutexLock::new();
+        static mut N: u64 = 0;
+        std::thread::scope(|sc| {
+            for _ in 0..8 {
+                sc.spawn(|| {
+                    for _ in 0..20_000 {
+                        L.lock();
+                        assert!(L.held_by_me());
+                        // SAFETY: N is only touched with L held.
+                        unsafe { N += 1 };
+                        L.unlock();
+                    }
+                });
+            }
+        });
+        // SAFETY: all threads joined.
+        assert_eq!(unsafe { N }, 160_000);
+        assert!(!L.held_by_me());
+    }
+}
