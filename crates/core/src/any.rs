@@ -75,6 +75,7 @@ macro_rules! strategies {
 
 strategies! {
     Bump: strategies::bump::Bump = "bump" => strategies::bump::Bump::new();
+    Tlsf: strategies::tlsf::Tlsf = "tlsf" => strategies::tlsf::Tlsf::new();
 }
 
 /// The error for a name that is no strategy; its `Display` lists the valid ones.

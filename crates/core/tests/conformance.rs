@@ -66,3 +66,9 @@ conformance!(
     crate::AnyHeap::new(crate::Pick::Bump),
     restores = true
 );
+conformance!(tlsf, crate::s::tlsf::Tlsf::new(), restores = true);
+conformance!(
+    any_tlsf,
+    crate::AnyHeap::new(crate::Pick::Tlsf),
+    restores = true
+);

@@ -1,4 +1,6 @@
 //! The strategies. Each module's documentation explains its algorithm, its
 //! complexity and its drawbacks, with a diagram.
 
+pub mod blocks;
 pub mod bump;
+pub mod tlsf;

@@ -1,0 +1,865 @@
+//! # Boundary tags: the block layer under free list, segregated fit and TLSF
+//!
+//! Three strategies ([`FreeList`](super::free_list::FreeList),
+//! [`Segregated`](super::segregated::Segregated),
+//! [`Tlsf`](super::tlsf::Tlsf)) cut their regions into blocks the same way and
+//! differ only in how they *find* a free block. This module is that shared
+//! part: [`BoundaryHeap<I>`] does the block bookkeeping (split, coalesce,
+//! alignment, resize, walk, check) and asks its [`FreeIndex`] `I` to keep the
+//! free blocks findable. `I` is a type parameter, so each strategy is a
+//! separate monomorphised heap with no dynamic dispatch on the hot path.
+//!
+//! ## Glossary
+//!
+//! - **word**: `usize` (`W` bytes: 8 on 64-bit targets).
+//! - **block**: a span `[b, b + size)`; `size` is a multiple of 16 and at
+//!   least [`MIN_BLOCK`]. Its first word is the **header**.
+//! - **payload**: `[b + W, b + size)`: the caller's bytes, 16-aligned because
+//!   every block starts `W` bytes before a multiple of 16.
+//! - **footer**: the last word of a *free* block, a copy of its size. A used
+//!   block has no footer: its last word is payload.
+//! - **sentinel**: a header-only block of size 0 at the end of each region,
+//!   always "used", so coalescing never runs off the end; the first block of a
+//!   region never has `PREV_FREE`, so coalescing never runs off the start.
+//!
+//! ```text
+//!  span.start (16-aligned)                                       span.end
+//!  | pad |hdr| payload ....... |hdr|next|prev| ...  |ftr|hdr| ...  |sentinel|
+//!  |  W  |<------ used -------->|<------------ free -------->|      |   W    |
+//!
+//!  header word:  size (multiple of 16) | 8:0 | USED(4) | PREV_FREE(2) | FREE(1)
+//! ```
+//!
+//! A free block stores its index links (`next`, `prev`) in its first payload
+//! words and its size again in its footer, so a block freed after it can find
+//! it: when the header of block `B` says `PREV_FREE`, the word just before
+//! `B` is the footer of the free block before it. That is how freeing merges
+//! with *both* neighbours in O(1) without a per-block back pointer, keeping
+//! the overhead of a used block to one word.
+//!
+//! ## Operations and their cost (plus the index's cost)
+//!
+//! - **allocate**: the index hands over a free block of at least the needed
+//!   size; if the rest is at least [`MIN_BLOCK`] it is split off as a new
+//!   free block. Alignments above 16 search for `size + align + MIN_BLOCK -
+//!   16` bytes and give the front padding back as a free block. O(1) + index.
+//! - **free**: merge with the next block if it is free, with the previous if
+//!   `PREV_FREE` says so, write header and footer, index the result. O(1) +
+//!   index.
+//! - **resize in place**: shrinking splits off the tail (merged into a free
+//!   next neighbour); growing absorbs a free next neighbour. O(1) + index.
+//! - **walk, check, stats**: O(blocks) (check: O(blocks × list length)).
+//! - **finding the region of a pointer**: O(regions) on every free.
+//!
+//! ## Drawbacks
+//!
+//! One word of overhead per used block and payloads rounded to 16 bytes; a
+//! free block needs [`MIN_BLOCK`] bytes, so remainders smaller than that stay
+//! inside the allocated block. Detection of bad frees is by plausibility: a
+//! wild pointer into the middle of a used block whose bytes happen to look
+//! like a consistent header cannot be told apart from a real block.
+//!
+//! ## Invariants (checked by [`RegionHeap::check`])
+//!
+//! 1. In each region, blocks tile `[span.start + 16 - W, span.end - W)`
+//!    exactly, and the sentinel header sits at `span.end - W`.
+//! 2. Every header is either `USED` or `FREE` (never both, bit 3 clear), with
+//!    a size that is a multiple of 16 and at least `MIN_BLOCK`.
+//! 3. A block's `PREV_FREE` bit equals the `FREE` bit of the block before it
+//!    (0 for the first block); the sentinel's likewise.
+//! 4. No two free blocks are adjacent (coalescing is immediate).
+//! 5. A free block's footer equals its size.
+//! 6. Every free block is in the index exactly once and every indexed block
+//!    is free (plus the index's own invariants: links, classes, bitmaps).
+//! 7. `counters.in_use == Σ (size - W)` over used blocks and
+//!    `counters.live() ==` their number.
+
+use core::ptr::NonNull;
+
+use crate::heap::{BlockInfo, BlockState, CheckError, HeapError, HeapErrorKind, RegionHeap};
+use crate::region::{Region, RegionError, RegionList, Span};
+use crate::stats::{Counters, HeapStats};
+use crate::util::checked_request;
+
+/// Bytes in a word: the header, a link, a footer.
+pub const WORD: usize = core::mem::size_of::<usize>();
+/// Block sizes and payload addresses are multiples of this.
+pub const GRAN: usize = crate::MIN_ALIGN;
+/// `log2(GRAN)`.
+pub const GRAN_SHIFT: u32 = GRAN.trailing_zeros();
+/// The smallest block: header, two links and a footer, rounded to `GRAN`.
+pub const MIN_BLOCK: usize = (4 * WORD + GRAN - 1) & !(GRAN - 1);
+
+const FREE: usize = 1;
+const PREV_FREE: usize = 2;
+const USED: usize = 4;
+/// Low bits of a header that are not size.
+const FLAGS: usize = GRAN - 1;
+/// The bits that must read exactly `USED` or `FREE`.
+const KIND: usize = FLAGS & !PREV_FREE;
+/// First block of a span starts this far in, so its payload is 16-aligned.
+const LEAD: usize = GRAN - WORD;
+/// Requests at or below this take the fast path (no overflow is possible).
+const FAST_MAX: usize = (isize::MAX as usize) >> 1;
+
+const _: () = assert!(GRAN.is_power_of_two() && GRAN >= 2 * WORD);
+const _: () = assert!(MIN_BLOCK % GRAN == 0 && MIN_BLOCK >= 4 * WORD);
+const _: () = assert!(FLAGS & (FREE | PREV_FREE | USED) == FREE | PREV_FREE | USED);
+
+/// Read the word at `a`.
+///
+/// # Safety
+/// `a` must be word-aligned and readable.
+#[inline(always)]
+pub(crate) unsafe fn rd(a: usize) -> usize {
+    // SAFETY: per the function contract.
+    unsafe { (a as *const usize).read() }
+}
+
+/// Write the word at `a`.
+///
+/// # Safety
+/// `a` must be word-aligned, writable and owned by the heap.
+#[inline(always)]
+pub(crate) unsafe fn wr(a: usize, v: usize) {
+    // SAFETY: per the function contract.
+    unsafe { (a as *mut usize).write(v) }
+}
+
+/// The size of the block whose header is at `b`.
+///
+/// # Safety
+/// `b` must be a block header of a heap.
+#[inline(always)]
+pub(crate) unsafe fn size_of_block(b: usize) -> usize {
+    // SAFETY: per the function contract.
+    unsafe { rd(b) & !FLAGS }
+}
+
+/// Intrusive doubly linked lists of free blocks: `next` in the first payload
+/// word, `prev` in the second, `0` for none. A list is its head word.
+pub(crate) mod list {
+    use super::{rd, wr, WORD};
+
+    /// # Safety
+    /// `b` must be a free block.
+    #[inline(always)]
+    pub(crate) unsafe fn next(b: usize) -> usize {
+        // SAFETY: a free block's first payload word is its `next` link.
+        unsafe { rd(b + WORD) }
+    }
+
+    /// # Safety
+    /// `b` must be a free block.
+    #[inline(always)]
+    pub(crate) unsafe fn prev(b: usize) -> usize {
+        // SAFETY: a free block's second payload word is its `prev` link.
+        unsafe { rd(b + 2 * WORD) }
+    }
+
+    /// Put `b` at the front of the list at `head`.
+    ///
+    /// # Safety
+    /// `b` must be a free block in no list; every block of the list is free.
+    #[inline(always)]
+    pub(crate) unsafe fn push(head: &mut usize, b: usize) {
+        let h = *head;
+        // SAFETY: `b` and `h` (if any) are free blocks with link words.
+        unsafe {
+            wr(b + WORD, h);
+            wr(b + 2 * WORD, 0);
+            if h != 0 {
+                wr(h + 2 * WORD, b);
+            }
+        }
+        *head = b;
+    }
+
+    /// Take `b` out of the list at `head`; `true` if the list is now empty.
+    ///
+    /// # Safety
+    /// `b` must be in the list at `head`.
+    #[inline(always)]
+    pub(crate) unsafe fn unlink(head: &mut usize, b: usize) -> bool {
+        // SAFETY: `b` is in the list, so it and its neighbours are free
+        // blocks with link words.
+        unsafe {
+            let n = next(b);
+            let p = prev(b);
+            if p != 0 {
+                wr(p + WORD, n);
+            } else {
+                *head = n;
+            }
+            if n != 0 {
+                wr(n + 2 * WORD, p);
+            }
+        }
+        *head == 0
+    }
+
+    /// Remove and return the first block of a non-empty list, and whether
+    /// the list is now empty.
+    ///
+    /// # Safety
+    /// `*head` must be a non-empty list.
+    #[inline(always)]
+    pub(crate) unsafe fn pop(head: &mut usize) -> (usize, bool) {
+        let b = *head;
+        // SAFETY: `b` heads the list, so it is a free block; so is its next.
+        unsafe {
+            let n = next(b);
+            *head = n;
+            if n != 0 {
+                wr(n + 2 * WORD, 0);
+            }
+            (b, n == 0)
+        }
+    }
+
+    /// Check one list's links: the head has no `prev`, each `next`'s `prev`
+    /// points back, and the list has at most `budget` blocks (so a cycle is
+    /// caught). Calls `f(block)` for each. Returns the length.
+    pub(crate) fn check(
+        head: usize,
+        budget: usize,
+        f: &mut dyn FnMut(usize) -> Result<(), crate::heap::CheckError>,
+    ) -> Result<usize, crate::heap::CheckError> {
+        use crate::heap::CheckError;
+        let mut n = 0;
+        let mut prev_b = 0;
+        let mut b = head;
+        while b != 0 {
+            if n == budget {
+                return Err(CheckError::new(
+                    b,
+                    "free list longer than the free blocks (a cycle?)",
+                ));
+            }
+            f(b)?;
+            // SAFETY: `f` verified that `b` is a free block of the heap.
+            if unsafe { prev(b) } != prev_b {
+                return Err(CheckError::new(
+                    b,
+                    "free list prev link does not point back",
+                ));
+            }
+            prev_b = b;
+            // SAFETY: as above.
+            b = unsafe { next(b) };
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// `true` if `target` is in the list (at most `budget` steps).
+    pub(crate) fn contains(head: usize, target: usize, budget: usize) -> bool {
+        let mut b = head;
+        let mut n = 0;
+        while b != 0 && n <= budget {
+            if b == target {
+                return true;
+            }
+            // SAFETY: `check` has verified the list's links before this is
+            // called; every block on it is free.
+            b = unsafe { next(b) };
+            n += 1;
+        }
+        false
+    }
+}
+
+/// How a strategy keeps its free blocks findable. The block layer calls it
+/// with block addresses and sizes (headers included); the index owns the
+/// link words of the blocks it holds and nothing else.
+///
+/// Implementations: [`FitIndex`](super::free_list::FitIndex) (one list),
+/// [`SegIndex`](super::segregated::SegIndex) (a list per power of two),
+/// [`TlsfIndex`](super::tlsf::TlsfIndex) (two-level lists and bitmaps).
+pub trait FreeIndex {
+    /// The strategy's name as the command line spells it.
+    fn name(&self) -> &'static str;
+
+    /// Index the free block at `b` of `size` bytes.
+    ///
+    /// # Safety
+    /// `b` must be a free block of `size` bytes (header and footer written)
+    /// that is not in the index.
+    unsafe fn insert(&mut self, b: usize, size: usize);
+
+    /// Take the block at `b` of `size` bytes out of the index.
+    ///
+    /// # Safety
+    /// `b` must be in the index with this `size`.
+    unsafe fn remove(&mut self, b: usize, size: usize);
+
+    /// Take out and return a free block of at least `size` bytes, if the
+    /// policy finds one.
+    ///
+    /// # Safety
+    /// `size` must be a multiple of [`GRAN`], at least [`MIN_BLOCK`], at most
+    /// `isize::MAX`.
+    unsafe fn take(&mut self, size: usize) -> Option<usize>;
+
+    /// Verify the index's own invariants. `visit(b)` checks that `b` is a
+    /// free block of the heap and returns its size; at most `budget` blocks
+    /// may be indexed. Returns the number of indexed blocks.
+    fn check(
+        &self,
+        budget: usize,
+        visit: &mut dyn FnMut(usize) -> Result<usize, CheckError>,
+    ) -> Result<usize, CheckError>;
+
+    /// `true` if the free block `b` of `size` bytes is indexed (called by
+    /// `check` after [`FreeIndex::check`] succeeded; at most `budget` steps
+    /// per list).
+    fn contains(&self, b: usize, size: usize, budget: usize) -> bool;
+}
+
+/// A heap of boundary-tagged blocks over any number of regions, whose free
+/// blocks are found by the index `I`. Use it through its aliases:
+/// [`FreeList`](super::free_list::FreeList),
+/// [`Segregated`](super::segregated::Segregated),
+/// [`Tlsf`](super::tlsf::Tlsf).
+pub struct BoundaryHeap<I> {
+    regions: RegionList,
+    counters: Counters,
+    index: I,
+}
+
+/// Block size for a payload of `size` bytes (`size <= FAST_MAX`).
+#[inline(always)]
+const fn block_for(size: usize) -> usize {
+    let b = (size + WORD + GRAN - 1) & !(GRAN - 1);
+    if b < MIN_BLOCK {
+        MIN_BLOCK
+    } else {
+        b
+    }
+}
+
+impl<I: FreeIndex> BoundaryHeap<I> {
+    /// An empty heap over `index`; give it memory with
+    /// [`RegionHeap::add_region`].
+    pub const fn with_index(index: I) -> Self {
+        BoundaryHeap {
+            regions: RegionList::new(),
+            counters: Counters::new(),
+            index,
+        }
+    }
+
+    /// The free-block index (for tests and diagnostics).
+    pub fn index(&self) -> &I {
+        &self.index
+    }
+
+    /// Make `[b, b + size)` a free block and index it. Its previous block
+    /// must be used (so `PREV_FREE` is clear), and the next block's
+    /// `PREV_FREE` bit is the caller's business.
+    ///
+    /// # Safety
+    /// The span must be inside one region, on block boundaries, and not
+    /// referenced by the index.
+    #[inline(always)]
+    unsafe fn make_free(&mut self, b: usize, size: usize) {
+        // SAFETY: per the function contract, header and footer words lie in
+        // the span.
+        unsafe {
+            wr(b, size | FREE);
+            wr(b + size - WORD, size);
+            self.index.insert(b, size);
+        }
+    }
+
+    /// Turn the free block `b` of `size` bytes (already out of the index)
+    /// into a used block of at least `need` bytes, splitting off the rest.
+    /// `prev_free` is the `PREV_FREE` bit the block's header must carry.
+    /// Returns the payload pointer.
+    ///
+    /// # Safety
+    /// `b` must be a block of `size >= need` bytes whose previous block's
+    /// state matches `prev_free`, and whose next block has `PREV_FREE` set.
+    #[inline(always)]
+    unsafe fn finish(
+        &mut self,
+        b: usize,
+        size: usize,
+        need: usize,
+        prev_free: usize,
+    ) -> NonNull<u8> {
+        debug_assert!(size >= need && need >= MIN_BLOCK);
+        let used = if size - need >= MIN_BLOCK {
+            // SAFETY: the tail `[b + need, b + size)` is inside the block;
+            // its next block already has PREV_FREE (this block was free).
+            unsafe {
+                wr(b, need | USED | prev_free);
+                self.make_free(b + need, size - need);
+            }
+            need
+        } else {
+            // SAFETY: the block and its next block's header are ours.
+            unsafe {
+                wr(b, size | USED | prev_free);
+                let n = b + size;
+                wr(n, rd(n) & !PREV_FREE);
+            }
+            size
+        };
+        self.counters.on_alloc(used - WORD);
+        // SAFETY: `b + WORD` lies inside a region, so it is not null.
+        unsafe { NonNull::new_unchecked((b + WORD) as *mut u8) }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self) -> Option<NonNull<u8>> {
+        self.counters.on_fail();
+        None
+    }
+
+    /// Requests that are huge or need more than 16-byte alignment.
+    #[cold]
+    #[inline(never)]
+    fn allocate_slow(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        let Some((rounded, align)) = checked_request(size, align, GRAN, WORD + MIN_BLOCK) else {
+            return self.fail();
+        };
+        let need = block_for(rounded);
+        if align <= GRAN {
+            // SAFETY: `need` is a valid request size (below isize::MAX).
+            return match unsafe { self.index.take(need) } {
+                // SAFETY: the index returned a free block of at least `need`
+                // bytes whose previous block is used.
+                Some(b) => Some(unsafe { self.finish(b, size_of_block(b), need, 0) }),
+                None => self.fail(),
+            };
+        }
+        // Worst-case front padding: up to `align - 16`, or `align` more when
+        // the padding would be a sliver too small to be a free block.
+        let Some(search) = need.checked_add(align + MIN_BLOCK - GRAN) else {
+            return self.fail();
+        };
+        if search > isize::MAX as usize {
+            return self.fail();
+        }
+        // SAFETY: `search` is a valid request size.
+        let Some(b) = (unsafe { self.index.take(search) }) else {
+            return self.fail();
+        };
+        // SAFETY: `b` is a free block just taken out of the index.
+        let size = unsafe { size_of_block(b) };
+        let payload = b + WORD;
+        let mut pad = payload.next_multiple_of(align) - payload;
+        if pad != 0 && pad < MIN_BLOCK {
+            pad += align;
+        }
+        debug_assert!(size - pad >= need);
+        if pad == 0 {
+            // SAFETY: as in the fast path.
+            return Some(unsafe { self.finish(b, size, need, 0) });
+        }
+        // SAFETY: the front `[b, b + pad)` becomes a free block (its previous
+        // block is used since `b` was free); the rest is a block whose
+        // previous block is that free one.
+        unsafe {
+            self.make_free(b, pad);
+            Some(self.finish(b + pad, size - pad, need, PREV_FREE))
+        }
+    }
+
+    /// Validate a pointer the caller says is a live block; return its header
+    /// address and header word.
+    #[inline(always)]
+    fn lookup(&self, ptr: *const u8) -> Result<(usize, usize), HeapError> {
+        let p = ptr as usize;
+        let Some(span) = self.regions.find(p, GRAN) else {
+            return Err(HeapError::new(HeapErrorKind::NotOwned, ptr));
+        };
+        let invalid = Err(HeapError::new(HeapErrorKind::InvalidPointer, ptr));
+        if p % GRAN != 0 || p < span.start + GRAN {
+            return invalid;
+        }
+        let b = p - WORD;
+        // SAFETY: `b` is word-aligned and inside the span (p >= start + 16).
+        let h = unsafe { rd(b) };
+        let size = h & !FLAGS;
+        // The block must end at or before the sentinel.
+        if size < MIN_BLOCK || size > span.end - WORD - b {
+            return invalid;
+        }
+        match h & KIND {
+            USED => {}
+            FREE => return Err(HeapError::new(HeapErrorKind::DoubleFree, ptr)),
+            _ => return invalid,
+        }
+        // SAFETY: `b + size <= span.end - W`, a header slot inside the span.
+        let nh = unsafe { rd(b + size) };
+        let nk = nh & KIND;
+        if nh & PREV_FREE != 0 || (nk != USED && nk != FREE) {
+            return invalid;
+        }
+        if h & PREV_FREE != 0 {
+            // SAFETY: `b - W >= span.start`, inside the span.
+            let ps = unsafe { rd(b - WORD) };
+            let first = span.start + LEAD;
+            if ps & FLAGS != 0 || ps < MIN_BLOCK || ps > b - first {
+                return Err(HeapError::new(HeapErrorKind::Corrupted, ptr));
+            }
+            // SAFETY: `b - ps >= first`, a word inside the span.
+            if unsafe { rd(b - ps) } != ps | FREE {
+                return Err(HeapError::new(HeapErrorKind::Corrupted, ptr));
+            }
+        }
+        Ok((b, h))
+    }
+
+    /// Free the used block `b` with header `h`: merge with free neighbours
+    /// and index the result.
+    ///
+    /// # Safety
+    /// `b` must be a used block that `lookup` validated.
+    #[inline(always)]
+    unsafe fn release(&mut self, b: usize, h: usize) {
+        let mut start = b;
+        let mut size = h & !FLAGS;
+        // SAFETY: `b` is a validated used block, so `b + size` is the next
+        // header (a block or the sentinel), and when PREV_FREE is set the
+        // word before `b` is the footer of the free block before it.
+        unsafe {
+            let n = b + size;
+            let nh = rd(n);
+            if nh & FREE != 0 {
+                let ns = nh & !FLAGS;
+                self.index.remove(n, ns);
+                size += ns;
+            } else {
+                wr(n, nh | PREV_FREE);
+            }
+            if h & PREV_FREE != 0 {
+                // Leave a FREE mark in the swallowed header so a second free
+                // of this pointer is reported as a double free.
+                wr(b, (h & !KIND) | FREE);
+                let ps = rd(b - WORD);
+                start = b - ps;
+                self.index.remove(start, ps);
+                size += ps;
+            }
+            self.make_free(start, size);
+        }
+    }
+
+    fn spans(&self) -> impl Iterator<Item = Span> + '_ {
+        self.regions.spans(GRAN)
+    }
+
+    /// Blocks of one span in address order: (address, header word). Stops
+    /// early at a header that would not advance or would overrun.
+    fn blocks(span: Span) -> impl Iterator<Item = (usize, usize)> {
+        let mut b = span.start + LEAD;
+        let end = span.end - WORD;
+        core::iter::from_fn(move || {
+            if b >= end {
+                return None;
+            }
+            // SAFETY: `b` is a header slot inside the span: the first block,
+            // or the end of a block that did not overrun `end`.
+            let h = unsafe { rd(b) };
+            let size = h & !FLAGS;
+            if size == 0 || size > end - b {
+                return None;
+            }
+            let item = (b, h);
+            b += size;
+            Some(item)
+        })
+    }
+
+    /// Verify a block the index claims is free; return its size.
+    fn check_indexed(&self, b: usize) -> Result<usize, CheckError> {
+        let Some(span) = self.regions.find(b, GRAN) else {
+            return Err(CheckError::new(
+                b,
+                "indexed block lies outside every region",
+            ));
+        };
+        if b % GRAN != LEAD || b < span.start + LEAD || b >= span.end - WORD {
+            return Err(CheckError::new(
+                b,
+                "indexed block is not on a block boundary",
+            ));
+        }
+        // SAFETY: `b` is a word-aligned address inside the span.
+        let h = unsafe { rd(b) };
+        let size = h & !FLAGS;
+        if h & FLAGS != FREE || size < MIN_BLOCK || size > span.end - WORD - b {
+            return Err(CheckError::new(b, "indexed block is not free"));
+        }
+        // SAFETY: the footer slot lies inside the block, inside the span.
+        if unsafe { rd(b + size - WORD) } != size {
+            return Err(CheckError::new(b, "indexed block's footer disagrees"));
+        }
+        Ok(size)
+    }
+
+    /// Walk every span, checking invariants 1–5 and 7; with `indexed`, also
+    /// that each free block is in the index. Returns the free block count.
+    fn check_blocks(&self, indexed: Option<usize>) -> Result<usize, CheckError> {
+        let mut free_blocks = 0usize;
+        let mut in_use = 0usize;
+        let mut live = 0u64;
+        for span in self.spans() {
+            let sentinel = span.end - WORD;
+            let mut b = span.start + LEAD;
+            let mut prev_free = false;
+            while b < sentinel {
+                // SAFETY: `b` is a header slot below the sentinel.
+                let h = unsafe { rd(b) };
+                let size = h & !FLAGS;
+                let free = match h & KIND {
+                    FREE => true,
+                    USED => false,
+                    _ => return Err(CheckError::new(b, "header is neither used nor free")),
+                };
+                if size < MIN_BLOCK || size > sentinel - b {
+                    return Err(CheckError::new(b, "block size out of range"));
+                }
+                if (h & PREV_FREE != 0) != prev_free {
+                    return Err(CheckError::new(
+                        b,
+                        "PREV_FREE bit disagrees with the previous block",
+                    ));
+                }
+                if free {
+                    if prev_free {
+                        return Err(CheckError::new(b, "two adjacent free blocks"));
+                    }
+                    // SAFETY: footer slot inside the block.
+                    if unsafe { rd(b + size - WORD) } != size {
+                        return Err(CheckError::new(
+                            b,
+                            "free block's footer disagrees with its header",
+                        ));
+                    }
+                    if let Some(budget) = indexed {
+                        if !self.index.contains(b, size, budget) {
+                            return Err(CheckError::new(b, "free block is not in the index"));
+                        }
+                    }
+                    free_blocks += 1;
+                } else {
+                    in_use += size - WORD;
+                    live += 1;
+                }
+                prev_free = free;
+                b += size;
+            }
+            if b != sentinel {
+                return Err(CheckError::new(b, "blocks do not end at the sentinel"));
+            }
+            // SAFETY: the sentinel slot is the span's last word.
+            let sh = unsafe { rd(sentinel) };
+            if sh & !PREV_FREE != USED {
+                return Err(CheckError::new(sentinel, "region sentinel is damaged"));
+            }
+            if (sh & PREV_FREE != 0) != prev_free {
+                return Err(CheckError::new(
+                    sentinel,
+                    "sentinel's PREV_FREE bit disagrees",
+                ));
+            }
+        }
+        if in_use != self.counters.in_use {
+            return Err(CheckError::new(
+                0,
+                "sum of used block sizes != in_use counter",
+            ));
+        }
+        if live != self.counters.live() {
+            return Err(CheckError::new(0, "used block count != live counter"));
+        }
+        Ok(free_blocks)
+    }
+}
+
+impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
+    fn name(&self) -> &'static str {
+        self.index.name()
+    }
+
+    unsafe fn add_region(&mut self, region: Region) -> Result<(), RegionError> {
+        // SAFETY: forwarded from the caller.
+        let span = unsafe { self.regions.push(region, GRAN, LEAD + MIN_BLOCK + WORD)? };
+        let b = span.start + LEAD;
+        let sentinel = span.end - WORD;
+        // SAFETY: the span is ours; `b..sentinel` is a whole number of
+        // granules of at least MIN_BLOCK, and the sentinel is its last word.
+        unsafe {
+            wr(sentinel, USED | PREV_FREE);
+            self.make_free(b, sentinel - b);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn allocate(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        if size <= FAST_MAX && align.wrapping_sub(1) < GRAN && align & (align - 1) == 0 {
+            let need = block_for(size);
+            // SAFETY: `need` is a multiple of GRAN, >= MIN_BLOCK, small.
+            if let Some(b) = unsafe { self.index.take(need) } {
+                // SAFETY: the index handed over a free block of at least
+                // `need` bytes; its previous block is used, its next has
+                // PREV_FREE set.
+                return Some(unsafe { self.finish(b, size_of_block(b), need, 0) });
+            }
+            return self.fail();
+        }
+        self.allocate_slow(size, align)
+    }
+
+    #[inline]
+    unsafe fn deallocate(&mut self, ptr: NonNull<u8>) -> Result<(), HeapError> {
+        let (b, h) = self.lookup(ptr.as_ptr())?;
+        self.counters.on_free((h & !FLAGS) - WORD);
+        // SAFETY: `lookup` validated `b` as a used block.
+        unsafe { self.release(b, h) };
+        Ok(())
+    }
+
+    unsafe fn resize_in_place(&mut self, ptr: NonNull<u8>, new_size: usize) -> bool {
+        let Ok((b, h)) = self.lookup(ptr.as_ptr()) else {
+            return false;
+        };
+        if new_size > FAST_MAX {
+            return false;
+        }
+        let need = block_for(new_size);
+        let size = h & !FLAGS;
+        let pf = h & PREV_FREE;
+        let n = b + size;
+        // SAFETY: `lookup` validated the block, so `n` is the next header.
+        let nh = unsafe { rd(n) };
+        let next_free = if nh & FREE != 0 { nh & !FLAGS } else { 0 };
+        let new_block = if need <= size {
+            let tail = size - need;
+            if next_free != 0 && tail > 0 {
+                // SAFETY: the tail and the free next block are adjacent; the
+                // merged block's next already has PREV_FREE.
+                unsafe {
+                    self.index.remove(n, next_free);
+                    wr(b, need | USED | pf);
+                    self.make_free(b + need, tail + next_free);
+                }
+                need
+            } else if tail >= MIN_BLOCK {
+                // SAFETY: the tail becomes a free block before a used one.
+                unsafe {
+                    wr(b, need | USED | pf);
+                    self.make_free(b + need, tail);
+                    wr(n, nh | PREV_FREE);
+                }
+                need
+            } else {
+                size
+            }
+        } else if next_free != 0 && size + next_free >= need {
+            let total = size + next_free;
+            // SAFETY: the next block is free and indexed; absorbing it keeps
+            // the block inside the span.
+            unsafe {
+                self.index.remove(n, next_free);
+                if total - need >= MIN_BLOCK {
+                    wr(b, need | USED | pf);
+                    self.make_free(b + need, total - need);
+                    need
+                } else {
+                    wr(b, total | USED | pf);
+                    let nn = b + total;
+                    wr(nn, rd(nn) & !PREV_FREE);
+                    total
+                }
+            }
+        } else {
+            return false;
+        };
+        self.counters.on_resize(size - WORD, new_block - WORD);
+        true
+    }
+
+    unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, HeapError> {
+        let (_, h) = self.lookup(ptr.as_ptr())?;
+        Ok((h & !FLAGS) - WORD)
+    }
+
+    fn owns(&self, ptr: *const u8) -> bool {
+        self.regions.contains(ptr as usize, GRAN)
+    }
+
+    /// O(blocks): free figures come from a walk, so the hot paths keep no
+    /// extra counters.
+    fn stats(&self) -> HeapStats {
+        let mut s = HeapStats {
+            region_bytes: self.regions.bytes(),
+            ..HeapStats::default()
+        };
+        for span in self.spans() {
+            for (_, h) in Self::blocks(span) {
+                if h & FREE != 0 {
+                    let payload = (h & !FLAGS) - WORD;
+                    s.free += payload;
+                    s.free_blocks += 1;
+                    s.largest_free = s.largest_free.max(payload);
+                }
+            }
+        }
+        s.with_counters(&self.counters)
+    }
+
+    fn walk(&self, f: &mut dyn FnMut(BlockInfo)) {
+        for span in self.spans() {
+            f(BlockInfo {
+                addr: span.start,
+                size: LEAD,
+                state: BlockState::Overhead,
+                payload: 0,
+            });
+            let mut end = span.start + LEAD;
+            for (b, h) in Self::blocks(span) {
+                let used = h & USED != 0;
+                f(BlockInfo {
+                    addr: b,
+                    size: h & !FLAGS,
+                    state: if used {
+                        BlockState::Used
+                    } else {
+                        BlockState::Free
+                    },
+                    payload: if used { b + WORD } else { 0 },
+                });
+                end = b + (h & !FLAGS);
+            }
+            f(BlockInfo {
+                addr: end,
+                size: span.end - end,
+                state: BlockState::Overhead,
+                payload: 0,
+            });
+        }
+    }
+
+    fn check(&self) -> Result<(), CheckError> {
+        self.regions.check()?;
+        let free_blocks = self.check_blocks(None)?;
+        let indexed = self
+            .index
+            .check(free_blocks, &mut |b| self.check_indexed(b))?;
+        if indexed != free_blocks {
+            return Err(CheckError::new(
+                0,
+                "index holds a different number of blocks than are free",
+            ));
+        }
+        self.check_blocks(Some(free_blocks))?;
+        Ok(())
+    }
+}
