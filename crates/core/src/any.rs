@@ -75,6 +75,7 @@ macro_rules! strategies {
 
 strategies! {
     Bump: strategies::bump::Bump = "bump" => strategies::bump::Bump::new();
+    Buddy: strategies::buddy::Buddy = "buddy" => strategies::buddy::Buddy::new();
     Tlsf: strategies::tlsf::Tlsf = "tlsf" => strategies::tlsf::Tlsf::new();
 }
 

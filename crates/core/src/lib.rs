@@ -64,6 +64,7 @@ pub use locked::Locked;
 pub use region::{Region, RegionError, RegionList};
 pub use stats::{Counters, HeapStats};
 pub use strategies::bump::Bump;
+pub use strategies::buddy::Buddy;
 pub use strategies::tlsf::{Tlsf, TlsfHeap};
 
 /// Every pointer any strategy hands out is aligned to at least this many

@@ -72,3 +72,9 @@ conformance!(
     crate::AnyHeap::new(crate::Pick::Tlsf),
     restores = true
 );
+conformance!(buddy, crate::s::buddy::Buddy::new(), restores = true);
+conformance!(
+    any_buddy,
+    crate::AnyHeap::new(crate::Pick::Buddy),
+    restores = true
+);

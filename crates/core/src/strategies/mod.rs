@@ -3,4 +3,5 @@
 
 pub mod blocks;
 pub mod bump;
+pub mod buddy;
 pub mod tlsf;
