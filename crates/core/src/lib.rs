@@ -65,6 +65,7 @@ pub use region::{Region, RegionError, RegionList};
 pub use stats::{Counters, HeapStats};
 pub use strategies::bump::Bump;
 pub use strategies::buddy::Buddy;
+pub use strategies::pool::Pool;
 pub use strategies::tlsf::{Tlsf, TlsfHeap};
 
 /// Every pointer any strategy hands out is aligned to at least this many

@@ -4,4 +4,5 @@
 pub mod blocks;
 pub mod bump;
 pub mod buddy;
+pub mod pool;
 pub mod tlsf;
