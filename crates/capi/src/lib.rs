@@ -1,1 +1,613 @@
-//! The C ABI.
+//! # libstratalloc: the C malloc family
+//!
+//! Every allocation entry point glibc exports, with glibc's documented
+//! behaviour, over whichever allocator `STRATALLOC_STRATEGY` chose at start-up
+//! (see `stratalloc::select`). Preload it to replace the system allocator:
+//!
+//! ```text
+//!   LD_PRELOAD=target/release/libstratalloc.so  STRATALLOC_STRATEGY=tlsf  ./prog
+//!
+//!   malloc ──┬─ mode == Engine ──> engine::malloc        (direct, inlined)
+//!            └─ otherwise ───────> select::top().alloc   (wrappers, strategies)
+//! ```
+//!
+//! ## Semantics (glibc's, checked by `scripts/test-c.sh`)
+//!
+//! - `malloc(0)`, `calloc(0, n)`: a unique pointer that `free` accepts.
+//! - Any size above `PTRDIFF_MAX`, a `calloc`/`reallocarray` product that
+//!   overflows, or any failure: `NULL` with `errno = ENOMEM`.
+//! - `realloc(p, 0)` frees `p` and returns `NULL`; a failed `realloc` leaves
+//!   the block as it was.
+//! - `posix_memalign`: `EINVAL` for an alignment that is not a power-of-two
+//!   multiple of `sizeof(void *)`, `ENOMEM` on failure; `*out` is only
+//!   written on success; `errno` untouched.
+//! - `aligned_alloc`: an alignment that is not a power of two gives `NULL`
+//!   with `EINVAL` (C17 / glibc 2.38). `memalign` rounds such an alignment
+//!   up to a power of two, as glibc does.
+//! - `pvalloc` rounds the size up to a page, `valloc` aligns to a page.
+//! - `free` and every successful call leave `errno` alone.
+//! - Every pointer from every entry point can be given to `free`,
+//!   `realloc` and `malloc_usable_size`.
+//!
+//! ## Loaded with `dlopen` instead of preloaded
+//!
+//! The process then runs on glibc's malloc and only calls made through
+//! `dlsym` reach this library. Pointers must not cross: `free` from this
+//! library handed a pointer from glibc's `malloc` finds it in none of its
+//! regions and no huge block header: for the core strategies that is
+//! reported (`stratalloc: free(0x…): pointer was not allocated by
+//! stratalloc …`) and the process aborts; the engine reports what its own
+//! checks can see. Passing one of our pointers to glibc's `free` is undefined
+//! behaviour in glibc.
+//!
+//! Nothing here unwinds (`panic = "abort"`), allocates from Rust, or holds a
+//! lock across a call into libc that could allocate.
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use core::ffi::{c_char, c_int, c_void};
+use core::ptr;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use engine::select::{self, Mode};
+
+/// `MALLOC_ALIGNMENT` on 64-bit glibc.
+const MIN_ALIGN: usize = 16;
+
+#[inline(always)]
+fn errno_ptr() -> *mut c_int {
+    // SAFETY: __errno_location never fails and returns this thread's errno.
+    unsafe { libc::__errno_location() }
+}
+
+#[inline(always)]
+fn get_errno() -> c_int {
+    // SAFETY: a valid pointer to this thread's errno.
+    unsafe { *errno_ptr() }
+}
+
+#[inline(always)]
+fn set_errno(e: c_int) {
+    // SAFETY: a valid pointer to this thread's errno.
+    unsafe { *errno_ptr() = e }
+}
+
+/// Run `f` and make errno what the C contract says: restored on success
+/// (the allocator may have seen a failed `mmap` on its way to success),
+/// `ENOMEM` when `f` returned null.
+#[inline(always)]
+fn errno_contract(f: impl FnOnce() -> *mut u8) -> *mut c_void {
+    let saved = get_errno();
+    let p = f();
+    if p.is_null() {
+        set_errno(libc::ENOMEM);
+    } else {
+        set_errno(saved);
+    }
+    p.cast()
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let s = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if s > 0 {
+        s as usize
+    } else {
+        4096
+    }
+}
+
+// ------------------------------------------------------------ core paths
+
+/// Allocate through the mode's path; null on failure (errno untouched).
+#[inline(always)]
+fn alloc(size: usize, align: usize) -> *mut u8 {
+    if size > isize::MAX as usize {
+        return ptr::null_mut();
+    }
+    match select::mode() {
+        Mode::Engine => engine_fast::alloc(size, align),
+        _ => select::top().alloc(size, align),
+    }
+}
+
+#[inline(always)]
+unsafe fn free_impl(p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
+    match select::mode() {
+        Mode::Engine => {
+            // SAFETY: forwarded from the caller.
+            unsafe { engine_fast::free(p) }
+        }
+        _ => {
+            let saved = get_errno();
+            // SAFETY: forwarded from the caller.
+            unsafe { select::free(p) };
+            set_errno(saved);
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn usable_impl(p: *const u8) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    match select::mode() {
+        // SAFETY: forwarded from the caller.
+        Mode::Engine => unsafe { engine_fast::usable_size(p) },
+        // SAFETY: forwarded from the caller.
+        _ => unsafe { select::usable_size(p) },
+    }
+}
+
+/// The engine called directly (no dynamic dispatch) when it serves the
+/// process with no wrapper. Until `stratalloc::engine` lands these go
+/// through the selected backend; `select` never reports `Mode::Engine`
+/// before then.
+mod engine_fast {
+    use super::*;
+
+    #[inline(always)]
+    pub fn alloc(size: usize, align: usize) -> *mut u8 {
+        select::top().alloc(size, align)
+    }
+    #[inline(always)]
+    pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+        select::top().alloc_zeroed(size, align)
+    }
+    /// # Safety
+    /// As `Backend::free`.
+    #[inline(always)]
+    pub unsafe fn free(p: *mut u8) {
+        // SAFETY: forwarded.
+        unsafe { select::top().free(p) }
+    }
+    /// # Safety
+    /// As `Backend::realloc`.
+    #[inline(always)]
+    pub unsafe fn realloc(p: *mut u8, n: usize) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe { select::top().realloc(p, n) }
+    }
+    /// # Safety
+    /// As `Backend::usable_size`.
+    #[inline(always)]
+    pub unsafe fn usable_size(p: *const u8) -> usize {
+        // SAFETY: forwarded.
+        unsafe { select::top().usable_size(p) }
+    }
+}
+
+// ------------------------------------------------------------ the C ABI
+
+/// `malloc(3)`.
+#[no_mangle]
+pub extern "C" fn malloc(size: usize) -> *mut c_void {
+    if let Mode::Engine = select::mode() {
+        let p = engine_fast::alloc(size, MIN_ALIGN);
+        if p.is_null() {
+            set_errno(libc::ENOMEM);
+        }
+        return p.cast();
+    }
+    errno_contract(|| alloc(size, MIN_ALIGN))
+}
+
+/// `free(3)`.
+///
+/// # Safety
+/// `p` is null or a live pointer from this library.
+#[no_mangle]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { free_impl(p.cast()) }
+}
+
+/// `calloc(3)`.
+#[no_mangle]
+pub extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    let total = match n.checked_mul(size) {
+        Some(t) if t <= isize::MAX as usize => t,
+        _ => {
+            set_errno(libc::ENOMEM);
+            return ptr::null_mut();
+        }
+    };
+    errno_contract(|| match select::mode() {
+        Mode::Engine => engine_fast::alloc_zeroed(total, MIN_ALIGN),
+        _ => select::top().alloc_zeroed(total, MIN_ALIGN),
+    })
+}
+
+/// `realloc(3)`.
+///
+/// # Safety
+/// `p` is null or a live pointer from this library.
+#[no_mangle]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    if p.is_null() {
+        return malloc(size);
+    }
+    if size == 0 {
+        // SAFETY: the caller's contract.
+        unsafe { free_impl(p.cast()) };
+        return ptr::null_mut();
+    }
+    if size > isize::MAX as usize {
+        set_errno(libc::ENOMEM);
+        return ptr::null_mut();
+    }
+    errno_contract(|| match select::mode() {
+        // SAFETY: the caller's contract.
+        Mode::Engine => unsafe { engine_fast::realloc(p.cast(), size) },
+        // SAFETY: the caller's contract.
+        _ => unsafe { select::realloc(p.cast(), size) },
+    })
+}
+
+/// `reallocarray(3)`.
+///
+/// # Safety
+/// As [`realloc`].
+#[no_mangle]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    match n.checked_mul(size) {
+        // SAFETY: the caller's contract.
+        Some(t) => unsafe { realloc(p, t) },
+        None => {
+            set_errno(libc::ENOMEM);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `posix_memalign(3)`: 0, `EINVAL` or `ENOMEM`; `*out` written on success
+/// only; `errno` untouched.
+///
+/// # Safety
+/// `out` is valid for a pointer-sized write.
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    if align % core::mem::size_of::<*mut c_void>() != 0 || !align.is_power_of_two() {
+        return libc::EINVAL;
+    }
+    let saved = get_errno();
+    let p = alloc(size, align.max(MIN_ALIGN));
+    set_errno(saved);
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller's contract.
+    unsafe { *out = p.cast() };
+    0
+}
+
+/// `aligned_alloc(3)` (C11): a non-power-of-two alignment is `EINVAL`.
+#[no_mangle]
+pub extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return ptr::null_mut();
+    }
+    errno_contract(|| alloc(size, align.max(MIN_ALIGN)))
+}
+
+/// `memalign(3)`: like glibc, an alignment that is not a power of two is
+/// rounded up to one; one above `SIZE_MAX / 2 + 1` is `EINVAL`.
+#[no_mangle]
+pub extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    let align = match align.max(MIN_ALIGN).checked_next_power_of_two() {
+        Some(a) => a,
+        None => {
+            set_errno(libc::EINVAL);
+            return ptr::null_mut();
+        }
+    };
+    errno_contract(|| alloc(size, align))
+}
+
+/// `valloc(3)`: page-aligned.
+#[no_mangle]
+pub extern "C" fn valloc(size: usize) -> *mut c_void {
+    errno_contract(|| alloc(size, page_size()))
+}
+
+/// `pvalloc(3)`: page-aligned, size rounded up to a whole page (one page for
+/// 0).
+#[no_mangle]
+pub extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    let ps = page_size();
+    let rounded = match size.checked_add(ps - 1) {
+        Some(s) => (s & !(ps - 1)).max(ps),
+        None => {
+            set_errno(libc::ENOMEM);
+            return ptr::null_mut();
+        }
+    };
+    errno_contract(|| alloc(rounded, ps))
+}
+
+/// `malloc_usable_size(3)`: 0 for null.
+///
+/// # Safety
+/// `p` is null or a live pointer from this library.
+#[no_mangle]
+pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { usable_impl(p.cast()) }
+}
+
+/// `free_sized` (C23): the size is not needed.
+///
+/// # Safety
+/// As [`free`].
+#[no_mangle]
+pub unsafe extern "C" fn free_sized(p: *mut c_void, _size: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { free_impl(p.cast()) }
+}
+
+/// `free_aligned_sized` (C23): the alignment and size are not needed.
+///
+/// # Safety
+/// As [`free`].
+#[no_mangle]
+pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, _align: usize, _size: usize) {
+    // SAFETY: the caller's contract.
+    unsafe { free_impl(p.cast()) }
+}
+
+/// `malloc_trim(3)`: 1 if memory went back to the OS.
+#[no_mangle]
+pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
+    let saved = get_errno();
+    let r = select::top().trim() as c_int;
+    set_errno(saved);
+    r
+}
+
+/// `struct mallinfo2`.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct Mallinfo2 {
+    arena: usize,
+    ordblks: usize,
+    smblks: usize,
+    hblks: usize,
+    hblkhd: usize,
+    usmblks: usize,
+    fsmblks: usize,
+    uordblks: usize,
+    fordblks: usize,
+    keepcost: usize,
+}
+
+/// `struct mallinfo` (deprecated: `int` fields, truncated).
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct Mallinfo {
+    arena: c_int,
+    ordblks: c_int,
+    smblks: c_int,
+    hblks: c_int,
+    hblkhd: c_int,
+    usmblks: c_int,
+    fsmblks: c_int,
+    uordblks: c_int,
+    fordblks: c_int,
+    keepcost: c_int,
+}
+
+/// `mallinfo2(3)`: `arena` = bytes mapped, `uordblks` = bytes in use,
+/// `fordblks` = mapped but not in use, `hblks`/`hblkhd` = huge blocks of the
+/// core strategies and their bytes, `usmblks` = peak mapped.
+#[no_mangle]
+pub extern "C" fn mallinfo2() -> Mallinfo2 {
+    let top = select::top();
+    let s = top.stats();
+    let (hblks, hblkhd) = match select::options().choice {
+        engine::options::Choice::Strategy(_) => select::PROCESS.huge(),
+        engine::options::Choice::Engine => (0, 0),
+    };
+    Mallinfo2 {
+        arena: s.mapped,
+        ordblks: 0,
+        smblks: 0,
+        hblks,
+        hblkhd,
+        usmblks: s.peak_mapped,
+        fsmblks: 0,
+        uordblks: s.in_use,
+        fordblks: s.mapped.saturating_sub(s.in_use),
+        keepcost: 0,
+    }
+}
+
+/// `mallinfo(3)`: [`mallinfo2`] truncated to `int`.
+#[no_mangle]
+pub extern "C" fn mallinfo() -> Mallinfo {
+    let m = mallinfo2();
+    let t = |v: usize| v.min(c_int::MAX as usize) as c_int;
+    Mallinfo {
+        arena: t(m.arena),
+        ordblks: t(m.ordblks),
+        smblks: t(m.smblks),
+        hblks: t(m.hblks),
+        hblkhd: t(m.hblkhd),
+        usmblks: t(m.usmblks),
+        fsmblks: t(m.fsmblks),
+        uordblks: t(m.uordblks),
+        fordblks: t(m.fordblks),
+        keepcost: t(m.keepcost),
+    }
+}
+
+/// `mallopt(3)`: accepted and ignored (our allocators have no glibc
+/// tunables); returns 1 (success) as glibc does for a known parameter.
+#[no_mangle]
+pub extern "C" fn mallopt(_param: c_int, _value: c_int) -> c_int {
+    1
+}
+
+/// `malloc_stats(3)`: figures on standard error.
+#[no_mangle]
+pub extern "C" fn malloc_stats() {
+    let saved = get_errno();
+    let top = select::top();
+    let s = top.stats();
+    engine::eprint_noalloc!(
+        "stratalloc ({}): in use {} bytes (peak {}), mapped {} bytes (peak {}), \
+         returned {} bytes, {} allocations, {} frees\n",
+        top.name(),
+        s.in_use,
+        s.peak_in_use,
+        s.mapped,
+        s.peak_mapped,
+        s.returned,
+        s.allocs,
+        s.frees
+    );
+    set_errno(saved);
+}
+
+/// `malloc_info(3)`: a minimal XML document with the figures; `options`
+/// must be 0.
+///
+/// # Safety
+/// `stream` is an open `FILE *`.
+#[no_mangle]
+pub unsafe extern "C" fn malloc_info(options: c_int, stream: *mut libc::FILE) -> c_int {
+    if options != 0 {
+        set_errno(libc::EINVAL);
+        return -1;
+    }
+    let s = select::top().stats();
+    let mut b = engine::diag::StackBuf::<512>::new();
+    use core::fmt::Write;
+    let _ = write!(
+        b,
+        "<malloc version=\"stratalloc-1\">\n<total type=\"mmap\" size=\"{}\"/>\n\
+         <system type=\"current\" size=\"{}\"/>\n<system type=\"max\" size=\"{}\"/>\n\
+         <aspace type=\"total\" size=\"{}\"/>\n</malloc>\n\0",
+        s.in_use, s.mapped, s.peak_mapped, s.mapped
+    );
+    // SAFETY: `b` holds a NUL-terminated string; `stream` is the caller's
+    // open FILE (stdio may allocate: we hold no lock).
+    if unsafe { libc::fputs(b.as_bytes().as_ptr().cast(), stream) } < 0 {
+        return -1;
+    }
+    0
+}
+
+// glibc's internal names, which a few programs and tools call directly.
+
+/// `__libc_malloc`.
+#[no_mangle]
+pub extern "C" fn __libc_malloc(size: usize) -> *mut c_void {
+    malloc(size)
+}
+/// `__libc_free`.
+///
+/// # Safety
+/// As [`free`].
+#[no_mangle]
+pub unsafe extern "C" fn __libc_free(p: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { free(p) }
+}
+/// `__libc_calloc`.
+#[no_mangle]
+pub extern "C" fn __libc_calloc(n: usize, size: usize) -> *mut c_void {
+    calloc(n, size)
+}
+/// `__libc_realloc`.
+///
+/// # Safety
+/// As [`realloc`].
+#[no_mangle]
+pub unsafe extern "C" fn __libc_realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: the caller's contract.
+    unsafe { realloc(p, size) }
+}
+/// `__libc_memalign`.
+#[no_mangle]
+pub extern "C" fn __libc_memalign(align: usize, size: usize) -> *mut c_void {
+    memalign(align, size)
+}
+/// `__libc_valloc`.
+#[no_mangle]
+pub extern "C" fn __libc_valloc(size: usize) -> *mut c_void {
+    valloc(size)
+}
+/// `__libc_pvalloc`.
+#[no_mangle]
+pub extern "C" fn __libc_pvalloc(size: usize) -> *mut c_void {
+    pvalloc(size)
+}
+
+// ------------------------------------------------------------ our own API
+
+/// A NUL-terminated copy of a short name, filled on first use (racing
+/// writers write the same bytes).
+struct NameBuf([AtomicU8; 64]);
+
+impl NameBuf {
+    const fn new() -> Self {
+        NameBuf([const { AtomicU8::new(0) }; 64])
+    }
+    fn get(&self, name: &str) -> *const c_char {
+        if self.0[0].load(Ordering::Acquire) == 0 {
+            let n = name.len().min(63);
+            for (i, b) in name.as_bytes()[..n].iter().enumerate().rev() {
+                self.0[i].store(*b, Ordering::Release);
+            }
+        }
+        self.0.as_ptr().cast()
+    }
+}
+
+/// The library's version, e.g. `"0.1.0"`.
+#[no_mangle]
+pub extern "C" fn stratalloc_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// The base allocator: `"engine"` or a strategy name (`"tlsf"`).
+#[no_mangle]
+pub extern "C" fn stratalloc_strategy_name() -> *const c_char {
+    static B: NameBuf = NameBuf::new();
+    B.get(select::base_name())
+}
+
+/// The whole stack as named by the top backend, e.g. `"stats(tlsf)"`.
+#[no_mangle]
+pub extern "C" fn stratalloc_backend_name() -> *const c_char {
+    static B: NameBuf = NameBuf::new();
+    B.get(select::top().name())
+}
+
+/// Verify the heap's invariants (core strategies; the engine has nothing
+/// to check here yet and reports 0). 0 if sound, otherwise -1 after a
+/// message on standard error naming the broken invariant.
+#[no_mangle]
+pub extern "C" fn stratalloc_check() -> c_int {
+    if let engine::options::Choice::Strategy(_) = select::options().choice {
+        if let Err(e) = select::PROCESS.check() {
+            engine::eprint_noalloc!("stratalloc: {e}\n");
+            return -1;
+        }
+    }
+    0
+}
+
+/// Initialise when the library is loaded, so the choice (and a message about
+/// an unknown strategy) does not wait for the first `malloc`.
+extern "C" fn stratalloc_load() {
+    select::top();
+}
+
+#[used]
+#[link_section = ".init_array"]
+static INIT_ON_LOAD: extern "C" fn() = stratalloc_load;

@@ -14,8 +14,11 @@
 
 pub mod backend;
 pub mod diag;
+pub mod engine;
 pub mod options;
+pub mod os;
 pub mod process;
+pub mod select;
 pub mod wrappers;
 
 pub use backend::Backend;
