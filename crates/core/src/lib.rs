@@ -66,6 +66,9 @@ pub use stats::{Counters, HeapStats};
 pub use strategies::bump::Bump;
 pub use strategies::buddy::Buddy;
 pub use strategies::pool::Pool;
+pub use strategies::blocks::BoundaryHeap;
+pub use strategies::free_list::{FitPolicy, FreeList};
+pub use strategies::segregated::Segregated;
 pub use strategies::tlsf::{Tlsf, TlsfHeap};
 
 /// Every pointer any strategy hands out is aligned to at least this many

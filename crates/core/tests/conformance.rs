@@ -66,6 +66,31 @@ conformance!(
     crate::AnyHeap::new(crate::Pick::Bump),
     restores = true
 );
+conformance!(
+    first_fit,
+    crate::s::free_list::FreeList::new(crate::s::free_list::FitPolicy::First),
+    restores = true
+);
+conformance!(
+    next_fit,
+    crate::s::free_list::FreeList::new(crate::s::free_list::FitPolicy::Next),
+    restores = true
+);
+conformance!(
+    best_fit,
+    crate::s::free_list::FreeList::new(crate::s::free_list::FitPolicy::Best),
+    restores = true
+);
+conformance!(
+    worst_fit,
+    crate::s::free_list::FreeList::new(crate::s::free_list::FitPolicy::Worst),
+    restores = true
+);
+conformance!(
+    segregated,
+    crate::s::segregated::Segregated::new(),
+    restores = true
+);
 conformance!(tlsf, crate::s::tlsf::Tlsf::new(), restores = true);
 conformance!(
     any_tlsf,

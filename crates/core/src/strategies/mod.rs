@@ -5,4 +5,6 @@ pub mod blocks;
 pub mod bump;
 pub mod buddy;
 pub mod pool;
+pub mod free_list;
+pub mod segregated;
 pub mod tlsf;

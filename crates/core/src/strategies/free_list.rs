@@ -1,0 +1,336 @@
+//! # Free list: one explicit list, four fit policies
+//!
+//! Every free block is on one doubly linked list (links inside the free
+//! blocks themselves, see [`blocks`](super::blocks)). Freeing pushes the
+//! coalesced block on the front (LIFO order); allocating walks the list and
+//! picks a block by the [`FitPolicy`] chosen at construction:
+//!
+//! ```text
+//!   head -> [ 96 ] <-> [ 512 ] <-> [ 48 ] <-> [ 160 ] <-> [ 4096 ]
+//!   allocate(150):        ^first            ^best        ^worst
+//!   next fit: like first fit, but starts where the last search stopped (the
+//!   rover) and wraps around once.
+//! ```
+//!
+//! - **First fit**: the first block that is big enough. Cheap when small
+//!   blocks are plentiful near the front; tends to leave small splinters
+//!   near the head of the list.
+//! - **Next fit**: first fit from a roving pointer, spreading allocations
+//!   over the heap; usually more fragmentation than first fit.
+//! - **Best fit**: the smallest block that fits (stops early at an exact
+//!   fit); the least wasted space per allocation, always a full scan.
+//! - **Worst fit**: the largest block, leaving the largest remainder; a full
+//!   scan, and it eats the big blocks first.
+//!
+//! **Time**: allocate O(free blocks) (first/next fit stop at the first fit,
+//! best/worst scan everything); free O(1) (coalesce, push); resize O(1).
+//!
+//! **Space**: as the block layer: one word per used block, 16-byte payload
+//! granules, [`MIN_BLOCK`](super::blocks::MIN_BLOCK) bytes for a free block.
+//!
+//! **Drawbacks**: the linear search makes allocation slow once the heap has
+//! many free blocks; a teaching strategy and a baseline, not a production
+//! malloc. See [`Tlsf`](super::tlsf::Tlsf) for the same blocks found in O(1).
+//!
+//! Invariants (checked by `check`, in addition to the block layer's): the
+//! list is consistently doubly linked and holds exactly the free blocks; the
+//! rover is 0 or a block on the list.
+
+use super::blocks::{list, size_of_block, BoundaryHeap, FreeIndex};
+use crate::heap::CheckError;
+
+/// How [`FreeList`] chooses among the free blocks that fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FitPolicy {
+    /// The first block on the list that fits.
+    First,
+    /// The first block that fits, starting after the last one chosen.
+    Next,
+    /// The smallest block that fits.
+    Best,
+    /// The largest block, if it fits.
+    Worst,
+}
+
+impl FitPolicy {
+    /// The strategy name (`"first-fit"`, …).
+    pub const fn name(self) -> &'static str {
+        match self {
+            FitPolicy::First => "first-fit",
+            FitPolicy::Next => "next-fit",
+            FitPolicy::Best => "best-fit",
+            FitPolicy::Worst => "worst-fit",
+        }
+    }
+}
+
+/// One free list searched by a [`FitPolicy`].
+pub struct FitIndex {
+    policy: FitPolicy,
+    head: usize,
+    /// Next fit: where the next search starts (0: at the head).
+    rover: usize,
+}
+
+/// A boundary-tag heap with one free list and a fit policy.
+pub type FreeList = BoundaryHeap<FitIndex>;
+
+impl FitIndex {
+    /// An empty list with `policy`.
+    pub const fn new(policy: FitPolicy) -> Self {
+        FitIndex {
+            policy,
+            head: 0,
+            rover: 0,
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> FitPolicy {
+        self.policy
+    }
+
+    /// First block of at least `size` bytes from `from` up to (not
+    /// including) `to` (0: the end of the list).
+    ///
+    /// # Safety
+    /// `from` must be 0 or on the list.
+    unsafe fn first_from(from: usize, to: usize, size: usize) -> Option<usize> {
+        let mut b = from;
+        while b != 0 && b != to {
+            // SAFETY: `b` is on the list, so it is a free block.
+            unsafe {
+                if size_of_block(b) >= size {
+                    return Some(b);
+                }
+                b = list::next(b);
+            }
+        }
+        None
+    }
+
+    /// The block a full scan prefers: `better(candidate, current)`.
+    ///
+    /// # Safety
+    /// The list must be consistent.
+    unsafe fn scan(&self, size: usize, best: bool) -> Option<usize> {
+        let mut found = 0;
+        let mut found_size = 0;
+        let mut b = self.head;
+        while b != 0 {
+            // SAFETY: `b` is on the list, so it is a free block.
+            let s = unsafe { size_of_block(b) };
+            if s >= size {
+                if best && s == size {
+                    return Some(b);
+                }
+                let better = found == 0 || if best { s < found_size } else { s > found_size };
+                if better {
+                    found = b;
+                    found_size = s;
+                }
+            }
+            // SAFETY: as above.
+            b = unsafe { list::next(b) };
+        }
+        (found != 0).then_some(found)
+    }
+}
+
+impl FreeIndex for FitIndex {
+    fn name(&self) -> &'static str {
+        self.policy.name()
+    }
+
+    #[inline]
+    unsafe fn insert(&mut self, b: usize, _size: usize) {
+        // SAFETY: `b` is a free block on no list (caller's contract).
+        unsafe { list::push(&mut self.head, b) };
+    }
+
+    #[inline]
+    unsafe fn remove(&mut self, b: usize, _size: usize) {
+        if self.rover == b {
+            // SAFETY: `b` is on the list.
+            self.rover = unsafe { list::next(b) };
+        }
+        // SAFETY: `b` is on the list (caller's contract).
+        unsafe { list::unlink(&mut self.head, b) };
+    }
+
+    unsafe fn take(&mut self, size: usize) -> Option<usize> {
+        // SAFETY: the list and the rover are consistent (module invariants).
+        let b = unsafe {
+            match self.policy {
+                FitPolicy::First => Self::first_from(self.head, 0, size),
+                FitPolicy::Next => {
+                    let start = if self.rover != 0 {
+                        self.rover
+                    } else {
+                        self.head
+                    };
+                    Self::first_from(start, 0, size)
+                        .or_else(|| Self::first_from(self.head, start, size))
+                }
+                FitPolicy::Best => self.scan(size, true),
+                FitPolicy::Worst => self.scan(size, false),
+            }
+        }?;
+        if self.policy == FitPolicy::Next {
+            // `remove` moves the rover past the block it removes.
+            self.rover = b;
+        }
+        // SAFETY: `b` is on the list.
+        unsafe { self.remove(b, 0) };
+        Some(b)
+    }
+
+    fn check(
+        &self,
+        budget: usize,
+        visit: &mut dyn FnMut(usize) -> Result<usize, CheckError>,
+    ) -> Result<usize, CheckError> {
+        let mut rover_seen = self.rover == 0;
+        let n = list::check(self.head, budget, &mut |b| {
+            rover_seen |= b == self.rover;
+            visit(b).map(|_| ())
+        })?;
+        if !rover_seen {
+            return Err(CheckError::new(
+                self.rover,
+                "next-fit rover is not on the free list",
+            ));
+        }
+        Ok(n)
+    }
+
+    fn contains(&self, b: usize, _size: usize, budget: usize) -> bool {
+        list::contains(self.head, b, budget)
+    }
+}
+
+impl BoundaryHeap<FitIndex> {
+    /// An empty free-list heap with `policy`; give it memory with
+    /// [`RegionHeap::add_region`](crate::RegionHeap::add_region).
+    pub const fn new(policy: FitPolicy) -> Self {
+        Self::with_index(FitIndex::new(policy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::super::blocks::WORD;
+    use super::*;
+    use crate::region::Region;
+    use crate::RegionHeap;
+    use core::ptr::NonNull;
+    use std::vec::Vec;
+
+    struct Mem(*mut u8, std::alloc::Layout);
+    impl Mem {
+        fn new(len: usize) -> Self {
+            let l = std::alloc::Layout::from_size_align(len, 4096).unwrap();
+            // SAFETY: non-zero size.
+            let p = unsafe { std::alloc::alloc(l) };
+            assert!(!p.is_null());
+            Mem(p, l)
+        }
+    }
+    impl Drop for Mem {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `new` with this layout.
+            unsafe { std::alloc::dealloc(self.0, self.1) }
+        }
+    }
+
+    /// A heap whose free list holds blocks with payloads of 300, 100, 200
+    /// and 150 bytes (plus the tail), separated by used blocks. Returns the
+    /// heap and the free blocks' payload addresses in that order.
+    fn holes(mem: &Mem, policy: FitPolicy) -> (FreeList, Vec<usize>) {
+        let mut h = FreeList::new(policy);
+        // SAFETY: `mem` outlives the heap in each test.
+        unsafe { h.add_region(Region::from_raw_parts(mem.0, mem.1.size()).unwrap()) }.unwrap();
+        let mut holes = Vec::new();
+        for size in [300usize, 100, 200, 150] {
+            let p = h.allocate(size - WORD, 16).unwrap();
+            let _sep = h.allocate(16, 16).unwrap();
+            holes.push(p);
+        }
+        for p in &holes {
+            // SAFETY: live block.
+            unsafe { h.deallocate(*p) }.unwrap();
+        }
+        h.check().unwrap();
+        (h, holes.iter().map(|p| p.as_ptr() as usize).collect())
+    }
+
+    fn payload(p: NonNull<u8>) -> usize {
+        p.as_ptr() as usize
+    }
+
+    #[test]
+    fn best_fit_picks_the_smallest_fitting_block() {
+        let mem = Mem::new(1 << 16);
+        let (mut h, holes) = holes(&mem, FitPolicy::Best);
+        // 140 fits 300, 200 and 150 (and the tail): best is the 150 hole.
+        assert_eq!(payload(h.allocate(140 - WORD, 16).unwrap()), holes[3]);
+        // An exact fit for the 200 hole.
+        assert_eq!(payload(h.allocate(200 - WORD, 16).unwrap()), holes[2]);
+        h.check().unwrap();
+    }
+
+    #[test]
+    fn worst_fit_picks_the_largest_block() {
+        let mem = Mem::new(1 << 16);
+        let (mut h, holes) = holes(&mem, FitPolicy::Worst);
+        let p = payload(h.allocate(40, 16).unwrap());
+        // The tail block (tens of KiB) is the largest; none of the holes.
+        assert!(!holes.contains(&p));
+        assert!(p > holes[3]);
+        h.check().unwrap();
+    }
+
+    #[test]
+    fn first_fit_takes_the_first_on_the_list() {
+        let mem = Mem::new(1 << 16);
+        let (mut h, holes) = holes(&mem, FitPolicy::First);
+        // LIFO list: 150 (freed last), 200, 100, 300, tail.
+        assert_eq!(payload(h.allocate(180 - WORD, 16).unwrap()), holes[2]);
+        assert_eq!(payload(h.allocate(90 - WORD, 16).unwrap()), holes[3]);
+        h.check().unwrap();
+    }
+
+    #[test]
+    fn next_fit_resumes_after_the_last_choice() {
+        let mem = Mem::new(1 << 16);
+        let (mut h, holes) = holes(&mem, FitPolicy::Next);
+        // List: 150, 200, 100, 300, tail. The first 90-byte request takes
+        // the 150 hole (split: the remainder goes to the front of the list).
+        // The rover stays at the 200 hole, so the next request takes it, not
+        // the fresh remainder at the head that first fit would pick.
+        assert_eq!(payload(h.allocate(90 - WORD, 16).unwrap()), holes[3]);
+        assert_eq!(payload(h.allocate(48 - WORD, 16).unwrap()), holes[2]);
+        assert_eq!(payload(h.allocate(90 - WORD, 16).unwrap()), holes[1]);
+        h.check().unwrap();
+        // The rover is now at the 300 hole, which first fit would reach
+        // only after the remainders at the head.
+        assert_eq!(payload(h.allocate(280, 16).unwrap()), holes[0]);
+        let big = payload(h.allocate(8192, 16).unwrap());
+        assert!(big > holes[3]);
+        h.check().unwrap();
+    }
+
+    #[test]
+    fn names() {
+        for (p, n) in [
+            (FitPolicy::First, "first-fit"),
+            (FitPolicy::Next, "next-fit"),
+            (FitPolicy::Best, "best-fit"),
+            (FitPolicy::Worst, "worst-fit"),
+        ] {
+            assert_eq!(FreeList::new(p).name(), n);
+        }
+    }
+}
