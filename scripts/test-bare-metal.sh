@@ -21,7 +21,9 @@ fail=0
 ok() { pass=$((pass + 1)); echo "ok   $1"; }
 ko() { fail=$((fail + 1)); echo "FAIL $1"; }
 
-for bin in stratalloc-bare-metal stratalloc-bare-metal-buddy; do
+for pair in stratalloc-bare-metal:tlsf stratalloc-bare-metal-buddy:buddy; do
+    bin="${pair%%:*}"
+    strategy="${pair##*:}"
     exe="$dir/$bin"
     if [ ! -x "$exe" ]; then
         ko "$bin: $exe not built"
@@ -44,6 +46,7 @@ for bin in stratalloc-bare-metal stratalloc-bare-metal-buddy; do
     check_has() {
         if grep -qE -- "$1" <<<"$out"; then ok "$bin: output has $2"; else ko "$bin: output lacks $2"; fi
     }
+    check_has "^stratalloc bare-metal demo: strategy $strategy," "the strategy name ($strategy)"
     check_has '^heap statistics \(after the workload' "the statistics with data held"
     check_has '^  in use +[1-9][0-9]*' "a non-zero in-use figure"
     check_has '^heap map: ' "the heap map header"

@@ -20,7 +20,7 @@ extern crate alloc;
 mod demo;
 mod rt;
 
-use stratalloc_core::strategies::bump::Bump as Strategy;
+use stratalloc_core::strategies::tlsf::Tlsf as Strategy;
 use stratalloc_core::Locked;
 
 mod static_heap;

@@ -15,7 +15,7 @@ mod rt;
 #[path = "../static_heap.rs"]
 mod static_heap;
 
-use stratalloc_core::strategies::bump::Bump as Strategy;
+use stratalloc_core::strategies::buddy::Buddy as Strategy;
 use stratalloc_core::Locked;
 
 #[global_allocator]
