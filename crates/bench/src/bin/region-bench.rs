@@ -75,7 +75,7 @@ fn main() {
 
     let names: Vec<_> = contender_names()
         .into_iter()
-        .filter(|(n, _)| only.as_ref().is_none_or(|o| o.iter().any(|x| x == n)))
+        .filter(|(n, _)| only.as_ref().map_or(true, |o| o.iter().any(|x| x == n)))
         .collect();
     if names.is_empty() {
         eprintln!("region-bench: no contender selected (see --list)");

@@ -212,6 +212,9 @@ pub struct Report {
     pub baseline: String,
 }
 
+/// A row of the strategy table: label, library, extra environment.
+type StrategyRow = (String, Allocator, Vec<(&'static str, String)>);
+
 /// Run the main table and the strategy table.
 ///
 /// `stratalloc`, if given and present, is the `libstratalloc.so` the
@@ -271,7 +274,7 @@ pub fn run_all(
         }
     }
     // The strategy table: references first, then each strategy.
-    let mut rows: Vec<(String, Allocator, Vec<(&str, String)>)> = Vec::new();
+    let mut rows: Vec<StrategyRow> = Vec::new();
     for a in &allocators {
         if a.name == "glibc" || a.name == "mimalloc" {
             rows.push((a.name.clone(), a.clone(), Vec::new()));
@@ -513,10 +516,7 @@ impl Report {
                 ("maxrss_kb_median", Json::Num(c.rss())),
                 ("time_vs_baseline", Json::Num(rt)),
                 ("rss_vs_baseline", Json::Num(rr)),
-                (
-                    "error",
-                    c.error.as_ref().map_or(Json::Null, |e| Json::str(e)),
-                ),
+                ("error", c.error.as_ref().map_or(Json::Null, Json::str)),
             ]));
         };
         for case in &self.cases {

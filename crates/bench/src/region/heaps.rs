@@ -410,7 +410,10 @@ pub fn contenders(v: &mut impl Visit) {
 
 /// The concrete strategy types called without `AnyHeap`'s dispatch.
 fn direct_contenders(v: &mut impl Visit) {
-    let _ = v;
+    use stratalloc_core::strategies::tlsf::Tlsf;
+    v.visit("tlsf (direct)", Kind::OursDirect, &|a| {
+        Ours::over(Tlsf::new(), a)
+    });
 }
 
 /// Every contender's name and family, in order.
