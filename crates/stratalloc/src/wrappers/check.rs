@@ -1,0 +1,474 @@
+//! The check wrapper (`STRATALLOC_CHECK=1`): catches the heap bugs a C
+//! program makes, and aborts with a message naming the pointer, the block's
+//! size and the problem.
+//!
+//! Every block is asked of the backend with room for guard bytes on both
+//! sides, and recorded in a [`PtrTable`] (user pointer → requested size,
+//! state, offset), so a pointer is judged by the table, never by reading
+//! memory in front of it:
+//!
+//! ```text
+//!   inner block from the backend
+//!   +------------------+----------------------+--------------+
+//!   | front guard 0xFA | user bytes (size)    | back guard   |
+//!   | (align, >= 16)   |                      | 16 × 0xFB    |
+//!   +------------------+----------------------+--------------+
+//!   ^ inner            ^ user pointer (aligned)
+//! ```
+//!
+//! | fault | found when |
+//! |---|---|
+//! | overflow / underflow (guard bytes changed) | `free`, `realloc`, at exit for live blocks |
+//! | double free | the block is still in quarantine, marked freed |
+//! | invalid / interior pointer free | the pointer is not a key of the table (a scan tells an interior pointer) |
+//! | write after free | freed blocks are filled with 0xDD (first 64 KiB) and held in a FIFO quarantine (up to 4096 blocks, 16 MiB); the fill is verified when a block leaves quarantine to be reused, and at exit |
+//!
+//! `realloc` always moves the block, so a stale pointer to the old block
+//! lands in quarantine where writes through it are caught.
+//!
+//! **Cost**: a table insert and remove per block (a lock per shard), the
+//! guard bytes, the poison fill, and memory held in quarantine. A debugging
+//! mode, not a production one.
+//!
+//! Invariants (checked by [`Check::check`]): the table's own; every
+//! quarantined pointer is in the table marked freed; the quarantine's byte
+//! count is the sum of its blocks' sizes.
+
+use crate::backend::{Backend, BackendStats};
+use crate::fatal;
+use crate::wrappers::sys::SpinLock;
+use crate::wrappers::table::PtrTable;
+use stratalloc_core::CheckError;
+
+const FRONT: u8 = 0xFA;
+const BACK: u8 = 0xFB;
+const POISON: u8 = 0xDD;
+const BACK_LEN: usize = 16;
+const POISON_MAX: usize = 64 * 1024;
+const QUARANTINE_BLOCKS: usize = 4096;
+const QUARANTINE_BYTES: usize = 16 << 20;
+
+const LIVE: u64 = 1;
+const FREED: u64 = 2;
+const STATE: u64 = 3;
+
+fn tag(state: u64, offset: usize) -> u64 {
+    state | (offset as u64) << 8
+}
+fn offset(tag: u64) -> usize {
+    (tag >> 8) as usize
+}
+
+struct Quarantine {
+    ring: [(usize, usize); QUARANTINE_BLOCKS],
+    head: usize,
+    len: usize,
+    bytes: usize,
+}
+
+impl Quarantine {
+    fn push(&mut self, p: usize, size: usize) {
+        debug_assert!(self.len < QUARANTINE_BLOCKS);
+        self.ring[(self.head + self.len) % QUARANTINE_BLOCKS] = (p, size.min(POISON_MAX));
+        self.len += 1;
+        self.bytes += size.min(POISON_MAX);
+    }
+    fn full(&self) -> bool {
+        self.len >= QUARANTINE_BLOCKS || self.bytes > QUARANTINE_BYTES
+    }
+    fn pop(&mut self) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let (p, bytes) = self.ring[self.head];
+        self.head = (self.head + 1) % QUARANTINE_BLOCKS;
+        self.len -= 1;
+        self.bytes -= bytes;
+        Some(p)
+    }
+}
+
+/// The check wrapper over `inner`.
+pub struct Check {
+    inner: &'static dyn Backend,
+    name: &'static str,
+    table: PtrTable,
+    quarantine: SpinLock<Quarantine>,
+}
+
+/// The first byte of `s` that differs from `b`, if any.
+fn first_diff(s: &[u8], b: u8) -> Option<usize> {
+    s.iter().position(|&x| x != b)
+}
+
+impl Check {
+    /// Check every call made to `inner`.
+    pub const fn new(inner: &'static dyn Backend, name: &'static str) -> Self {
+        Check {
+            inner,
+            name,
+            table: PtrTable::new(),
+            quarantine: SpinLock::new(Quarantine {
+                ring: [(0, 0); QUARANTINE_BLOCKS],
+                head: 0,
+                len: 0,
+                bytes: 0,
+            }),
+        }
+    }
+
+    fn alloc_with(&self, size: usize, align: usize, zeroed: bool) -> *mut u8 {
+        if !align.is_power_of_two() {
+            return core::ptr::null_mut();
+        }
+        let front = align.max(16);
+        let total = match size
+            .checked_add(front + BACK_LEN)
+            .filter(|&t| t <= isize::MAX as usize)
+        {
+            Some(t) => t,
+            None => return core::ptr::null_mut(),
+        };
+        let inner = if zeroed {
+            self.inner.alloc_zeroed(total, front)
+        } else {
+            self.inner.alloc(total, front)
+        };
+        if inner.is_null() {
+            return inner;
+        }
+        // SAFETY: `inner` is a fresh block of `total` bytes; `front + size`
+        // and `BACK_LEN` bytes after it fit inside.
+        let user = unsafe {
+            core::ptr::write_bytes(inner, FRONT, front);
+            let user = inner.add(front);
+            core::ptr::write_bytes(user.add(size), BACK, BACK_LEN);
+            user
+        };
+        if !self.table.insert(user as usize, size, tag(LIVE, front)) {
+            fatal!(
+                "check: out of memory for the block table (block {:p} of {} bytes)",
+                user,
+                size
+            );
+        }
+        user
+    }
+
+    /// Abort if the guard bytes around the live block `p` were changed.
+    fn verify_guards(&self, p: usize, size: usize, off: usize, when: &str) {
+        // SAFETY: the table says `p` is a block we made: `off` guard bytes
+        // before it, `size` user bytes and BACK_LEN guard bytes after it.
+        let (front, back) = unsafe {
+            (
+                core::slice::from_raw_parts((p - off) as *const u8, off),
+                core::slice::from_raw_parts((p + size) as *const u8, BACK_LEN),
+            )
+        };
+        if let Some(i) = first_diff(back, BACK) {
+            fatal!(
+                "check: heap buffer overflow: block {:#x} of {} bytes: the guard after it was \
+                 overwritten at byte +{} (found {:#04x}), detected {}",
+                p,
+                size,
+                size + i,
+                back[i],
+                when
+            );
+        }
+        if let Some(i) = first_diff(front, FRONT) {
+            fatal!(
+                "check: heap buffer underflow: block {:#x} of {} bytes: the guard before it was \
+                 overwritten at byte -{} (found {:#04x}), detected {}",
+                p,
+                size,
+                off - i,
+                front[i],
+                when
+            );
+        }
+    }
+
+    /// Abort naming what `p` is, for a pointer that is not a live block.
+    #[cold]
+    fn bad_pointer(&self, op: &str, p: *const u8) -> ! {
+        let a = p as usize;
+        if let Some(e) = self.table.get(a) {
+            fatal!(
+                "check: {} of {:p}: double free (block of {} bytes already freed)",
+                op,
+                p,
+                e.size
+            );
+        }
+        let mut hit = None;
+        self.table.for_each(|e| {
+            if a > e.key && a < e.key + e.size.max(1) && hit.is_none() {
+                hit = Some(*e);
+            }
+        });
+        match hit {
+            Some(e) if e.tag & STATE == LIVE => fatal!(
+                "check: {} of {:p}: invalid pointer: interior pointer {} bytes into block \
+                 {:#x} of {} bytes",
+                op,
+                p,
+                a - e.key,
+                e.key,
+                e.size
+            ),
+            Some(e) => fatal!(
+                "check: {} of {:p}: invalid pointer: interior pointer {} bytes into freed \
+                 block {:#x} of {} bytes",
+                op,
+                p,
+                a - e.key,
+                e.key,
+                e.size
+            ),
+            None => fatal!(
+                "check: {} of {:p}: invalid pointer (size unknown): not a block from malloc, \
+                 or freed long ago",
+                op,
+                p
+            ),
+        }
+    }
+
+    /// Verify the poison of a quarantined block, then hand it back.
+    fn release(&self, p: usize) {
+        let Some(e) = self.table.remove(p) else {
+            fatal!("check: quarantined block {:#x} vanished from the table", p);
+        };
+        self.verify_poison(&e, "when it left quarantine");
+        self.verify_guards(p, e.size, offset(e.tag), "when it left quarantine");
+        // SAFETY: the block was made by `inner` at `p - offset`; nobody may
+        // use it (it was freed) and it is no longer in quarantine.
+        unsafe { self.inner.free((p - offset(e.tag)) as *mut u8) };
+    }
+
+    fn verify_poison(&self, e: &crate::wrappers::table::Entry, when: &str) {
+        let n = e.size.min(POISON_MAX);
+        // SAFETY: the block is ours, freed and still owned by us (quarantine).
+        let s = unsafe { core::slice::from_raw_parts(e.key as *const u8, n) };
+        if let Some(i) = first_diff(s, POISON) {
+            fatal!(
+                "check: write after free: block {:#x} of {} bytes was modified at byte +{} \
+                 (found {:#04x}) after it was freed, detected {}",
+                e.key,
+                e.size,
+                i,
+                s[i],
+                when
+            );
+        }
+    }
+
+    /// At exit: verify the guards of live blocks and the poison of
+    /// quarantined ones.
+    pub fn finish(&self) {
+        self.table.for_each(|e| {
+            if e.tag & STATE == LIVE {
+                self.verify_guards(e.key, e.size, offset(e.tag), "at exit");
+            } else {
+                self.verify_poison(e, "at exit");
+            }
+        });
+    }
+
+    /// Verify the invariants in the module docs.
+    pub fn check(&self) -> Result<(), CheckError> {
+        self.table.check()?;
+        let q = self.quarantine.lock();
+        let mut bytes = 0;
+        for i in 0..q.len {
+            let (p, _) = q.ring[(q.head + i) % QUARANTINE_BLOCKS];
+            match self.table.get(p) {
+                Some(e) if e.tag & STATE == FREED => bytes += e.size.min(POISON_MAX),
+                _ => return Err(CheckError::new(p, "quarantined block not marked freed")),
+            }
+        }
+        if bytes != q.bytes {
+            return Err(CheckError::new(q.bytes, "quarantine byte count is wrong"));
+        }
+        Ok(())
+    }
+}
+
+// SAFETY: user blocks lie inside distinct inner blocks of `inner`, with the
+// requested size and alignment; contents are kept (realloc copies).
+unsafe impl Backend for Check {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn alloc(&self, size: usize, align: usize) -> *mut u8 {
+        self.alloc_with(size, align, false)
+    }
+
+    fn alloc_zeroed(&self, size: usize, align: usize) -> *mut u8 {
+        self.alloc_with(size, align, true)
+    }
+
+    unsafe fn free(&self, p: *mut u8) {
+        if p.is_null() {
+            return;
+        }
+        let a = p as usize;
+        let before = self.table.update(a, |e| {
+            if e.tag & STATE == LIVE {
+                e.tag = tag(FREED, offset(e.tag));
+            }
+        });
+        let e = match before {
+            Some(e) if e.tag & STATE == LIVE => e,
+            _ => self.bad_pointer("free", p),
+        };
+        self.verify_guards(a, e.size, offset(e.tag), "in free");
+        // SAFETY: the block is ours and freed by the caller: we may scribble.
+        unsafe { core::ptr::write_bytes(p, POISON, e.size.min(POISON_MAX)) };
+        loop {
+            let mut q = self.quarantine.lock();
+            if q.len < QUARANTINE_BLOCKS {
+                q.push(a, e.size);
+                break;
+            }
+            let v = q.pop();
+            drop(q);
+            if let Some(v) = v {
+                self.release(v);
+            }
+        }
+        loop {
+            let v = {
+                let mut q = self.quarantine.lock();
+                if q.full() {
+                    q.pop()
+                } else {
+                    None
+                }
+            };
+            match v {
+                Some(v) => self.release(v),
+                None => break,
+            }
+        }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, new_size: usize) -> *mut u8 {
+        let e = match self.table.get(p as usize) {
+            Some(e) if e.tag & STATE == LIVE => e,
+            Some(e) => fatal!(
+                "check: realloc of {:p}: use after free (block of {} bytes already freed)",
+                p,
+                e.size
+            ),
+            None => self.bad_pointer("realloc", p),
+        };
+        self.verify_guards(p as usize, e.size, offset(e.tag), "in realloc");
+        let q = self.alloc(new_size, 16);
+        if q.is_null() {
+            return q;
+        }
+        // SAFETY: both blocks are live and distinct; each holds at least
+        // `min(old, new)` bytes.
+        unsafe { core::ptr::copy_nonoverlapping(p, q, e.size.min(new_size)) };
+        // SAFETY: `p` is live (checked above); its contents moved to `q`.
+        unsafe { self.free(p) };
+        q
+    }
+
+    unsafe fn usable_size(&self, p: *const u8) -> usize {
+        match self.table.get(p as usize) {
+            Some(e) if e.tag & STATE == LIVE => e.size,
+            _ => self.bad_pointer("malloc_usable_size", p),
+        }
+    }
+
+    fn trim(&self) -> bool {
+        self.inner.trim()
+    }
+    fn fork_prepare(&self) {
+        self.quarantine.raw_lock();
+        self.table.lock_all();
+        self.inner.fork_prepare();
+    }
+    fn fork_parent(&self) {
+        self.inner.fork_parent();
+        // SAFETY: taken in fork_prepare.
+        unsafe {
+            self.table.unlock_all();
+            self.quarantine.raw_unlock();
+        }
+    }
+    fn fork_child(&self) {
+        self.inner.fork_child();
+        // SAFETY: taken in fork_prepare (the child inherits the state).
+        unsafe {
+            self.table.unlock_all();
+            self.quarantine.raw_unlock();
+        }
+    }
+    fn stats(&self) -> BackendStats {
+        self.inner.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wrappers::testing::SysBackend;
+
+    fn checker() -> &'static Check {
+        Box::leak(Box::new(Check::new(SysBackend::leaked(), "check(sys)")))
+    }
+
+    #[test]
+    fn blocks_keep_contents_alignment_and_guards() {
+        let c = checker();
+        let mut live = Vec::new();
+        for i in 0..3000usize {
+            let align = 1 << (4 + i % 5);
+            let size = (i * 37) % 5000;
+            let p = c.alloc(size, align);
+            assert_eq!(p as usize % align, 0);
+            // SAFETY: `p` has `size` bytes.
+            unsafe { core::ptr::write_bytes(p, i as u8, size) };
+            // SAFETY: live block.
+            assert_eq!(unsafe { c.usable_size(p) }, size);
+            live.push((p, size, i as u8));
+            if i % 3 == 0 {
+                let (p, size, fill) = live.swap_remove(i % live.len());
+                // SAFETY: live block from `c`.
+                let q = unsafe { c.realloc(p, size + 100) };
+                // SAFETY: `q` holds at least `size` bytes copied from `p`.
+                let s = unsafe { core::slice::from_raw_parts(q, size) };
+                assert!(s.iter().all(|&b| b == fill));
+                // SAFETY: as above, the extra 100 bytes are ours.
+                unsafe { core::ptr::write_bytes(q, fill, size + 100) };
+                live.push((q, size + 100, fill));
+            }
+            if i % 2 == 0 {
+                let (p, _, _) = live.swap_remove(0);
+                // SAFETY: live block from `c`.
+                unsafe { c.free(p) };
+            }
+            if i % 500 == 0 {
+                c.check().unwrap();
+            }
+        }
+        c.finish();
+        for (p, _, _) in live {
+            // SAFETY: live block from `c`.
+            unsafe { c.free(p) };
+        }
+        c.check().unwrap();
+        let z = c.alloc_zeroed(100, 16);
+        // SAFETY: 100 bytes.
+        assert!(unsafe { core::slice::from_raw_parts(z, 100) }
+            .iter()
+            .all(|&b| b == 0));
+        assert!(c.alloc(usize::MAX - 8, 16).is_null());
+        assert!(c.alloc(16, 3).is_null());
+    }
+}

@@ -1,0 +1,455 @@
+//! What the wrappers need from the OS and from each other, none of which
+//! allocates: anonymous mappings for tables, a spin lock that can be held
+//! across `fork`, a write-once static slot, a buffered writer to a file
+//! descriptor, report files, the clock and a small per-thread number.
+
+use core::cell::{Cell, UnsafeCell};
+use core::fmt;
+use core::mem::MaybeUninit;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+
+use crate::diag::write_fd;
+use crate::options::{Output, PathBuf};
+
+/// Map `bytes` of zeroed, private, anonymous memory; null on failure.
+pub fn map(bytes: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        core::ptr::null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+/// Give back a mapping made by [`map`].
+///
+/// # Safety
+/// `p..p + bytes` is a mapping from [`map`] nobody uses any more.
+pub unsafe fn unmap(p: *mut u8, bytes: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { libc::munmap(p.cast(), bytes) };
+}
+
+/// A test-and-test-and-set spin lock around `T` whose lock can also be taken
+/// and released without a guard (for `fork_prepare` / `fork_parent`).
+pub struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: `value` is reached only while `locked` is held by the accessor.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+/// Access to the value of a [`SpinLock`]; unlocks on drop.
+pub struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+}
+
+impl<T> SpinLock<T> {
+    /// A lock around `value`.
+    pub const fn new(value: T) -> Self {
+        SpinLock {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Take the lock, spinning.
+    #[inline]
+    pub fn lock(&self) -> SpinGuard<'_, T> {
+        self.raw_lock();
+        SpinGuard { lock: self }
+    }
+
+    /// Take the lock with no guard; pair with [`raw_unlock`](Self::raw_unlock).
+    pub fn raw_lock(&self) {
+        loop {
+            if self
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+            while self.locked.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        }
+    }
+
+    /// The value, unguarded.
+    ///
+    /// # Safety
+    /// The caller holds the lock (taken with `raw_lock`).
+    pub unsafe fn value_ptr(&self) -> *mut T {
+        self.value.get()
+    }
+
+    /// Release a lock taken by [`raw_lock`](Self::raw_lock).
+    ///
+    /// # Safety
+    /// The caller took the lock with `raw_lock` and holds no guard.
+    pub unsafe fn raw_unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard exists only while the lock is held by us.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard exists only while the lock is held by us.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+    }
+}
+
+/// A `static` that is written once at start-up and read forever after.
+pub struct Slot<T> {
+    state: AtomicU8,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+// SAFETY: the value is written once, before `state` becomes READY with
+// Release ordering; readers load `state` with Acquire and only then read.
+unsafe impl<T: Sync> Sync for Slot<T> {}
+
+const EMPTY: u8 = 0;
+const WRITING: u8 = 1;
+const READY: u8 = 2;
+
+impl<T> Slot<T> {
+    /// An empty slot.
+    pub const fn new() -> Self {
+        Slot {
+            state: AtomicU8::new(EMPTY),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }
+
+    /// Store `value` and return a reference to it; if the slot was already
+    /// filled, `value` is dropped and the first one is returned.
+    pub fn init(&'static self, value: T) -> &'static T {
+        if self
+            .state
+            .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Acquire)
+            .is_ok()
+        {
+            // SAFETY: we won the EMPTY -> WRITING race; no reader looks at
+            // the value before READY.
+            unsafe { (*self.value.get()).write(value) };
+            self.state.store(READY, Ordering::Release);
+        } else {
+            drop(value);
+            while self.state.load(Ordering::Acquire) != READY {
+                core::hint::spin_loop();
+            }
+        }
+        // SAFETY: READY means the value was written and is never written again.
+        unsafe { (*self.value.get()).assume_init_ref() }
+    }
+
+    /// The value, if the slot was filled.
+    pub fn get(&'static self) -> Option<&'static T> {
+        if self.state.load(Ordering::Acquire) == READY {
+            // SAFETY: as in `init`.
+            Some(unsafe { (*self.value.get()).assume_init_ref() })
+        } else {
+            None
+        }
+    }
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A `fmt::Write` that buffers on the stack and writes to a file descriptor
+/// when full and on [`flush`](Self::flush) / drop.
+pub struct FdWriter {
+    fd: i32,
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl FdWriter {
+    /// A writer to `fd`.
+    pub const fn new(fd: i32) -> Self {
+        FdWriter {
+            fd,
+            buf: [0; 1024],
+            len: 0,
+        }
+    }
+
+    /// Write out what is buffered.
+    pub fn flush(&mut self) {
+        write_fd(self.fd, &self.buf[..self.len]);
+        self.len = 0;
+    }
+
+    /// Append raw bytes.
+    pub fn bytes(&mut self, mut b: &[u8]) {
+        while !b.is_empty() {
+            if self.len == self.buf.len() {
+                self.flush();
+            }
+            let n = b.len().min(self.buf.len() - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
+            self.len += n;
+            b = &b[n..];
+        }
+    }
+}
+
+impl fmt::Write for FdWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl Drop for FdWriter {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Copy `path` into a NUL-terminated buffer, replacing `%p` by the process
+/// id (so the processes a program starts write separate files).
+pub fn expand_path(path: &PathBuf, out: &mut [u8; 300]) {
+    let src = path.as_cstr().to_bytes();
+    let mut n = 0;
+    let mut i = 0;
+    while i < src.len() && n < out.len() - 1 {
+        if src[i] == b'%' && src.get(i + 1) == Some(&b'p') {
+            let mut digits = [0u8; 20];
+            // SAFETY: getpid has no preconditions.
+            let mut pid = unsafe { libc::getpid() } as u32;
+            let mut k = 0;
+            loop {
+                digits[k] = b'0' + (pid % 10) as u8;
+                k += 1;
+                pid /= 10;
+                if pid == 0 {
+                    break;
+                }
+            }
+            while k > 0 && n < out.len() - 1 {
+                k -= 1;
+                out[n] = digits[k];
+                n += 1;
+            }
+            i += 2;
+        } else {
+            out[n] = src[i];
+            n += 1;
+            i += 1;
+        }
+    }
+    out[n] = 0;
+}
+
+/// Open `path` (with `%p` expanded) for writing with `flags` added to
+/// `O_WRONLY | O_CREAT | O_CLOEXEC`; -1 on failure.
+pub fn open_path(path: &PathBuf, flags: i32) -> i32 {
+    let mut buf = [0u8; 300];
+    expand_path(path, &mut buf);
+    // SAFETY: `buf` is NUL-terminated.
+    unsafe {
+        libc::open(
+            buf.as_ptr().cast(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC | flags,
+            0o644,
+        )
+    }
+}
+
+/// Where a report goes, opened: standard error, a file (closed on drop), or
+/// nowhere.
+pub struct ReportFd {
+    fd: i32,
+    close: bool,
+}
+
+impl ReportFd {
+    /// Open the destination of `out`; reports to a file append to it.
+    pub fn open(out: &Output) -> ReportFd {
+        match out {
+            Output::Off => ReportFd {
+                fd: -1,
+                close: false,
+            },
+            Output::Stderr => ReportFd {
+                fd: 2,
+                close: false,
+            },
+            Output::Path(p) => {
+                let fd = open_path(p, libc::O_APPEND);
+                if fd < 0 {
+                    crate::eprint_noalloc!(
+                        "stratalloc: cannot open report file {:?}; writing to stderr\n",
+                        p
+                    );
+                    ReportFd {
+                        fd: 2,
+                        close: false,
+                    }
+                } else {
+                    ReportFd { fd, close: true }
+                }
+            }
+        }
+    }
+
+    /// The file descriptor (-1 for nowhere).
+    pub fn fd(&self) -> i32 {
+        self.fd
+    }
+}
+
+impl Drop for ReportFd {
+    fn drop(&mut self) {
+        if self.close {
+            // SAFETY: we opened this descriptor and nobody else holds it.
+            unsafe { libc::close(self.fd) };
+        }
+    }
+}
+
+/// Nanoseconds on the monotonic clock.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The process id.
+pub fn pid() -> u32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() as u32 }
+}
+
+static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
+
+thread_local! {
+    static THREAD_NO: Cell<u32> = const { Cell::new(0) };
+}
+
+/// A small number for the calling thread: 1 for the first thread that asks,
+/// 2 for the next, and so on (never reused).
+pub fn thread_no() -> u32 {
+    THREAD_NO.with(|t| {
+        let n = t.get();
+        if n != 0 {
+            return n;
+        }
+        let n = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+        t.set(n);
+        n
+    })
+}
+
+/// Peak resident set size of the process, in bytes.
+pub fn peak_rss() -> u64 {
+    // SAFETY: an all-zero rusage is a valid value to overwrite.
+    let mut ru: libc::rusage = unsafe { core::mem::zeroed() };
+    // SAFETY: `ru` is valid for writes.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    ru.ru_maxrss.max(0) as u64 * 1024
+}
+
+/// Bytes in a human unit: `1.5 MiB`.
+pub struct Bytes(pub u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        if b < 1024 {
+            return write!(f, "{b} B");
+        }
+        let units = ["KiB", "MiB", "GiB", "TiB"];
+        let mut v = b as f64 / 1024.0;
+        let mut u = 0;
+        while v >= 1024.0 && u + 1 < units.len() {
+            v /= 1024.0;
+            u += 1;
+        }
+        write!(f, "{v:.1} {}", units[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::fmt::Write;
+
+    #[test]
+    fn slot_is_written_once() {
+        static S: Slot<u32> = Slot::new();
+        assert!(S.get().is_none());
+        assert_eq!(*S.init(7), 7);
+        assert_eq!(*S.init(9), 7);
+        assert_eq!(S.get(), Some(&7));
+    }
+
+    #[test]
+    fn expands_pid() {
+        let p = crate::options::Options::parse(|k| {
+            (k == "STRATALLOC_TRACE").then_some(&b"/tmp/x.%p.trace"[..])
+        })
+        .trace
+        .unwrap();
+        let mut out = [0u8; 300];
+        expand_path(&p, &mut out);
+        let s = core::ffi::CStr::from_bytes_until_nul(&out).unwrap();
+        assert_eq!(s.to_str().unwrap(), format!("/tmp/x.{}.trace", pid()));
+    }
+
+    #[test]
+    fn bytes_display() {
+        let mut s = String::new();
+        write!(s, "{} {} {}", Bytes(10), Bytes(1536), Bytes(3 << 20)).unwrap();
+        assert_eq!(s, "10 B 1.5 KiB 3.0 MiB");
+    }
+
+    #[test]
+    fn spin_lock_raw_pairs() {
+        let l = SpinLock::new(5);
+        l.raw_lock();
+        // SAFETY: taken just above, no guard held.
+        unsafe { l.raw_unlock() };
+        *l.lock() += 1;
+        assert_eq!(*l.lock(), 6);
+    }
+}
