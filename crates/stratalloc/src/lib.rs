@@ -19,6 +19,7 @@ pub mod options;
 pub mod os;
 pub mod process;
 pub mod select;
+pub mod trace;
 pub mod wrappers;
 
 pub use backend::Backend;
