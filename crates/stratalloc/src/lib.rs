@@ -15,6 +15,7 @@
 pub mod backend;
 pub mod diag;
 pub mod engine;
+pub mod global;
 pub mod options;
 pub mod os;
 pub mod process;

@@ -1,0 +1,247 @@
+//! Free paths: the local fast path, the generic path (floating, aligned,
+//! huge, remote) and the checks that name a bad pointer.
+//!
+//! ```text
+//!   free(p): seg = p & !(4 MiB-1) ── not in segment map ──> free_foreign (huge with
+//!              │                                            big alignment, else abort)
+//!              page = seg.pages[(p-seg)>>16] - offset
+//!              owner == me && flags == 0 ?
+//!                yes: push on page.local_free, used -= 1      (no atomics)
+//!                no:  free_generic: huge / aligned / floating / remote push
+//! ```
+//!
+//! Cheap checks always on: the segment map (pointer from elsewhere), the
+//! block's key word (a free block carries `page.key()` in its second word;
+//! finding it set triggers a scan of the page's lists, and a hit is a
+//! double free), `used` underflow, freed spans, misaligned pointers on the
+//! generic path.
+
+use core::sync::atomic::Ordering::*;
+
+use super::heap::{self, free_local_slow, heap, retire};
+use super::huge;
+use super::page::{Block, Page, ALIGNED, TF_FULL};
+use super::segment::{segmap_contains, segment_of, Segment, SEGMENT_SIZE};
+
+/// Free `p` (null ignored).
+///
+/// # Safety
+/// `p` is null or a live block of the engine.
+#[inline]
+pub unsafe fn free(p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
+    let seg = segment_of(p);
+    if !segmap_contains(seg) {
+        // SAFETY: forwarded.
+        return unsafe { free_foreign(p) };
+    }
+    // SAFETY: `seg` is one of our mapped segments; `p` lies inside it.
+    unsafe {
+        let page = (*seg).page_of(p);
+        let h = heap();
+        if (*seg).owner.load(Relaxed) == (*h).id && (*page).flags.load(Relaxed) == 0 {
+            let b = p as *mut Block;
+            let key = (*page).key();
+            if (*b).key == key {
+                return free_suspect(h, page, p);
+            }
+            (*b).next = (*page).local_free;
+            (*b).key = key;
+            (*page).local_free = b;
+            let u = (*page).used.wrapping_sub(1);
+            (*page).used = u;
+            if u.wrapping_add(1) <= 1 {
+                free_used_edge(h, page, p);
+            }
+            return;
+        }
+        free_generic(seg, page, p);
+    }
+}
+
+/// The fast path found the double-free key on the block: scan the page.
+#[cold]
+#[inline(never)]
+unsafe fn free_suspect(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
+    // SAFETY: an owned page; `p` in it.
+    unsafe {
+        if !(*page).in_use || (*page).is_listed(p.cast()) {
+            crate::fatal!("double free of {:p}", p);
+        }
+        free_local_slow(h, page, p);
+    }
+}
+
+/// The fast path left `used` at 0 (retire the page) or wrapped it (the
+/// block was not in use).
+#[cold]
+#[inline(never)]
+unsafe fn free_used_edge(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
+    // SAFETY: an owned page; the fast path just pushed `p`.
+    unsafe {
+        let pg = &mut *page;
+        if pg.used == u32::MAX || !pg.in_use {
+            pg.local_free = (*(p as *mut Block)).next;
+            pg.used = 0;
+            crate::fatal!(
+                "free of {:p}: block not in use (double free or invalid pointer)",
+                p
+            );
+        }
+        retire(&mut *h, page);
+    }
+}
+
+/// Everything but the plain local free: huge, aligned, floating, remote.
+#[cold]
+#[inline(never)]
+unsafe fn free_generic(seg: *mut Segment, page: *mut Page, p: *mut u8) {
+    // SAFETY: `seg` is registered; `page` its descriptor for `p`.
+    unsafe {
+        if !(*seg).cookie_ok() {
+            crate::fatal!("free of {:p}: segment header {:p} is corrupted", p, seg);
+        }
+        if huge::is_huge(seg) {
+            return huge::free(seg, p);
+        }
+        let h = heap();
+        let pg = &mut *page;
+        let mine = (*seg).owner.load(Relaxed) == (*h).id;
+        if !pg.in_use {
+            crate::fatal!(
+                "free of {:p}: not an allocated block (double free or invalid pointer)",
+                p
+            );
+        }
+        let b = if pg.flags.load(Relaxed) & ALIGNED != 0 {
+            pg.block_start(p)
+        } else {
+            p
+        };
+        let off = b as usize - pg.start as usize;
+        if off % pg.block_size != 0 || off >= pg.capacity.max(1) as usize * pg.block_size {
+            crate::fatal!(
+                "free of {:p}: not the start of a block (invalid pointer)",
+                p
+            );
+        }
+        if mine {
+            if (*(b as *mut Block)).key == pg.key() && pg.is_listed(b.cast()) {
+                crate::fatal!("double free of {:p}", p);
+            }
+            return free_local_slow(h, page, b);
+        }
+        free_remote(seg, pg, b);
+    }
+}
+
+/// Push `b` on the page's atomic list (another thread owns the page, or
+/// nobody does while its segment is abandoned).
+unsafe fn free_remote(seg: *mut Segment, pg: &Page, b: *mut u8) {
+    let blk = b as *mut Block;
+    // SAFETY: `b` is a block we are giving up; it keeps the page alive until
+    // the push below succeeds.
+    unsafe {
+        (*blk).key = pg.key();
+        let tf = &pg.thread_free;
+        let mut old = tf.load(Relaxed);
+        loop {
+            if old & TF_FULL != 0 {
+                // The page floats: tell the owner before our block is
+                // visible (after the push the page may be freed).
+                match tf.compare_exchange_weak(old, old & !TF_FULL, AcqRel, Relaxed) {
+                    Ok(_) => {
+                        (*seg).pending.store(true, Release);
+                        old &= !TF_FULL;
+                    }
+                    Err(o) => {
+                        old = o;
+                        continue;
+                    }
+                }
+            }
+            (*blk).next = old as *mut Block;
+            match tf.compare_exchange_weak(old, blk as usize, Release, Relaxed) {
+                Ok(_) => return,
+                Err(o) => old = o,
+            }
+        }
+    }
+}
+
+/// A pointer whose segment is not in the map: a huge block with alignment
+/// of 4 MiB or more (its header is one segment back), or not ours.
+#[cold]
+#[inline(never)]
+unsafe fn free_foreign(p: *mut u8) {
+    match huge_big_aligned(p) {
+        // SAFETY: a registered huge segment whose block is `p`.
+        Some(seg) => unsafe { huge::free(seg, p) },
+        None => crate::fatal!(
+            "free of {:p}: pointer not allocated by stratalloc (invalid free)",
+            p
+        ),
+    }
+}
+
+/// The header of a huge block placed one segment after its header.
+pub fn huge_big_aligned(p: *const u8) -> Option<*mut Segment> {
+    let a = p as usize;
+    if a & (SEGMENT_SIZE - 1) != 0 || a < SEGMENT_SIZE {
+        return None;
+    }
+    let seg = (a - SEGMENT_SIZE) as *mut Segment;
+    if !segmap_contains(seg) {
+        return None;
+    }
+    // SAFETY: a registered segment's header is mapped.
+    unsafe {
+        if (*seg).cookie_ok() && huge::is_huge(seg) && core::ptr::eq((*seg).huge_block, p) {
+            Some(seg)
+        } else {
+            None
+        }
+    }
+}
+
+/// Is `p` a pointer the engine could have handed out (inside one of its
+/// segments or a huge block)? Cheap; does not prove `p` is live.
+pub fn owns(p: *const u8) -> bool {
+    segmap_contains(segment_of(p)) || huge_big_aligned(p).is_some()
+}
+
+/// Bytes usable at `p`.
+///
+/// # Safety
+/// `p` is a live block of the engine.
+pub unsafe fn usable_size(p: *const u8) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    let seg = segment_of(p);
+    if !segmap_contains(seg) {
+        return match huge_big_aligned(p) {
+            // SAFETY: registered huge header.
+            Some(s) => unsafe { (*s).huge_size },
+            None => crate::fatal!(
+                "usable_size of {:p}: pointer not allocated by stratalloc",
+                p
+            ),
+        };
+    }
+    // SAFETY: registered segment.
+    unsafe {
+        if huge::is_huge(seg) {
+            let blk = (*seg).huge_block as usize;
+            return (*seg).huge_size - (p as usize - blk);
+        }
+        let page = &*(*seg).page_of(p);
+        if !page.in_use {
+            crate::fatal!("usable_size of {:p}: not an allocated block", p);
+        }
+        let b = page.block_start(p);
+        page.block_size - (p as usize - b as usize)
+    }
+}

@@ -1,0 +1,736 @@
+//! Thread heaps: one per thread in native TLS, the malloc slow path, page
+//! queues, abandoning at thread exit and reclaiming abandoned segments.
+//!
+//! ```text
+//!   Heap (TLS, const-initialised, no Drop)
+//!   direct[0..=64] --> page serving (size+15)/16     (fast path: 1 load)
+//!   queues[class]  --> page <-> page <-> page         (pages with room first)
+//!   segs           --> segment <-> segment            (all segments owned)
+//! ```
+//!
+//! Invariants (between calls, for an initialised heap):
+//! - `direct[w]` is the head of `queues[DIRECT_CLASS[w]]`, or the static
+//!   empty page when that queue is empty
+//! - every page in `queues[c]` is an in-use page of class `c` of a segment
+//!   in `segs`; every in-use class page of those segments not in a queue is
+//!   floating (`FULL`); large pages are always floating
+//! - every segment in `segs` has `owner == id`
+//!
+//! A heap is *uninitialised* (`id == UNINIT`) until its first slow path:
+//! that assigns a fresh id and registers the thread-exit destructor.
+
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering::*};
+
+use super::page::{Page, FULL, LARGE, TF_FULL};
+use super::segment::{self, Segment, SLICES_PER_SEGMENT, SLICE_SIZE};
+use super::size_class::*;
+use crate::os;
+
+/// The id of a heap that has not been initialised yet (never an owner).
+pub const UNINIT: usize = usize::MAX;
+
+#[derive(Clone, Copy)]
+pub struct Queue {
+    pub first: *mut Page,
+    pub last: *mut Page,
+}
+
+#[repr(C)]
+pub struct Heap {
+    pub direct: [*mut Page; DIRECT_SLOTS],
+    pub id: usize,
+    pub queues: [Queue; CLASSES],
+    pub segs: *mut Segment,
+    pub nsegs: usize,
+    pub next_purge: u64,
+    /// Malloc slow paths taken (for periodic work).
+    pub slow_count: u64,
+}
+
+/// A page with no free blocks, shared by every uninitialised slot, so the
+/// fast path needs no null check. Never written (all zeros, no atomics
+/// touched).
+#[repr(C, align(8))]
+pub struct EmptyPage([u8; core::mem::size_of::<Page>()]);
+pub static EMPTY_PAGE: EmptyPage = EmptyPage([0; core::mem::size_of::<Page>()]);
+
+#[inline(always)]
+pub fn empty_page() -> *mut Page {
+    &EMPTY_PAGE as *const EmptyPage as *mut Page
+}
+
+impl Heap {
+    pub const INIT: Heap = Heap {
+        direct: [&EMPTY_PAGE as *const EmptyPage as *mut Page; DIRECT_SLOTS],
+        id: UNINIT,
+        queues: [Queue {
+            first: ptr::null_mut(),
+            last: ptr::null_mut(),
+        }; CLASSES],
+        segs: ptr::null_mut(),
+        nsegs: 0,
+        next_purge: 0,
+        slow_count: 0,
+    };
+}
+
+thread_local! {
+    static HEAP: UnsafeCell<Heap> = const { UnsafeCell::new(Heap::INIT) };
+}
+
+/// This thread's heap.
+#[inline(always)]
+pub fn heap() -> *mut Heap {
+    HEAP.with(|h| h.get())
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+// ------------------------------------------------------ thread-exit hook
+
+static KEY_STATE: AtomicUsize = AtomicUsize::new(0); // 0 none, 1 creating, 2 ready
+static mut KEY: libc::pthread_key_t = 0;
+
+unsafe extern "C" fn on_thread_exit(_arg: *mut libc::c_void) {
+    let h = heap();
+    // SAFETY: our own heap, on our own thread.
+    unsafe { abandon(h) };
+}
+
+fn key() -> Option<libc::pthread_key_t> {
+    loop {
+        match KEY_STATE.load(Acquire) {
+            // SAFETY: written once before state 2 was published.
+            2 => return Some(unsafe { KEY }),
+            0 => {
+                if KEY_STATE.compare_exchange(0, 1, AcqRel, Acquire).is_ok() {
+                    let mut k: libc::pthread_key_t = 0;
+                    // SAFETY: valid out-pointer and destructor.
+                    let r = unsafe { libc::pthread_key_create(&mut k, Some(on_thread_exit)) };
+                    if r != 0 {
+                        KEY_STATE.store(0, Release);
+                        return None;
+                    }
+                    // SAFETY: only the thread that won the CAS writes KEY.
+                    unsafe { KEY = k };
+                    KEY_STATE.store(2, Release);
+                    return Some(k);
+                }
+            }
+            // SAFETY: sched_yield has no preconditions.
+            _ => unsafe {
+                libc::sched_yield();
+            },
+        }
+    }
+}
+
+#[cold]
+unsafe fn init(h: *mut Heap) {
+    // SAFETY: our own heap.
+    let h = unsafe { &mut *h };
+    h.id = NEXT_ID.fetch_add(1, Relaxed);
+    // pthread_setspecific may call malloc (calloc for high keys): the heap
+    // is already usable, so that call is served normally.
+    if let Some(k) = key() {
+        // SAFETY: a valid key; a non-null value makes the destructor run.
+        unsafe { libc::pthread_setspecific(k, 1 as *const libc::c_void) };
+    }
+}
+
+// ------------------------------------------------------------ queues
+
+impl Heap {
+    fn set_direct(&mut self, class: usize) {
+        if class_size(class) > DIRECT_MAX {
+            return;
+        }
+        let p = if self.queues[class].first.is_null() {
+            empty_page()
+        } else {
+            self.queues[class].first
+        };
+        let lo = if class == 0 {
+            0
+        } else {
+            class_size(class - 1) / 16 + 1
+        };
+        let hi = class_size(class) / 16;
+        for w in lo..=hi {
+            self.direct[w] = p;
+        }
+    }
+
+    /// Put `page` first (it has room) in its class queue.
+    pub unsafe fn queue_push_front(&mut self, page: *mut Page) {
+        // SAFETY: a page of ours not in any queue.
+        unsafe {
+            let c = (*page).class as usize;
+            let q = &mut self.queues[c];
+            (*page).prev = ptr::null_mut();
+            (*page).next = q.first;
+            if q.first.is_null() {
+                q.last = page;
+            } else {
+                (*q.first).prev = page;
+            }
+            q.first = page;
+            self.set_direct(c);
+        }
+    }
+
+    pub unsafe fn queue_remove(&mut self, page: *mut Page) {
+        // SAFETY: `page` is in its class queue.
+        unsafe {
+            let c = (*page).class as usize;
+            let q = &mut self.queues[c];
+            let (n, p) = ((*page).next, (*page).prev);
+            if p.is_null() {
+                q.first = n;
+            } else {
+                (*p).next = n;
+            }
+            if n.is_null() {
+                q.last = p;
+            } else {
+                (*n).prev = p;
+            }
+            (*page).next = ptr::null_mut();
+            (*page).prev = ptr::null_mut();
+            if p.is_null() {
+                self.set_direct(c);
+            }
+        }
+    }
+
+    fn seg_push(&mut self, seg: *mut Segment) {
+        // SAFETY: a segment we own, in no list.
+        unsafe {
+            (*seg).prev = ptr::null_mut();
+            (*seg).next = self.segs;
+            if !self.segs.is_null() {
+                (*self.segs).prev = seg;
+            }
+        }
+        self.segs = seg;
+        self.nsegs += 1;
+    }
+
+    fn seg_remove(&mut self, seg: *mut Segment) {
+        // SAFETY: `seg` is in our list.
+        unsafe {
+            let (n, p) = ((*seg).next, (*seg).prev);
+            if p.is_null() {
+                self.segs = n;
+            } else {
+                (*p).next = n;
+            }
+            if !n.is_null() {
+                (*n).prev = p;
+            }
+            (*seg).next = ptr::null_mut();
+            (*seg).prev = ptr::null_mut();
+        }
+        self.nsegs -= 1;
+    }
+}
+
+// ------------------------------------------------------------ spans
+
+/// Free the span of `page` back to its segment (the segment stays, even
+/// if empty: callers release it with `seg_free_if_empty`).
+pub unsafe fn span_release(page: *mut Page, now: u64) {
+    let seg = segment::segment_of(page.cast());
+    // SAFETY: `page` is an in-use page of `seg`, which we own.
+    unsafe {
+        let i = page.offset_from((*seg).pages.as_ptr()) as usize;
+        (*seg).free_span(i, now);
+    }
+}
+
+/// Free the span of `page`; release its segment if that emptied it.
+pub unsafe fn page_free(h: &mut Heap, page: *mut Page, now: u64) {
+    let seg = segment::segment_of(page.cast());
+    // SAFETY: forwarded.
+    unsafe {
+        span_release(page, now);
+        seg_free_if_empty(h, seg);
+    }
+}
+
+/// A span of `n` slices from our segments, a reclaimed one, or a new one.
+unsafe fn span_alloc(h: &mut Heap, n: usize) -> *mut Page {
+    let mut seg = h.segs;
+    while !seg.is_null() {
+        // SAFETY: our segments.
+        unsafe {
+            if let Some(i) = (*seg).take_span(n) {
+                return &mut (*seg).pages[i];
+            }
+            seg = (*seg).next;
+        }
+    }
+    // Reclaim abandoned segments before mapping more.
+    for _ in 0..8 {
+        let seg = segment::abandon_pop();
+        if seg.is_null() {
+            break;
+        }
+        // SAFETY: popped from the abandoned list: ours now.
+        unsafe {
+            if !reclaim(h, seg) {
+                continue; // it was empty and is gone
+            }
+            if let Some(i) = (*seg).take_span(n) {
+                return &mut (*seg).pages[i];
+            }
+        }
+    }
+    let seg = segment::segment_alloc(h.id);
+    if seg.is_null() {
+        return ptr::null_mut();
+    }
+    h.seg_push(seg);
+    // SAFETY: a fresh segment has 63 free slices and n <= 32.
+    unsafe {
+        let i = (*seg).take_span(n).unwrap_or(1);
+        &mut (*seg).pages[i]
+    }
+}
+
+/// Adopt an abandoned segment: collect every page, requeue pages with
+/// room, free empty ones. Returns false if the segment ended up freed.
+unsafe fn reclaim(h: &mut Heap, seg: *mut Segment) -> bool {
+    // SAFETY: we own `seg` now.
+    unsafe {
+        (*seg).owner.store(h.id, Release);
+        (*seg).pending.store(false, Relaxed);
+        h.seg_push(seg);
+        let now = os::now_ms();
+        let mut i = 1;
+        while i < SLICES_PER_SEGMENT {
+            let page: *mut Page = &mut (*seg).pages[i];
+            if (*seg).free_mask & (1 << i) != 0 || !(*page).in_use {
+                i += 1;
+                continue;
+            }
+            i += (*page).slice_count as usize;
+            (*page).clear_full();
+            (*page).collect();
+            settle(h, page, now);
+        }
+        !seg_free_if_empty(h, seg)
+    }
+}
+
+/// Put an unqueued, collected page where it belongs: span released if
+/// empty (the segment stays), queued if it has room, floating otherwise.
+unsafe fn settle(h: &mut Heap, page: *mut Page, now: u64) {
+    // SAFETY: an in-use page of ours, in no queue, FULL cleared.
+    unsafe {
+        loop {
+            if (*page).used == 0 {
+                span_release(page, now);
+                return;
+            }
+            if (*page).class != LARGE && (*page).has_room() {
+                h.queue_push_front(page);
+                return;
+            }
+            if (*page).try_mark_full() {
+                return;
+            }
+            (*page).collect();
+        }
+    }
+}
+
+/// Take back floating pages with remote frees in segments flagged pending.
+unsafe fn collect_pending(h: &mut Heap) {
+    let now = os::now_ms();
+    let mut seg = h.segs;
+    while !seg.is_null() {
+        // SAFETY: our segments; `next` is read before `seg` may be freed.
+        unsafe {
+            let next = (*seg).next;
+            if (*seg).pending.load(Relaxed) && (*seg).pending.swap(false, AcqRel) {
+                let mut i = 1;
+                while i < SLICES_PER_SEGMENT {
+                    let page: *mut Page = &mut (*seg).pages[i];
+                    if (*seg).free_mask & (1 << i) != 0 || !(*page).in_use {
+                        i += 1;
+                        continue;
+                    }
+                    i += (*page).slice_count as usize;
+                    if (*page).flags.load(Relaxed) & FULL == 0 {
+                        continue;
+                    }
+                    let tf = (*page).thread_free.load(Acquire);
+                    if tf & TF_FULL != 0 && tf & !TF_FULL == 0 {
+                        continue; // still marked, nothing freed
+                    }
+                    (*page).clear_full();
+                    (*page).collect();
+                    settle(h, page, now);
+                }
+                seg_free_if_empty(h, seg);
+            }
+            seg = next;
+        }
+    }
+}
+
+/// Release `seg` if no span is in use.
+unsafe fn seg_free_if_empty(h: &mut Heap, seg: *mut Segment) -> bool {
+    // SAFETY: a segment of ours.
+    unsafe {
+        if (*seg).is_empty() {
+            h.seg_remove(seg);
+            segment::segment_free(seg);
+            return true;
+        }
+    }
+    false
+}
+
+/// Purge dirty slices whose delay has passed (all of them if `force`).
+unsafe fn purge_due(h: &mut Heap, now: u64, force: bool) -> bool {
+    let mut any = false;
+    let mut seg = h.segs;
+    while !seg.is_null() {
+        // SAFETY: our segments.
+        unsafe {
+            let s = &mut *seg;
+            if s.dirty_mask != 0 && (force || (s.purge_at != 0 && s.purge_at <= now)) {
+                s.purge();
+                any = true;
+            }
+            seg = s.next;
+        }
+    }
+    any
+}
+
+// ------------------------------------------------------------ allocation
+
+/// Allocate a block of class `c` (slow path: find or make a page).
+#[cold]
+#[inline(never)]
+pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
+    // SAFETY: our own heap.
+    unsafe {
+        if (*h).id == UNINIT {
+            init(h);
+        }
+        let h = &mut *h;
+        h.slow_count += 1;
+        if h.slow_count % 64 == 0 {
+            periodic(h);
+        }
+        for attempt in 0..2 {
+            let mut page = h.queues[c].first;
+            while !page.is_null() {
+                let next = (*page).next;
+                (*page).collect();
+                if (*page).free.is_null() && (*page).capacity < (*page).reserved {
+                    (*page).extend();
+                }
+                if !(*page).free.is_null() {
+                    if page != h.queues[c].first {
+                        h.queue_remove(page);
+                        h.queue_push_front(page);
+                    }
+                    return (*page).pop();
+                }
+                // Full: unlink and float it.
+                h.queue_remove(page);
+                if !(*page).try_mark_full() {
+                    (*page).collect();
+                    h.queue_push_front(page);
+                    return (*page).pop();
+                }
+                page = next;
+            }
+            if attempt == 0 {
+                collect_pending(h);
+            }
+        }
+        // A fresh page.
+        let n = class_slices(c);
+        let page = span_alloc(h, n);
+        if page.is_null() {
+            return ptr::null_mut();
+        }
+        let bs = class_size(c);
+        let p = &mut *page;
+        p.class = c as u8;
+        p.block_size = bs;
+        p.reserved = ((n * SLICE_SIZE) / bs) as u32;
+        p.capacity = 0;
+        p.used = 0;
+        p.free = ptr::null_mut();
+        p.local_free = ptr::null_mut();
+        p.thread_free.store(0, Relaxed);
+        p.flags.store(0, Relaxed);
+        p.extend();
+        h.queue_push_front(page);
+        p.pop()
+    }
+}
+
+/// Periodic slow-path work: purge due segments.
+unsafe fn periodic(h: &mut Heap) {
+    let now = os::now_ms();
+    if now >= h.next_purge {
+        h.next_purge = now + segment::PURGE_DELAY_MS;
+        // SAFETY: our heap.
+        unsafe { purge_due(h, now, false) };
+    }
+}
+
+/// A large block: one block on a span of `n` slices (floating page).
+/// Returns the page (the block is at `page.start`).
+pub unsafe fn alloc_large(h: *mut Heap, n: usize) -> *mut Page {
+    // SAFETY: our own heap.
+    unsafe {
+        if (*h).id == UNINIT {
+            init(h);
+        }
+        let h = &mut *h;
+        h.slow_count += 1;
+        if h.slow_count % 64 == 0 {
+            periodic(h);
+        }
+        let mut page = span_alloc(h, n);
+        if page.is_null() {
+            collect_pending(h);
+            page = span_alloc(h, n);
+            if page.is_null() {
+                return page;
+            }
+        }
+        let p = &mut *page;
+        p.class = LARGE;
+        p.block_size = n * SLICE_SIZE;
+        p.reserved = 1;
+        p.capacity = 1;
+        p.used = 1;
+        p.free = ptr::null_mut();
+        p.local_free = ptr::null_mut();
+        p.thread_free.store(TF_FULL, Relaxed);
+        p.flags.store(FULL, Relaxed);
+        page
+    }
+}
+
+/// The owner's free of a block on a page that needs care (floating,
+/// aligned, or now empty). `b` is the block start.
+pub unsafe fn free_local_slow(h: *mut Heap, page: *mut Page, b: *mut u8) {
+    // SAFETY: the caller checked we own the page.
+    unsafe {
+        let h = &mut *h;
+        let p = &mut *page;
+        if p.used == 0 {
+            crate::fatal!("double free of {:p} (page has no blocks in use)", b);
+        }
+        let blk = b as *mut super::page::Block;
+        (*blk).next = p.local_free;
+        (*blk).key = p.key();
+        p.local_free = blk;
+        p.used -= 1;
+        let floating = p.flags.load(Relaxed) & FULL != 0;
+        if floating {
+            p.clear_full();
+            p.collect();
+            settle(h, page, os::now_ms());
+            seg_free_if_empty(h, segment::segment_of(b));
+        } else if p.used == 0 {
+            retire(h, page);
+        }
+    }
+}
+
+/// A queued page became empty: free its span unless it is the only page
+/// of its class (kept to avoid map/unmap thrash).
+pub unsafe fn retire(h: &mut Heap, page: *mut Page) {
+    // SAFETY: a queued page of ours.
+    unsafe {
+        let c = (*page).class as usize;
+        let q = h.queues[c];
+        if q.first == page && q.last == page && (*page).slice_count == 1 {
+            return;
+        }
+        h.queue_remove(page);
+        page_free(h, page, os::now_ms());
+    }
+}
+
+// ------------------------------------------------------------ thread exit
+
+/// Give up every segment of heap `h` (thread exit): empty pages are freed,
+/// empty segments released, the rest abandoned for other threads.
+pub unsafe fn abandon(h: *mut Heap) {
+    // SAFETY: our own heap.
+    let h = unsafe { &mut *h };
+    if h.id == UNINIT {
+        return;
+    }
+    let now = os::now_ms();
+    for c in 0..CLASSES {
+        h.queues[c] = Queue {
+            first: ptr::null_mut(),
+            last: ptr::null_mut(),
+        };
+    }
+    for w in 0..DIRECT_SLOTS {
+        h.direct[w] = empty_page();
+    }
+    while !h.segs.is_null() {
+        let seg = h.segs;
+        h.seg_remove(seg);
+        // SAFETY: a segment we own.
+        unsafe {
+            let mut i = 1;
+            while i < SLICES_PER_SEGMENT {
+                let page: *mut Page = &mut (*seg).pages[i];
+                if (*seg).free_mask & (1 << i) != 0 || !(*page).in_use {
+                    i += 1;
+                    continue;
+                }
+                i += (*page).slice_count as usize;
+                (*page).next = ptr::null_mut();
+                (*page).prev = ptr::null_mut();
+                (*page).collect();
+                if (*page).used == 0 {
+                    let k = page.offset_from((*seg).pages.as_ptr()) as usize;
+                    (*seg).free_span(k, now);
+                }
+            }
+            if (*seg).is_empty() {
+                segment::segment_free(seg);
+            } else {
+                (*seg).purge();
+                (*seg).owner.store(0, Release);
+                segment::abandon_push(seg);
+            }
+        }
+    }
+    *h = Heap::INIT;
+}
+
+// ------------------------------------------------------------ trim, check
+
+/// Return what this thread can return: empty pages, dirty slices, empty
+/// abandoned segments, cached segments.
+pub unsafe fn trim(h: *mut Heap) -> bool {
+    let before = os::stats().returned;
+    // SAFETY: our heap.
+    unsafe {
+        if (*h).id == UNINIT {
+            init(h);
+        }
+        let h = &mut *h;
+        let now = os::now_ms();
+        collect_pending(h);
+        for c in 0..CLASSES {
+            let mut page = h.queues[c].first;
+            while !page.is_null() {
+                let next = (*page).next;
+                (*page).collect();
+                if (*page).used == 0 {
+                    h.queue_remove(page);
+                    page_free(h, page, now);
+                }
+                page = next;
+            }
+        }
+        // Adopt every abandoned segment (frees the empty ones).
+        let n = segment::abandoned_count();
+        for _ in 0..n {
+            let seg = segment::abandon_pop();
+            if seg.is_null() {
+                break;
+            }
+            reclaim(h, seg);
+        }
+        purge_due(h, now, true);
+    }
+    segment::drain_cache();
+    os::stats().returned > before
+}
+
+/// Verify the invariants of this thread's heap and of its segments.
+pub unsafe fn check(h: *mut Heap) -> Result<(), &'static str> {
+    // SAFETY: our heap.
+    let h = unsafe { &*h };
+    for (w, &c) in DIRECT_CLASS.iter().enumerate() {
+        let c = c as usize;
+        let want = if h.queues[c].first.is_null() {
+            empty_page()
+        } else {
+            h.queues[c].first
+        };
+        if h.direct[w] != want {
+            return Err("direct slot is not its queue head");
+        }
+    }
+    let mut queued = 0usize;
+    for c in 0..CLASSES {
+        let mut page = h.queues[c].first;
+        let mut prev = ptr::null_mut();
+        while !page.is_null() {
+            // SAFETY: queued pages are valid.
+            unsafe {
+                if (*page).class as usize != c || (*page).prev != prev {
+                    return Err("queue links or class wrong");
+                }
+                if (*page).flags.load(Relaxed) & FULL != 0 {
+                    return Err("floating page in a queue");
+                }
+                let seg = segment::segment_of(page.cast());
+                if (*seg).owner.load(Relaxed) != h.id {
+                    return Err("queued page of a segment we do not own");
+                }
+                prev = page;
+                page = (*page).next;
+            }
+            queued += 1;
+        }
+        if h.queues[c].last != prev {
+            return Err("queue tail wrong");
+        }
+    }
+    let mut seg = h.segs;
+    let mut n = 0;
+    let mut in_use_class_pages = 0usize;
+    while !seg.is_null() {
+        // SAFETY: our segments.
+        unsafe {
+            if (*seg).owner.load(Relaxed) != h.id {
+                return Err("segment in list not owned");
+            }
+            (*seg).check()?;
+            for i in 1..SLICES_PER_SEGMENT {
+                let p = &(*seg).pages[i];
+                if p.in_use
+                    && (*seg).free_mask & (1 << i) == 0
+                    && p.class != LARGE
+                    && p.flags.load(Relaxed) & FULL == 0
+                {
+                    in_use_class_pages += 1;
+                }
+            }
+            seg = (*seg).next;
+        }
+        n += 1;
+    }
+    if n != h.nsegs {
+        return Err("segment count wrong");
+    }
+    if queued != in_use_class_pages {
+        return Err("non-floating page missing from the queues");
+    }
+    Ok(())
+}

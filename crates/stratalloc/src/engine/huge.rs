@@ -1,0 +1,118 @@
+//! Huge blocks (above [`LARGE_MAX`](super::LARGE_MAX)): each in a mapping
+//! of its own whose start is a segment boundary, so `segment_of(p)` finds
+//! its header as for any other block.
+//!
+//! ```text
+//!   align <= 2 MiB:   [hdr|pad|block ..............]     block = seg + offset
+//!   align >= 4 MiB:   [hdr|..unused 4 MiB..|block ...]   block = seg + 4 MiB
+//! ```
+//!
+//! In the second layout `segment_of(block) == block`, which is not in the
+//! segment map: `free` then looks one segment back (see `free_foreign`).
+//! Growing uses `mremap` into an aligned reservation, so no bytes are
+//! copied; shrinking unmaps the tail.
+
+use core::ptr;
+
+use super::segment::{self, Kind, Segment, SEGMENT_SIZE};
+use crate::os;
+
+fn header_size() -> usize {
+    os::page_round(core::mem::size_of::<Segment>()).unwrap_or(SEGMENT_SIZE)
+}
+
+/// Map a huge block of `size` bytes aligned to `align`. Null on failure.
+pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    let hdr = header_size();
+    let offset = if align <= SEGMENT_SIZE / 2 {
+        hdr.next_multiple_of(align.max(16))
+    } else {
+        SEGMENT_SIZE
+    };
+    let Some(total) = offset.checked_add(size).and_then(os::page_round) else {
+        return ptr::null_mut();
+    };
+    if total > isize::MAX as usize {
+        return ptr::null_mut();
+    }
+    let seg: *mut Segment = if offset == SEGMENT_SIZE {
+        os::map_aligned_at(total, align, SEGMENT_SIZE).cast()
+    } else {
+        os::map_aligned(total, SEGMENT_SIZE).cast()
+    };
+    if seg.is_null() {
+        return ptr::null_mut();
+    }
+    if !segment::huge_register(seg, true) {
+        // SAFETY: just mapped.
+        unsafe { os::unmap(seg.cast(), total) };
+        return ptr::null_mut();
+    }
+    // SAFETY: a fresh zeroed mapping of `total >= offset + size` bytes.
+    unsafe {
+        let block = seg.cast::<u8>().add(offset);
+        segment::huge_init(seg, total, block, total - offset);
+        block
+    }
+}
+
+/// Free the huge block `p` of segment `seg`.
+///
+/// # Safety
+/// `seg` is a registered huge segment.
+pub unsafe fn free(seg: *mut Segment, p: *mut u8) {
+    // SAFETY: a registered huge header.
+    unsafe {
+        if (*seg).huge_block != p {
+            crate::fatal!(
+                "free of {:p}: not the start of a huge block (invalid pointer)",
+                p
+            );
+        }
+        (*seg).cookie = 0;
+        segment::huge_register(seg, false);
+        os::unmap(seg.cast(), (*seg).map_size);
+    }
+}
+
+/// Resize a huge block in place or by moving its pages. Null on failure
+/// (the block is untouched).
+///
+/// # Safety
+/// `seg` is a registered huge segment and `p` its block; `new_size` is
+/// greater than `LARGE_MAX`.
+pub unsafe fn realloc(seg: *mut Segment, p: *mut u8, new_size: usize) -> *mut u8 {
+    // SAFETY: a registered huge header.
+    unsafe {
+        let offset = p as usize - seg as usize;
+        let Some(total) = offset.checked_add(new_size).and_then(os::page_round) else {
+            return ptr::null_mut();
+        };
+        if total > isize::MAX as usize {
+            return ptr::null_mut();
+        }
+        let old = (*seg).map_size;
+        if total <= old && total >= old / 2 {
+            return p;
+        }
+        let nseg: *mut Segment = os::remap(seg.cast(), old, total, SEGMENT_SIZE).cast();
+        if nseg.is_null() {
+            return ptr::null_mut();
+        }
+        if nseg != seg {
+            segment::huge_register(seg, false);
+            if !segment::huge_register(nseg, true) {
+                crate::fatal!("cannot register moved huge block {:p}", nseg);
+            }
+        }
+        let block = nseg.cast::<u8>().add(offset);
+        segment::huge_init(nseg, total, block, total - offset);
+        block
+    }
+}
+
+/// Is `seg` a huge segment (header valid)?
+pub fn is_huge(seg: *const Segment) -> bool {
+    // SAFETY: called on registered segments only.
+    unsafe { (*seg).kind == Kind::Huge }
+}

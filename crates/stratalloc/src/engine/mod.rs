@@ -1,0 +1,205 @@
+//! # The engine: stratalloc's default malloc
+//!
+//! A thread-caching size-class allocator in the family of mimalloc (free
+//! list sharding, segments found by masking, thread-local heaps), written
+//! for this project.
+//!
+//! ## Entry points (stable names; the C library calls these directly)
+//!
+//! | function | C counterpart | notes |
+//! |---|---|---|
+//! | [`malloc`]`(size)` | `malloc` | 16-aligned for `size >= 16`; size 0 gives a unique block |
+//! | [`calloc`]`(n, size)` | `calloc` | null on overflow |
+//! | [`aligned_alloc`]`(align, size)` | `posix_memalign`, `memalign`, `aligned_alloc` | `align` a power of two, any size up to huge |
+//! | [`alloc_zeroed`]`(size, align)` | — | fresh OS memory is not cleared again |
+//! | [`realloc`]`(p, size)` | `realloc` | `p` non-null, `size > 0` (the C layer handles those) |
+//! | [`free`]`(p)` | `free` | null ignored; a pointer not ours aborts with a message |
+//! | [`usable_size`]`(p)` | `malloc_usable_size` | works for every pointer handed out |
+//! | [`owns`]`(p)` | — | cheap "could this be ours?" (segment map lookup) |
+//! | [`trim`]`()` | `malloc_trim` | returns free memory now |
+//! | [`ENGINE`] | — | the same as a [`Backend`] |
+//!
+//! None of them allocates from the Rust heap, panics or unwinds; none
+//! needs initialisation (a thread's heap starts as a static empty heap and
+//! sets itself up on its first slow path).
+//!
+//! ## Glossary
+//!
+//! - **slice**: 64 KiB, the unit segments are cut into.
+//! - **segment**: 4 MiB of address space aligned to 4 MiB; slice 0 holds
+//!   the header (owner, slice bitmaps, one page descriptor per slice).
+//! - **span**: contiguous free or used slices of a segment.
+//! - **page**: a span holding blocks of one size class (or one large
+//!   block), with three free lists: `free`, `local_free`, `thread_free`.
+//! - **heap**: per-thread state in TLS: a queue of pages per class and the
+//!   segments it owns.
+//! - **floating page**: a full page unlinked from its queue (`FULL`).
+//! - **abandoned segment**: owned by a thread that exited; reclaimed by
+//!   the next thread that needs a span.
+//! - **large / huge block**: above 512 KiB, one block per span; above
+//!   2 MiB, one mapping per block.
+//!
+//! ```text
+//!   thread A heap                      segment (4 MiB aligned)
+//!   direct[(size+15)/16] ──────────┐   +--------+--------+-------------+---
+//!   queues[class] ──> page ──> ... └─> | header | page   | page (span) | ...
+//!   segs ──> segment ──> ...           +--------+--------+-------------+---
+//!                                          ^ free(p): p & !(4 MiB - 1)
+//!   thread B: free(p) of A's block ──> page.thread_free (atomic push)
+//!   thread A, slow path: collect thread_free -> local_free -> free
+//! ```
+//!
+//! ## Invariants (as equations)
+//!
+//! - per page: `used + |free| + |local_free| == capacity <= reserved ==
+//!   span_bytes / block_size`, and `|thread_free| <= used`
+//! - per segment: `dirty ⊆ free_slices`, `slice 0 ∉ free_slices`, and every
+//!   used slice belongs to exactly one span
+//! - per heap: `direct[w] == head(queues[class(16 w)])` (or the empty page);
+//!   every in-use class page of the heap's segments is queued xor floating
+//! - `segment_of(p) ∈ segment map` for every live block `p` (except a huge
+//!   block aligned to 4 MiB or more, whose header sits one segment before)
+//! - mapped bytes `== Σ segments × 4 MiB + Σ huge mappings + map leaves`
+//!
+//! `check()` verifies the first three for the calling thread's heap.
+//!
+//! ## Paths and their cost
+//!
+//! - malloc ≤ 1 KiB: TLS load, table load, pop (`page.free`), `used += 1`:
+//!   no lock, no atomic read-modify-write.
+//! - local free: mask, segment-map lookup (two loads), owner compare, push
+//!   on `local_free`, `used -= 1`: no lock, no atomic RMW.
+//! - remote free: one CAS on the page's `thread_free`.
+//! - slow path: collect the queue's pages, float full ones, reclaim
+//!   abandoned segments, take a span (bitmap search over 64 slices), or map
+//!   a segment (segment cache first).
+//!
+//! ## Returning memory
+//!
+//! An empty page's span goes back to its segment (unless it is the last
+//! page of its small class); free slices are purged with `MADV_DONTNEED`
+//! 10 ms later, from the owner's slow path. Empty segments go to a cache of
+//! 8 (purged) and are unmapped beyond it. `trim()` frees empty pages and
+//! purges at once, adopts abandoned segments, and unmaps the cache.
+//!
+//! ## Drawbacks
+//!
+//! - A thread that stops calling malloc keeps its empty pages resident
+//!   until it exits or calls `trim()`; `trim()` acts on the calling thread
+//!   and on abandoned segments only.
+//! - Pages freed only by other threads are taken back when the owner next
+//!   runs out of pages in that class.
+//! - Huge blocks cost one `mmap`/`munmap` each.
+//! - After `fork`, segments owned by threads other than the forking one
+//!   are never reused in the child.
+//! - Double-free detection is a cheap check (a key word on free blocks),
+//!   not proof: it catches a second free of a block still free on its
+//!   owner's page, not one already reused.
+
+mod alloc;
+mod free;
+mod heap;
+mod huge;
+mod page;
+mod segment;
+pub mod size_class;
+
+pub use alloc::{aligned_alloc, alloc_zeroed, calloc, malloc, realloc, LARGE_MAX};
+pub use free::{free, owns, usable_size};
+
+use crate::backend::{Backend, BackendStats};
+use crate::os;
+
+/// Return free memory to the OS now; `true` if anything was returned.
+pub fn trim() -> bool {
+    // SAFETY: the calling thread's heap.
+    unsafe { heap::trim(heap::heap()) }
+}
+
+/// Verify the calling thread's heap and segments (see the invariants
+/// above); the first broken one is named.
+pub fn check() -> Result<(), &'static str> {
+    // SAFETY: the calling thread's heap.
+    unsafe { heap::check(heap::heap()) }
+}
+
+/// Engine figures beyond [`BackendStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// The OS layer's counters.
+    pub os: os::OsStats,
+    /// Normal segments mapped (live, abandoned or cached).
+    pub segments: usize,
+    /// Segments waiting to be reclaimed.
+    pub abandoned: usize,
+}
+
+/// Current engine figures.
+pub fn engine_stats() -> EngineStats {
+    EngineStats {
+        os: os::stats(),
+        segments: segment::SEGMENTS.load(core::sync::atomic::Ordering::Relaxed),
+        abandoned: segment::abandoned_count(),
+    }
+}
+
+/// The engine as a [`Backend`].
+pub struct Engine;
+
+/// The one engine instance.
+pub static ENGINE: Engine = Engine;
+
+// SAFETY: blocks come from disjoint spans/mappings; sizes and alignments
+// are honoured by the paths above (tested in tests/engine_*.rs).
+unsafe impl Backend for Engine {
+    fn name(&self) -> &'static str {
+        "engine"
+    }
+    #[inline]
+    fn alloc(&self, size: usize, align: usize) -> *mut u8 {
+        if size > isize::MAX as usize || !align.is_power_of_two() {
+            return core::ptr::null_mut();
+        }
+        aligned_alloc(align, size)
+    }
+    fn alloc_zeroed(&self, size: usize, align: usize) -> *mut u8 {
+        if size > isize::MAX as usize || !align.is_power_of_two() {
+            return core::ptr::null_mut();
+        }
+        alloc_zeroed(size, align)
+    }
+    #[inline]
+    unsafe fn free(&self, p: *mut u8) {
+        // SAFETY: forwarded contract.
+        unsafe { free(p) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        unsafe { realloc(p, new_size) }
+    }
+    unsafe fn usable_size(&self, p: *const u8) -> usize {
+        // SAFETY: forwarded contract.
+        unsafe { usable_size(p) }
+    }
+    fn trim(&self) -> bool {
+        trim()
+    }
+    fn fork_prepare(&self) {
+        segment::GLOBAL.lock();
+    }
+    fn fork_parent(&self) {
+        segment::GLOBAL.unlock();
+    }
+    fn fork_child(&self) {
+        segment::GLOBAL.force_unlock();
+    }
+    fn stats(&self) -> BackendStats {
+        let o = os::stats();
+        BackendStats {
+            mapped: o.mapped,
+            peak_mapped: o.peak,
+            returned: o.returned,
+            ..BackendStats::default()
+        }
+    }
+}

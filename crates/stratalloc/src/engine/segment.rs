@@ -1,0 +1,503 @@
+//! Segments: 4 MiB aligned blocks of address space cut into 64 slices of
+//! 64 KiB; the segment map; the global segment cache and abandoned list.
+//!
+//! ```text
+//!   segment (4 MiB, 4 MiB aligned)
+//!   +--------+--------+--------+--------+-----+--------+
+//!   | header | page A | page B (3 slices)| ... | free   |
+//!   | slice 0| slice 1| slice 2..4       |     |        |
+//!   +--------+--------+--------+--------+-----+--------+
+//!   header = Segment { owner, free_mask, dirty_mask, pages[64] ... }
+//!   segment_of(p) = p & !(4 MiB - 1); page_of(p) = pages[(p - seg) >> 16] - offset
+//! ```
+//!
+//! Invariants of a normal segment:
+//! - `free_mask & 1 == 0` (slice 0 is the header); `dirty_mask ⊆ free_mask`
+//! - every slice not in `free_mask` belongs to exactly one in-use span,
+//!   whose head descriptor has `in_use` and `slice_count`, and whose other
+//!   descriptors have `slice_offset` = distance to the head
+//! - a clean free slice (free, not dirty) reads as zeros
+//! - `owner` is the id of the owning heap, or 0 while abandoned
+//!
+//! The segment map is a two-level bitmap over the 48-bit address space (one
+//! bit per 4 MiB): `free` asks it before reading any header, so a pointer
+//! from another allocator is reported instead of crashing. Leaves (8 KiB,
+//! covering 256 GiB each) are mapped on first use and never freed.
+
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
+
+use super::page::Page;
+use crate::os;
+
+pub const SLICE_SHIFT: usize = 16;
+/// Bytes per slice.
+pub const SLICE_SIZE: usize = 1 << SLICE_SHIFT;
+pub const SEGMENT_SHIFT: usize = 22;
+/// Bytes per segment (and its alignment).
+pub const SEGMENT_SIZE: usize = 1 << SEGMENT_SHIFT;
+/// Slices per segment (slice 0 holds the header).
+pub const SLICES_PER_SEGMENT: usize = SEGMENT_SIZE / SLICE_SIZE;
+/// All slices but the header.
+pub const ALL_FREE: u64 = !1u64;
+const COOKIE_XOR: usize = 0x9e37_79b9_7f4a_7c15;
+
+const _: () = assert!(SLICES_PER_SEGMENT == 64);
+const _: () = assert!(core::mem::size_of::<Segment>() <= SLICE_SIZE);
+
+/// What a segment holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Kind {
+    /// Pages of slices.
+    Normal = 1,
+    /// One huge block mapped for itself.
+    Huge = 2,
+}
+
+#[repr(C)]
+pub struct Segment {
+    /// `address ^ COOKIE_XOR`: tells a real header from garbage.
+    pub cookie: usize,
+    pub kind: Kind,
+    /// Heap id of the owner; 0 while abandoned (and for huge segments).
+    pub owner: AtomicUsize,
+    /// A remote free cleared the FULL bit of one of our floating pages.
+    pub pending: AtomicBool,
+    /// Bit i: slice i is free (owner only).
+    pub free_mask: u64,
+    /// Bit i: slice i is free but may hold data (not purged).
+    pub dirty_mask: u64,
+    /// When to purge dirty slices (ms, 0 = nothing scheduled).
+    pub purge_at: u64,
+    /// Owning heap's segment list / abandoned list / cache.
+    pub next: *mut Segment,
+    pub prev: *mut Segment,
+    /// Huge: bytes mapped from the segment start.
+    pub map_size: usize,
+    /// Huge: the block handed out, and its usable size.
+    pub huge_block: *mut u8,
+    pub huge_size: usize,
+    pub pages: [Page; SLICES_PER_SEGMENT],
+}
+
+/// The segment `p` would belong to.
+#[inline(always)]
+pub fn segment_of(p: *const u8) -> *mut Segment {
+    ((p as usize) & !(SEGMENT_SIZE - 1)) as *mut Segment
+}
+
+impl Segment {
+    #[inline(always)]
+    pub fn cookie_ok(&self) -> bool {
+        self.cookie == (self as *const Segment as usize) ^ COOKIE_XOR
+    }
+
+    /// The page descriptor heading the span that holds `p`.
+    #[inline(always)]
+    pub unsafe fn page_of(&mut self, p: *const u8) -> *mut Page {
+        let i = (p as usize - self as *mut Segment as usize) >> SLICE_SHIFT;
+        // SAFETY: i < 64 because p lies in this segment; offsets stay inside.
+        unsafe {
+            let d = self.pages.as_mut_ptr().add(i);
+            d.sub((*d).slice_offset as usize)
+        }
+    }
+
+    /// Address of slice `i`.
+    #[inline]
+    pub fn slice_addr(&self, i: usize) -> *mut u8 {
+        (self as *const Segment as usize + (i << SLICE_SHIFT)) as *mut u8
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.free_mask == ALL_FREE
+    }
+
+    /// Allocate a span of `n` contiguous free slices, preferring dirty
+    /// (resident) ones. Returns the first slice index.
+    pub fn take_span(&mut self, n: usize) -> Option<usize> {
+        let run = |m: u64| {
+            let mut r = m;
+            for i in 1..n {
+                r &= m >> i;
+            }
+            r
+        };
+        let any = run(self.free_mask);
+        if any == 0 {
+            return None;
+        }
+        let dirty = run(self.dirty_mask);
+        let i = if dirty != 0 {
+            dirty.trailing_zeros()
+        } else {
+            any.trailing_zeros()
+        } as usize;
+        let bits = span_bits(i, n);
+        let was_zero = self.dirty_mask & bits == 0;
+        self.free_mask &= !bits;
+        self.dirty_mask &= !bits;
+        let start = self.slice_addr(i);
+        for k in 0..n {
+            let d = &mut self.pages[i + k];
+            d.slice_offset = k as u32;
+            d.in_use = false;
+        }
+        let head = &mut self.pages[i];
+        head.in_use = true;
+        head.is_zero = was_zero;
+        head.slice_count = n as u32;
+        head.start = start;
+        Some(i)
+    }
+
+    /// Give the span headed by slice `i` back to the segment (dirty).
+    pub fn free_span(&mut self, i: usize, now: u64) {
+        let n = self.pages[i].slice_count as usize;
+        let bits = span_bits(i, n);
+        debug_assert!(self.free_mask & bits == 0);
+        let head = &mut self.pages[i];
+        head.in_use = false;
+        head.used = 0;
+        head.capacity = 0;
+        head.reserved = 0;
+        head.free = ptr::null_mut();
+        head.local_free = ptr::null_mut();
+        head.thread_free.store(0, Relaxed);
+        head.flags.store(0, Relaxed);
+        head.next = ptr::null_mut();
+        head.prev = ptr::null_mut();
+        self.free_mask |= bits;
+        self.dirty_mask |= bits;
+        if self.purge_at == 0 {
+            self.purge_at = now + PURGE_DELAY_MS;
+        }
+    }
+
+    /// madvise every dirty free slice away.
+    pub fn purge(&mut self) {
+        let mut m = self.dirty_mask;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            let len = (!(m >> i)).trailing_zeros() as usize;
+            // SAFETY: free slices hold no live data; page aligned.
+            unsafe { os::purge(self.slice_addr(i), len << SLICE_SHIFT) };
+            m &= !span_bits(i, len);
+        }
+        self.dirty_mask = 0;
+        self.purge_at = 0;
+    }
+
+    /// Verify the slice invariants (owner only).
+    pub unsafe fn check(&self) -> Result<(), &'static str> {
+        if !self.cookie_ok() {
+            return Err("bad segment cookie");
+        }
+        if self.kind != Kind::Normal {
+            return Ok(());
+        }
+        if self.free_mask & 1 != 0 || self.dirty_mask & !self.free_mask != 0 {
+            return Err("free/dirty masks inconsistent");
+        }
+        let mut i = 1;
+        while i < SLICES_PER_SEGMENT {
+            if self.free_mask & (1 << i) != 0 {
+                i += 1;
+                continue;
+            }
+            let p = &self.pages[i];
+            if !p.in_use || p.slice_count == 0 || i + p.slice_count as usize > SLICES_PER_SEGMENT {
+                return Err("used slice without a span head");
+            }
+            for k in 1..p.slice_count as usize {
+                if self.pages[i + k].slice_offset != k as u32
+                    || self.free_mask & (1 << (i + k)) != 0
+                {
+                    return Err("span tail descriptor broken");
+                }
+            }
+            // SAFETY: forwarded from the caller.
+            unsafe { p.check()? };
+            i += p.slice_count as usize;
+        }
+        Ok(())
+    }
+}
+
+/// Purge delay for empty pages.
+pub const PURGE_DELAY_MS: u64 = 10;
+
+#[inline]
+fn span_bits(i: usize, n: usize) -> u64 {
+    (if n >= 64 { !0u64 } else { (1u64 << n) - 1 }) << i
+}
+
+// ---------------------------------------------------------------- segment map
+
+const MAP_BITS: usize = 48;
+const LEAF_BITS: usize = 16; // segments per leaf = 2^16 (8 KiB of bits)
+const TOP: usize = 1 << (MAP_BITS - SEGMENT_SHIFT - LEAF_BITS);
+const LEAF_WORDS: usize = (1 << LEAF_BITS) / 64;
+
+static SEGMAP: [AtomicPtr<AtomicU64>; TOP] = [const { AtomicPtr::new(ptr::null_mut()) }; TOP];
+
+/// Is `seg` (a segment-aligned address) one of ours?
+#[inline(always)]
+pub fn segmap_contains(seg: *const Segment) -> bool {
+    let idx = seg as usize >> SEGMENT_SHIFT;
+    let top = idx >> LEAF_BITS;
+    if top >= TOP {
+        return false;
+    }
+    let leaf = SEGMAP[top].load(Acquire);
+    if leaf.is_null() {
+        return false;
+    }
+    let bit = idx & ((1 << LEAF_BITS) - 1);
+    // SAFETY: leaves hold LEAF_WORDS words and are never freed.
+    let w = unsafe { (*leaf.add(bit / 64)).load(Relaxed) };
+    w & (1 << (bit % 64)) != 0
+}
+
+/// Set or clear the bit of `seg`; false if the address is out of range or
+/// a leaf cannot be mapped.
+fn segmap_set(seg: *const Segment, on: bool) -> bool {
+    let idx = seg as usize >> SEGMENT_SHIFT;
+    let top = idx >> LEAF_BITS;
+    if top >= TOP {
+        return false;
+    }
+    let mut leaf = SEGMAP[top].load(Acquire);
+    if leaf.is_null() {
+        let bytes = LEAF_WORDS * 8;
+        let fresh = os::map(os::page_round(bytes).unwrap_or(bytes)) as *mut AtomicU64;
+        if fresh.is_null() {
+            return false;
+        }
+        match SEGMAP[top].compare_exchange(ptr::null_mut(), fresh, AcqRel, Acquire) {
+            Ok(_) => leaf = fresh,
+            Err(other) => {
+                // SAFETY: our fresh leaf was never published.
+                unsafe { os::unmap(fresh.cast(), os::page_round(bytes).unwrap_or(bytes)) };
+                leaf = other;
+            }
+        }
+    }
+    let bit = idx & ((1 << LEAF_BITS) - 1);
+    // SAFETY: see segmap_contains.
+    let w = unsafe { &*leaf.add(bit / 64) };
+    if on {
+        w.fetch_or(1 << (bit % 64), Release);
+    } else {
+        w.fetch_and(!(1 << (bit % 64)), Release);
+    }
+    true
+}
+
+// ------------------------------------------------------------- global lock
+
+/// The one global lock: segment cache and abandoned list. Held briefly,
+/// never across an OS call that could block for long, never re-entered.
+pub struct SpinLock(AtomicBool);
+
+impl SpinLock {
+    pub const fn new() -> Self {
+        SpinLock(AtomicBool::new(false))
+    }
+    pub fn lock(&self) {
+        loop {
+            if self
+                .0
+                .compare_exchange_weak(false, true, Acquire, Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+            while self.0.load(Relaxed) {
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+        }
+    }
+    pub fn unlock(&self) {
+        self.0.store(false, Release);
+    }
+    /// For the child after fork: the lock is free whatever state it had.
+    pub fn force_unlock(&self) {
+        self.0.store(false, Release);
+    }
+}
+
+pub static GLOBAL: SpinLock = SpinLock::new();
+
+struct Shared {
+    cache: [*mut Segment; CACHE_MAX],
+    cached: usize,
+    abandoned: *mut Segment,
+    abandoned_count: usize,
+}
+
+const CACHE_MAX: usize = 8;
+
+struct SharedCell(core::cell::UnsafeCell<Shared>);
+// SAFETY: only accessed while GLOBAL is held.
+unsafe impl Sync for SharedCell {}
+
+static SHARED: SharedCell = SharedCell(core::cell::UnsafeCell::new(Shared {
+    cache: [ptr::null_mut(); CACHE_MAX],
+    cached: 0,
+    abandoned: ptr::null_mut(),
+    abandoned_count: 0,
+}));
+
+fn with_shared<R>(f: impl FnOnce(&mut Shared) -> R) -> R {
+    GLOBAL.lock();
+    // SAFETY: GLOBAL is held, giving exclusive access.
+    let r = f(unsafe { &mut *SHARED.0.get() });
+    GLOBAL.unlock();
+    r
+}
+
+/// Abandoned segments right now.
+pub fn abandoned_count() -> usize {
+    with_shared(|s| s.abandoned_count)
+}
+
+/// Mapped segment count (normal segments, live or cached).
+pub static SEGMENTS: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh normal segment owned by heap `owner`, from the cache or the OS.
+pub fn segment_alloc(owner: usize) -> *mut Segment {
+    let mut seg = with_shared(|s| {
+        if s.cached > 0 {
+            s.cached -= 1;
+            s.cache[s.cached]
+        } else {
+            ptr::null_mut()
+        }
+    });
+    if seg.is_null() {
+        let p = os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
+        if p.is_null() {
+            return p.cast();
+        }
+        if !segmap_set(p.cast(), true) {
+            // SAFETY: just mapped.
+            unsafe { os::unmap(p, SEGMENT_SIZE) };
+            return ptr::null_mut();
+        }
+        SEGMENTS.fetch_add(1, Relaxed);
+        seg = p.cast();
+    } else {
+        // SAFETY: the cached header is ours; reset the descriptors.
+        unsafe { ptr::write_bytes(seg.cast::<u8>(), 0, core::mem::size_of::<Segment>()) };
+    }
+    // SAFETY: `seg` is a mapped, zeroed header we own exclusively.
+    unsafe {
+        let s = &mut *seg;
+        s.cookie = seg as usize ^ COOKIE_XOR;
+        s.kind = Kind::Normal;
+        s.owner.store(owner, Relaxed);
+        s.free_mask = ALL_FREE;
+        s.dirty_mask = 0;
+    }
+    seg
+}
+
+/// Return an empty normal segment: purged and cached, or unmapped.
+///
+/// # Safety
+/// `seg` is empty, owned by the caller, in no list.
+pub unsafe fn segment_free(seg: *mut Segment) {
+    // SAFETY: the caller owns the empty segment.
+    unsafe {
+        (*seg).purge();
+        (*seg).owner.store(0, Relaxed);
+    }
+    let cached = with_shared(|s| {
+        if s.cached < CACHE_MAX {
+            s.cache[s.cached] = seg;
+            s.cached += 1;
+            true
+        } else {
+            false
+        }
+    });
+    if !cached {
+        // SAFETY: unlisted and empty.
+        unsafe { unmap_segment(seg) };
+    }
+}
+
+unsafe fn unmap_segment(seg: *mut Segment) {
+    // SAFETY: forwarded.
+    unsafe { (*seg).cookie = 0 };
+    segmap_set(seg, false);
+    SEGMENTS.fetch_sub(1, Relaxed);
+    // SAFETY: forwarded.
+    unsafe { os::unmap(seg.cast(), SEGMENT_SIZE) };
+}
+
+/// Unmap every cached segment; true if there were any.
+pub fn drain_cache() -> bool {
+    let mut any = false;
+    loop {
+        let seg = with_shared(|s| {
+            if s.cached > 0 {
+                s.cached -= 1;
+                s.cache[s.cached]
+            } else {
+                ptr::null_mut()
+            }
+        });
+        if seg.is_null() {
+            return any;
+        }
+        // SAFETY: taken off the cache; nobody else has it.
+        unsafe { unmap_segment(seg) };
+        any = true;
+    }
+}
+
+/// Put `seg` (already `owner == 0`) on the abandoned list.
+pub unsafe fn abandon_push(seg: *mut Segment) {
+    with_shared(|s| {
+        // SAFETY: we hold the lock and the segment.
+        unsafe { (*seg).next = s.abandoned };
+        s.abandoned = seg;
+        s.abandoned_count += 1;
+    });
+}
+
+/// Take one abandoned segment, if any.
+pub fn abandon_pop() -> *mut Segment {
+    with_shared(|s| {
+        let seg = s.abandoned;
+        if !seg.is_null() {
+            // SAFETY: listed segments are valid.
+            s.abandoned = unsafe { (*seg).next };
+            s.abandoned_count -= 1;
+        }
+        seg
+    })
+}
+
+/// Register or unregister a huge segment in the map.
+pub fn huge_register(seg: *mut Segment, on: bool) -> bool {
+    segmap_set(seg, on)
+}
+
+/// Make a header for a huge segment at `seg` (mapped, zeroed).
+pub unsafe fn huge_init(seg: *mut Segment, map_size: usize, block: *mut u8, size: usize) {
+    // SAFETY: the caller just mapped `seg`.
+    unsafe {
+        let s = &mut *seg;
+        s.cookie = seg as usize ^ COOKIE_XOR;
+        s.kind = Kind::Huge;
+        s.owner.store(0, Relaxed);
+        s.map_size = map_size;
+        s.huge_block = block;
+        s.huge_size = size;
+    }
+}

@@ -1,0 +1,249 @@
+//! Engine: single-thread behaviour (sizes, alignment, usable_size, huge
+//! realloc, trim, zeroing) and a property test against a model.
+
+use stratalloc::engine::{self, ENGINE};
+use stratalloc::Backend;
+
+fn fill(p: *mut u8, n: usize, tag: u8) {
+    // SAFETY: the caller's block has at least n bytes.
+    unsafe { core::ptr::write_bytes(p, tag, n) };
+}
+
+fn verify(p: *const u8, n: usize, tag: u8) {
+    // SAFETY: as fill.
+    let s = unsafe { core::slice::from_raw_parts(p, n) };
+    if let Some(i) = s.iter().position(|&b| b != tag) {
+        panic!("block {p:p} byte {i} is {:#x}, expected {tag:#x}", s[i]);
+    }
+}
+
+#[test]
+fn every_size_class_and_usable_size() {
+    let mut ptrs = Vec::new();
+    let mut size = 0usize;
+    while size <= 3 << 20 {
+        let p = engine::malloc(size);
+        assert!(!p.is_null());
+        if size >= 16 {
+            assert_eq!(p as usize % 16, 0, "size {size}");
+        }
+        // SAFETY: p is live.
+        let u = unsafe { engine::usable_size(p) };
+        assert!(u >= size, "usable {u} < {size}");
+        fill(p, size, (size % 251) as u8);
+        ptrs.push((p, size));
+        size = if size < 2048 {
+            size + 1
+        } else {
+            size + size / 7
+        };
+    }
+    engine::check().unwrap();
+    for &(p, size) in &ptrs {
+        verify(p, size, (size % 251) as u8);
+    }
+    for (p, _) in ptrs {
+        // SAFETY: live block.
+        unsafe { engine::free(p) };
+    }
+    engine::check().unwrap();
+}
+
+#[test]
+fn alignment_sweep_up_to_huge() {
+    let mut align = 1usize;
+    while align <= 8 << 20 {
+        for &size in &[1usize, 8, 24, 100, 1000, 5000, 70_000, 600_000, 3 << 20] {
+            let p = ENGINE.alloc(size, align);
+            assert!(!p.is_null(), "size {size} align {align}");
+            assert_eq!(p as usize % align, 0, "size {size} align {align}");
+            // SAFETY: p is live.
+            let u = unsafe { engine::usable_size(p) };
+            assert!(u >= size);
+            fill(p, size, 0xa5);
+            verify(p, size, 0xa5);
+            // SAFETY: live block.
+            unsafe { engine::free(p) };
+        }
+        align *= 2;
+    }
+    engine::check().unwrap();
+    assert!(ENGINE.alloc(16, 3).is_null());
+    assert!(ENGINE.alloc(usize::MAX - 100, 16).is_null());
+    assert!(engine::calloc(usize::MAX / 2, 3).is_null());
+}
+
+#[test]
+fn huge_realloc_moves_pages_not_bytes() {
+    let mut size = 4 << 20;
+    let p = engine::malloc(size);
+    assert!(!p.is_null());
+    fill(p, size, 0x3c);
+    let mut p = p;
+    for _ in 0..4 {
+        let n = size * 3;
+        // SAFETY: p is live.
+        let q = unsafe { engine::realloc(p, n) };
+        assert!(!q.is_null());
+        verify(q, size, 0x3c);
+        fill(q, n, 0x3c);
+        p = q;
+        size = n;
+        // SAFETY: live.
+        assert!(unsafe { engine::usable_size(p) } >= size);
+    }
+    // shrink to small: copies
+    // SAFETY: live.
+    let q = unsafe { engine::realloc(p, 100) };
+    verify(q, 100, 0x3c);
+    // SAFETY: live.
+    unsafe { engine::free(q) };
+}
+
+#[test]
+fn realloc_keeps_contents_across_classes() {
+    let mut p = engine::malloc(1);
+    fill(p, 1, 7);
+    let mut size = 1;
+    while size < 1 << 20 {
+        let n = size * 2 + 3;
+        // SAFETY: live.
+        p = unsafe { engine::realloc(p, n) };
+        verify(p, size, 7);
+        fill(p, n, 7);
+        size = n;
+    }
+    while size > 1 {
+        let n = size / 3 + 1;
+        // SAFETY: live.
+        p = unsafe { engine::realloc(p, n) };
+        verify(p, n, 7);
+        size = n - 1;
+    }
+    // SAFETY: live.
+    unsafe { engine::free(p) };
+    engine::check().unwrap();
+}
+
+#[test]
+fn zeroed_memory_is_zero_after_reuse() {
+    for &size in &[10usize, 1000, 100_000, 700_000, 3 << 20] {
+        for _ in 0..3 {
+            let p = engine::malloc(size);
+            fill(p, size, 0xff);
+            // SAFETY: live.
+            unsafe { engine::free(p) };
+            let z = engine::calloc(1, size);
+            verify(z, size, 0);
+            // SAFETY: live.
+            unsafe { engine::free(z) };
+        }
+    }
+}
+
+#[test]
+fn trim_returns_memory_to_the_os() {
+    // Runs on its own thread so other tests' blocks do not interfere with
+    // this thread's pages.
+    std::thread::spawn(|| {
+        let n = 4000;
+        let size = 16 << 10; // 64 MiB in total
+        let ptrs: Vec<usize> = (0..n)
+            .map(|i| {
+                let p = engine::malloc(size);
+                fill(p, size, i as u8);
+                p as usize
+            })
+            .collect();
+        let before = ENGINE.stats();
+        for p in ptrs {
+            // SAFETY: live.
+            unsafe { engine::free(p as *mut u8) };
+        }
+        assert!(engine::trim());
+        let after = ENGINE.stats();
+        assert!(
+            after.returned >= before.returned + (48 << 20),
+            "returned only {} bytes",
+            after.returned - before.returned
+        );
+        engine::check().unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Alloc(usize, u32),
+        Free(usize),
+        Realloc(usize, usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let size = prop_oneof![
+            8 => 0usize..2048,
+            3 => 2048usize..200_000,
+            1 => 500_000usize..3_000_000,
+        ];
+        prop_oneof![
+            5 => (size.clone(), 0u32..12).prop_map(|(s, a)| Op::Alloc(s, a)),
+            3 => any::<usize>().prop_map(Op::Free),
+            2 => (any::<usize>(), size).prop_map(|(i, s)| Op::Realloc(i, s)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn random_programs_match_the_model(ops in proptest::collection::vec(op(), 1..200)) {
+            // live blocks: (ptr, size, tag, align)
+            let mut live: Vec<(usize, usize, u8, usize)> = Vec::new();
+            let mut tag = 0u8;
+            for o in ops {
+                match o {
+                    Op::Alloc(s, a) => {
+                        let align = 1usize << (a * 2);
+                        let p = ENGINE.alloc(s, align);
+                        prop_assert!(!p.is_null());
+                        prop_assert_eq!(p as usize % align, 0);
+                        tag = tag.wrapping_add(1);
+                        fill(p, s, tag);
+                        for &(q, qs, _, _) in &live {
+                            prop_assert!(p as usize + s <= q || q + qs <= p as usize || s == 0 || qs == 0, "overlap");
+                        }
+                        live.push((p as usize, s, tag, align));
+                    }
+                    Op::Free(i) if !live.is_empty() => {
+                        let (p, s, t, _) = live.swap_remove(i % live.len());
+                        verify(p as *const u8, s, t);
+                        // SAFETY: live block.
+                        unsafe { engine::free(p as *mut u8) };
+                    }
+                    Op::Realloc(i, n) if !live.is_empty() && n > 0 => {
+                        let k = i % live.len();
+                        let (p, s, t, _) = live[k];
+                        // SAFETY: live block.
+                        let q = unsafe { engine::realloc(p as *mut u8, n) };
+                        prop_assert!(!q.is_null());
+                        verify(q, s.min(n), t);
+                        fill(q, n, t);
+                        live[k] = (q as usize, n, t, 16);
+                    }
+                    _ => {}
+                }
+                engine::check().map_err(TestCaseError::fail)?;
+            }
+            for (p, s, t, _) in live {
+                verify(p as *const u8, s, t);
+                // SAFETY: live block.
+                unsafe { engine::free(p as *mut u8) };
+            }
+            engine::check().map_err(TestCaseError::fail)?;
+        }
+    }
+}

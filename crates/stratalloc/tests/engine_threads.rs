@@ -1,0 +1,184 @@
+//! Engine: many threads — cross-thread frees with fill-byte checks, thread
+//! churn (abandon and reclaim), memory bounded over thousands of threads.
+
+use std::sync::mpsc;
+use std::thread;
+
+use stratalloc::engine;
+
+fn fill(p: *mut u8, n: usize, tag: u8) {
+    // SAFETY: the block has at least n bytes.
+    unsafe { core::ptr::write_bytes(p, tag, n) };
+}
+
+fn verify(p: *const u8, n: usize, tag: u8) {
+    // SAFETY: as fill.
+    let s = unsafe { core::slice::from_raw_parts(p, n) };
+    if let Some(i) = s.iter().position(|&b| b != tag) {
+        panic!("block {p:p} byte {i} is {:#x}, expected {tag:#x}", s[i]);
+    }
+}
+
+/// Sizes drawn from a small xorshift stream.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn size(&mut self) -> usize {
+        match self.next() % 100 {
+            0..=79 => (self.next() % 256) as usize,
+            80..=97 => (self.next() % 16384) as usize,
+            _ => (self.next() % 1_500_000) as usize,
+        }
+    }
+}
+
+#[test]
+fn producers_and_consumers_free_across_threads() {
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 20_000;
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS)
+        .map(|_| mpsc::channel::<(usize, usize, u8)>())
+        .unzip();
+    let mut handles = Vec::new();
+    for (t, rx) in rxs.into_iter().enumerate() {
+        let txs = txs.clone();
+        handles.push(thread::spawn(move || {
+            let mut rng = Rng(0x9e37_79b9 + t as u64 * 7919);
+            let mut own = Vec::new();
+            for i in 0..ROUNDS {
+                let size = rng.size();
+                let p = engine::malloc(size);
+                assert!(!p.is_null());
+                let tag = (i as u8) ^ (t as u8 * 37);
+                fill(p, size, tag);
+                if i % 2 == 0 {
+                    let to = (t + 1 + i % (THREADS - 1)) % THREADS;
+                    txs[to].send((p as usize, size, tag)).unwrap();
+                } else {
+                    own.push((p as usize, size, tag));
+                }
+                while let Ok((q, s, g)) = rx.try_recv() {
+                    verify(q as *const u8, s, g);
+                    // SAFETY: a live block sent to us by its allocating thread.
+                    unsafe { engine::free(q as *mut u8) };
+                }
+                if own.len() > 64 {
+                    let (q, s, g) = own.swap_remove((rng.next() % 64) as usize);
+                    verify(q as *const u8, s, g);
+                    // SAFETY: live block.
+                    unsafe { engine::free(q as *mut u8) };
+                }
+            }
+            for (q, s, g) in own {
+                verify(q as *const u8, s, g);
+                // SAFETY: live block.
+                unsafe { engine::free(q as *mut u8) };
+            }
+            engine::check().unwrap();
+            rx
+        }));
+    }
+    drop(txs);
+    let rxs: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for rx in rxs {
+        while let Ok((q, s, g)) = rx.try_recv() {
+            verify(q as *const u8, s, g);
+            // SAFETY: live block; its owner exited (abandoned segment).
+            unsafe { engine::free(q as *mut u8) };
+        }
+    }
+    engine::trim();
+    engine::check().unwrap();
+}
+
+#[test]
+fn thread_churn_does_not_leak() {
+    // Each short thread allocates, frees some locally, leaves some for the
+    // main thread to free after it has exited, and exits.
+    let run = |n: usize| {
+        let mut left = Vec::new();
+        for t in 0..n {
+            let h = thread::spawn(move || {
+                let mut rng = Rng(t as u64 + 1);
+                let mut v = Vec::new();
+                for i in 0..200 {
+                    let s = rng.size() % 4096;
+                    let p = engine::malloc(s);
+                    fill(p, s, i as u8);
+                    v.push((p as usize, s, i as u8));
+                }
+                let keep: Vec<_> = v.split_off(190);
+                for (p, s, g) in v {
+                    verify(p as *const u8, s, g);
+                    // SAFETY: live block.
+                    unsafe { engine::free(p as *mut u8) };
+                }
+                keep
+            });
+            left.extend(h.join().unwrap());
+            if left.len() > 500 {
+                for (p, s, g) in left.drain(..) {
+                    verify(p as *const u8, s, g);
+                    // SAFETY: live blocks of exited threads.
+                    unsafe { engine::free(p as *mut u8) };
+                }
+            }
+        }
+        for (p, s, g) in left {
+            verify(p as *const u8, s, g);
+            // SAFETY: as above.
+            unsafe { engine::free(p as *mut u8) };
+        }
+    };
+    run(200);
+    engine::trim();
+    let base = engine::engine_stats();
+    run(2000);
+    engine::trim();
+    let after = engine::engine_stats();
+    // Abandoned segments were reclaimed (or freed) and nothing grew with
+    // the number of threads: allow a few segments of slack.
+    assert!(
+        after.os.mapped <= base.os.mapped + (16 << 20),
+        "mapped grew from {} to {} over 2000 threads",
+        base.os.mapped,
+        after.os.mapped
+    );
+    assert!(after.segments <= base.segments + 4, "{base:?} -> {after:?}");
+}
+
+#[test]
+fn frees_to_full_pages_of_a_live_thread_are_reused() {
+    // The owner fills pages (they float), another thread frees everything;
+    // the owner must reuse those blocks instead of mapping more.
+    let (to_owner, from_main) = mpsc::channel::<()>();
+    let (to_main, from_owner) = mpsc::channel::<Vec<usize>>();
+    let owner = thread::spawn(move || {
+        let mut mapped = Vec::new();
+        for round in 0..6 {
+            let v: Vec<usize> = (0..20_000).map(|_| engine::malloc(48) as usize).collect();
+            to_main.send(v).unwrap();
+            from_main.recv().unwrap();
+            mapped.push((round, engine::engine_stats().os.mapped));
+        }
+        engine::check().unwrap();
+        mapped
+    });
+    for _ in 0..6 {
+        let v = from_owner.recv().unwrap();
+        for p in v {
+            // SAFETY: live blocks of the owner thread.
+            unsafe { engine::free(p as *mut u8) };
+        }
+        to_owner.send(()).unwrap();
+    }
+    let m = owner.join().unwrap();
+    // After the first round the owner's pages are recycled: mapped memory
+    // stays flat (other tests run concurrently, so allow slack).
+    assert!(m[5].1 <= m[1].1 + (32 << 20), "{m:?}");
+}
