@@ -75,13 +75,14 @@ macro_rules! strategies {
 
 strategies! {
     Bump: strategies::bump::Bump = "bump" => strategies::bump::Bump::new();
-    Buddy: strategies::buddy::Buddy = "buddy" => strategies::buddy::Buddy::new();
     FirstFit: strategies::free_list::FreeList = "first-fit" => strategies::free_list::FreeList::new(strategies::free_list::FitPolicy::First);
     NextFit: strategies::free_list::FreeList = "next-fit" => strategies::free_list::FreeList::new(strategies::free_list::FitPolicy::Next);
     BestFit: strategies::free_list::FreeList = "best-fit" => strategies::free_list::FreeList::new(strategies::free_list::FitPolicy::Best);
     WorstFit: strategies::free_list::FreeList = "worst-fit" => strategies::free_list::FreeList::new(strategies::free_list::FitPolicy::Worst);
     Segregated: strategies::segregated::Segregated = "segregated" => strategies::segregated::Segregated::new();
     Tlsf: strategies::tlsf::Tlsf = "tlsf" => strategies::tlsf::Tlsf::new();
+    Buddy: strategies::buddy::Buddy = "buddy" => strategies::buddy::Buddy::new();
+    Slab: strategies::slab::Slab<strategies::tlsf::Tlsf> = "slab" => strategies::slab::Slab::new(strategies::tlsf::Tlsf::new());
 }
 
 /// The error for a name that is no strategy; its `Display` lists the valid ones.

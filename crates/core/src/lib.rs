@@ -66,6 +66,7 @@ pub use stats::{Counters, HeapStats};
 pub use strategies::bump::Bump;
 pub use strategies::buddy::Buddy;
 pub use strategies::pool::Pool;
+pub use strategies::slab::Slab;
 pub use strategies::blocks::BoundaryHeap;
 pub use strategies::free_list::{FitPolicy, FreeList};
 pub use strategies::segregated::Segregated;

@@ -103,3 +103,13 @@ conformance!(
     crate::AnyHeap::new(crate::Pick::Buddy),
     restores = true
 );
+conformance!(
+    slab,
+    crate::s::slab::Slab::new(crate::s::tlsf::Tlsf::new()),
+    restores = true
+);
+conformance!(
+    slab_over_buddy,
+    crate::s::slab::Slab::new(crate::s::buddy::Buddy::new()),
+    restores = true
+);

@@ -220,3 +220,207 @@ fn pool_check_catches_a_broken_free_list() {
     unsafe { link.write(saved) };
     p.check().unwrap();
 }
+
+// ---- Slab ----------------------------------------------------------------
+
+use stratalloc_core::strategies::slab::{CLASS_SIZES, PAGE};
+use stratalloc_core::{Buddy, Slab, Tlsf};
+
+fn slab_over<B: RegionHeap>(backing: B, arena: &Arena) -> Slab<B> {
+    let mut s = Slab::new(backing);
+    // SAFETY: the arena outlives the heap in each test.
+    unsafe { s.add_region(arena.whole()) }.unwrap();
+    s.check().unwrap();
+    s
+}
+
+#[test]
+fn slab_pages_fill_then_go_back_to_the_backing_heap() {
+    let arena = Arena::new(1 << 20);
+    let mut s = slab_over(Tlsf::new(), &arena);
+    let initial = s.backing().stats();
+    let class = CLASS_SIZES.len() - 1;
+    let size = CLASS_SIZES[class];
+    // Objects of one class share a page until it is full.
+    let first = s.allocate(size, 16).unwrap();
+    assert_eq!(s.pages(), 1);
+    let page = first.as_ptr() as usize & !(PAGE - 1);
+    let mut objs = vec![first];
+    while s.pages() == 1 {
+        objs.push(s.allocate(size - 5, 8).unwrap());
+        s.check().unwrap();
+    }
+    let per_page = objs.len() - 1;
+    assert!(
+        per_page >= 8,
+        "only {per_page} objects of {size} B per page"
+    );
+    assert!(objs[..per_page]
+        .iter()
+        .all(|o| o.as_ptr() as usize & !(PAGE - 1) == page));
+    // SAFETY: live objects.
+    unsafe {
+        assert_eq!(s.usable_size(first), Ok(size));
+        for o in &objs {
+            s.deallocate(*o).unwrap();
+        }
+    }
+    s.check().unwrap();
+    assert_eq!(s.pages(), 0, "empty pages kept");
+    let end = s.backing().stats();
+    assert_eq!(end.free, initial.free);
+    assert_eq!(end.free_blocks, initial.free_blocks);
+    assert_eq!(end.largest_free, initial.largest_free);
+}
+
+#[test]
+fn slab_classes_and_large_requests() {
+    let arena = Arena::new(1 << 20);
+    let mut s = slab_over(Buddy::new(), &arena);
+    for (ask, align, usable) in [
+        (0usize, 1usize, 16usize),
+        (17, 8, 32),
+        (33, 16, 48),
+        (100, 16, 128),
+        (700, 16, 768),
+        (1024, 16, 1024),
+    ] {
+        let p = s.allocate(ask, align).unwrap();
+        // SAFETY: live block.
+        assert_eq!(unsafe { s.usable_size(p) }, Ok(usable), "allocate({ask})");
+        assert_eq!(s.stats().in_use, usable);
+        // SAFETY: live block.
+        unsafe {
+            assert!(s.resize_in_place(p, usable));
+            assert!(!s.resize_in_place(p, usable + 1));
+            s.deallocate(p).unwrap();
+        }
+    }
+    assert_eq!(s.pages(), 0);
+    // Larger, or more strongly aligned, requests go to the backing heap.
+    let big = s.allocate(1025, 16).unwrap();
+    let aligned = s.allocate(16, 64).unwrap();
+    assert_eq!(s.pages(), 0);
+    assert_eq!(aligned.as_ptr() as usize % 64, 0);
+    // SAFETY: live blocks.
+    unsafe {
+        assert_eq!(s.usable_size(big), s.backing().usable_size(big));
+        s.deallocate(big).unwrap();
+        s.deallocate(aligned).unwrap();
+    }
+    s.check().unwrap();
+}
+
+#[test]
+fn slab_reports_bad_object_pointers_exactly() {
+    let arena = Arena::new(1 << 20);
+    let mut s = slab_over(Tlsf::new(), &arena);
+    let keep = s.allocate(64, 16).unwrap();
+    let o = s.allocate(64, 16).unwrap();
+    // Interior of an object, and the page header in front of the objects.
+    let page = o.as_ptr() as usize & !(PAGE - 1);
+    for q in [
+        o.as_ptr() as usize + 16,
+        o.as_ptr() as usize + 63,
+        page,
+        page + 32,
+    ] {
+        // SAFETY: inside a live slab page; the heap must refuse it.
+        let e = unsafe { s.deallocate(NonNull::new(q as *mut u8).unwrap()) }.unwrap_err();
+        assert_eq!(e.kind, HeapErrorKind::InvalidPointer, "{q:#x}");
+    }
+    // An object slot never handed out.
+    let later = (keep.as_ptr() as usize).max(o.as_ptr() as usize) + 64 * 10;
+    // SAFETY: inside the page; the heap must refuse it.
+    let e = unsafe { s.deallocate(NonNull::new(later as *mut u8).unwrap()) }.unwrap_err();
+    assert_eq!(e.kind, HeapErrorKind::InvalidPointer);
+    // SAFETY: live object, then the same object again (the page stays, as
+    // `keep` is still on it).
+    unsafe {
+        s.deallocate(o).unwrap();
+        assert_eq!(s.deallocate(o).unwrap_err().kind, HeapErrorKind::DoubleFree);
+        assert_eq!(
+            s.usable_size(o).unwrap_err().kind,
+            HeapErrorKind::DoubleFree
+        );
+    }
+    s.check().unwrap();
+    // SAFETY: live object.
+    unsafe { s.deallocate(keep) }.unwrap();
+    s.check().unwrap();
+}
+
+#[test]
+fn slab_is_not_fooled_by_a_forged_page_in_user_data() {
+    let arena = Arena::new(1 << 20);
+    let mut s = slab_over(Tlsf::new(), &arena);
+    // A real page, to copy its header.
+    let obj = s.allocate(32, 16).unwrap();
+    let page = obj.as_ptr() as usize & !(PAGE - 1);
+    let obj_off = obj.as_ptr() as usize - page;
+    // A large block spanning a whole page frame.
+    let big = s.allocate(3 * PAGE, 16).unwrap();
+    let fake = (big.as_ptr() as usize + PAGE - 1) & !(PAGE - 1);
+    // SAFETY: `fake..fake + PAGE` lies inside the live large block (3 PAGE
+    // long from `big`); `page` is a live slab page we only read.
+    unsafe {
+        std::ptr::copy_nonoverlapping(page as *const u8, fake as *mut u8, obj_off + 32);
+        // The guard word is the page address XOR a key: forge that as well.
+        let words = fake as *mut usize;
+        let guard_at = 6;
+        let key = *(page as *const usize).add(guard_at) ^ page;
+        *words.add(guard_at) = fake ^ key;
+    }
+    let forged = NonNull::new((fake + obj_off) as *mut u8).unwrap();
+    // SAFETY: the heap must see that no slab page lives at `fake`.
+    let e = unsafe { s.deallocate(forged) }.unwrap_err();
+    assert_eq!(e.kind, HeapErrorKind::InvalidPointer);
+    s.check().unwrap();
+    // SAFETY: live blocks.
+    unsafe {
+        s.deallocate(big).unwrap();
+        s.deallocate(obj).unwrap();
+    }
+    s.check().unwrap();
+}
+
+#[test]
+fn slab_walk_shows_objects_and_check_sees_damage() {
+    let arena = Arena::new(1 << 20);
+    let mut s = slab_over(Buddy::new(), &arena);
+    let objs: Vec<_> = (0..10).map(|_| s.allocate(96, 16).unwrap()).collect();
+    // SAFETY: live object.
+    unsafe { s.deallocate(objs[4]) }.unwrap();
+    let (mut used96, mut free96, mut used_other) = (0, 0, 0);
+    s.walk(&mut |b| match (b.state, b.size) {
+        (BlockState::Used, 96) => used96 += 1,
+        (BlockState::Free, 96) => free96 += 1,
+        (BlockState::Used, _) => used_other += 1,
+        _ => {}
+    });
+    assert_eq!(used96, 9);
+    assert!(free96 > 100, "a page's free objects are walked");
+    assert_eq!(used_other, 0, "the slab page itself is not a used block");
+    // Damage the page header's class word.
+    let page = objs[0].as_ptr() as usize & !(PAGE - 1);
+    let class = (page as *mut usize).wrapping_add(3);
+    // SAFETY: the header lies in the arena; restored below.
+    let saved = unsafe { class.read() };
+    // SAFETY: as above.
+    unsafe { class.write(99) };
+    assert!(s.check().is_err(), "check missed a damaged page header");
+    // SAFETY: the heap must refuse an object of a damaged page.
+    let e = unsafe { s.deallocate(objs[1]) }.unwrap_err();
+    assert_eq!(e.kind, HeapErrorKind::Corrupted);
+    // SAFETY: as above.
+    unsafe { class.write(saved) };
+    s.check().unwrap();
+    for (i, o) in objs.iter().enumerate() {
+        if i != 4 {
+            // SAFETY: live objects.
+            unsafe { s.deallocate(*o) }.unwrap();
+        }
+    }
+    s.check().unwrap();
+    assert_eq!(s.pages(), 0);
+}

@@ -7,4 +7,5 @@ pub mod buddy;
 pub mod pool;
 pub mod free_list;
 pub mod segregated;
+pub mod slab;
 pub mod tlsf;
