@@ -376,3 +376,11 @@ fn alloc_from_a_drop_during_collection_panics() {
     assert!(msg.contains("during a collection"), "{msg}");
     HEAP.with(|h| h.set(None));
 }
+
+#[test]
+fn the_suite_covers_the_general_purpose_strategies() {
+    let names: Vec<&str> = strategies().map(|s| s.name()).collect();
+    for want in ["bump", "tlsf", "buddy", "first-fit", "segregated"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+}

@@ -2,39 +2,41 @@
 
 #![allow(dead_code)]
 
-use std::alloc::{alloc, dealloc, Layout};
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::rc::Rc;
 
 use stratalloc_core::{AnyHeap, Region, RegionHeap, Strategy};
 use stratalloc_gc::GcHeap;
 
-/// Memory from the system allocator, freed on drop. Declare it before the
-/// heap that uses it so it is dropped after.
+/// Test memory: the spare capacity of a `Vec` of 16-byte words, owned
+/// through a raw pointer (so the heap may write through it) and freed on
+/// drop. Declare it before the heap that uses it so it is dropped after.
 pub struct Arena {
-    ptr: *mut u8,
-    layout: Layout,
+    ptr: *mut MaybeUninit<u128>,
+    cap: usize,
 }
 
 impl Arena {
     pub fn new(len: usize) -> Self {
-        let layout = Layout::from_size_align(len, 1 << 16).unwrap();
-        // SAFETY: non-zero size.
-        let ptr = unsafe { alloc(layout) };
-        assert!(!ptr.is_null());
-        Arena { ptr, layout }
+        let mut v = std::mem::ManuallyDrop::new(Vec::<MaybeUninit<u128>>::with_capacity(len / 16));
+        Arena {
+            ptr: v.as_mut_ptr(),
+            cap: v.capacity(),
+        }
     }
 
     pub fn region(&self) -> Region {
-        // SAFETY: the arena outlives every heap built over it in the tests.
-        unsafe { Region::from_raw_parts(self.ptr, self.layout.size()).unwrap() }
+        // SAFETY: the buffer is ours until drop, and outlives every heap
+        // built over it in the tests.
+        unsafe { Region::from_raw_parts(self.ptr.cast::<u8>(), self.cap * 16).unwrap() }
     }
 }
 
 impl Drop for Arena {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { dealloc(self.ptr, self.layout) }
+        // SAFETY: the buffer of a Vec with this capacity, freed once here.
+        drop(unsafe { Vec::from_raw_parts(self.ptr, 0, self.cap) });
     }
 }
 
