@@ -424,3 +424,29 @@ fn slab_walk_shows_objects_and_check_sees_damage() {
     s.check().unwrap();
     assert_eq!(s.pages(), 0);
 }
+
+#[test]
+fn slab_serves_small_requests_from_the_backing_heap_when_no_page_fits() {
+    let arena = Arena::new(1 << 16);
+    let mut s = slab_over(Buddy::new(), &arena);
+    // Take every free block of a page's size or more.
+    let mut big = Vec::new();
+    while s.backing().stats().largest_free >= PAGE {
+        big.push(s.allocate(s.backing().stats().largest_free, 16).unwrap());
+    }
+    assert!(s.stats().free > 0, "some smaller blocks stay free");
+    let small = s
+        .allocate(32, 16)
+        .expect("small request served by the backing heap");
+    assert_eq!(s.pages(), 0);
+    // SAFETY: live blocks.
+    unsafe {
+        assert!(s.usable_size(small).unwrap() >= 32);
+        s.deallocate(small).unwrap();
+        for b in big {
+            s.deallocate(b).unwrap();
+        }
+    }
+    s.check().unwrap();
+    assert_eq!(s.stats().live(), 0);
+}

@@ -24,6 +24,7 @@
 //!   never-used objects, take the next one: a page is never threaded in
 //!   full), set the object's bit. A page that fills leaves the partial list.
 //!   With no partial page, one page is taken from `B` (the slow path).
+//!   If `B` has no room for a page, the request goes to `B` as it is.
 //! - **free(p)**: find the slab region of `p`, test the frame bit of `p`'s
 //!   page frame. Set: `p` is an object; its page header is at `p` rounded
 //!   down to `PAGE`. Clear: `p` belongs to `B`. The bitmap lives outside
@@ -557,15 +558,20 @@ impl<B: RegionHeap> RegionHeap for Slab<B> {
             self.counters.on_fail();
             return None;
         };
-        let hit = if rounded <= MAX_SMALL && align <= 16 {
-            self.allocate_small(CLASS_OF[rounded / 16] as usize)
-        } else {
-            self.backing.allocate(size, align).inspect(|&p| {
+        let small = rounded <= MAX_SMALL && align <= 16;
+        let mut hit = None;
+        if small {
+            hit = self.allocate_small(CLASS_OF[rounded / 16] as usize);
+        }
+        // Large requests, and small ones when no page could be had (the
+        // backing heap may still hold a smaller free block).
+        if hit.is_none() {
+            hit = self.backing.allocate(size, align).inspect(|&p| {
                 // SAFETY: `p` was just handed out by the backing heap.
                 let us = unsafe { self.backing.usable_size(p) }.unwrap_or(size);
                 self.counters.on_alloc(us);
-            })
-        };
+            });
+        }
         if hit.is_none() {
             self.counters.on_fail();
         }
