@@ -138,6 +138,16 @@ pub(crate) unsafe fn size_of_block(b: usize) -> usize {
 
 /// Intrusive doubly linked lists of free blocks: `next` in the first payload
 /// word, `prev` in the second, `0` for none. A list is its head word.
+///
+/// The head's `prev` word is *not* kept (it may be stale): whether a block
+/// is the head is decided by comparing it with the head word, which the
+/// caller holds anyway. That saves a store into a second block (usually a
+/// cache miss) on every pop, and on every unlink of the head.
+///
+/// ```text
+///   head ──> [A] ──next──> [B] ──next──> [C] ──> 0
+///            prev: ?    <──prev──    <──prev──
+/// ```
 pub(crate) mod list {
     use super::{rd, wr, WORD};
 
@@ -150,7 +160,7 @@ pub(crate) mod list {
     }
 
     /// # Safety
-    /// `b` must be a free block.
+    /// `b` must be a free block that is not the head of its list.
     #[inline(always)]
     pub(crate) unsafe fn prev(b: usize) -> usize {
         // SAFETY: a free block's second payload word is its `prev` link.
@@ -167,7 +177,6 @@ pub(crate) mod list {
         // SAFETY: `b` and `h` (if any) are free blocks with link words.
         unsafe {
             wr(b + WORD, h);
-            wr(b + 2 * WORD, 0);
             if h != 0 {
                 wr(h + 2 * WORD, b);
             }
@@ -182,20 +191,20 @@ pub(crate) mod list {
     #[inline(always)]
     pub(crate) unsafe fn unlink(head: &mut usize, b: usize) -> bool {
         // SAFETY: `b` is in the list, so it and its neighbours are free
-        // blocks with link words.
+        // blocks with link words; a non-head block's `prev` is kept.
         unsafe {
             let n = next(b);
-            let p = prev(b);
-            if p != 0 {
-                wr(p + WORD, n);
-            } else {
+            if *head == b {
                 *head = n;
+                return n == 0;
             }
+            let p = prev(b);
+            wr(p + WORD, n);
             if n != 0 {
                 wr(n + 2 * WORD, p);
             }
         }
-        *head == 0
+        false
     }
 
     /// Remove and return the first block of a non-empty list, and whether
@@ -206,20 +215,15 @@ pub(crate) mod list {
     #[inline(always)]
     pub(crate) unsafe fn pop(head: &mut usize) -> (usize, bool) {
         let b = *head;
-        // SAFETY: `b` heads the list, so it is a free block; so is its next.
-        unsafe {
-            let n = next(b);
-            *head = n;
-            if n != 0 {
-                wr(n + 2 * WORD, 0);
-            }
-            (b, n == 0)
-        }
+        // SAFETY: `b` heads the list, so it is a free block.
+        let n = unsafe { next(b) };
+        *head = n;
+        (b, n == 0)
     }
 
-    /// Check one list's links: the head has no `prev`, each `next`'s `prev`
-    /// points back, and the list has at most `budget` blocks (so a cycle is
-    /// caught). Calls `f(block)` for each. Returns the length.
+    /// Check one list's links: each non-head block's `prev` points back,
+    /// and the list has at most `budget` blocks (so a cycle is caught).
+    /// Calls `f(block)` for each. Returns the length.
     pub(crate) fn check(
         head: usize,
         budget: usize,
@@ -238,7 +242,7 @@ pub(crate) mod list {
             }
             f(b)?;
             // SAFETY: `f` verified that `b` is a free block of the heap.
-            if unsafe { prev(b) } != prev_b {
+            if b != head && unsafe { prev(b) } != prev_b {
                 return Err(CheckError::new(
                     b,
                     "free list prev link does not point back",
@@ -323,6 +327,9 @@ pub trait FreeIndex {
 /// [`Tlsf`](super::tlsf::Tlsf).
 pub struct BoundaryHeap<I> {
     regions: RegionList,
+    /// The span of the region added last, tried before the region list
+    /// when a pointer comes back (one region is the common case).
+    hot: Span,
     counters: Counters,
     index: I,
 }
@@ -344,6 +351,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     pub const fn with_index(index: I) -> Self {
         BoundaryHeap {
             regions: RegionList::new(),
+            hot: Span { start: 0, end: 0 },
             counters: Counters::new(),
             index,
         }
@@ -418,7 +426,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         None
     }
 
-    /// Requests that are huge or need more than 16-byte alignment.
+    /// Requests that are huge, or whose alignment is not a power of two.
     #[cold]
     #[inline(never)]
     fn allocate_slow(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
@@ -435,14 +443,19 @@ impl<I: FreeIndex> BoundaryHeap<I> {
                 None => self.fail(),
             };
         }
+        self.allocate_aligned(need, align)
+    }
+
+    /// A block of `need` bytes whose payload is aligned to `align` (a power
+    /// of two above `GRAN`).
+    #[inline(never)]
+    fn allocate_aligned(&mut self, need: usize, align: usize) -> Option<NonNull<u8>> {
         // Worst-case front padding: up to `align - 16`, or `align` more when
         // the padding would be a sliver too small to be a free block.
-        let Some(search) = need.checked_add(align + MIN_BLOCK - GRAN) else {
-            return self.fail();
+        let search = match need.checked_add(align + (MIN_BLOCK - GRAN)) {
+            Some(s) if s <= isize::MAX as usize => s,
+            _ => return self.fail(),
         };
-        if search > isize::MAX as usize {
-            return self.fail();
-        }
         // SAFETY: `search` is a valid request size.
         let Some(b) = (unsafe { self.index.take(search) }) else {
             return self.fail();
@@ -450,7 +463,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // SAFETY: `b` is a free block just taken out of the index.
         let size = unsafe { size_of_block(b) };
         let payload = b + WORD;
-        let mut pad = payload.next_multiple_of(align) - payload;
+        let mut pad = payload.wrapping_neg() & (align - 1);
         if pad != 0 && pad < MIN_BLOCK {
             pad += align;
         }
@@ -473,8 +486,11 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     #[inline(always)]
     fn lookup(&self, ptr: *const u8) -> Result<(usize, usize), HeapError> {
         let p = ptr as usize;
-        let Some(span) = self.regions.find(p, GRAN) else {
-            return Err(HeapError::new(HeapErrorKind::NotOwned, ptr));
+        let span = if self.hot.contains(p) {
+            self.hot
+        } else {
+            self.find_span(p)
+                .ok_or(HeapError::new(HeapErrorKind::NotOwned, ptr))?
         };
         let invalid = Err(HeapError::new(HeapErrorKind::InvalidPointer, ptr));
         if p % GRAN != 0 || p < span.start + GRAN {
@@ -514,6 +530,67 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         Ok((b, h))
     }
 
+    /// Grow or shrink the used block `b` (header `h`) in place.
+    ///
+    /// # Safety
+    /// `b` must be a used block that `lookup` validated.
+    unsafe fn resize_block(&mut self, b: usize, h: usize, new_size: usize) -> bool {
+        if new_size > FAST_MAX {
+            return false;
+        }
+        let need = block_for(new_size);
+        let size = h & !FLAGS;
+        let pf = h & PREV_FREE;
+        let n = b + size;
+        // SAFETY: `lookup` validated the block, so `n` is the next header.
+        let nh = unsafe { rd(n) };
+        let next_free = if nh & FREE != 0 { nh & !FLAGS } else { 0 };
+        let new_block = if need <= size {
+            let tail = size - need;
+            if next_free != 0 && tail > 0 {
+                // SAFETY: the tail and the free next block are adjacent; the
+                // merged block's next already has PREV_FREE.
+                unsafe {
+                    self.index.remove(n, next_free);
+                    wr(b, need | USED | pf);
+                    self.make_free(b + need, tail + next_free);
+                }
+                need
+            } else if tail >= MIN_BLOCK {
+                // SAFETY: the tail becomes a free block before a used one.
+                unsafe {
+                    wr(b, need | USED | pf);
+                    self.make_free(b + need, tail);
+                    wr(n, nh | PREV_FREE);
+                }
+                need
+            } else {
+                size
+            }
+        } else if next_free != 0 && size + next_free >= need {
+            let total = size + next_free;
+            // SAFETY: the next block is free and indexed; absorbing it keeps
+            // the block inside the span.
+            unsafe {
+                self.index.remove(n, next_free);
+                if total - need >= MIN_BLOCK {
+                    wr(b, need | USED | pf);
+                    self.make_free(b + need, total - need);
+                    need
+                } else {
+                    wr(b, total | USED | pf);
+                    let nn = b + total;
+                    wr(nn, rd(nn) & !PREV_FREE);
+                    total
+                }
+            }
+        } else {
+            return false;
+        };
+        self.counters.on_resize(size - WORD, new_block - WORD);
+        true
+    }
+
     /// Free the used block `b` with header `h`: merge with free neighbours
     /// and index the result.
     ///
@@ -547,6 +624,12 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             }
             self.make_free(start, size);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn find_span(&self, addr: usize) -> Option<Span> {
+        self.regions.find(addr, GRAN)
     }
 
     fn spans(&self) -> impl Iterator<Item = Span> + '_ {
@@ -690,6 +773,7 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
     unsafe fn add_region(&mut self, region: Region) -> Result<(), RegionError> {
         // SAFETY: forwarded from the caller.
         let span = unsafe { self.regions.push(region, GRAN, LEAD + MIN_BLOCK + WORD)? };
+        self.hot = span;
         let b = span.start + LEAD;
         let sentinel = span.end - WORD;
         // SAFETY: the span is ours; `b..sentinel` is a whole number of
@@ -703,8 +787,11 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
 
     #[inline]
     fn allocate(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        if size <= FAST_MAX && align.wrapping_sub(1) < GRAN && align & (align - 1) == 0 {
+        if size <= FAST_MAX && align.is_power_of_two() {
             let need = block_for(size);
+            if align > GRAN {
+                return self.allocate_aligned(need, align);
+            }
             // SAFETY: `need` is a multiple of GRAN, >= MIN_BLOCK, small.
             if let Some(b) = unsafe { self.index.take(need) } {
                 // SAFETY: the index handed over a free block of at least
@@ -730,60 +817,37 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
         let Ok((b, h)) = self.lookup(ptr.as_ptr()) else {
             return false;
         };
-        if new_size > FAST_MAX {
-            return false;
+        // SAFETY: `lookup` validated the block.
+        unsafe { self.resize_block(b, h, new_size) }
+    }
+
+    /// One validation for the whole move, instead of one per step.
+    unsafe fn reallocate(
+        &mut self,
+        ptr: NonNull<u8>,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        if !align.is_power_of_two() {
+            return None;
         }
-        let need = block_for(new_size);
-        let size = h & !FLAGS;
-        let pf = h & PREV_FREE;
-        let n = b + size;
-        // SAFETY: `lookup` validated the block, so `n` is the next header.
-        let nh = unsafe { rd(n) };
-        let next_free = if nh & FREE != 0 { nh & !FLAGS } else { 0 };
-        let new_block = if need <= size {
-            let tail = size - need;
-            if next_free != 0 && tail > 0 {
-                // SAFETY: the tail and the free next block are adjacent; the
-                // merged block's next already has PREV_FREE.
-                unsafe {
-                    self.index.remove(n, next_free);
-                    wr(b, need | USED | pf);
-                    self.make_free(b + need, tail + next_free);
-                }
-                need
-            } else if tail >= MIN_BLOCK {
-                // SAFETY: the tail becomes a free block before a used one.
-                unsafe {
-                    wr(b, need | USED | pf);
-                    self.make_free(b + need, tail);
-                    wr(n, nh | PREV_FREE);
-                }
-                need
-            } else {
-                size
-            }
-        } else if next_free != 0 && size + next_free >= need {
-            let total = size + next_free;
-            // SAFETY: the next block is free and indexed; absorbing it keeps
-            // the block inside the span.
-            unsafe {
-                self.index.remove(n, next_free);
-                if total - need >= MIN_BLOCK {
-                    wr(b, need | USED | pf);
-                    self.make_free(b + need, total - need);
-                    need
-                } else {
-                    wr(b, total | USED | pf);
-                    let nn = b + total;
-                    wr(nn, rd(nn) & !PREV_FREE);
-                    total
-                }
-            }
-        } else {
-            return false;
-        };
-        self.counters.on_resize(size - WORD, new_block - WORD);
-        true
+        let (b, h) = self.lookup(ptr.as_ptr()).ok()?;
+        // SAFETY: `lookup` validated the block.
+        if ptr.as_ptr() as usize & (align - 1) == 0 && unsafe { self.resize_block(b, h, new_size) }
+        {
+            return Some(ptr);
+        }
+        let old = (h & !FLAGS) - WORD;
+        let new = self.allocate(new_size, align)?;
+        // SAFETY: both blocks are live and distinct; `old` and `new_size`
+        // bound both. The old block is still used, but allocating may have
+        // changed its PREV_FREE bit: re-read its header before freeing it.
+        unsafe {
+            core::ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old.min(new_size));
+            self.counters.on_free(old);
+            self.release(b, rd(b));
+        }
+        Some(new)
     }
 
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, HeapError> {
@@ -792,7 +856,7 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
     }
 
     fn owns(&self, ptr: *const u8) -> bool {
-        self.regions.contains(ptr as usize, GRAN)
+        self.hot.contains(ptr as usize) || self.regions.contains(ptr as usize, GRAN)
     }
 
     /// O(blocks): free figures come from a walk, so the hot paths keep no

@@ -152,12 +152,34 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
         Some((fl, (u >> (f - Self::SLI)) & (SL - 1)))
     }
 
+    /// List head `(fl, sl)` without a bounds check on the hot path.
+    ///
+    /// # Safety
+    /// `fl < FL` and `sl < SL` (the mapping functions and the bitmaps only
+    /// produce such pairs).
+    #[inline(always)]
+    unsafe fn head(&mut self, fl: usize, sl: usize) -> &mut usize {
+        debug_assert!(fl < FL && sl < SL);
+        // SAFETY: per the function contract.
+        unsafe { self.heads.get_unchecked_mut(fl).get_unchecked_mut(sl) }
+    }
+
+    /// Second-level bitmap `fl`, unchecked.
+    ///
+    /// # Safety
+    /// `fl < FL`.
+    #[inline(always)]
+    unsafe fn slm(&mut self, fl: usize) -> &mut usize {
+        debug_assert!(fl < FL);
+        // SAFETY: per the function contract.
+        unsafe { self.sl_bitmap.get_unchecked_mut(fl) }
+    }
+
     /// The first non-empty list at or after `(fl, sl)`: two bit scans.
     #[inline(always)]
-    fn find_suitable(&self, fl: usize, sl: usize) -> Option<(usize, usize)> {
-        debug_assert!(fl < FL && sl < SL);
-        // fl < FL and sl < SL by the mapping functions.
-        let m = self.sl_bitmap[fl] & (usize::MAX << sl);
+    fn find_suitable(&mut self, fl: usize, sl: usize) -> Option<(usize, usize)> {
+        // SAFETY: fl < FL and sl < SL come from `mapping_search`.
+        let m = unsafe { *self.slm(fl) } & (usize::MAX << sl);
         if m != 0 {
             return Some((fl, m.trailing_zeros() as usize));
         }
@@ -167,7 +189,8 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
             return None;
         }
         let fl = fm.trailing_zeros() as usize;
-        Some((fl, self.sl_bitmap[fl].trailing_zeros() as usize))
+        // SAFETY: bits of `fl_bitmap` are below FL (invariant).
+        Some((fl, unsafe { *self.slm(fl) }.trailing_zeros() as usize))
     }
 
     /// Pop the head of non-empty list `(fl, sl)`.
@@ -177,17 +200,22 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
     #[inline(always)]
     unsafe fn pop(&mut self, fl: usize, sl: usize) -> usize {
         // SAFETY: per the function contract.
-        let (b, empty) = unsafe { list::pop(&mut self.heads[fl][sl]) };
+        let (b, empty) = unsafe { list::pop(self.head(fl, sl)) };
         if empty {
-            self.clear_bit(fl, sl);
+            // SAFETY: as above.
+            unsafe { self.clear_bit(fl, sl) };
         }
         b
     }
 
+    /// # Safety
+    /// `fl < FL`, `sl < SL`.
     #[inline(always)]
-    fn clear_bit(&mut self, fl: usize, sl: usize) {
-        self.sl_bitmap[fl] &= !(1 << sl);
-        if self.sl_bitmap[fl] == 0 {
+    unsafe fn clear_bit(&mut self, fl: usize, sl: usize) {
+        // SAFETY: per the function contract.
+        let m = unsafe { self.slm(fl) };
+        *m &= !(1 << sl);
+        if *m == 0 {
             self.fl_bitmap &= !(1 << fl);
         }
     }
@@ -221,18 +249,24 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
     #[inline(always)]
     unsafe fn insert(&mut self, b: usize, size: usize) {
         let (fl, sl) = Self::mapping_insert(size);
-        // SAFETY: `b` is a free block not in any list (caller's contract).
-        unsafe { list::push(&mut self.heads[fl][sl], b) };
-        self.sl_bitmap[fl] |= 1 << sl;
+        // SAFETY: `b` is a free block not in any list (caller's contract);
+        // `mapping_insert` returns fl < FL, sl < SL.
+        unsafe {
+            list::push(self.head(fl, sl), b);
+            *self.slm(fl) |= 1 << sl;
+        }
         self.fl_bitmap |= 1 << fl;
     }
 
     #[inline(always)]
     unsafe fn remove(&mut self, b: usize, size: usize) {
         let (fl, sl) = Self::mapping_insert(size);
-        // SAFETY: `b` is on the list its size maps to (caller's contract).
-        if unsafe { list::unlink(&mut self.heads[fl][sl], b) } {
-            self.clear_bit(fl, sl);
+        // SAFETY: `b` is on the list its size maps to (caller's contract);
+        // `mapping_insert` returns fl < FL, sl < SL.
+        unsafe {
+            if list::unlink(self.head(fl, sl), b) {
+                self.clear_bit(fl, sl);
+            }
         }
     }
 
