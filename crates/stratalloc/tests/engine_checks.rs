@@ -1,0 +1,218 @@
+//! Engine: bad frees abort with a message naming the pointer, fork hooks
+//! leave a usable allocator in the child, memory goes back to the OS (RSS
+//! measured in a single-threaded child), empty pages are purged after the
+//! delay.
+//!
+//! Children are made with `fork` around the engine's fork hooks; a child
+//! uses only the engine and raw syscalls (no std allocation).
+
+use std::time::Duration;
+
+use stratalloc::engine::{self, ENGINE};
+use stratalloc::os;
+use stratalloc::Backend;
+
+/// Run `f` in a forked child with stderr captured; returns (exit status
+/// as from waitpid, stderr text).
+fn in_child(f: fn() -> i32) -> (i32, String) {
+    let mut fds = [0i32; 2];
+    // SAFETY: valid out-array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    ENGINE.fork_prepare();
+    // SAFETY: the child only calls the engine and async-signal-safe libc.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        ENGINE.fork_child();
+        // SAFETY: plain syscalls in the child.
+        unsafe {
+            libc::dup2(fds[1], 2);
+            libc::close(fds[0]);
+            libc::_exit(f());
+        }
+    }
+    ENGINE.fork_parent();
+    assert!(pid > 0);
+    // SAFETY: our pipe end.
+    unsafe { libc::close(fds[1]) };
+    let mut status = 0;
+    // SAFETY: our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: buffer valid for its length.
+    let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: our fd.
+    unsafe { libc::close(fds[0]) };
+    buf.truncate(n.max(0) as usize);
+    (status, String::from_utf8_lossy(&buf).into_owned())
+}
+
+fn aborted(status: i32) -> bool {
+    libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT
+}
+
+fn expect_abort(f: fn() -> i32, words: &str) {
+    let (st, err) = in_child(f);
+    assert!(
+        aborted(st),
+        "child did not abort (status {st:#x}), stderr: {err}"
+    );
+    assert!(err.contains(words), "stderr {err:?} lacks {words:?}");
+    assert!(
+        err.contains("0x"),
+        "message does not name the pointer: {err:?}"
+    );
+}
+
+#[test]
+fn double_free_of_a_small_block_aborts() {
+    expect_abort(
+        || {
+            let p = engine::malloc(40);
+            let q = engine::malloc(40);
+            // SAFETY: deliberately wrong: the second free of `p`.
+            unsafe {
+                engine::free(p);
+                engine::free(p);
+            }
+            q as i32 & 0
+        },
+        "double free",
+    );
+}
+
+#[test]
+fn double_free_of_a_large_block_aborts() {
+    expect_abort(
+        || {
+            let p = engine::malloc(1 << 20);
+            // SAFETY: deliberately wrong.
+            unsafe {
+                engine::free(p);
+                engine::free(p);
+            }
+            0
+        },
+        "free of",
+    );
+}
+
+#[test]
+fn free_of_a_foreign_pointer_aborts() {
+    expect_abort(
+        || {
+            let x = [0u64; 4];
+            // SAFETY: deliberately wrong: a stack address.
+            unsafe { engine::free(x.as_ptr() as *mut u8) };
+            0
+        },
+        "not allocated by stratalloc",
+    );
+}
+
+#[test]
+fn free_of_a_misaligned_pointer_into_a_remote_page_aborts() {
+    expect_abort(
+        || {
+            // A block of another thread's page goes through the generic
+            // path, which checks block boundaries.
+            let mut out = 0usize;
+            // SAFETY: a raw pthread (no std allocation) that returns a block.
+            unsafe {
+                extern "C" fn body(arg: *mut libc::c_void) -> *mut libc::c_void {
+                    // SAFETY: `arg` points at the parent's usize.
+                    unsafe { *(arg as *mut usize) = engine::malloc(64) as usize };
+                    core::ptr::null_mut()
+                }
+                let mut t: libc::pthread_t = 0;
+                libc::pthread_create(
+                    &mut t,
+                    core::ptr::null(),
+                    body,
+                    (&mut out as *mut usize).cast(),
+                );
+                libc::pthread_join(t, core::ptr::null_mut());
+                engine::free((out + 8) as *mut u8);
+            }
+            0
+        },
+        "not the start of a block",
+    );
+}
+
+#[test]
+fn child_after_fork_allocates_and_trim_lowers_rss() {
+    let (st, err) = in_child(|| {
+        let before = os::resident_bytes();
+        let n = 2048;
+        let mut ptrs = [core::ptr::null_mut::<u8>(); 2048];
+        for p in ptrs.iter_mut() {
+            *p = engine::malloc(32 << 10);
+            if p.is_null() {
+                return 2;
+            }
+            // SAFETY: fresh block of 32 KiB.
+            unsafe { core::ptr::write_bytes(*p, 1, 32 << 10) };
+        }
+        let full = os::resident_bytes();
+        for p in ptrs.iter().take(n) {
+            // SAFETY: live blocks.
+            unsafe { engine::free(*p) };
+        }
+        engine::trim();
+        let after = os::resident_bytes();
+        stratalloc::eprint_noalloc!("rss before {} full {} after {}\n", before, full, after);
+        // 64 MiB were touched; at least 56 MiB of it must be gone again.
+        if full < before + (60 << 20) {
+            return 3;
+        }
+        if after > full - (56 << 20) {
+            return 4;
+        }
+        0
+    });
+    assert!(
+        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+        "status {st:#x}: {err}"
+    );
+}
+
+#[test]
+fn empty_pages_are_purged_after_the_delay() {
+    std::thread::spawn(|| {
+        // Keep the segment alive with one small block, then free 8 MiB of
+        // medium blocks: their spans go back to the segment dirty.
+        let keep = engine::malloc(16);
+        let ptrs: Vec<usize> = (0..100)
+            .map(|_| {
+                let p = engine::malloc(24 << 10);
+                // SAFETY: fresh block.
+                unsafe { core::ptr::write_bytes(p, 1, 24 << 10) };
+                p as usize
+            })
+            .collect();
+        for p in ptrs {
+            // SAFETY: live blocks.
+            unsafe { engine::free(p as *mut u8) };
+        }
+        let before = ENGINE.stats().returned;
+        std::thread::sleep(Duration::from_millis(40));
+        // Slow paths (one per 256 blocks of 16 bytes: page extension) run
+        // the periodic purge; they create pages but free none.
+        let small: Vec<usize> = (0..40_000).map(|_| engine::malloc(16) as usize).collect();
+        let after = ENGINE.stats().returned;
+        for p in small {
+            // SAFETY: live blocks.
+            unsafe { engine::free(p as *mut u8) };
+        }
+        assert!(
+            after >= before + (1 << 20),
+            "purged only {} bytes",
+            after - before
+        );
+        // SAFETY: live block.
+        unsafe { engine::free(keep) };
+        engine::check().unwrap();
+    })
+    .join()
+    .unwrap();
+}
