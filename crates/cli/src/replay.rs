@@ -1,0 +1,327 @@
+//! Replaying a trace on a core strategy.
+//!
+//! Each strategy gets one fixed region: an anonymous mapping reserved with
+//! `MAP_NORESERVE` (the OS commits only the pages the heap touches), a power
+//! of two at least eight times the trace's peak of live requested bytes and
+//! at least 256 MiB, so a strategy fails only when its own policy does
+//! (fragmentation, a size it cannot serve), never because the region was
+//! sized tight. The **footprint** is the heap's high-water mark: the highest
+//! byte of any block ever handed out, measured from the region's start —
+//! what an `sbrk`-style heap would have had to obtain from the OS.
+//!
+//! Every operation works on trace ids (see `stratalloc::trace`), so a replay
+//! is deterministic. Each strategy runs twice on a fresh heap: once timed
+//! with nothing but the operations, once measured (footprint, fragmentation
+//! sampled ~200 times, `check()` at the end).
+
+use std::ptr::NonNull;
+use std::time::Instant;
+
+use stratalloc::trace::{Op, Trace};
+use stratalloc_core::{AnyHeap, BlockInfo, HeapStats, Region, RegionHeap, Strategy};
+
+/// An anonymous mapping, unmapped on drop.
+pub struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    /// Reserve `len` bytes.
+    pub fn new(len: usize) -> Result<Mapping, String> {
+        // SAFETY: an anonymous private mapping touches no existing memory.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("cannot map {len} bytes"));
+        }
+        Ok(Mapping { ptr: p.cast(), len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: we mapped it; the heap using it is dropped before us
+        // (field order in `Replayer`).
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// A strategy's heap over one mapping, driven by trace operations.
+pub struct Replayer {
+    heap: Box<AnyHeap>,
+    map: Mapping,
+    slots: Vec<usize>,
+    /// Allocation requests the heap refused.
+    pub failures: u64,
+    /// Frees the heap rejected (a replay bug if ever non-zero).
+    pub errors: u64,
+    /// Highest block end, as an offset from the region's start.
+    pub high_water: usize,
+    measure: bool,
+}
+
+/// The region length used for `trace`.
+pub fn region_len(trace: &Trace) -> usize {
+    (trace.peak_requested() as usize)
+        .saturating_mul(8)
+        .max(256 << 20)
+        .next_power_of_two()
+}
+
+impl Replayer {
+    /// A fresh heap of strategy `s` over a region of `len` bytes.
+    pub fn new(s: Strategy, len: usize, ids: u32, measure: bool) -> Result<Replayer, String> {
+        let map = Mapping::new(len)?;
+        let mut heap = Box::new(AnyHeap::new(s));
+        // SAFETY: the mapping is ours alone and outlives the heap (it is
+        // declared after `heap` in the struct, so it is dropped after it).
+        let region = unsafe { Region::from_raw_parts(map.ptr, map.len) }.ok_or("null mapping")?;
+        // SAFETY: as above.
+        unsafe { heap.add_region(region) }.map_err(|e| format!("{s}: region refused: {e:?}"))?;
+        Ok(Replayer {
+            heap,
+            map,
+            slots: vec![0; ids as usize],
+            failures: 0,
+            errors: 0,
+            high_water: 0,
+            measure,
+        })
+    }
+
+    fn note(&mut self, p: NonNull<u8>) {
+        if self.measure {
+            // SAFETY: `p` was just handed out by the heap.
+            let n = unsafe { self.heap.usable_size(p) }.unwrap_or(0);
+            let end = p.as_ptr() as usize + n - self.map.ptr as usize;
+            self.high_water = self.high_water.max(end);
+        }
+    }
+
+    fn free_slot(&mut self, id: u32) {
+        let p = std::mem::take(&mut self.slots[id as usize]);
+        if let Some(p) = NonNull::new(p as *mut u8) {
+            // SAFETY: `p` is a live block of this heap (slot invariant).
+            if unsafe { self.heap.deallocate(p) }.is_err() {
+                self.errors += 1;
+            }
+        }
+    }
+
+    /// Apply one operation.
+    pub fn step(&mut self, op: &Op) {
+        match *op {
+            Op::Alloc {
+                id,
+                size,
+                align,
+                zeroed,
+            } => match self.heap.allocate(size as usize, align as usize) {
+                Some(p) => {
+                    if zeroed {
+                        // SAFETY: a fresh block of at least `size` bytes.
+                        unsafe { std::ptr::write_bytes(p.as_ptr(), 0, size as usize) };
+                    }
+                    self.slots[id as usize] = p.as_ptr() as usize;
+                    self.note(p);
+                }
+                None => self.failures += 1,
+            },
+            Op::Free { id } => self.free_slot(id),
+            Op::Realloc { old, new, size } => {
+                match NonNull::new(self.slots[old as usize] as *mut u8) {
+                    None => match self.heap.allocate(size as usize, 16) {
+                        Some(p) => {
+                            self.slots[new as usize] = p.as_ptr() as usize;
+                            self.note(p);
+                        }
+                        None => self.failures += 1,
+                    },
+                    // SAFETY: `p` is live in this heap.
+                    Some(p) => match unsafe { self.heap.reallocate(p, size as usize, 16) } {
+                        Some(q) => {
+                            self.slots[old as usize] = 0;
+                            self.slots[new as usize] = q.as_ptr() as usize;
+                            self.note(q);
+                        }
+                        None => {
+                            // The traced program kept its old block and
+                            // went on; so do we, under the new id.
+                            self.failures += 1;
+                            self.slots[old as usize] = 0;
+                            self.slots[new as usize] = p.as_ptr() as usize;
+                        }
+                    },
+                }
+            }
+            Op::Failed { .. } => {}
+        }
+    }
+
+    /// The heap's figures.
+    pub fn stats(&self) -> HeapStats {
+        self.heap.stats()
+    }
+
+    /// Every span of the heap, as offsets from the region's start.
+    pub fn walk(&self) -> Vec<BlockInfo> {
+        let base = self.map.ptr as usize;
+        let mut v = Vec::new();
+        self.heap.walk(&mut |mut b| {
+            b.addr -= base;
+            v.push(b);
+        });
+        v
+    }
+
+    /// The heap's invariant check.
+    pub fn check(&self) -> Result<(), String> {
+        self.heap.check().map_err(|e| e.to_string())
+    }
+}
+
+/// What one strategy did with a trace.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Wall time of the timed pass, nanoseconds.
+    pub nanos: u128,
+    /// Operations replayed.
+    pub ops: usize,
+    /// Peak of live requested bytes in the trace.
+    pub peak_requested: u64,
+    /// High-water footprint, bytes.
+    pub footprint: usize,
+    /// External fragmentation (per mille): maximum and mean of the samples.
+    pub frag_max: u32,
+    /// See `frag_max`.
+    pub frag_mean: u32,
+    /// Refused allocations.
+    pub failures: u64,
+    /// Rejected frees (should be 0).
+    pub errors: u64,
+    /// `check()` after the last operation.
+    pub check: Result<(), String>,
+}
+
+/// Replay `trace` on `s`.
+pub fn replay(trace: &Trace, s: Strategy) -> Result<Outcome, String> {
+    let len = region_len(trace);
+    let ops: Vec<Op> = trace.events.iter().map(|e| e.op).collect();
+    // Measured pass.
+    let mut r = Replayer::new(s, len, trace.ids, true)?;
+    let stride = (ops.len() / 200).max(1);
+    let (mut fmax, mut fsum, mut fn_) = (0u32, 0u64, 0u64);
+    for (i, op) in ops.iter().enumerate() {
+        r.step(op);
+        if i % stride == stride - 1 {
+            let f = r.stats().fragmentation_permille();
+            fmax = fmax.max(f);
+            fsum += f as u64;
+            fn_ += 1;
+        }
+    }
+    let check = r.check();
+    let (failures, errors, footprint) = (r.failures, r.errors, r.high_water);
+    drop(r);
+    // Timed pass.
+    let mut r = Replayer::new(s, len, trace.ids, false)?;
+    let t0 = Instant::now();
+    for op in &ops {
+        r.step(op);
+    }
+    let nanos = t0.elapsed().as_nanos();
+    Ok(Outcome {
+        strategy: s,
+        nanos,
+        ops: ops.len(),
+        peak_requested: trace.peak_requested(),
+        footprint,
+        frag_max: fmax,
+        frag_mean: fsum.checked_div(fn_).unwrap_or(0) as u32,
+        failures,
+        errors,
+        check,
+    })
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.2}", b as f64 / (1 << 20) as f64)
+}
+
+/// The table `stratalloc replay` prints.
+pub fn table(outcomes: &[Result<Outcome, String>]) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "{:<12} {:>10} {:>8} {:>12} {:>14} {:>9} {:>12} {:>9} {:>6}\n",
+        "strategy",
+        "time ms",
+        "ns/op",
+        "peak live MiB",
+        "footprint MiB",
+        "overhead",
+        "frag max/avg",
+        "failures",
+        "check"
+    ));
+    for o in outcomes {
+        match o {
+            Ok(o) => {
+                let overhead = if o.peak_requested == 0 {
+                    0.0
+                } else {
+                    (o.footprint as f64 / o.peak_requested as f64 - 1.0) * 100.0
+                };
+                s.push_str(&format!(
+                    "{:<12} {:>10.2} {:>8.1} {:>13} {:>14} {:>8.1}% {:>5.1}/{:>4.1}% {:>9} {:>6}\n",
+                    o.strategy.name(),
+                    o.nanos as f64 / 1e6,
+                    o.nanos as f64 / o.ops.max(1) as f64,
+                    mib(o.peak_requested),
+                    mib(o.footprint as u64),
+                    overhead,
+                    o.frag_max as f64 / 10.0,
+                    o.frag_mean as f64 / 10.0,
+                    o.failures,
+                    if o.check.is_ok() && o.errors == 0 {
+                        "ok"
+                    } else {
+                        "FAIL"
+                    }
+                ));
+            }
+            Err(e) => s.push_str(&format!("{e}\n")),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload;
+
+    #[test]
+    fn the_builtin_workload_replays_cleanly_on_every_strategy() {
+        let t = workload::mixed(5000, 1);
+        for &s in Strategy::ALL {
+            let o = replay(&t, s).unwrap();
+            assert!(o.check.is_ok(), "{s}: {:?}", o.check);
+            assert_eq!(o.errors, 0, "{s}");
+            assert_eq!(o.ops, t.events.len());
+            if o.failures == 0 {
+                assert!(o.footprint as u64 >= o.peak_requested, "{s}");
+            }
+        }
+    }
+}
