@@ -2,7 +2,7 @@
 //! `Rc<RefCell<_>>` on the system allocator.
 //!
 //! ```sh
-//! cargo run --release -p stratalloc-gc --example gc_bench
+//! cargo run --release -p stratalloc-gc --example gc_bench [trees|rings]
 //! ```
 //!
 //! Workloads (each run 5 times; the table shows the median):
@@ -245,9 +245,14 @@ fn main() {
         ),
         ("rings", RINGS * RING_LEN, rings_gc, rings_rc),
     ];
+    // An optional argument picks one workload (`gc_bench trees`).
+    let only = std::env::args().nth(1);
     println!("| workload | implementation | objects | median ms | ns/object | notes |");
     println!("|---|---|---:|---:|---:|---|");
     for (work, objects, gc, rc) in workloads {
+        if only.as_deref().is_some_and(|o| o != work) {
+            continue;
+        }
         for mib in [1usize, 16] {
             let imp = format!("GcHeap<Tlsf>, threshold {mib} MiB");
             row(work, &imp, objects, &|| with_gc_heap(mib << 20, gc));

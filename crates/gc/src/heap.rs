@@ -3,7 +3,7 @@
 //! ## Collecting
 //!
 //! ```text
-//!   mark   for each object (the `all` list): if its slot has roots, shade it
+//!   mark   for each slot of the handle table: if it has roots, shade its object
 //!          shade the value being allocated (when alloc triggered the cycle)
 //!          while the gray stack is not empty: pop, call its trace()
 //!            trace() -> Tracer::edge(gc) -> shade(target) if white
@@ -16,7 +16,8 @@
 //!
 //! Cycles need nothing special: an unreachable cycle is never shaded.
 //!
-//! - **Time**: O(objects) for the root scan and the sweep, plus O(live
+//! - **Time**: O(slots) for the root scan (a sequential pass over the
+//!   handle table), O(objects) for the sweep, plus O(live
 //!   objects + their edges) for the mark. Allocation is `H::allocate` plus
 //!   O(1), and a collection whenever more than `threshold` bytes were
 //!   allocated since the last one.
@@ -418,17 +419,15 @@ impl<H: RegionHeap> GcHeap<H> {
         let poison = PoisonOnUnwind(&self.phase);
 
         // Mark.
+        // Roots: one sequential pass over the slot table.
         let mut t = Tracer::new(&self.slots);
-        let mut h = self.all.get();
-        while !h.is_null() {
-            // SAFETY: `all` links live objects only.
-            unsafe {
-                if self.slots.get((*h).slot).is_some_and(|s| s.roots.get() > 0) {
-                    t.shade(h);
-                }
-                h = (*h).next;
+        self.slots.for_each(|s| {
+            let h = s.obj.get();
+            if !h.is_null() && s.roots.get() > 0 {
+                // SAFETY: a non-null slot holds a live object.
+                unsafe { t.shade(h) };
             }
-        }
+        });
         if let Some(x) = extra {
             x.trace(&mut t);
         }

@@ -103,6 +103,23 @@ impl Slots {
         Some(unsafe { &*self.chunks[k].get().add(off) })
     }
 
+    /// Call `f` on every initialised slot, in index order (chunk by chunk,
+    /// so the scan is sequential in memory).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Slot)) {
+        let mut left = self.len.get() as usize;
+        for (k, c) in self.chunks.iter().enumerate() {
+            if left == 0 {
+                break;
+            }
+            let n = (FIRST_CHUNK << k).min(left);
+            // SAFETY: the first `n` slots of chunk `k` are below `len`, so
+            // they are allocated and initialised.
+            let chunk = unsafe { core::slice::from_raw_parts(c.get().cast_const(), n) };
+            chunk.iter().for_each(&mut f);
+            left -= n;
+        }
+    }
+
     /// Take a free slot for `obj` with `serial`, growing the table from
     /// `heap` if needed. `None` if the heap has no room for a new chunk or
     /// the index space is exhausted.
