@@ -203,7 +203,25 @@ fn check_names_a_damaged_table() {
     // SAFETY: as above.
     unsafe { byte.write(saved) };
     h.check().unwrap();
-    // SAFETY: live block.
-    unsafe { h.deallocate(p) }.unwrap();
+    // A marker inside a 4 KiB block (256 units): every unit but the first
+    // must read 0, wherever it is.
+    let q = h.allocate(4096, 16).unwrap();
+    let first = span_start + (q.as_ptr() as usize - area_start) / 16;
+    for unit in [1usize, 7, 8, 100, 255] {
+        let inner = (first + unit) as *mut u8;
+        // SAFETY: as above (the table byte of a unit inside `q`).
+        unsafe { inner.write(0x80) };
+        let e = h.check().unwrap_err();
+        assert!(e.what.contains("inside a block"), "unit {unit}: {e}");
+        assert_eq!(e.addr, q.as_ptr() as usize + unit * 16);
+        // SAFETY: as above.
+        unsafe { inner.write(0) };
+    }
+    h.check().unwrap();
+    // SAFETY: live blocks.
+    unsafe {
+        h.deallocate(q).unwrap();
+        h.deallocate(p).unwrap();
+    }
     h.check().unwrap();
 }
