@@ -221,6 +221,49 @@ fn pool_check_catches_a_broken_free_list() {
     p.check().unwrap();
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Random allocate/free programs against a model: distinct aligned
+    /// objects, contents kept, exact stats, `check` clean after every step,
+    /// everything back at the end.
+    #[test]
+    fn pool_model(ops in proptest::collection::vec((proptest::prelude::any::<bool>(), 0usize..1000), 1..400)) {
+        let arena = Arena::new(16 * 1024);
+        let mut p = pool_over(Pool::new(40, 32), &arena, 4 * 1024);
+        let initial = p.stats();
+        let mut live: Vec<(NonNull<u8>, u8)> = Vec::new();
+        for (i, &(alloc, idx)) in ops.iter().enumerate() {
+            if alloc || live.is_empty() {
+                match p.allocate(40, 32) {
+                    Some(o) => {
+                        assert_eq!(o.as_ptr() as usize % 32, 0);
+                        // SAFETY: a live object of 64 bytes.
+                        unsafe { std::ptr::write_bytes(o.as_ptr(), i as u8, 64) };
+                        live.push((o, i as u8));
+                    }
+                    None => assert_eq!(live.len(), p.capacity()),
+                }
+            } else {
+                let (o, tag) = live.swap_remove(idx % live.len());
+                // SAFETY: a live object of 64 bytes.
+                let s = unsafe { std::slice::from_raw_parts(o.as_ptr(), 64) };
+                assert!(s.iter().all(|&b| b == tag), "object contents lost");
+                // SAFETY: live object.
+                unsafe { p.deallocate(o) }.unwrap();
+            }
+            p.check().unwrap();
+            assert_eq!(p.stats().live(), live.len() as u64);
+            assert_eq!(p.stats().in_use, live.len() * 64);
+        }
+        for (o, _) in live {
+            // SAFETY: live object.
+            unsafe { p.deallocate(o) }.unwrap();
+        }
+        p.check().unwrap();
+        assert_eq!(p.stats().free_blocks, initial.free_blocks);
+    }
+}
+
 // ---- Slab ----------------------------------------------------------------
 
 use stratalloc_core::strategies::slab::{CLASS_SIZES, PAGE};
