@@ -35,7 +35,8 @@
 //!
 //! ## Complexity
 //!
-//! - small allocate and free: O(1) plus finding the region (O(regions));
+//! - small allocate and free: O(1) plus finding the region (O(1) for the
+//!   newest region, O(regions) for the others);
 //!   the slow path costs one `B.allocate` / `B.deallocate`.
 //! - large requests: whatever `B` costs, plus O(regions).
 //! - `check`: `B`'s check, plus O(objects) per slab page.
@@ -71,7 +72,7 @@ use core::mem::size_of;
 use core::ptr::{self, NonNull};
 
 use crate::heap::{BlockInfo, BlockState, CheckError, HeapError, HeapErrorKind, RegionHeap};
-use crate::region::{Region, RegionError, RegionList};
+use crate::region::{Region, RegionError, RegionList, Span};
 use crate::stats::{Counters, HeapStats};
 use crate::util::checked_request;
 
@@ -217,6 +218,8 @@ enum Owner {
 pub struct Slab<B> {
     backing: B,
     regions: RegionList,
+    /// The newest region's span, tried before the region list.
+    hot: Span,
     partial: [*mut Page; CLASSES],
     pages: usize,
     /// Free objects in slab pages (never-used ones included), and their bytes.
@@ -235,6 +238,7 @@ impl<B: RegionHeap> Slab<B> {
         Slab {
             backing,
             regions: RegionList::new(),
+            hot: Span { start: 0, end: 0 },
             partial: [ptr::null_mut(); CLASSES],
             pages: 0,
             free_objects: 0,
@@ -254,6 +258,9 @@ impl<B: RegionHeap> Slab<B> {
     }
 
     fn frames_of(&self, addr: usize) -> Option<Frames> {
+        if self.hot.contains(addr) {
+            return Some(Frames::of(self.hot.start, self.hot.end));
+        }
         self.regions
             .find(addr, 16)
             .map(|s| Frames::of(s.start, s.end))
@@ -548,6 +555,7 @@ impl<B: RegionHeap> RegionHeap for Slab<B> {
         // the span is large enough, so this cannot fail.
         let span = unsafe { self.regions.push(region, 16, 16)? };
         debug_assert!(span.start == start && span.end == end);
+        self.hot = span;
         // SAFETY: the bitmap lies at the start of our span.
         unsafe { ptr::write_bytes(frames.bitmap as *mut u8, 0, frames.words() * WORD) };
         Ok(())
