@@ -511,8 +511,10 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         }
         // SAFETY: `b + size <= span.end - W`, a header slot inside the span.
         let nh = unsafe { rd(b + size) };
-        let nk = nh & KIND;
-        if nh & PREV_FREE != 0 || (nk != USED && nk != FREE) {
+        // The next header must not say we are free, and must be USED or
+        // FREE: one test, no branch on which of the two it is.
+        const VALID_KINDS: usize = (1 << USED) | (1 << FREE);
+        if (nh & PREV_FREE) | (!VALID_KINDS >> (nh & KIND) & 1) != 0 {
             return invalid;
         }
         if h & PREV_FREE != 0 {

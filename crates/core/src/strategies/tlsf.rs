@@ -107,7 +107,21 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
         );
     };
 
-    /// An empty index. Fails to compile for an invalid `FL`/`SL`.
+    /// An empty index. Fails to compile for an invalid `FL`/`SL`:
+    ///
+    /// ```compile_fail
+    /// // SL = 24 is not a power of two.
+    /// let _ = stratalloc_core::TlsfHeap::<20, 24>::new();
+    /// ```
+    ///
+    /// ```compile_fail
+    /// // 60 first levels of 32 lists: sizes would overflow a 64-bit word.
+    /// let _ = stratalloc_core::TlsfHeap::<60, 32>::new();
+    /// ```
+    ///
+    /// ```
+    /// let _ = stratalloc_core::TlsfHeap::<20, 16>::new();
+    /// ```
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::VALID;
@@ -120,18 +134,29 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
 
     /// The list a free block of `size` bytes belongs on. Sizes above the top
     /// list's range go on the top list.
+    ///
+    /// Branch-free apart from the (never taken in practice) clamp: the
+    /// small/large split is folded into the arithmetic, because a mixed
+    /// workload would mispredict it about as often as not.
     #[inline(always)]
     pub fn mapping_insert(size: usize) -> (usize, usize) {
-        let u = size >> GRAN_SHIFT;
-        if u < SL {
-            return (0, u);
-        }
-        let f = BITS - 1 - u.leading_zeros();
-        let fl = (f - Self::SLI + 1) as usize;
+        Self::map_units(size >> GRAN_SHIFT)
+    }
+
+    /// [`mapping_insert`](Self::mapping_insert) on a size in granules.
+    #[inline(always)]
+    fn map_units(u: usize) -> (usize, usize) {
+        // `f` is the top bit of `u`, but at least SLI: for u < SL the shift
+        // below is 0 and the list index is `u` itself.
+        let f = BITS - 1 - (u | SL).leading_zeros();
+        let shift = f - Self::SLI;
+        // Level 0 holds u < SL; level k >= 1 holds the top bit SLI + k - 1.
+        let fl = shift as usize + (u >= SL) as usize;
+        let sl = (u >> shift) & (SL - 1);
         if fl >= FL {
             return (FL - 1, SL - 1);
         }
-        (fl, (u >> (f - Self::SLI)) & (SL - 1))
+        (fl, sl)
     }
 
     /// The first list whose every block has at least `size` bytes: round up
@@ -139,17 +164,16 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
     #[inline(always)]
     pub fn mapping_search(size: usize) -> Option<(usize, usize)> {
         let u = size >> GRAN_SHIFT;
-        if u < SL {
-            return Some((0, u));
-        }
-        let f = BITS - 1 - u.leading_zeros();
-        let u = u + (1 << (f - Self::SLI)) - 1;
-        let f = BITS - 1 - u.leading_zeros();
-        let fl = (f - Self::SLI + 1) as usize;
+        // The width of `u`'s list is 1 << shift granules (1 below 2 SL).
+        let shift = BITS - 1 - (u | SL).leading_zeros() - Self::SLI;
+        let u = u + (1 << shift) - 1;
+        let f = BITS - 1 - (u | SL).leading_zeros();
+        let shift = f - Self::SLI;
+        let fl = shift as usize + (u >= SL) as usize;
         if fl >= FL {
             return None;
         }
-        Some((fl, (u >> (f - Self::SLI)) & (SL - 1)))
+        Some((fl, (u >> shift) & (SL - 1)))
     }
 
     /// List head `(fl, sl)` without a bounds check on the hot path.
@@ -399,6 +423,41 @@ mod tests {
         // Rounding up across a power of two.
         assert_eq!(T::mapping_search(2048 - 32), Some((2, 31)));
         assert_eq!(T::mapping_search(2048 - 16), Some((3, 0)));
+    }
+
+    /// The textbook mapping, with branches, to check the branch-free one.
+    fn reference_insert(size: usize) -> (usize, usize) {
+        let u = size >> 4;
+        if u < 32 {
+            return (0, u);
+        }
+        let f = 63 - u.leading_zeros() as usize;
+        let fl = f - 5 + 1;
+        if fl >= 25 {
+            return (24, 31);
+        }
+        (fl, (u >> (f - 5)) - 32)
+    }
+
+    #[test]
+    fn branch_free_mapping_matches_the_reference() {
+        let mut s = 16usize;
+        while s < (isize::MAX as usize) / 4 {
+            for d in [0usize, 16, 32, 48, 496, 512, 4096] {
+                let size = (s + d) & !15;
+                assert_eq!(T::mapping_insert(size), reference_insert(size), "{size}");
+                // Search = insert of the size rounded up to its list's width.
+                let (fl, _) = reference_insert(size);
+                let width = if fl <= 1 { 16 } else { 16 << (fl - 1) };
+                let up = (size + width - 1) & !(width - 1);
+                let expect = match reference_insert(up) {
+                    (24, 31) if up > ((32 + 31) << 23) << 4 => None,
+                    m => Some(m),
+                };
+                assert_eq!(T::mapping_search(size), expect, "search {size}");
+            }
+            s += s / 4 + 16;
+        }
     }
 
     #[test]
