@@ -177,7 +177,9 @@ int main(void) {
     int (*check)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "stratalloc_check");
     CHECK(name != NULL && check != NULL);
     if (name) {
-        const char *want = getenv("STRATALLOC_STRATEGY");
+        /* STRATALLOC_EXPECT: the name when STRATALLOC_STRATEGY is not one. */
+        const char *want = getenv("STRATALLOC_EXPECT");
+        if (!want) want = getenv("STRATALLOC_STRATEGY");
         CHECK(strcmp(name(), want && *want ? want : "engine") == 0);
     }
     if (check) CHECK(check() == 0);

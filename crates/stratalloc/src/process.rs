@@ -43,10 +43,10 @@
 //! ## The lock
 //!
 //! [`FutexLock`]: a compare-and-swap fast path, a short bounded spin, then
-//! the classic three-state futex mutex (0 free, 1 held, 2 held with
-//! waiters), so with many threads on few cores the losers sleep in the
-//! kernel instead of burning the holder's time slice. It records its owner
-//! (`pthread_self`) so the fork handlers can tell "this thread holds it"
+//! a futex mutex in the style of the classic three-state one (free, held,
+//! held with waiters), so with many threads on few cores the losers sleep in the
+//! kernel instead of burning the holder's time slice. Its one word holds the
+//! owner's thread number, so the fork handlers can tell "this thread holds it"
 //! (a `fork` from a signal handler that interrupted `malloc`) from "another
 //! thread holds it" (wait for it).
 //!
@@ -96,18 +96,38 @@ const _: () = assert!(HUGE_HDR == 32 && HUGE_OFFSET >= HUGE_HDR);
 
 // ---------------------------------------------------------------- the lock
 
-/// A futex-based mutex that remembers its owner (see the module docs).
+/// A futex-based mutex whose one 32-bit word says who holds it (see the
+/// module docs).
+///
+/// `state == 0`: free; otherwise `owner_id << 1 | waiters`, where
+/// `owner_id` is the holder's [`thread_id`] and `waiters` says a thread
+/// may be asleep on the word. Taking and naming the owner is one
+/// compare-and-swap, so a signal can never land between the two.
 pub struct FutexLock {
     state: AtomicU32,
-    owner: AtomicUsize,
 }
 
 /// Spins before sleeping (each a `spin_loop` hint).
 const SPINS: u32 = 64;
 
-fn this_thread() -> usize {
-    // SAFETY: pthread_self has no preconditions and never fails.
-    unsafe { libc::pthread_self() as usize }
+/// A small number unique to the calling thread (1.., unique among the
+/// first 2^31 - 1 threads the process creates).
+pub fn thread_id() -> u32 {
+    use core::cell::Cell;
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    thread_local! {
+        // Const-initialised, no destructor: native TLS, no allocation.
+        static ID: Cell<u32> = const { Cell::new(0) };
+    }
+    ID.with(|c| {
+        let id = c.get();
+        if id != 0 {
+            return id;
+        }
+        let id = NEXT.fetch_add(1, Ordering::Relaxed) % ((1 << 31) - 1) + 1;
+        c.set(id);
+        id
+    })
 }
 
 impl FutexLock {
@@ -115,48 +135,66 @@ impl FutexLock {
     pub const fn new() -> Self {
         FutexLock {
             state: AtomicU32::new(0),
-            owner: AtomicUsize::new(0),
         }
     }
 
     /// Take the lock, sleeping in the kernel if it stays busy.
     #[inline]
     pub fn lock(&self) {
+        let me = thread_id() << 1;
         if self
             .state
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            self.lock_slow();
+            self.lock_slow(me);
         }
-        self.owner.store(this_thread(), Ordering::Relaxed);
     }
 
     #[cold]
     #[inline(never)]
-    fn lock_slow(&self) {
+    fn lock_slow(&self, me: u32) {
         for _ in 0..SPINS {
             if self.state.load(Ordering::Relaxed) == 0
                 && self
                     .state
-                    .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
                 return;
             }
             core::hint::spin_loop();
         }
-        // Mark "held with waiters" and sleep until the holder wakes us; we
-        // then own the lock in state 2 (a spurious wake costs one syscall).
-        while self.state.swap(2, Ordering::Acquire) != 0 {
+        loop {
+            let cur = self.state.load(Ordering::Relaxed);
+            if cur == 0 {
+                // Others may be asleep: take it with the waiters bit so our
+                // unlock wakes the next one.
+                if self
+                    .state
+                    .compare_exchange(0, me | 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
+            if cur & 1 == 0
+                && self
+                    .state
+                    .compare_exchange(cur, cur | 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
             // SAFETY: FUTEX_WAIT on a live, aligned u32; returns at once if
-            // the value is no longer 2.
+            // the word no longer holds `cur | 1`.
             unsafe {
                 libc::syscall(
                     libc::SYS_futex,
                     self.state.as_ptr(),
                     libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                    2u32,
+                    cur | 1,
                     ptr::null::<libc::timespec>(),
                 )
             };
@@ -166,8 +204,7 @@ impl FutexLock {
     /// Release the lock (the caller holds it).
     #[inline]
     pub fn unlock(&self) {
-        self.owner.store(0, Ordering::Relaxed);
-        if self.state.swap(0, Ordering::Release) == 2 {
+        if self.state.swap(0, Ordering::Release) & 1 != 0 {
             self.wake();
         }
     }
@@ -187,14 +224,12 @@ impl FutexLock {
 
     /// `true` if the calling thread holds the lock.
     pub fn held_by_me(&self) -> bool {
-        self.state.load(Ordering::Relaxed) != 0
-            && self.owner.load(Ordering::Relaxed) == this_thread()
+        self.state.load(Ordering::Relaxed) >> 1 == thread_id()
     }
 
     /// In a fork child: the lock as if nobody held it (only the forking
     /// thread exists there, and it took the lock in `fork_prepare`).
     fn reset_in_child(&self) {
-        self.owner.store(0, Ordering::Relaxed);
         self.state.store(0, Ordering::Release);
     }
 }
@@ -386,9 +421,18 @@ impl ProcessHeap {
 
     /// Allocate from the heap with the lock held, mapping a region when it
     /// runs dry. Null if even a fresh region cannot serve the request.
-    fn alloc_locked(&self, g: &mut Guard<'_>, size: usize, align: usize) -> *mut u8 {
+    fn alloc_locked(
+        &self,
+        g: &mut Guard<'_>,
+        size: usize,
+        align: usize,
+        growth: Growth,
+    ) -> *mut u8 {
         if let Some(p) = g.inner().heap.allocate(size, align) {
             return p.as_ptr();
+        }
+        if growth == Growth::NoMap {
+            return ptr::null_mut();
         }
         // Room for the request, its alignment and any strategy's metadata
         // (a buddy heap needs the next power of two, so twice over).
@@ -618,6 +662,52 @@ impl ProcessHeap {
         }
     }
 
+    /// Move (or resize in place) heap block `p` of `old` usable bytes to
+    /// `new_size` bytes inside the heap; null (block untouched) on failure.
+    fn move_in_heap(
+        &self,
+        g: &mut Guard<'_>,
+        p: *mut u8,
+        old: usize,
+        new_size: usize,
+        growth: Growth,
+    ) -> *mut u8 {
+        let Some(nn) = NonNull::new(p) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: `p` is a live heap block (usable_size accepted it).
+        if unsafe { g.inner().heap.resize_in_place(nn, new_size) } {
+            return p;
+        }
+        let q = self.alloc_locked(g, new_size, 16, growth);
+        if !q.is_null() {
+            // SAFETY: distinct live blocks of at least min(old, new_size)
+            // bytes.
+            unsafe { ptr::copy_nonoverlapping(p, q, old.min(new_size)) };
+            // SAFETY: `p` is live and now moved.
+            if let Err(e) = unsafe { g.inner().heap.deallocate(nn) } {
+                self.bad_pointer("realloc", p, Some(e));
+            }
+        }
+        q
+    }
+
+    /// Move heap block `p` of `old` usable bytes into a huge block of
+    /// `new_size` bytes; null (block untouched) on failure.
+    ///
+    /// # Safety
+    /// `p` is a live heap block; the lock is not held.
+    unsafe fn move_to_huge(&self, p: *mut u8, old: usize, new_size: usize) -> *mut u8 {
+        let q = self.huge_alloc(new_size, 16);
+        if !q.is_null() {
+            // SAFETY: distinct blocks; `old` bytes readable at p.
+            unsafe { ptr::copy_nonoverlapping(p, q, old.min(new_size)) };
+            // SAFETY: `p` is live and now moved.
+            unsafe { self.free(p) };
+        }
+        q
+    }
+
     /// Where `p` lives: `Some(usable)` in the heap (lock still held in
     /// `g`), or the huge block's `(base, len)`.
     fn locate(&self, what: &str, g: &mut Guard<'_>, p: *mut u8) -> Located {
@@ -637,6 +727,13 @@ impl ProcessHeap {
             None => self.bad_pointer(what, p, None),
         }
     }
+}
+
+/// May `alloc_locked` map a new region?
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Growth {
+    MapRegions,
+    NoMap,
 }
 
 enum Located {
@@ -660,11 +757,18 @@ unsafe impl Backend for ProcessHeap {
         }
         let align = align.max(16);
         if size >= HUGE_THRESHOLD || align > MAX_HEAP_ALIGN {
-            return self.huge_alloc(size, align);
+            let p = self.huge_alloc(size, align);
+            if p.is_null() && align <= MAX_HEAP_ALIGN {
+                // No address space for a mapping (RLIMIT_AS): the regions
+                // may still have room.
+                let mut g = self.guard();
+                return self.alloc_locked(&mut g, size, align, Growth::NoMap);
+            }
+            return p;
         }
         let p = {
             let mut g = self.guard();
-            self.alloc_locked(&mut g, size, align)
+            self.alloc_locked(&mut g, size, align, Growth::MapRegions)
         };
         if p.is_null() {
             // The heap refused (full, or a region could not be mapped at the
@@ -680,7 +784,10 @@ unsafe impl Backend for ProcessHeap {
         }
         if size >= HUGE_THRESHOLD || align > MAX_HEAP_ALIGN {
             // Fresh pages are zero.
-            return self.huge_alloc(size, align);
+            let p = self.huge_alloc(size, align);
+            if !p.is_null() {
+                return p;
+            }
         }
         let p = self.alloc(size, align);
         if !p.is_null() {
@@ -717,34 +824,24 @@ unsafe impl Backend for ProcessHeap {
         let mut g = self.guard();
         match self.locate("realloc", &mut g, p) {
             Located::Heap(old) => {
-                let nn = NonNull::new(p).unwrap_or(NonNull::dangling());
                 if new_size < HUGE_THRESHOLD {
-                    // SAFETY: `p` is a live block (usable_size accepted it).
-                    if unsafe { g.inner().heap.resize_in_place(nn, new_size) } {
-                        return p;
-                    }
-                    let q = self.alloc_locked(&mut g, new_size, 16);
+                    let q = self.move_in_heap(&mut g, p, old, new_size, Growth::MapRegions);
                     if !q.is_null() {
-                        // SAFETY: distinct live blocks of at least
-                        // min(old, new_size) bytes.
-                        unsafe { ptr::copy_nonoverlapping(p, q, old.min(new_size)) };
-                        // SAFETY: `p` is live and now moved.
-                        if let Err(e) = unsafe { g.inner().heap.deallocate(nn) } {
-                            self.bad_pointer("realloc", p, Some(e));
-                        }
                         return q;
                     }
+                    drop(g);
+                    // SAFETY: `p` is live with `old` usable bytes.
+                    return unsafe { self.move_to_huge(p, old, new_size) };
                 }
                 drop(g);
-                let q = self.huge_alloc(new_size, 16);
-                if q.is_null() {
+                // SAFETY: `p` is live with `old` usable bytes.
+                let q = unsafe { self.move_to_huge(p, old, new_size) };
+                if !q.is_null() {
                     return q;
                 }
-                // SAFETY: distinct blocks; `old` bytes readable at p.
-                unsafe { ptr::copy_nonoverlapping(p, q, old.min(new_size)) };
-                // SAFETY: `p` is live and now moved.
-                unsafe { self.free(p) };
-                q
+                // No address space for a mapping: the heap may still have room.
+                let mut g = self.guard();
+                self.move_in_heap(&mut g, p, old, new_size, Growth::NoMap)
             }
             Located::Huge(base, len) => {
                 drop(g);

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The C library as C programs use it: builds libstratalloc.so (release) and
+# the programs in tests/c, then runs each with LD_PRELOAD for the engine and
+# for every core strategy (STRATALLOC_STRATEGY=...).
+#
+#   scripts/test-c.sh                  # build, then test every strategy
+#   scripts/test-c.sh --no-build       # use the library already built
+#   scripts/test-c.sh tlsf buddy       # only these (plus "engine" if named)
+#   STRATALLOC_LIB=/path/libstratalloc.so scripts/test-c.sh --no-build
+#
+# Cases: edge (glibc edge cases, errno), threads (cross-thread frees, >= 1000
+# threads), fork (fork while threads allocate and print; fork from a signal
+# handler), oom (RLIMIT_AS: NULL/ENOMEM, then recovery), dlopen (library
+# loaded with dlopen, not preloaded), badfree (invalid and double frees abort
+# with a message naming the pointer), and the unknown-strategy message.
+# Last line: "N passed, M failed"; exit status 1 if anything failed.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+LIB=${STRATALLOC_LIB:-$TARGET/release/libstratalloc.so}
+TIMEOUT=${TEST_TIMEOUT:-180}
+
+build=1
+only=()
+for a in "$@"; do
+    case "$a" in
+        --no-build) build=0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        *) only+=("$a") ;;
+    esac
+done
+
+if [ $build = 1 ]; then
+    (cd "$ROOT" && cargo build --release -p stratalloc-capi) || { echo "0 passed, 1 failed"; exit 1; }
+fi
+[ -f "$LIB" ] || { echo "no library at $LIB"; echo "0 passed, 1 failed"; exit 1; }
+LIB=$(cd "$(dirname "$LIB")" && pwd)/$(basename "$LIB")
+
+TMP=$(mktemp -d /tmp/stratalloc-test-c.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+CFLAGS="-O1 -g -fno-builtin -Wall -Wno-alloc-size-larger-than -Wno-use-after-free \
+    -Wno-deprecated-declarations -Wno-free-nonheap-object -Wno-unknown-warning-option"
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "ok    $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL  $*"; }
+
+for src in "$ROOT"/tests/c/*.c; do
+    name=$(basename "$src" .c)
+    if ! cc $CFLAGS -pthread -o "$TMP/$name" "$src" -ldl 2>"$TMP/$name.cc.log"; then
+        fail "compile $name"; cat "$TMP/$name.cc.log"
+    fi
+done
+
+# The valid names, as the library itself prints them for an unknown one;
+# checking that message is the first test.
+msg=$(LD_PRELOAD=$LIB STRATALLOC_STRATEGY=no-such-strategy /bin/true 2>&1)
+if [[ "$msg" == *"unknown STRATALLOC_STRATEGY"*"Valid names: engine "* ]]; then
+    pass "unknown strategy: names listed"
+else
+    fail "unknown strategy message: '$msg'"
+fi
+names=${msg#*Valid names: }
+read -r -a all <<<"$names"
+# ...and the program still runs (on the engine), printing the message once.
+out=$(LD_PRELOAD=$LIB STRATALLOC_STRATEGY=no-such-strategy STRATALLOC_EXPECT=engine "$TMP/edge" 2>&1 >/dev/null)
+n=$(grep -c "unknown STRATALLOC_STRATEGY" <<<"$out")
+if [ "$n" = 1 ] && ! grep -q "check failed" <<<"$out"; then
+    pass "unknown strategy: falls back to the engine, message once"
+else
+    fail "unknown strategy fallback: $out"
+fi
+
+strategies=()
+if [ ${#only[@]} -gt 0 ]; then strategies=("${only[@]}"); else strategies=("${all[@]}"); fi
+
+run() { # run <strategy> <label> <cmd...>: pass if exit 0 within the timeout
+    local s=$1 label=$2; shift 2
+    local log="$TMP/$s.$label.log"
+    if env STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$@" >"$log" 2>&1; then
+        pass "$s $label"
+    else
+        fail "$s $label (exit $?)"; tail -n 15 "$log"
+    fi
+}
+
+for s in "${strategies[@]}"; do
+    pre=(env LD_PRELOAD="$LIB")
+    run "$s" edge "${pre[@]}" "$TMP/edge"
+    run "$s" threads "${pre[@]}" "$TMP/threads"
+    run "$s" fork "${pre[@]}" "$TMP/fork"
+    if [ "$s" = bump ]; then
+        # bump reuses nothing freed out of order while other blocks live.
+        run "$s" oom "${pre[@]}" OOM_NO_REUSE=1 "$TMP/oom"
+    else
+        run "$s" oom "${pre[@]}" "$TMP/oom"
+    fi
+    run "$s" dlopen "$TMP/dlopen" "$LIB"
+    for c in static interior double; do
+        out=$(env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$TMP/badfree" $c 2>&1)
+        rc=$?
+        ptr=$(head -n 1 <<<"$out")
+        if [ $rc = 134 ] && grep -q "stratalloc: free($ptr)" <<<"$out"; then
+            pass "$s badfree $c"
+        else
+            fail "$s badfree $c (exit $rc): $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+        fi
+    done
+done
+
+echo "$passed passed, $failed failed"
+[ $failed = 0 ]
