@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use stratalloc_bench::region::heaps::contender_names;
+use stratalloc_bench::region::heaps::{contender_names, Kind};
 use stratalloc_bench::region::workload::timer_overhead;
-use stratalloc_bench::region::{run_contender, Config, ContenderResult, Report};
+use stratalloc_bench::region::{run_contender, run_phase, Config, ContenderResult, Phase, Report};
 
 fn usage() -> ! {
     eprintln!(
@@ -31,6 +31,7 @@ fn main() {
     let mut only: Option<Vec<String>> = None;
     let mut child: Option<String> = None;
     let mut in_process = false;
+    let mut phase = Phase::All;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -49,6 +50,7 @@ fn main() {
                     "--out" => out = PathBuf::from(v),
                     "--only" => only = Some(v.split(',').map(str::to_string).collect()),
                     "--child" => child = Some(v.clone()),
+                    "--phase" => phase = Phase::from_name(v).unwrap_or_else(|| usage()),
                     _ => match cfg.apply_arg(k, v) {
                         Ok(true) => {}
                         Ok(false) => usage(),
@@ -63,7 +65,7 @@ fn main() {
     }
 
     if let Some(name) = child {
-        match run_contender(&name, &cfg) {
+        match run_phase(&name, &cfg, phase) {
             Some(r) => print!("{}", r.to_lines()),
             None => {
                 eprintln!("region-bench: no contender named {name}");
@@ -81,33 +83,27 @@ fn main() {
         eprintln!("region-bench: no contender selected (see --list)");
         std::process::exit(2);
     }
-    let exe = std::env::current_exe().expect("own path");
-    let mut results = Vec::new();
-    for (name, kind) in &names {
-        eprint!("region-bench: {name} ... ");
-        let r = if in_process {
-            run_contender(name, &cfg).expect("listed contender")
-        } else {
-            let mut cmd = Command::new(&exe);
-            cmd.arg("--child").arg(name).args(cfg.to_args());
-            // Generous: the budget bounds the throughput reps; the rest is bounded by size.
-            let limit = Duration::from_secs_f64(cfg.budget_secs * 4.0 + 240.0);
-            match stratalloc_bench::proc::run(cmd, limit) {
-                Ok(o) if o.ok() => ContenderResult::from_lines(&o.stdout)
-                    .unwrap_or_else(|| failed(name, *kind, "unreadable child output".into())),
-                Ok(o) => failed(name, *kind, o.failure()),
-                Err(e) => failed(name, *kind, format!("spawn: {e}")),
-            }
-        };
+    let results = if in_process {
+        names
+            .iter()
+            .map(|(name, _)| {
+                eprintln!("region-bench: {name}");
+                run_contender(name, &cfg).expect("listed contender")
+            })
+            .collect()
+    } else {
+        run_children(&names, &cfg)
+    };
+    for r in &results {
         match &r.error {
             None => eprintln!(
-                "{:.2} Mops/s, efficiency {:.1}%",
+                "region-bench: {}: {:.2} Mops/s, efficiency {:.1}%",
+                r.name,
                 r.ops_per_sec() / 1e6,
                 r.efficiency() * 100.0
             ),
-            Some(e) => eprintln!("failed: {e}"),
+            Some(e) => eprintln!("region-bench: {}: failed: {e}", r.name),
         }
-        results.push(r);
     }
     let report = Report {
         cfg,
@@ -122,9 +118,56 @@ fn main() {
     eprintln!("region-bench: wrote {}", out.display());
 }
 
-fn failed(name: &str, kind: stratalloc_bench::region::heaps::Kind, why: String) -> ContenderResult {
-    let mut r = ContenderResult::from_lines(&format!("name {name}\nkind {}\n", kind.label()))
-        .expect("well-formed");
-    r.error = Some(why);
-    r
+/// One child process per throughput repetition, repetitions interleaved
+/// across contenders (so a burst of load from elsewhere is shared), then
+/// one child per contender for efficiency and latency.
+fn run_children(names: &[(String, Kind)], cfg: &Config) -> Vec<ContenderResult> {
+    let exe = std::env::current_exe().expect("own path");
+    let mut results: Vec<ContenderResult> = names
+        .iter()
+        .map(|(n, k)| ContenderResult::named(n, *k))
+        .collect();
+    let mut spent = vec![0.0f64; names.len()];
+    let limit = Duration::from_secs_f64(cfg.budget_secs * 4.0 + 240.0);
+    let child = |name: &str, phase: Phase| -> Result<ContenderResult, String> {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("--child")
+            .arg(name)
+            .arg("--phase")
+            .arg(phase.name())
+            .args(cfg.to_args());
+        match stratalloc_bench::proc::run(cmd, limit) {
+            Ok(o) if o.ok() => ContenderResult::from_lines(&o.stdout)
+                .ok_or_else(|| "unreadable child output".to_string()),
+            Ok(o) => Err(o.failure()),
+            Err(e) => Err(format!("spawn: {e}")),
+        }
+    };
+    for rep in 0..cfg.reps {
+        for (i, (name, _)) in names.iter().enumerate() {
+            // A slow heap gets fewer repetitions once it used its budget.
+            if results[i].error.is_some() || (rep > 0 && spent[i] > cfg.budget_secs) {
+                continue;
+            }
+            eprintln!("region-bench: rep {}/{} {name}", rep + 1, cfg.reps);
+            match child(name, Phase::OneRep) {
+                Ok(r) => {
+                    spent[i] += r.wall.iter().sum::<f64>();
+                    results[i].merge(r);
+                }
+                Err(e) => results[i].error = Some(e),
+            }
+        }
+    }
+    for (i, (name, _)) in names.iter().enumerate() {
+        if results[i].error.is_some() {
+            continue;
+        }
+        eprintln!("region-bench: efficiency and latency: {name}");
+        match child(name, Phase::Rest) {
+            Ok(r) => results[i].merge(r),
+            Err(e) => results[i].error = Some(e),
+        }
+    }
+    results
 }

@@ -97,6 +97,8 @@ pub struct Config {
     pub reps: usize,
     /// A child running longer than this is killed and its cell marked.
     pub timeout: Duration,
+    /// The same for the strategy table (some strategies are O(n) per call).
+    pub strategy_timeout: Duration,
 }
 
 impl Config {
@@ -107,6 +109,7 @@ impl Config {
             strategy_scale: 0.1,
             reps: 5,
             timeout: Duration::from_secs(120),
+            strategy_timeout: Duration::from_secs(30),
         }
     }
     /// `--quick`.
@@ -116,6 +119,7 @@ impl Config {
             strategy_scale: 0.03,
             reps: 3,
             timeout: Duration::from_secs(60),
+            strategy_timeout: Duration::from_secs(15),
         }
     }
     /// `--smoke`: proves the harness works.
@@ -125,6 +129,7 @@ impl Config {
             strategy_scale: 0.002,
             reps: 1,
             timeout: Duration::from_secs(20),
+            strategy_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -169,6 +174,12 @@ pub fn run_child(
         .arg(scale.to_string())
         .env_remove("LD_PRELOAD")
         .env(EXPECT_ENV, alloc.expect());
+    // Only the options a row asks for: none leak in from the caller's shell.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("STRATALLOC_") {
+            cmd.env_remove(k);
+        }
+    }
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -176,6 +187,9 @@ pub fn run_child(
         cmd.env("LD_PRELOAD", lib);
     }
     let o = crate::proc::run(cmd, timeout).map_err(|e| format!("spawn: {e}"))?;
+    if o.status.is_none() {
+        return Err(format!("did not finish within {} s", timeout.as_secs()));
+    }
     if !o.ok() {
         return Err(o.failure());
     }
@@ -301,7 +315,11 @@ pub fn run_all(
     for rep in 0..cfg.reps {
         for (i, (label, a, env)) in rows.iter().enumerate() {
             let cell = &mut strat_cells[i].1;
-            if cell.error.is_some() {
+            // A row that failed stops; a slow row stops repeating after
+            // about the time limit's worth of runs.
+            if cell.error.is_some()
+                || cell.secs.iter().sum::<f64>() > cfg.strategy_timeout.as_secs_f64()
+            {
                 continue;
             }
             progress(&format!("rep {}/{} strategies: {label}", rep + 1, cfg.reps));
@@ -313,7 +331,7 @@ pub fn run_all(
                 1,
                 cfg.strategy_scale,
                 &env,
-                cfg.timeout,
+                cfg.strategy_timeout,
             ) {
                 Ok((s, r)) => {
                     cell.secs.push(s);
@@ -454,9 +472,14 @@ impl Report {
                 continue;
             }
             let (bt, br) = base.unwrap_or((f64::NAN, f64::NAN));
+            let runs = if c.secs.len() < self.cfg.reps {
+                format!(" (median of {})", c.secs.len())
+            } else {
+                String::new()
+            };
             t.push(vec![
                 label.clone(),
-                secs(c.time()),
+                format!("{}{runs}", secs(c.time())),
                 ratio(c.time() / bt),
                 mib(c.rss()),
                 ratio(c.rss() / br),

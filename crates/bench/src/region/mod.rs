@@ -142,8 +142,11 @@ pub struct ContenderResult {
     pub error: Option<String>,
     /// Steps per throughput repetition.
     pub ops: usize,
-    /// Seconds of each throughput repetition.
+    /// Thread CPU seconds of each throughput repetition (the rate is
+    /// computed from these).
     pub secs: Vec<f64>,
+    /// Wall-clock seconds of each throughput repetition.
+    pub wall: Vec<f64>,
     /// What the first repetition did (failures included).
     pub counts: Counts,
     /// Heap efficiency of each round (fraction of the region).
@@ -162,11 +165,38 @@ impl ContenderResult {
             error: None,
             ops: 0,
             secs: Vec::new(),
+            wall: Vec::new(),
             counts: Counts::default(),
             eff: Vec::new(),
             alloc: Percentiles::default(),
             free: Percentiles::default(),
         }
+    }
+
+    /// Fold in the figures of another run of the same contender: its
+    /// repetitions are appended, its other figures taken where it has them.
+    pub fn merge(&mut self, o: ContenderResult) {
+        if self.secs.is_empty() {
+            self.counts = o.counts;
+        }
+        self.ops = self.ops.max(o.ops);
+        self.secs.extend(o.secs);
+        self.wall.extend(o.wall);
+        if !o.eff.is_empty() {
+            self.eff = o.eff;
+        }
+        if o.alloc.n > 0 || o.free.n > 0 {
+            self.alloc = o.alloc;
+            self.free = o.free;
+        }
+        if self.error.is_none() {
+            self.error = o.error;
+        }
+    }
+
+    /// An empty result for `name` (figures are merged into it).
+    pub fn named(name: &str, kind: Kind) -> Self {
+        Self::empty(name, kind)
     }
 
     /// Median operations per second over the repetitions (`NaN` if none).
@@ -203,6 +233,7 @@ impl ContenderResult {
         }
         let _ = writeln!(s, "ops {}", self.ops);
         let _ = writeln!(s, "secs {}", list(&self.secs));
+        let _ = writeln!(s, "wall {}", list(&self.wall));
         let _ = writeln!(
             s,
             "counts {} {} {} {}",
@@ -241,6 +272,7 @@ impl ContenderResult {
                 "error" => r.error = Some(rest.to_string()),
                 "ops" => r.ops = rest.parse().ok()?,
                 "secs" => r.secs = floats(rest)?,
+                "wall" => r.wall = floats(rest)?,
                 "eff" => r.eff = floats(rest)?,
                 "counts" => {
                     let v = nums(rest)?;
@@ -263,12 +295,48 @@ impl ContenderResult {
     }
 }
 
+/// Which part of the measurements a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// One throughput repetition (the parent interleaves repetitions across
+    /// contenders, one child process each).
+    OneRep,
+    /// Heap efficiency and latency.
+    Rest,
+    /// Everything, repetitions included (in-process runs and tests).
+    All,
+}
+
+impl Phase {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::OneRep => "rep",
+            Phase::Rest => "rest",
+            Phase::All => "all",
+        }
+    }
+    /// Parse [`name`](Self::name).
+    pub fn from_name(s: &str) -> Option<Phase> {
+        [Phase::OneRep, Phase::Rest, Phase::All]
+            .into_iter()
+            .find(|p| p.name() == s)
+    }
+}
+
 /// Run every workload for the contender called `name`, in this process.
 /// `None` if there is no such contender.
 pub fn run_contender(name: &str, cfg: &Config) -> Option<ContenderResult> {
+    run_phase(name, cfg, Phase::All)
+}
+
+/// Run `phase` of the workloads for the contender called `name`, in this
+/// process. `None` if there is no such contender.
+pub fn run_phase(name: &str, cfg: &Config, phase: Phase) -> Option<ContenderResult> {
     struct Runner<'a> {
         want: &'a str,
         cfg: &'a Config,
+        phase: Phase,
         arena: Option<Arena>,
         out: Option<ContenderResult>,
     }
@@ -286,7 +354,7 @@ pub fn run_contender(name: &str, cfg: &Config) -> Option<ContenderResult> {
                 .arena
                 .get_or_insert_with(|| Arena::new(self.cfg.region));
             let mut r = ContenderResult::empty(name, kind);
-            if let Err(e) = measure(self.cfg, arena, make, &mut r) {
+            if let Err(e) = measure(self.cfg, self.phase, arena, make, &mut r) {
                 r.error = Some(e);
             }
             self.out = Some(r);
@@ -295,6 +363,7 @@ pub fn run_contender(name: &str, cfg: &Config) -> Option<ContenderResult> {
     let mut runner = Runner {
         want: name,
         cfg,
+        phase,
         arena: None,
         out: None,
     };
@@ -302,36 +371,49 @@ pub fn run_contender(name: &str, cfg: &Config) -> Option<ContenderResult> {
     runner.out
 }
 
-/// The three workloads on one heap type; fills `r` as it goes.
+/// The workloads of `phase` on one heap type; fills `r` as it goes.
 fn measure<H: BenchHeap>(
     cfg: &Config,
+    phase: Phase,
     arena: &Arena,
     make: &dyn Fn(&Arena) -> Result<Box<H>, String>,
     r: &mut ContenderResult,
 ) -> Result<(), String> {
     let ops = gen_ops(cfg.seed, cfg.ops, cfg.slots);
     r.ops = ops.len();
-    let mut spent = 0.0;
-    for rep in 0..cfg.reps {
-        // Each heap is dropped before the next is built on the same arena.
-        let mut h = make(arena)?;
-        let (secs, c) = throughput(&mut *h, &ops, cfg.slots)?;
-        drop(h);
-        if rep == 0 {
-            r.counts = c;
-        }
-        r.secs.push(secs);
-        spent += secs;
-        if spent > cfg.budget_secs {
-            break;
+    if phase != Phase::Rest {
+        let reps = if phase == Phase::OneRep { 1 } else { cfg.reps };
+        let mut spent = 0.0;
+        for rep in 0..reps {
+            // Each heap is dropped before the next is built on the same arena.
+            let mut h = make(arena)?;
+            let (cpu, wall, c) = throughput(&mut *h, &ops, cfg.slots)?;
+            drop(h);
+            if rep == 0 {
+                r.counts = c;
+            }
+            r.secs.push(cpu);
+            r.wall.push(wall);
+            spent += wall;
+            if spent > cfg.budget_secs {
+                break;
+            }
         }
     }
+    if phase == Phase::OneRep {
+        return Ok(());
+    }
+    let start = std::time::Instant::now();
     for round in 0..cfg.eff_rounds {
         let mut h = make(arena)?;
         let seed = cfg.seed ^ (0xEFF1_C1E0_u64 + round as u64);
         let (frac, _) = efficiency_round(&mut *h, seed, arena.len())?;
         drop(h);
         r.eff.push(frac);
+        // A slow heap gets fewer rounds (at least three), not an hour.
+        if round >= 2 && start.elapsed().as_secs_f64() > cfg.budget_secs {
+            break;
+        }
     }
     let lat_ops = &ops[..cfg.lat_ops.min(ops.len())];
     if !lat_ops.is_empty() {
@@ -403,8 +485,9 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "Region {} MiB; random actions: {} steps over {} slots, median of up to {} runs; \
-             efficiency: median of {} rounds; latency: {} steps, in {} \
+            "Region {} MiB; random actions: {} steps over {} slots, ops per CPU-second of the \
+             benchmark thread, median of up to {} runs (interleaved across allocators); \
+             efficiency: median of up to {} rounds; latency: {} steps, in {} \
              (timer overhead ~{} included). Ratios are against the best peer \
              (throughput, efficiency: higher is better; p99.9: lower is better).\n",
             c.region >> 20,
@@ -541,11 +624,13 @@ impl Report {
                 r.error.clone().unwrap_or_default(),
             ]);
             for (i, s) in r.secs.iter().enumerate() {
+                let wall = r.wall.get(i).copied().unwrap_or(f64::NAN);
                 reps.push(vec![
                     r.name.clone(),
                     i.to_string(),
                     r.ops.to_string(),
                     f(*s),
+                    f(wall),
                     f(r.ops as f64 / s),
                 ]);
             }
@@ -567,8 +652,12 @@ impl Report {
                 ("error", r.error.as_ref().map_or(Json::Null, Json::str)),
                 ("ops", Json::Num(r.ops as f64)),
                 (
-                    "seconds",
+                    "cpu_seconds",
                     Json::Arr(r.secs.iter().map(|x| Json::Num(*x)).collect()),
+                ),
+                (
+                    "wall_seconds",
+                    Json::Arr(r.wall.iter().map(|x| Json::Num(*x)).collect()),
                 ),
                 ("ops_per_sec_median", Json::Num(tp)),
                 ("ops_per_sec_vs_best_peer", Json::Num(tp / bt)),
@@ -609,7 +698,14 @@ impl Report {
         )?;
         write_csv(
             &dir.join("region-throughput.csv"),
-            &["allocator", "rep", "ops", "seconds", "ops_per_sec"],
+            &[
+                "allocator",
+                "rep",
+                "ops",
+                "cpu_seconds",
+                "wall_seconds",
+                "ops_per_cpu_sec",
+            ],
             &reps,
         )?;
         write_csv(
