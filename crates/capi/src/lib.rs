@@ -143,40 +143,42 @@ unsafe fn usable_impl(p: *const u8) -> usize {
 }
 
 /// The engine called directly (no dynamic dispatch) when it serves the
-/// process with no wrapper. Until `stratalloc::engine` lands these go
-/// through the selected backend; `select` never reports `Mode::Engine`
-/// before then.
+/// process with no wrapper (`Mode::Engine`).
 mod engine_fast {
-    use super::*;
+    use engine::engine as e;
 
     #[inline(always)]
     pub fn alloc(size: usize, align: usize) -> *mut u8 {
-        select::top().alloc(size, align)
+        if align <= super::MIN_ALIGN {
+            e::malloc(size)
+        } else {
+            e::aligned_alloc(align, size)
+        }
     }
     #[inline(always)]
     pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
-        select::top().alloc_zeroed(size, align)
+        e::alloc_zeroed(size, align)
     }
     /// # Safety
     /// As `Backend::free`.
     #[inline(always)]
     pub unsafe fn free(p: *mut u8) {
         // SAFETY: forwarded.
-        unsafe { select::top().free(p) }
+        unsafe { e::free(p) }
     }
     /// # Safety
     /// As `Backend::realloc`.
     #[inline(always)]
     pub unsafe fn realloc(p: *mut u8, n: usize) -> *mut u8 {
         // SAFETY: forwarded.
-        unsafe { select::top().realloc(p, n) }
+        unsafe { e::realloc(p, n) }
     }
     /// # Safety
     /// As `Backend::usable_size`.
     #[inline(always)]
     pub unsafe fn usable_size(p: *const u8) -> usize {
         // SAFETY: forwarded.
-        unsafe { select::top().usable_size(p) }
+        unsafe { e::usable_size(p) }
     }
 }
 
@@ -186,7 +188,7 @@ mod engine_fast {
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
     if let Mode::Engine = select::mode() {
-        let p = engine_fast::alloc(size, MIN_ALIGN);
+        let p = engine::engine::malloc(size);
         if p.is_null() {
             set_errno(libc::ENOMEM);
         }
@@ -588,15 +590,23 @@ pub extern "C" fn stratalloc_backend_name() -> *const c_char {
     B.get(select::top().name())
 }
 
-/// Verify the heap's invariants (core strategies; the engine has nothing
-/// to check here yet and reports 0). 0 if sound, otherwise -1 after a
-/// message on standard error naming the broken invariant.
+/// Verify the heap's invariants (a core strategy's whole heap; for the
+/// engine, the calling thread's heap and segments). 0 if sound, otherwise
+/// -1 after a message on standard error naming the broken invariant.
 #[no_mangle]
 pub extern "C" fn stratalloc_check() -> c_int {
-    if let engine::options::Choice::Strategy(_) = select::options().choice {
-        if let Err(e) = select::PROCESS.check() {
-            engine::eprint_noalloc!("stratalloc: {e}\n");
-            return -1;
+    match select::options().choice {
+        engine::options::Choice::Strategy(_) => {
+            if let Err(e) = select::PROCESS.check() {
+                engine::eprint_noalloc!("stratalloc: {e}\n");
+                return -1;
+            }
+        }
+        engine::options::Choice::Engine => {
+            if let Err(e) = engine::engine::check() {
+                engine::eprint_noalloc!("stratalloc: engine check failed: {e}\n");
+                return -1;
+            }
         }
     }
     0

@@ -126,20 +126,6 @@ fn this_thread() -> usize {
     unsafe { libc::pthread_self() as usize }
 }
 
-/// The engine. TEMPORARY until `crate::engine` lands: the best process
-/// strategy registered (tlsf, else segregated, else bump). Replace with
-/// `&crate::engine::ENGINE` and set `Mode::Engine` then.
-fn engine_backend() -> &'static dyn Backend {
-    for name in [&b"tlsf"[..], b"segregated", b"best-fit", b"first-fit"] {
-        if let Ok(s) = Strategy::from_bytes(name) {
-            PROCESS.set_strategy(s);
-            return &PROCESS;
-        }
-    }
-    PROCESS.set_strategy(Strategy::ALL[0]);
-    &PROCESS
-}
-
 #[cold]
 #[inline(never)]
 fn init_slow() -> &'static dyn Backend {
@@ -175,7 +161,7 @@ fn init() -> &'static dyn Backend {
         print_strategy_names();
     }
     let (base, engine): (&'static dyn Backend, bool) = match opts.choice {
-        Choice::Engine => (engine_backend(), false),
+        Choice::Engine => (&crate::engine::ENGINE, true),
         Choice::Strategy(s) => {
             PROCESS.set_strategy(s);
             (&PROCESS, false)
