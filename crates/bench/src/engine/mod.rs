@@ -141,11 +141,31 @@ pub struct Cell {
     pub secs: Vec<f64>,
     /// Peak RSS (KiB) per successful run.
     pub rss_kb: Vec<f64>,
+    /// The workload's checksum in each run.
+    pub checksums: Vec<u64>,
     /// The first failure, if any run failed.
     pub error: Option<String>,
 }
 
 impl Cell {
+    /// Add a run's figures.
+    pub fn record(&mut self, run: Run) {
+        self.secs.push(run.secs);
+        self.rss_kb.push(run.rss_kb);
+        self.checksums.push(run.checksum);
+    }
+
+    /// Mark the cell failed if any run's checksum differs from `want`.
+    fn verify(&mut self, want: Option<u64>, reference: &str) {
+        if let (None, Some(w)) = (&self.error, want) {
+            if let Some(bad) = self.checksums.iter().find(|c| **c != w) {
+                self.error = Some(format!(
+                    "checksum {bad} differs from {reference}'s {w}: block contents were not kept"
+                ));
+            }
+        }
+    }
+
     /// Median seconds.
     pub fn time(&self) -> f64 {
         median(&self.secs)
@@ -156,7 +176,18 @@ impl Cell {
     }
 }
 
-/// Run one workload child; `Ok((secs, maxrss_kb))`.
+/// What one workload child reported.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Run {
+    /// Seconds in the workload.
+    pub secs: f64,
+    /// Peak RSS, KiB.
+    pub rss_kb: f64,
+    /// The workload's checksum of block contents.
+    pub checksum: u64,
+}
+
+/// Run one workload child.
 pub fn run_child(
     workload_exe: &Path,
     alloc: &Allocator,
@@ -165,7 +196,7 @@ pub fn run_child(
     scale: f64,
     extra_env: &[(&str, &str)],
     timeout: Duration,
-) -> Result<(f64, f64), String> {
+) -> Result<Run, String> {
     let mut cmd = Command::new(workload_exe);
     cmd.arg(workload)
         .arg("--threads")
@@ -195,15 +226,21 @@ pub fn run_child(
     }
     let mut secs = None;
     let mut rss = None;
+    let mut checksum = None;
     for line in o.stdout.lines() {
         match line.split_once(' ') {
             Some(("secs", v)) => secs = v.trim().parse().ok(),
             Some(("maxrss_kb", v)) => rss = v.trim().parse().ok(),
+            Some(("checksum", v)) => checksum = v.trim().parse().ok(),
             _ => {}
         }
     }
-    match (secs, rss) {
-        (Some(s), Some(r)) => Ok((s, r)),
+    match (secs, rss, checksum) {
+        (Some(secs), Some(rss_kb), Some(checksum)) => Ok(Run {
+            secs,
+            rss_kb,
+            checksum,
+        }),
         _ => Err(format!("unreadable output: {:?}", o.stdout)),
     }
 }
@@ -278,12 +315,25 @@ pub fn run_all(
                     &[],
                     cfg.timeout,
                 ) {
-                    Ok((s, r)) => {
-                        cell.secs.push(s);
-                        cell.rss_kb.push(r);
-                    }
+                    Ok(run) => cell.record(run),
                     Err(e) => cell.error = Some(e),
                 }
+            }
+        }
+    }
+    // Every workload is deterministic: the same checksum under every
+    // allocator, or an allocator lost or mixed up block contents.
+    let reference = allocators
+        .first()
+        .map(|a| a.name.clone())
+        .unwrap_or_default();
+    for case in &cases {
+        let want = cells
+            .get(&(case.label.clone(), reference.clone()))
+            .and_then(|c| c.checksums.first().copied());
+        for a in &allocators {
+            if let Some(c) = cells.get_mut(&(case.label.clone(), a.name.clone())) {
+                c.verify(want, &reference);
             }
         }
     }
@@ -333,13 +383,17 @@ pub fn run_all(
                 &env,
                 cfg.strategy_timeout,
             ) {
-                Ok((s, r)) => {
-                    cell.secs.push(s);
-                    cell.rss_kb.push(r);
-                }
+                Ok(run) => cell.record(run),
                 Err(e) => cell.error = Some(e),
             }
         }
+    }
+    let want = strat_cells
+        .first()
+        .and_then(|(_, c)| c.checksums.first().copied());
+    let first = rows.first().map(|r| r.0.clone()).unwrap_or_default();
+    for (_, c) in strat_cells.iter_mut() {
+        c.verify(want, &first);
     }
     Report {
         cfg: cfg.clone(),
@@ -641,5 +695,30 @@ impl Report {
         ]);
         std::fs::write(dir.join("engine.json"), doc.to_pretty())?;
         std::fs::write(dir.join("engine.md"), self.markdown())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_differing_checksum_fails_the_cell() {
+        let run = |checksum| Run {
+            secs: 1.0,
+            rss_kb: 1.0,
+            checksum,
+        };
+        let mut good = Cell::default();
+        good.record(run(7));
+        good.record(run(7));
+        good.verify(Some(7), "glibc");
+        assert_eq!(good.error, None);
+        assert_eq!(good.time(), 1.0);
+        let mut bad = Cell::default();
+        bad.record(run(7));
+        bad.record(run(8));
+        bad.verify(Some(7), "glibc");
+        assert!(bad.error.unwrap().contains("differs from glibc's"));
     }
 }
