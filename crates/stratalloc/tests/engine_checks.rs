@@ -216,3 +216,69 @@ fn empty_pages_are_purged_after_the_delay() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn threads_start_under_a_tight_address_space_limit() {
+    let (st, err) = in_child(|| {
+        // Limit the address space to what is mapped now plus 96 MiB: the
+        // engine reserves nothing up front, so threads (8 MiB stacks) and
+        // their heaps still fit.
+        let mut buf = [0u8; 64];
+        // SAFETY: reading our own statm into a stack buffer.
+        let vm_pages = unsafe {
+            let fd = libc::open(c"/proc/self/statm".as_ptr(), libc::O_RDONLY);
+            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+            libc::close(fd);
+            buf[..n.max(0) as usize]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .fold(0usize, |a, &c| a * 10 + (c - b'0') as usize)
+        };
+        let limit = (vm_pages * os::page_size() + (96 << 20)) as libc::rlim_t;
+        let rl = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: limit,
+        };
+        // SAFETY: plain syscall.
+        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &rl) } != 0 {
+            return 5;
+        }
+        extern "C" fn body(_: *mut libc::c_void) -> *mut libc::c_void {
+            let mut ok = 1usize;
+            for i in 0..1000 {
+                let p = engine::malloc(i * 8);
+                if p.is_null() {
+                    ok = 0;
+                }
+                // SAFETY: live block.
+                unsafe { engine::free(p) };
+            }
+            ok as *mut libc::c_void
+        }
+        for _ in 0..4 {
+            let mut ts = [0 as libc::pthread_t; 4];
+            for t in ts.iter_mut() {
+                // SAFETY: valid out-pointer and entry point.
+                if unsafe {
+                    libc::pthread_create(t, core::ptr::null(), body, core::ptr::null_mut())
+                } != 0
+                {
+                    return 6;
+                }
+            }
+            for t in ts {
+                let mut r = core::ptr::null_mut();
+                // SAFETY: joinable threads we created.
+                unsafe { libc::pthread_join(t, &mut r) };
+                if r.is_null() {
+                    return 7;
+                }
+            }
+        }
+        0
+    });
+    assert!(
+        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+        "status {st:#x}: {err}"
+    );
+}

@@ -19,6 +19,14 @@ fn verify(p: *const u8, n: usize, tag: u8) {
     }
 }
 
+/// The tests here measure process-wide figures (mapped bytes, segment
+/// counts): they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Sizes drawn from a small xorshift stream.
 struct Rng(u64);
 impl Rng {
@@ -39,6 +47,7 @@ impl Rng {
 
 #[test]
 fn producers_and_consumers_free_across_threads() {
+    let _serial = serial();
     const THREADS: usize = 4;
     const ROUNDS: usize = 20_000;
     let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS)
@@ -98,6 +107,7 @@ fn producers_and_consumers_free_across_threads() {
 
 #[test]
 fn thread_churn_does_not_leak() {
+    let _serial = serial();
     // Each short thread allocates, frees some locally, leaves some for the
     // main thread to free after it has exited, and exits.
     let run = |n: usize| {
@@ -135,11 +145,11 @@ fn thread_churn_does_not_leak() {
             unsafe { engine::free(p as *mut u8) };
         }
     };
+    // No trim between the runs: reclaiming abandoned segments alone must
+    // keep the footprint flat.
     run(200);
-    engine::trim();
     let base = engine::engine_stats();
     run(2000);
-    engine::trim();
     let after = engine::engine_stats();
     // Abandoned segments were reclaimed (or freed) and nothing grew with
     // the number of threads: allow a few segments of slack.
@@ -154,6 +164,7 @@ fn thread_churn_does_not_leak() {
 
 #[test]
 fn frees_to_full_pages_of_a_live_thread_are_reused() {
+    let _serial = serial();
     // The owner fills pages (they float), another thread frees everything;
     // the owner must reuse those blocks instead of mapping more.
     let (to_owner, from_main) = mpsc::channel::<()>();
@@ -181,4 +192,58 @@ fn frees_to_full_pages_of_a_live_thread_are_reused() {
     // After the first round the owner's pages are recycled: mapped memory
     // stays flat (other tests run concurrently, so allow slack).
     assert!(m[5].1 <= m[1].1 + (32 << 20), "{m:?}");
+}
+
+/// A pthread-key destructor created after the engine's own key, so glibc
+/// runs it after the engine abandoned the thread's heap: it frees what the
+/// thread kept, then allocates again (the heap comes back and is abandoned
+/// again in the next destructor round).
+unsafe extern "C" fn late_destructor(v: *mut libc::c_void) {
+    // SAFETY: `v` is a live block of this thread.
+    unsafe { engine::free(v.cast()) };
+    let p = engine::malloc(100);
+    fill(p, 100, 9);
+    verify(p, 100, 9);
+    let q = engine::malloc(200_000);
+    fill(q, 200_000, 3);
+    // SAFETY: live blocks.
+    unsafe {
+        engine::free(p);
+        engine::free(q);
+    }
+    let kept = engine::malloc(48); // left for the next exit-hook round
+    fill(kept, 48, 1);
+}
+
+#[test]
+fn allocation_in_key_destructors_after_the_exit_hook() {
+    let _serial = serial();
+    // The engine's key exists once any thread has allocated.
+    // SAFETY: a live block.
+    unsafe { engine::free(engine::malloc(1)) };
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: valid out-pointer and destructor.
+    assert_eq!(
+        unsafe { libc::pthread_key_create(&mut key, Some(late_destructor)) },
+        0
+    );
+    let run = |n: usize| {
+        for round in 0..n {
+            thread::spawn(move || {
+                let p = engine::malloc(64 + round % 100);
+                // SAFETY: our key; the value is freed by the destructor.
+                unsafe { libc::pthread_setspecific(key, p.cast()) };
+            })
+            .join()
+            .unwrap();
+        }
+    };
+    run(50);
+    engine::trim();
+    let base = engine::engine_stats();
+    run(500);
+    engine::trim();
+    let after = engine::engine_stats();
+    assert!(after.segments <= base.segments + 4, "{base:?} -> {after:?}");
+    engine::check().unwrap();
 }

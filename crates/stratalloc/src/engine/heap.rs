@@ -309,18 +309,11 @@ unsafe fn reclaim(h: &mut Heap, seg: *mut Segment) -> bool {
         (*seg).pending.store(false, Relaxed);
         h.seg_push(seg);
         let now = os::now_ms();
-        let mut i = 1;
-        while i < SLICES_PER_SEGMENT {
-            let page: *mut Page = &mut (*seg).pages[i];
-            if (*seg).free_mask & (1 << i) != 0 || !(*page).in_use {
-                i += 1;
-                continue;
-            }
-            i += (*page).slice_count as usize;
+        Segment::for_each_page(seg, |page| {
             (*page).clear_full();
             (*page).collect();
             settle(h, page, now);
-        }
+        });
         !seg_free_if_empty(h, seg)
     }
 }
@@ -356,25 +349,18 @@ unsafe fn collect_pending(h: &mut Heap) {
         unsafe {
             let next = (*seg).next;
             if (*seg).pending.load(Relaxed) && (*seg).pending.swap(false, AcqRel) {
-                let mut i = 1;
-                while i < SLICES_PER_SEGMENT {
-                    let page: *mut Page = &mut (*seg).pages[i];
-                    if (*seg).free_mask & (1 << i) != 0 || !(*page).in_use {
-                        i += 1;
-                        continue;
-                    }
-                    i += (*page).slice_count as usize;
+                Segment::for_each_page(seg, |page| {
                     if (*page).flags.load(Relaxed) & FULL == 0 {
-                        continue;
+                        return;
                     }
                     let tf = (*page).thread_free.load(Acquire);
                     if tf & TF_FULL != 0 && tf & !TF_FULL == 0 {
-                        continue; // still marked, nothing freed
+                        return; // still marked, nothing freed
                     }
                     (*page).clear_full();
                     (*page).collect();
                     settle(h, page, now);
-                }
+                });
                 seg_free_if_empty(h, seg);
             }
             seg = next;
@@ -465,15 +451,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
         }
         let bs = class_size(c);
         let p = &mut *page;
-        p.class = c as u8;
-        p.block_size = bs;
-        p.reserved = ((n * SLICE_SIZE) / bs) as u32;
-        p.capacity = 0;
-        p.used = 0;
-        p.free = ptr::null_mut();
-        p.local_free = ptr::null_mut();
-        p.thread_free.store(0, Relaxed);
-        p.flags.store(0, Relaxed);
+        p.init(c as u8, bs, ((n * SLICE_SIZE) / bs) as u32);
         p.extend();
         h.queue_push_front(page);
         p.pop()
@@ -512,13 +490,10 @@ pub unsafe fn alloc_large(h: *mut Heap, n: usize) -> *mut Page {
             }
         }
         let p = &mut *page;
-        p.class = LARGE;
-        p.block_size = n * SLICE_SIZE;
-        p.reserved = 1;
+        p.init(LARGE, n * SLICE_SIZE, 1);
+        // The one block is handed out at once; the page floats.
         p.capacity = 1;
         p.used = 1;
-        p.free = ptr::null_mut();
-        p.local_free = ptr::null_mut();
         p.thread_free.store(TF_FULL, Relaxed);
         p.flags.store(FULL, Relaxed);
         page
@@ -592,22 +567,14 @@ pub unsafe fn abandon(h: *mut Heap) {
         h.seg_remove(seg);
         // SAFETY: a segment we own.
         unsafe {
-            let mut i = 1;
-            while i < SLICES_PER_SEGMENT {
-                let page: *mut Page = &mut (*seg).pages[i];
-                if (*seg).free_mask & (1 << i) != 0 || !(*page).in_use {
-                    i += 1;
-                    continue;
-                }
-                i += (*page).slice_count as usize;
+            Segment::for_each_page(seg, |page| {
                 (*page).next = ptr::null_mut();
                 (*page).prev = ptr::null_mut();
                 (*page).collect();
                 if (*page).used == 0 {
-                    let k = page.offset_from((*seg).pages.as_ptr()) as usize;
-                    (*seg).free_span(k, now);
+                    span_release(page, now);
                 }
-            }
+            });
             if (*seg).is_empty() {
                 segment::segment_free(seg);
             } else {

@@ -98,6 +98,20 @@ impl Page {
         (self as *const Page as usize) ^ KEY_XOR
     }
 
+    /// Make this span head an empty page of `class` with `reserved` blocks
+    /// of `block_size` bytes (nothing carved yet).
+    pub fn init(&mut self, class: u8, block_size: usize, reserved: u32) {
+        self.class = class;
+        self.block_size = block_size;
+        self.reserved = reserved;
+        self.capacity = 0;
+        self.used = 0;
+        self.free = ptr::null_mut();
+        self.local_free = ptr::null_mut();
+        self.thread_free.store(0, Relaxed);
+        self.flags.store(0, Relaxed);
+    }
+
     /// Pop a block from `free`; null if empty. Owner only.
     #[inline(always)]
     pub unsafe fn pop(&mut self) -> *mut u8 {

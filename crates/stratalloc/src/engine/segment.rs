@@ -189,6 +189,28 @@ impl Segment {
         self.purge_at = 0;
     }
 
+    /// Call `f` on the head descriptor of every in-use span of `seg`, in
+    /// address order. `f` may release the span it is given (the walk reads
+    /// the span length first) but not free the segment.
+    ///
+    /// # Safety
+    /// The caller owns `seg`; `f` upholds the same rules.
+    pub unsafe fn for_each_page(seg: *mut Segment, mut f: impl FnMut(*mut Page)) {
+        let mut i = 1;
+        while i < SLICES_PER_SEGMENT {
+            // SAFETY: the caller owns `seg`; i < 64.
+            unsafe {
+                let page: *mut Page = &mut (*seg).pages[i];
+                if (*seg).free_mask & (1 << i) != 0 || !(*page).in_use {
+                    i += 1;
+                    continue;
+                }
+                i += (*page).slice_count as usize;
+                f(page);
+            }
+        }
+    }
+
     /// Verify the slice invariants (owner only).
     pub unsafe fn check(&self) -> Result<(), &'static str> {
         if !self.cookie_ok() {
@@ -367,16 +389,21 @@ pub fn abandoned_count() -> usize {
 /// Mapped segment count (normal segments, live or cached).
 pub static SEGMENTS: AtomicUsize = AtomicUsize::new(0);
 
-/// A fresh normal segment owned by heap `owner`, from the cache or the OS.
-pub fn segment_alloc(owner: usize) -> *mut Segment {
-    let mut seg = with_shared(|s| {
+/// Take a cached empty segment (null if none).
+fn cache_pop() -> *mut Segment {
+    with_shared(|s| {
         if s.cached > 0 {
             s.cached -= 1;
             s.cache[s.cached]
         } else {
             ptr::null_mut()
         }
-    });
+    })
+}
+
+/// A fresh normal segment owned by heap `owner`, from the cache or the OS.
+pub fn segment_alloc(owner: usize) -> *mut Segment {
+    let mut seg = cache_pop();
     if seg.is_null() {
         let p = os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
         if p.is_null() {
@@ -443,14 +470,7 @@ unsafe fn unmap_segment(seg: *mut Segment) {
 pub fn drain_cache() -> bool {
     let mut any = false;
     loop {
-        let seg = with_shared(|s| {
-            if s.cached > 0 {
-                s.cached -= 1;
-                s.cache[s.cached]
-            } else {
-                ptr::null_mut()
-            }
-        });
+        let seg = cache_pop();
         if seg.is_null() {
             return any;
         }
