@@ -223,10 +223,8 @@ fn allocation_in_key_destructors_after_the_exit_hook() {
     unsafe { engine::free(engine::malloc(1)) };
     let mut key: libc::pthread_key_t = 0;
     // SAFETY: valid out-pointer and destructor.
-    assert_eq!(
-        unsafe { libc::pthread_key_create(&mut key, Some(late_destructor)) },
-        0
-    );
+    let r = unsafe { libc::pthread_key_create(&mut key, Some(late_destructor)) };
+    assert_eq!(r, 0);
     let run = |n: usize| {
         for round in 0..n {
             thread::spawn(move || {
