@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Fuzz every target in fuzz/ (cargo-fuzz, nightly), one at a time, and print
+# per target: inputs run, operations done (per subject where a target covers
+# several strategies), and whether it found a crash.
+#
+# Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]       (default 60 s, all targets)
+# Environment:
+#   FUZZ_SANITIZER=address|none   (default none: the targets verify every fill
+#                                  byte themselves and guard their arenas with
+#                                  PROT_NONE pages; address adds ASan, ~3x slower)
+#   FUZZ_TRACE_COMPARES=1         keep libFuzzer's compare tracing (better
+#                                  guidance, ~2x slower; off by default)
+#   FUZZ_JOBS=N                   libFuzzer -fork=N (default 1: the machine is shared)
+#   STRATALLOC_FUZZ_MISUSE=1      targets also try misuse (delayed double frees,
+#                                  interior pointers) that the contract only
+#                                  reports "where the metadata can tell"
+# Exits 0 when nightly or cargo-fuzz is missing (with a message), 1 if any
+# target crashed (the reproducer is under fuzz/artifacts/<target>/).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-60}
+shift || true
+
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    echo "fuzz: SKIPPED: no nightly toolchain (rustup toolchain install nightly)"
+    exit 0
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    echo "fuzz: SKIPPED: cargo-fuzz is not installed (cargo install cargo-fuzz)"
+    exit 0
+fi
+
+root=$PWD
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    mapfile -t targets < <(cd fuzz && cargo +nightly fuzz list)
+fi
+
+# The C-entry-point target dlopens the real library.
+if printf '%s\n' "${targets[@]}" | grep -q '^capi_args$'; then
+    cargo build --release -q -p stratalloc-capi || { echo "fuzz: building libstratalloc.so failed"; exit 1; }
+    export STRATALLOC_SO="${CARGO_TARGET_DIR:-$root/target}/release/libstratalloc.so"
+fi
+
+san=${FUZZ_SANITIZER:-none}
+build_flags=(--sanitizer "$san")
+[ "${FUZZ_TRACE_COMPARES:-0}" = 1 ] || build_flags+=(--no-trace-compares)
+jobs=${FUZZ_JOBS:-1}
+logdir="$root/fuzz/logs"
+mkdir -p "$logdir"
+failed=0
+summary=()
+for t in "${targets[@]}"; do
+    log="$logdir/$t.log"
+    echo "fuzz: $t for ${secs}s (sanitizer $san)"
+    libfuzzer_args=(-max_total_time="$secs" -max_len=8192 -len_control=0 -print_final_stats=1
+        -timeout=60 -rss_limit_mb=6144)
+    [ "$jobs" -gt 1 ] && libfuzzer_args+=(-fork="$jobs" -ignore_crashes=0)
+    (cd fuzz && cargo +nightly fuzz run "${build_flags[@]}" "$t" -- "${libfuzzer_args[@]}") >"$log" 2>&1
+    rc=$?
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    # One report line per fuzzing process (several with FUZZ_JOBS > 1): sum them.
+    ops=$(grep -o "stratalloc-fuzz target=$t inputs=[0-9]* ops=[0-9]*" "$log" | sed 's/.*ops=//' | awk '{s+=$1} END {if (NR) print s}')
+    status=ok
+    if [ $rc -ne 0 ]; then
+        status="CRASH (see $log and fuzz/artifacts/$t/)"
+        failed=1
+        grep -m1 -E "panicked at|ERROR: (libFuzzer|AddressSanitizer)" -A2 "$log" | sed 's/^/    /'
+    fi
+    summary+=("$(printf '%-16s %8ss  inputs=%-10s ops=%-12s %s' "$t" "$secs" "${execs:-?}" "${ops:-?}" "$status")")
+    grep -o "stratalloc-fuzz target=$t subject=[^ ]* ops=[0-9]*" "$log" |
+        sed 's/.*subject=//; s/ ops=/ /' |
+        awk '{s[$1]+=$2; if (!($1 in o)) {o[$1]=n++}} END {for (k in s) printf "%d subject=%s ops=%d\n", o[k], k, s[k]}' |
+        sort -n | cut -d' ' -f2- >"$logdir/$t.subjects"
+done
+echo
+echo "fuzz summary ($(git rev-parse --short HEAD), sanitizer $san, $(date -u +%FT%TZ)):"
+for s in "${summary[@]}"; do echo "$s"; done
+for t in "${targets[@]}"; do
+    [ -s "$logdir/$t.subjects" ] && sed "s/^/  $t /" "$logdir/$t.subjects"
+done
+exit $failed
