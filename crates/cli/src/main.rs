@@ -66,7 +66,7 @@ enum Cmd {
         /// Every strategy (the default).
         #[arg(long)]
         all: bool,
-        /// Which process of the trace file (the first one by default).
+        /// Which process of the trace file (the one with the most events by default).
         #[arg(long)]
         pid: Option<u32>,
         /// Operations of the built-in workload.
@@ -185,7 +185,8 @@ fn main_inner() -> Result<i32, String> {
             let outcomes: Vec<_> = list.iter().map(|&s| replay::replay(&t, s)).collect();
             print!("{}", replay::table(&outcomes));
             println!(
-                "overhead = footprint / peak live - 1; frag = 1 - largest free / free (sampled)"
+                "footprint = 4 KiB pages ever covered by a block; top = highest block end; \
+                 overhead = footprint / peak live - 1; frag = 1 - largest free / free (sampled)"
             );
             let bad = outcomes
                 .iter()

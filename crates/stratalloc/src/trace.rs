@@ -410,11 +410,21 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// Read the trace of process `pid` (the first process in the file if
-    /// `None`).
+    /// Read the trace of process `pid` (if `None`, the process with the
+    /// most events in the file).
     pub fn from_bytes(bytes: &[u8], pid: Option<u32>) -> Result<Trace, TraceError> {
         let raw = parse_raw(bytes)?;
-        let pid = match pid.or_else(|| raw.first().map(|r| r.0)) {
+        let busiest = || {
+            let mut count: HashMap<u32, usize> = HashMap::new();
+            for r in &raw {
+                *count.entry(r.0).or_default() += 1;
+            }
+            count
+                .into_iter()
+                .max_by_key(|&(p, n)| (n, std::cmp::Reverse(p)))
+                .map(|c| c.0)
+        };
+        let pid = match pid.or_else(busiest) {
             Some(p) => p,
             None => return Ok(Trace::default()),
         };

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# End-to-end tests of the wrappers and the `stratalloc` command, as users use
+# them: C programs and python3 under LD_PRELOAD=libstratalloc.so.
+#
+#   leaks  : tests/wrappers/leak.c leaks 3 x 1234 bytes from leak_some()
+#   check  : tests/wrappers/faults.c makes one heap bug per run; the abort
+#            message is asserted
+#   stats  : tests/wrappers/stats.c makes known traffic; the counts are asserted
+#   trace  : python3 traced with `stratalloc run --trace`, replayed on every
+#            strategy, drawn with `stratalloc viz`
+#   compose: every wrapper at once over the engine and every strategy
+#
+# Usage: scripts/test-wrappers.sh      Prints "N passed, M failed"; exits 1 on failure.
+# Environment: CARGO_TARGET_DIR (honoured).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+scripts/deps.sh >/dev/null 2>&1 || true
+
+target="${CARGO_TARGET_DIR:-target}"
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
+if ! cargo build --release -q -p stratalloc-capi -p stratalloc-cli; then
+    echo "test-wrappers: build failed"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+bin="$target/release"
+lib="$bin/libstratalloc.so"
+cli="$bin/stratalloc"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+py=/usr/bin/python3
+[ -x "$py" ] || py=$(command -v python3)
+
+for c in leak faults stats; do
+    gcc -g -O0 -fno-omit-frame-pointer -Wno-free-nonheap-object \
+        -o "$work/$c" "tests/wrappers/$c.c" || { echo "cannot compile $c.c"; exit 1; }
+done
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() {
+    failed=$((failed + 1))
+    echo "FAIL $1"
+    [ -n "${2:-}" ] && sed 's/^/     | /' <<<"$2" | head -40
+}
+# expect NAME TEXT REGEX...: every extended regex must match TEXT.
+expect() {
+    local name=$1 text=$2
+    shift 2
+    for re in "$@"; do
+        if ! grep -Eq -- "$re" <<<"$text"; then
+            bad "$name (missing /$re/)" "$text"
+            return
+        fi
+    done
+    ok "$name"
+}
+
+# ---- leaks -------------------------------------------------------------
+out=$(STRATALLOC_LEAKS=1 LD_PRELOAD="$lib" "$work/leak" 2>&1)
+expect "leaks: 3 x 1234 bytes from leak_some, named with file:line" "$out" \
+    'Leak of 3702 byte\(s\) in 3 object\(s\) allocated from:' \
+    '#0 0x[0-9a-f]+ in leak_some .*leak\.c:[0-9]+' \
+    'Leak of 100 byte\(s\) in 1 object\(s\)' \
+    'SUMMARY: stratalloc: 3802 byte\(s\) leaked in 4 allocation\(s\)\.'
+first=$(grep -m1 -A1 'Leak of' <<<"$out" | tail -1)
+if grep -q leak_some <<<"$first"; then ok "leaks: largest group first, top frame is the caller"; else bad "leaks: top frame" "$out"; fi
+out=$("$cli" run --leaks -- "$work/leak" 2>&1)
+expect "leaks: via stratalloc run" "$out" 'Leak of 3702 byte\(s\) in 3 object\(s\)' 'leak_some'
+out=$(STRATALLOC_LEAKS=1 LD_PRELOAD="$lib" "$work/stats" 2>&1)
+expect "leaks: a program that frees everything reports no leak" "$out" 'no leaks' 'SUMMARY: stratalloc: 0 byte'
+
+# ---- check -------------------------------------------------------------
+fault() { # NAME REGEX
+    local out rc
+    out=$(STRATALLOC_CHECK=1 LD_PRELOAD="$lib" "$work/faults" "$1" 2>&1)
+    rc=$?
+    if [ "$rc" -ne 134 ]; then
+        bad "check: $1 aborts (rc=$rc)" "$out"
+        return
+    fi
+    expect "check: $1" "$out" "$2"
+}
+P='0x[0-9a-f]+'
+fault overflow "heap buffer overflow: block $P of 1000 bytes: the guard after it was overwritten at byte \+1003"
+fault underflow "heap buffer underflow: block $P of 1000 bytes: the guard before it was overwritten at byte -1"
+fault double "free of $P: double free \(block of 1000 bytes already freed\)"
+fault invalid "free of $P: invalid pointer \(size unknown\)"
+fault interior "free of $P: invalid pointer: interior pointer 100 bytes into block $P of 1000 bytes"
+fault uaf "write after free: block $P of 1000 bytes was modified at byte \+8"
+fault realloc-freed "realloc of $P: use after free \(block of 1000 bytes already freed\)"
+out=$(STRATALLOC_CHECK=1 LD_PRELOAD="$lib" "$work/faults" ok 2>&1)
+[ $? -eq 0 ] && grep -q "clean run" <<<"$out" && ok "check: a clean program passes" || bad "check: clean program" "$out"
+out=$(STRATALLOC_CHECK=1 LD_PRELOAD="$lib" "$py" -c 'import json,re; print(len(json.dumps([str(i)*5 for i in range(50000)])))' 2>&1)
+[ $? -eq 0 ] && grep -q '^' <<<"$out" && ok "check: python3 runs clean under check" || bad "check: python3" "$out"
+
+# ---- stats -------------------------------------------------------------
+out=$(STRATALLOC_STATS=1 LD_PRELOAD="$lib" "$work/stats" 2>&1)
+expect "stats: counts of known traffic at exit" "$out" \
+    '1016 allocations \(10 zeroed, 5 aligned\), 7 reallocations, 1016 frees, 0 failed' \
+    'live +0 blocks, 0 B in use' \
+    '<= +128 B +1010 ' \
+    'peak RSS' 'request sizes'
+out=$("$cli" run --stats -- "$work/stats" 2>&1)
+expect "stats: via stratalloc run (report to a file, shown after exit)" "$out" '1016 allocations'
+
+# ---- trace, replay, viz -------------------------------------------------
+tr="$work/py.trace"
+out=$("$cli" run --trace "$tr" -- "$py" -c 'import json; d=[{"a":i,"b":str(i)*10} for i in range(30000)]; print(len(json.dumps(d)))' 2>&1)
+expect "trace: python3 traced via stratalloc run" "$out" 'trace written to'
+out=$("$cli" replay "$tr" 2>&1)
+rc=$?
+events=$(sed -n 's/.*pid [0-9]*, \([0-9]*\) events.*/\1/p' <<<"$out" | head -1)
+nstrat=$(grep -cE ' ok$' <<<"$out")
+if [ "$rc" -eq 0 ] && [ "${events:-0}" -gt 1000 ] && [ "$nstrat" -ge 2 ] && ! grep -q FAIL <<<"$out"; then
+    ok "replay: python3 trace ($events events) on $nstrat strategies, check() clean"
+else
+    bad "replay: python3 trace (rc=$rc events=${events:-?})" "$out"
+fi
+strategies=$(awk 'NR > 3 && $NF == "ok" { print $1 }' <<<"$out")
+out=$("$cli" viz "$tr" --strategy tlsf --out "$work/map" 2>&1)
+png=$(stat -c %s "$work/map.png" 2>/dev/null || echo 0)
+colours=$(grep -o 'fill="#[0-9A-Fa-f]*"' "$work/map.svg" 2>/dev/null | sort -u | wc -l)
+if [ "$png" -gt 3000 ] && head -c 8 "$work/map.png" | grep -q PNG && [ "$colours" -ge 3 ] && grep -q '#' <<<"$out"; then
+    ok "viz: PNG ($png bytes), SVG ($colours fill colours) and text map from the trace"
+else
+    bad "viz: pictures (png=$png colours=$colours)" "$out"
+fi
+out=$("$cli" viz --strategy first-fit --text --ops 5000 2>&1)
+expect "viz: text map of the built-in workload" "$out" '# used' '\|[ .#+]+\|'
+
+# ---- every wrapper over every allocator -------------------------------
+for s in engine $strategies; do
+    out=$(STRATALLOC_STRATEGY=$s STRATALLOC_CHECK=1 STRATALLOC_STATS=1 STRATALLOC_LEAKS=1 \
+        STRATALLOC_TRACE="$work/all.$s.trace" LD_PRELOAD="$lib" "$work/faults" ok 2>&1)
+    rc=$?
+    if [ $rc -eq 0 ] && grep -q "clean run" <<<"$out" && grep -q "backend: stats(leaks(check(" <<<"$out" \
+        && "$cli" replay "$work/all.$s.trace" -s "${s/engine/tlsf}" >/dev/null 2>&1; then
+        ok "compose: all wrappers over $s"
+    else
+        bad "compose: all wrappers over $s (rc=$rc)" "$out"
+    fi
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
