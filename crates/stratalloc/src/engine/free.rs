@@ -52,7 +52,14 @@ pub unsafe fn free(p: *mut u8) {
             (*page).local_free = b;
             let u = (*page).used.wrapping_sub(1);
             (*page).used = u;
-            if u.wrapping_add(1) <= 1 {
+            // `used` hit 0 or wrapped; an empty page that is the only one
+            // of its small class stays (no call needed: no links).
+            if u.wrapping_add(1) <= 1
+                && !(u == 0
+                    && (*page).prev.is_null()
+                    && (*page).next.is_null()
+                    && (*page).slice_count == 1)
+            {
                 free_used_edge(h, page, p);
             }
             return;

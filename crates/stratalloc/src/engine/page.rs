@@ -60,6 +60,8 @@ const KEY_XOR: usize = 0x5bd1_e995_a5a5_3c3c;
 pub struct Page {
     /// Blocks ready for malloc (owner only).
     pub free: *mut Block,
+    /// Blocks the owner freed (owner only).
+    pub local_free: *mut Block,
     /// Blocks handed out, including ones waiting on `thread_free` (owner).
     pub used: u32,
     /// Blocks carved from the span so far (owner).
@@ -72,23 +74,21 @@ pub struct Page {
     pub in_use: bool,
     /// The span came from slices known to be zero (fresh or purged).
     pub is_zero: bool,
-    /// Blocks that fit in the span.
-    pub reserved: u32,
-    /// Slices in the span.
-    pub slice_count: u32,
     /// For a descriptor inside a span: distance in slices to the head.
     pub slice_offset: u32,
+    /// Queue links (owner only).
+    pub next: *mut Page,
+    pub prev: *mut Page,
+    /// Slices in the span.
+    pub slice_count: u32,
+    /// Blocks that fit in the span.
+    pub reserved: u32,
+    /// Blocks other threads freed: pointer | [`TF_FULL`].
+    pub thread_free: AtomicUsize,
     /// Bytes per block.
     pub block_size: usize,
     /// First byte of the span.
     pub start: *mut u8,
-    /// Blocks the owner freed (owner only).
-    pub local_free: *mut Block,
-    /// Blocks other threads freed: pointer | [`TF_FULL`].
-    pub thread_free: AtomicUsize,
-    /// Queue links (owner only).
-    pub next: *mut Page,
-    pub prev: *mut Page,
 }
 
 impl Page {
