@@ -241,48 +241,14 @@ impl Default for FutexLock {
 }
 
 // ------------------------------------------------------------------- OS
+// Everything goes through `crate::os` (which also keeps the process-wide
+// mapped/returned counters).
 
-fn page_size() -> usize {
-    static PAGE: AtomicUsize = AtomicUsize::new(0);
-    let p = PAGE.load(Ordering::Relaxed);
-    if p != 0 {
-        return p;
-    }
-    // SAFETY: sysconf has no preconditions.
-    let s = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    let s = if s > 0 && (s as usize).is_power_of_two() {
-        s as usize
-    } else {
-        4096
-    };
-    PAGE.store(s, Ordering::Relaxed);
-    s
-}
+use crate::os::{page_round as round_to_page, page_size};
 
-fn round_to_page(n: usize) -> Option<usize> {
-    let ps = page_size();
-    n.checked_add(ps - 1).map(|v| v & !(ps - 1))
-}
-
-/// `len` bytes (a page multiple) of fresh zeroed memory, or null.
+/// `len` bytes (a nonzero page multiple) of fresh zeroed memory, or null.
 fn os_map(len: usize) -> *mut u8 {
-    // SAFETY: an anonymous private mapping at an address the kernel picks;
-    // nothing existing is replaced.
-    let p = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        ptr::null_mut()
-    } else {
-        p.cast()
-    }
+    crate::os::map(len)
 }
 
 /// # Safety
@@ -290,7 +256,7 @@ fn os_map(len: usize) -> *mut u8 {
 unsafe fn os_unmap(p: usize, len: usize) {
     if len != 0 {
         // SAFETY: the caller's contract.
-        unsafe { libc::munmap(p as *mut libc::c_void, len) };
+        unsafe { crate::os::unmap(p as *mut u8, len) };
     }
 }
 
@@ -611,17 +577,11 @@ impl ProcessHeap {
         if new_len == len {
             return p;
         }
-        // SAFETY: (base, len) is a whole mapping we own; MREMAP_MAYMOVE keeps
-        // the contents and leaves the old mapping intact on failure.
-        let nb = unsafe {
-            libc::mremap(
-                base as *mut libc::c_void,
-                len,
-                new_len,
-                libc::MREMAP_MAYMOVE,
-            )
-        };
-        if nb == libc::MAP_FAILED {
+        // SAFETY: (base, len) is a whole mapping made by os::map, base is
+        // page-aligned; remap keeps the contents and leaves the old mapping
+        // intact on failure.
+        let nb = unsafe { crate::os::remap(base as *mut u8, len, new_len, page_size()) };
+        if nb.is_null() {
             return ptr::null_mut();
         }
         let nb = nb as usize;
@@ -890,13 +850,10 @@ unsafe impl Backend for ProcessHeap {
             let end = (b.addr + b.size).saturating_sub(TAIL) & !(ps - 1);
             if end > start {
                 // SAFETY: page-aligned pages strictly inside a free block's
-                // payload; the heap reads them as whatever (zero after this).
-                let r = unsafe {
-                    libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
-                };
-                if r == 0 {
-                    dropped += end - start;
-                }
+                // payload, in a region mapped by os::map; the heap keeps no
+                // data there (they read as zeros afterwards).
+                unsafe { crate::os::purge(start as *mut u8, end - start) };
+                dropped += end - start;
             }
         });
         inner.returned += dropped as u64;
