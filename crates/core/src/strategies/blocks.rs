@@ -483,15 +483,80 @@ impl<I: FreeIndex> BoundaryHeap<I> {
 
     /// Validate a pointer the caller says is a live block; return its header
     /// address and header word.
+    ///
+    /// The fast path handles a plausible block in the hot region with a few
+    /// compares and no error bookkeeping; anything else (another region, or
+    /// a pointer that fails a check) goes to [`diagnose`](Self::diagnose),
+    /// which repeats the checks in full and names the problem.
     #[inline(always)]
     fn lookup(&self, ptr: *const u8) -> Result<(usize, usize), HeapError> {
         let p = ptr as usize;
-        let span = if self.hot.contains(p) {
-            self.hot
-        } else {
-            self.find_span(p)
-                .ok_or(HeapError::new(HeapErrorKind::NotOwned, ptr))?
-        };
+        let off = p.wrapping_sub(self.hot.start);
+        let len = self.hot.end - self.hot.start;
+        if off < len {
+            // SAFETY: `off < len`: `p` lies in the hot span.
+            if let Some(found) = unsafe { Self::validate(p, off, len) } {
+                return Ok(found);
+            }
+        }
+        self.diagnose(ptr)
+    }
+
+    /// The fast plausibility checks of [`lookup`](Self::lookup) for `p` at
+    /// offset `off` into a span of `len` bytes. `None`: not plausibly a used
+    /// block (the caller diagnoses it).
+    ///
+    /// # Safety
+    /// `off < len`, where `p - off` is the start of one of the heap's spans
+    /// and `len` its length.
+    #[inline(always)]
+    unsafe fn validate(p: usize, off: usize, len: usize) -> Option<(usize, usize)> {
+        // A payload is 16-aligned, at least 16 bytes into the span (the
+        // first block's payload) and at most `len - MIN_BLOCK` (the last
+        // possible block ends at the sentinel): one compare for both bounds.
+        if p & (GRAN - 1) != 0 || off.wrapping_sub(GRAN) > len - MIN_BLOCK - GRAN {
+            return None;
+        }
+        let b = p - WORD;
+        // SAFETY: `b >= span.start + LEAD` lies in the span.
+        let h = unsafe { rd(b) };
+        let size = h & !FLAGS;
+        // USED, and MIN_BLOCK <= size <= span.end - p (>= MIN_BLOCK here),
+        // so the block ends at or before the sentinel.
+        if h & KIND != USED || size.wrapping_sub(MIN_BLOCK) > len - off - MIN_BLOCK {
+            return None;
+        }
+        // SAFETY: `b + size <= span.end - W`: a header slot in the span.
+        let nh = unsafe { rd(b + size) };
+        // The next block must not think we are free.
+        if nh & PREV_FREE != 0 {
+            return None;
+        }
+        if h & PREV_FREE != 0 {
+            // SAFETY: `b - W >= span.start` since `off >= GRAN`.
+            let ps = unsafe { rd(b - WORD) };
+            // The free block before must start at or after the first block:
+            // `b - ps >= span.start + LEAD`, i.e. `ps <= off - GRAN`.
+            if ps & FLAGS != 0 || ps < MIN_BLOCK || ps > off - GRAN {
+                return None;
+            }
+            // SAFETY: `b - ps` is a word in the span (just checked).
+            if unsafe { rd(b - ps) } != ps | FREE {
+                return None;
+            }
+        }
+        Some((b, h))
+    }
+
+    /// The slow, complete form of [`lookup`](Self::lookup): any region, and
+    /// the precise error for a pointer that is not a live block.
+    #[cold]
+    #[inline(never)]
+    fn diagnose(&self, ptr: *const u8) -> Result<(usize, usize), HeapError> {
+        let p = ptr as usize;
+        let span = self
+            .find_span(p)
+            .ok_or(HeapError::new(HeapErrorKind::NotOwned, ptr))?;
         let invalid = Err(HeapError::new(HeapErrorKind::InvalidPointer, ptr));
         if p % GRAN != 0 || p < span.start + GRAN {
             return invalid;
@@ -789,11 +854,9 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
 
     #[inline]
     fn allocate(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        if size <= FAST_MAX && align.is_power_of_two() {
+        // `align` in 1..=16 and a power of two: the common case, two tests.
+        if size <= FAST_MAX && align.wrapping_sub(1) < GRAN && align & (align - 1) == 0 {
             let need = block_for(size);
-            if align > GRAN {
-                return self.allocate_aligned(need, align);
-            }
             // SAFETY: `need` is a multiple of GRAN, >= MIN_BLOCK, small.
             if let Some(b) = unsafe { self.index.take(need) } {
                 // SAFETY: the index handed over a free block of at least
@@ -802,6 +865,9 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
                 return Some(unsafe { self.finish(b, size_of_block(b), need, 0) });
             }
             return self.fail();
+        }
+        if size <= FAST_MAX && align > GRAN && align & (align - 1) == 0 {
+            return self.allocate_aligned(block_for(size), align);
         }
         self.allocate_slow(size, align)
     }
@@ -830,7 +896,7 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
         new_size: usize,
         align: usize,
     ) -> Option<NonNull<u8>> {
-        if !align.is_power_of_two() {
+        if align == 0 || align & (align - 1) != 0 {
             return None;
         }
         let (b, h) = self.lookup(ptr.as_ptr()).ok()?;

@@ -91,6 +91,13 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
     /// `log2(SL)`.
     const SLI: u32 = SL.trailing_zeros();
 
+    /// The lower bound of the top list `(FL - 1, SL - 1)`, in granules.
+    const TOP_UNITS: usize = if FL == 1 {
+        SL - 1
+    } else {
+        (2 * SL - 1) << (FL - 2)
+    };
+
     /// Compile-time validation of the configuration.
     const VALID: () = {
         assert!(SL.is_power_of_two(), "SL must be a power of two");
@@ -146,6 +153,13 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
     /// [`mapping_insert`](Self::mapping_insert) on a size in granules.
     #[inline(always)]
     fn map_units(u: usize) -> (usize, usize) {
+        // Sizes past the top list's lower bound all belong on the top list:
+        // clamp the size (one compare) rather than the result.
+        let u = if u > Self::TOP_UNITS {
+            Self::TOP_UNITS
+        } else {
+            u
+        };
         // `f` is the top bit of `u`, but at least SLI: for u < SL the shift
         // below is 0 and the list index is `u` itself.
         let f = BITS - 1 - (u | SL).leading_zeros();
@@ -153,9 +167,7 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
         // Level 0 holds u < SL; level k >= 1 holds the top bit SLI + k - 1.
         let fl = shift as usize + (u >= SL) as usize;
         let sl = (u >> shift) & (SL - 1);
-        if fl >= FL {
-            return (FL - 1, SL - 1);
-        }
+        debug_assert!(fl < FL && sl < SL);
         (fl, sl)
     }
 
