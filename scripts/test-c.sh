@@ -96,7 +96,7 @@ for s in "${strategies[@]}"; do
         run "$s" oom "${pre[@]}" "$TMP/oom"
     fi
     run "$s" dlopen "$TMP/dlopen" "$LIB"
-    for c in static interior double; do
+    for c in static interior double double-mid; do
         out=$(env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$TMP/badfree" $c 2>&1)
         rc=$?
         ptr=$(head -n 1 <<<"$out")

@@ -3,7 +3,9 @@
  * the message names it.
  *   static   a pointer into a static array (in no heap region)
  *   interior a pointer into the middle of a live block
- *   double   the same block freed twice                              */
+ *   double   the same block freed twice (it has merged with the free
+ *            space after it in between)
+ *   double-mid  the same block freed twice, live blocks on both sides */
 #include <stdint.h>
 #include <string.h>
 #include "check.h"
@@ -22,6 +24,11 @@ int main(int argc, char **argv) {
     } else if (strcmp(argv[1], "double") == 0) {
         p = malloc(512);
         free(p);
+    } else if (strcmp(argv[1], "double-mid") == 0) {
+        p = malloc(512);
+        void *after = malloc(100);
+        free(p);
+        (void)after; /* stays live */
     } else {
         return 2;
     }
