@@ -18,6 +18,7 @@
 use core::fmt;
 use core::hash::{Hash, Hasher};
 use core::marker::PhantomData;
+use core::num::NonZeroU64;
 use core::ops::Deref;
 use core::ptr::NonNull;
 
@@ -29,13 +30,14 @@ use crate::slots::Slot;
 /// Copyable and `'static`: put it in other objects (and report it from
 /// their [`Trace`]). Read it through [`GcHeap::root`](crate::GcHeap::root).
 pub struct Gc<T: ?Sized> {
-    pub(crate) serial: u64,
+    /// Never zero, so `Option<Gc<T>>` is as small as `Gc<T>` (16 bytes).
+    pub(crate) serial: NonZeroU64,
     pub(crate) index: u32,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T: ?Sized> Gc<T> {
-    pub(crate) fn new(index: u32, serial: u64) -> Self {
+    pub(crate) fn new(index: u32, serial: NonZeroU64) -> Self {
         Gc {
             serial,
             index,
@@ -43,6 +45,11 @@ impl<T: ?Sized> Gc<T> {
         }
     }
 }
+
+const _: () = assert!(
+    core::mem::size_of::<Option<Gc<u8>>>() == core::mem::size_of::<Gc<u8>>(),
+    "the NonZero serial gives Option<Gc> a niche"
+);
 
 impl<T: ?Sized> Clone for Gc<T> {
     fn clone(&self) -> Self {

@@ -21,9 +21,11 @@
 //!   objects + their edges) for the mark. Allocation is `H::allocate` plus
 //!   O(1), and a collection whenever more than `threshold` bytes were
 //!   allocated since the last one.
-//! - **Space**: a 48-byte header per object (padding for over-aligned `T`)
-//!   and a 32-byte slot per object in the handle table. Marking needs no
-//!   memory: the gray stack is threaded through the headers.
+//! - **Space**: a 40-byte header per object (48 before a 16-aligned `T`,
+//!   more for over-aligned ones) and a 32-byte slot per object in the
+//!   handle table. A `Gc<T>` is 16 bytes, and so is `Option<Gc<T>>`.
+//!   Marking needs no memory: the gray stack is threaded through the
+//!   headers.
 //! - **Drawbacks**: stop-the-world, not incremental, not generational: a
 //!   collection touches every object. A handle dereference costs a table
 //!   lookup and a root-count update. Single-threaded (`!Send`, `!Sync`).
@@ -47,8 +49,10 @@
 //!   `free slots + live objects == slots handed out`;
 //! - `H::check()` passes.
 
+use core::any::TypeId;
 use core::cell::{Cell, UnsafeCell};
 use core::marker::PhantomData;
+use core::num::NonZeroU64;
 use core::ptr::{self, NonNull};
 
 use stratalloc_core::{CheckError, HeapStats, Region, RegionError, RegionHeap};
@@ -110,20 +114,25 @@ enum Phase {
 const SERIAL_BLOCK: u64 = 1 << 32;
 
 /// Reserve a block of serials no other heap in the process will use, so a
-/// handle from one heap never names an object of another.
+/// handle from one heap never names an object of another. Never wraps
+/// (2^32 blocks of 2^32 serials, then a panic).
 #[cfg(target_has_atomic = "64")]
-fn reserve_serials(_local_next: u64) -> u64 {
+fn reserve_serials(_block_end: u64) -> u64 {
     use core::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(SERIAL_BLOCK);
-    NEXT.fetch_add(SERIAL_BLOCK, Ordering::Relaxed)
+    NEXT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        n.checked_add(SERIAL_BLOCK)
+    })
+    .expect("stratalloc-gc: the 64-bit serial space is exhausted")
 }
 
 /// Without 64-bit atomics serials are unique per heap only: a handle used
-/// with the wrong heap may then name an object of that heap (of the same
-/// type: the lookup is still memory-safe, the answer is just wrong).
+/// with the wrong heap may then name one of its objects of the same type
+/// (`root` checks the type, so it is never another type: memory-safe, the
+/// answer is just wrong).
 #[cfg(not(target_has_atomic = "64"))]
-fn reserve_serials(local_next: u64) -> u64 {
-    local_next.max(SERIAL_BLOCK)
+fn reserve_serials(block_end: u64) -> u64 {
+    block_end.max(SERIAL_BLOCK)
 }
 
 /// A mark-and-sweep collected heap over the region heap `H`.
@@ -265,16 +274,18 @@ impl<H: RegionHeap> GcHeap<H> {
         }
     }
 
-    fn next_serial(&self) -> u64 {
-        let s = self.next_serial.get();
+    /// A serial no handle of this heap has had; never zero.
+    fn next_serial(&self) -> NonZeroU64 {
+        let mut s = self.next_serial.get();
         if s == self.serial_end.get() {
-            let base = reserve_serials(s);
-            self.next_serial.set(base + 1);
-            self.serial_end.set(base + SERIAL_BLOCK);
-            return base;
+            s = reserve_serials(s);
+            let end = s.checked_add(SERIAL_BLOCK);
+            self.serial_end
+                .set(end.expect("stratalloc-gc: the 64-bit serial space is exhausted"));
         }
         self.next_serial.set(s + 1);
-        s
+        // Every block starts at SERIAL_BLOCK or above, so `s` is never 0.
+        NonZeroU64::new(s).expect("serials start above zero")
     }
 
     /// Move `value` into the heap and return it rooted.
@@ -345,12 +356,16 @@ impl<H: RegionHeap> GcHeap<H> {
 
     /// A block and a slot for a new object: (header, usable size, slot
     /// index, serial).
-    fn try_block(&self, size: usize, align: usize) -> Option<(*mut Header, usize, u32, u64)> {
+    fn try_block(
+        &self,
+        size: usize,
+        align: usize,
+    ) -> Option<(*mut Header, usize, u32, NonZeroU64)> {
         let serial = self.next_serial();
         self.with_heap(|heap| {
             let p = heap.allocate(size, align)?;
             let h = p.as_ptr().cast::<Header>();
-            match self.slots.take(heap, h, serial) {
+            match self.slots.take(heap, h, serial.get()) {
                 Some(index) => {
                     // SAFETY: `p` is live in `heap`.
                     let usable = unsafe { heap.usable_size(p) }.unwrap_or(size);
@@ -368,17 +383,16 @@ impl<H: RegionHeap> GcHeap<H> {
 
     /// A root for `gc`'s object, or `None` if it was collected.
     pub fn root<T: 'static>(&self, gc: Gc<T>) -> Option<Root<'_, T>> {
-        let slot = self.slots.get(gc.index)?;
-        let h = slot.obj.get();
-        if h.is_null() || slot.serial.get() != gc.serial {
+        let (slot, h) = self.slots.lookup(gc.index, gc.serial.get())?;
+        // SAFETY: a live slot holds a live object with an intact vtable.
+        if unsafe { ((*h).vtable.type_id)() } != TypeId::of::<T>() {
+            // Only possible for a handle from another heap whose serials
+            // overlap ours (see `reserve_serials`).
             return None;
         }
-        // SAFETY: a live slot with the handle's serial holds the object the
-        // handle was made for, whose value is a `T` at the vtable's offset.
-        let value = unsafe {
-            debug_assert!(((*h).vtable.type_id)() == core::any::TypeId::of::<T>());
-            NonNull::new_unchecked(Header::payload(h).cast::<T>())
-        };
+        // SAFETY: the slot holds the object the handle was made for (same
+        // serial), and it is a `T` (checked above) at the vtable's offset.
+        let value = unsafe { NonNull::new_unchecked(Header::payload(h).cast::<T>()) };
         slot.roots.set(slot.roots.get() + 1);
         Some(Root {
             slot: NonNull::from(slot),
@@ -390,17 +404,14 @@ impl<H: RegionHeap> GcHeap<H> {
 
     /// `true` if `gc`'s object has not been collected.
     pub fn is_live<T>(&self, gc: Gc<T>) -> bool {
-        self.slots
-            .get(gc.index)
-            .is_some_and(|s| !s.obj.get().is_null() && s.serial.get() == gc.serial)
+        self.slots.lookup(gc.index, gc.serial.get()).is_some()
     }
 
     /// How many [`Root`]s `gc`'s object has (0 if it is dead).
     pub fn root_count<T>(&self, gc: Gc<T>) -> usize {
-        match self.slots.get(gc.index) {
-            Some(s) if !s.obj.get().is_null() && s.serial.get() == gc.serial => s.roots.get(),
-            _ => 0,
-        }
+        self.slots
+            .lookup(gc.index, gc.serial.get())
+            .map_or(0, |(s, _)| s.roots.get())
     }
 
     /// Collect now: free every object no root reaches, running its `Drop`

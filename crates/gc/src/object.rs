@@ -75,7 +75,7 @@ unsafe fn drop_erased<T>(p: *mut u8) {
     unsafe { ptr::drop_in_place(p.cast::<T>()) }
 }
 
-/// The header in front of every object.
+/// The header in front of every object: 40 bytes on 64-bit targets.
 #[repr(C)]
 pub(crate) struct Header {
     pub next: *mut Header,
@@ -85,6 +85,9 @@ pub(crate) struct Header {
     pub slot: u32,
     pub marked: bool,
 }
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(core::mem::size_of::<Header>() == 40);
 
 impl Header {
     /// The value after the header.
@@ -140,13 +143,10 @@ impl<'a> Tracer<'a> {
     /// A dead handle is ignored.
     #[inline]
     pub fn edge<T: ?Sized>(&mut self, gc: Gc<T>) {
-        if let Some(slot) = self.slots.get(gc.index) {
-            let h = slot.obj.get();
-            if !h.is_null() && slot.serial.get() == gc.serial {
-                // SAFETY: a non-null slot with the handle's serial holds a
-                // live object.
-                unsafe { self.shade(h) };
-            }
+        if let Some((_, h)) = self.slots.lookup(gc.index, gc.serial.get()) {
+            // SAFETY: a non-null slot with the handle's serial holds a live
+            // object (of some type: marking it is harmless either way).
+            unsafe { self.shade(h) };
         }
     }
 

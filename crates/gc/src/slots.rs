@@ -120,6 +120,15 @@ impl Slots {
         }
     }
 
+    /// The slot and live object a handle `(index, serial)` names, if the
+    /// object is still alive.
+    #[inline]
+    pub(crate) fn lookup(&self, index: u32, serial: u64) -> Option<(&Slot, *mut Header)> {
+        let slot = self.get(index)?;
+        let h = slot.obj.get();
+        (!h.is_null() && slot.serial.get() == serial).then_some((slot, h))
+    }
+
     /// Take a free slot for `obj` with `serial`, growing the table from
     /// `heap` if needed. `None` if the heap has no room for a new chunk or
     /// the index space is exhausted.
