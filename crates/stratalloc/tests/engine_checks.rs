@@ -283,3 +283,64 @@ fn threads_start_under_a_tight_address_space_limit() {
         "status {st:#x}: {err}"
     );
 }
+
+#[test]
+fn double_free_of_a_huge_block_aborts() {
+    expect_abort(
+        || {
+            let p = engine::malloc(6 << 20);
+            // SAFETY: deliberately wrong (the mapping sits in the huge
+            // cache after the first free).
+            unsafe {
+                engine::free(p);
+                engine::free(p);
+            }
+            0
+        },
+        "double free",
+    );
+}
+
+#[test]
+fn freed_huge_mappings_are_reused_then_unmapped_after_the_delay() {
+    let (st, err) = in_child(|| {
+        let p = engine::malloc(8 << 20);
+        // SAFETY: live block, then freed.
+        unsafe {
+            core::ptr::write_bytes(p, 7, 8 << 20);
+            engine::free(p);
+        }
+        // Same size again: the cached mapping comes back, and calloc must
+        // clear what the first user wrote.
+        let q = engine::calloc(1, 8 << 20);
+        if q != p {
+            return 2;
+        }
+        // SAFETY: live block of 8 MiB.
+        if unsafe { core::slice::from_raw_parts(q, 8 << 20) }
+            .iter()
+            .any(|&b| b != 0)
+        {
+            return 3;
+        }
+        // SAFETY: live block.
+        unsafe { engine::free(q) };
+        let cached = ENGINE.stats().mapped;
+        // SAFETY: plain sleep.
+        unsafe { libc::usleep(40_000) };
+        // A huge request of another size runs the global purge first.
+        let r = engine::malloc(3 << 20);
+        let now = ENGINE.stats().mapped;
+        stratalloc::eprint_noalloc!("mapped with cache {} after expiry {}\n", cached, now);
+        if now + (8 << 20) > cached + (3 << 20) + (1 << 20) {
+            return 4;
+        }
+        // SAFETY: live block.
+        unsafe { engine::free(r) };
+        0
+    });
+    assert!(
+        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+        "status {st:#x}: {err}"
+    );
+}

@@ -61,7 +61,7 @@ unsafe fn malloc_generic(h: *mut Heap, size: usize) -> *mut u8 {
             };
         }
     }
-    huge::alloc(size, 16)
+    huge::alloc(size, 16).0
 }
 
 /// `size` bytes aligned to `align` (a power of two), or null.
@@ -106,7 +106,7 @@ fn aligned_generic(align: usize, size: usize) -> *mut u8 {
             }
         }
     }
-    huge::alloc(size, align)
+    huge::alloc(size, align).0
 }
 
 /// Round `p` (a block start) up to `align`, flagging its page if that
@@ -145,7 +145,12 @@ pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
         }
     }
     if size > LARGE_MAX && align <= SEGMENT_SIZE / 2 {
-        return huge::alloc(size, align.max(16)); // fresh mapping: zero
+        let (p, zero) = huge::alloc(size, align.max(16));
+        if !p.is_null() && !zero {
+            // SAFETY: a block of at least `size` bytes.
+            unsafe { ptr::write_bytes(p, 0, size) };
+        }
+        return p;
     }
     let p = aligned_alloc(align, size);
     if !p.is_null() {

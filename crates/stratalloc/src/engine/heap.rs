@@ -465,6 +465,7 @@ unsafe fn periodic(h: &mut Heap) {
         h.next_purge = now + segment::PURGE_DELAY_MS;
         // SAFETY: our heap.
         unsafe { purge_due(h, now, false) };
+        segment::global_purge(now);
     }
 }
 

@@ -10,7 +10,9 @@
 //! In the second layout `segment_of(block) == block`, which is not in the
 //! segment map: `free` then looks one segment back (see `free_foreign`).
 //! Growing uses `mremap` into an aligned reservation, so no bytes are
-//! copied; shrinking unmaps the tail.
+//! copied; shrinking unmaps the tail. A freed mapping waits a short while
+//! in the huge cache (`segment::huge_cache_put`) for a request of about the
+//! same size, which then costs no system call and no page fault.
 
 use core::ptr;
 
@@ -21,8 +23,10 @@ fn header_size() -> usize {
     os::page_round(core::mem::size_of::<Segment>()).unwrap_or(SEGMENT_SIZE)
 }
 
-/// Map a huge block of `size` bytes aligned to `align`. Null on failure.
-pub fn alloc(size: usize, align: usize) -> *mut u8 {
+/// A huge block of `size` bytes aligned to `align`, and whether its bytes
+/// are known to be zero (a fresh mapping; a reused one is not). Null on
+/// failure.
+pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
     let hdr = header_size();
     let offset = if align <= SEGMENT_SIZE / 2 {
         hdr.next_multiple_of(align.max(16))
@@ -30,10 +34,24 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         SEGMENT_SIZE
     };
     let Some(total) = offset.checked_add(size).and_then(os::page_round) else {
-        return ptr::null_mut();
+        return (ptr::null_mut(), false);
     };
     if total > isize::MAX as usize {
-        return ptr::null_mut();
+        return (ptr::null_mut(), false);
+    }
+    segment::global_purge(os::now_ms());
+    if offset < SEGMENT_SIZE {
+        let seg = segment::huge_cache_take(total);
+        if !seg.is_null() {
+            // SAFETY: a cached huge mapping, ours now, of at least `total`
+            // bytes; its start is a segment boundary.
+            unsafe {
+                let block = seg.cast::<u8>().add(offset);
+                let map_size = (*seg).map_size;
+                segment::huge_init(seg, map_size, block, map_size - offset);
+                return (block, false);
+            }
+        }
     }
     let seg: *mut Segment = if offset == SEGMENT_SIZE {
         os::map_aligned_at(total, align, SEGMENT_SIZE).cast()
@@ -41,22 +59,23 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
         os::map_aligned(total, SEGMENT_SIZE).cast()
     };
     if seg.is_null() {
-        return ptr::null_mut();
+        return (ptr::null_mut(), false);
     }
     if !segment::huge_register(seg, true) {
         // SAFETY: just mapped.
         unsafe { os::unmap(seg.cast(), total) };
-        return ptr::null_mut();
+        return (ptr::null_mut(), false);
     }
     // SAFETY: a fresh zeroed mapping of `total >= offset + size` bytes.
     unsafe {
         let block = seg.cast::<u8>().add(offset);
         segment::huge_init(seg, total, block, total - offset);
-        block
+        (block, true)
     }
 }
 
-/// Free the huge block `p` of segment `seg`.
+/// Free the huge block `p` of segment `seg`: the mapping is kept a short
+/// while for reuse (see `segment::huge_cache_put`) or unmapped.
 ///
 /// # Safety
 /// `seg` is a registered huge segment.
@@ -65,13 +84,16 @@ pub unsafe fn free(seg: *mut Segment, p: *mut u8) {
     unsafe {
         if (*seg).huge_block != p {
             crate::fatal!(
-                "free of {:p}: not the start of a huge block (invalid pointer)",
+                "free of {:p}: not the start of a huge block (double free or invalid pointer)",
                 p
             );
         }
-        (*seg).cookie = 0;
-        segment::huge_register(seg, false);
-        os::unmap(seg.cast(), (*seg).map_size);
+        let now = os::now_ms();
+        let offset = p as usize - seg as usize;
+        if offset >= SEGMENT_SIZE || !segment::huge_cache_put(seg, now) {
+            segment::huge_unmap(seg);
+        }
+        segment::global_purge(now);
     }
 }
 

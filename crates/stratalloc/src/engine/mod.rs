@@ -78,9 +78,13 @@
 //!
 //! An empty page's span goes back to its segment (unless it is the last
 //! page of its small class); free slices are purged with `MADV_DONTNEED`
-//! 10 ms later, from the owner's slow path. Empty segments go to a cache of
-//! 8 (purged) and are unmapped beyond it. `trim()` frees empty pages and
-//! purges at once, adopts abandoned segments, and unmaps the cache.
+//! 10 ms later, from the owner's slow path. Empty segments go to a global
+//! cache of 8 (their dirty slices purged when due) and are unmapped beyond
+//! it. Freed huge mappings (up to 8, 64 MiB in all) are kept 10 ms for a
+//! request of about the same size, then unmapped; any thread's slow path
+//! (or the next huge request) does that global work. `trim()` frees empty
+//! pages and purges at once, adopts abandoned segments, and unmaps both
+//! caches.
 //!
 //! ## Drawbacks
 //!
@@ -89,7 +93,8 @@
 //!   and on abandoned segments only.
 //! - Pages freed only by other threads are taken back when the owner next
 //!   runs out of pages in that class.
-//! - Huge blocks cost one `mmap`/`munmap` each.
+//! - Huge blocks cost one `mmap`/`munmap` each unless the huge cache
+//!   holds a mapping of about the same size.
 //! - After `fork`, segments owned by threads other than the forking one
 //!   are never reused in the child.
 //! - Double-free detection is a cheap check (a key word on free blocks),

@@ -358,9 +358,18 @@ struct Shared {
     cached: usize,
     abandoned: *mut Segment,
     abandoned_count: usize,
+    huge: [*mut Segment; HUGE_CACHE_MAX],
+    nhuge: usize,
+    huge_bytes: usize,
 }
 
+/// Empty segments kept for reuse (their free slices purged after the
+/// delay).
 const CACHE_MAX: usize = 8;
+/// Freed huge mappings kept for reuse, at most this many...
+const HUGE_CACHE_MAX: usize = 8;
+/// ...holding at most this many bytes; each is unmapped after the delay.
+const HUGE_CACHE_BYTES: usize = 64 << 20;
 
 struct SharedCell(core::cell::UnsafeCell<Shared>);
 // SAFETY: only accessed while GLOBAL is held.
@@ -371,6 +380,9 @@ static SHARED: SharedCell = SharedCell(core::cell::UnsafeCell::new(Shared {
     cached: 0,
     abandoned: ptr::null_mut(),
     abandoned_count: 0,
+    huge: [ptr::null_mut(); HUGE_CACHE_MAX],
+    nhuge: 0,
+    huge_bytes: 0,
 }));
 
 fn with_shared<R>(f: impl FnOnce(&mut Shared) -> R) -> R {
@@ -416,32 +428,45 @@ pub fn segment_alloc(owner: usize) -> *mut Segment {
         }
         SEGMENTS.fetch_add(1, Relaxed);
         seg = p.cast();
+        // SAFETY: `seg` is a fresh zeroed mapping we own.
+        unsafe { init_normal(seg, owner, 0, 0) };
     } else {
-        // SAFETY: the cached header is ours; reset the descriptors.
-        unsafe { ptr::write_bytes(seg.cast::<u8>(), 0, core::mem::size_of::<Segment>()) };
-    }
-    // SAFETY: `seg` is a mapped, zeroed header we own exclusively.
-    unsafe {
-        let s = &mut *seg;
-        s.cookie = seg as usize ^ COOKIE_XOR;
-        s.kind = Kind::Normal;
-        s.owner.store(owner, Relaxed);
-        s.free_mask = ALL_FREE;
-        s.dirty_mask = 0;
+        // SAFETY: the cached header is ours: reset the descriptors, keep
+        // which slices are dirty and when they are due for purging.
+        unsafe {
+            let (dirty, at) = ((*seg).dirty_mask, (*seg).purge_at);
+            ptr::write_bytes(seg.cast::<u8>(), 0, core::mem::size_of::<Segment>());
+            init_normal(seg, owner, dirty, at);
+        }
     }
     seg
 }
 
-/// Return an empty normal segment: purged and cached, or unmapped.
+unsafe fn init_normal(seg: *mut Segment, owner: usize, dirty: u64, purge_at: u64) {
+    // SAFETY: the caller owns the zeroed header.
+    let s = unsafe { &mut *seg };
+    s.cookie = seg as usize ^ COOKIE_XOR;
+    s.kind = Kind::Normal;
+    s.owner.store(owner, Relaxed);
+    s.free_mask = ALL_FREE;
+    s.dirty_mask = dirty;
+    s.purge_at = purge_at;
+}
+
+/// Return an empty normal segment to the cache (its dirty slices are
+/// purged when due, see [`global_purge`]), or unmap it if the cache is full.
 ///
 /// # Safety
 /// `seg` is empty, owned by the caller, in no list.
 pub unsafe fn segment_free(seg: *mut Segment) {
     // SAFETY: the caller owns the empty segment.
-    unsafe {
-        (*seg).purge();
-        (*seg).owner.store(0, Relaxed);
-    }
+    unsafe { (*seg).owner.store(0, Relaxed) };
+    // SAFETY: forwarded.
+    unsafe { cache_push(seg) };
+}
+
+/// Put an empty, unowned segment in the cache or unmap it.
+unsafe fn cache_push(seg: *mut Segment) {
     let cached = with_shared(|s| {
         if s.cached < CACHE_MAX {
             s.cache[s.cached] = seg;
@@ -466,9 +491,27 @@ unsafe fn unmap_segment(seg: *mut Segment) {
     unsafe { os::unmap(seg.cast(), SEGMENT_SIZE) };
 }
 
-/// Unmap every cached segment; true if there were any.
+/// Unmap every cached segment and huge mapping; true if there were any.
 pub fn drain_cache() -> bool {
     let mut any = false;
+    loop {
+        let h = with_shared(|s| {
+            if s.nhuge > 0 {
+                s.nhuge -= 1;
+                // SAFETY: cached huge headers are valid.
+                s.huge_bytes -= unsafe { (*s.huge[s.nhuge]).map_size };
+                s.huge[s.nhuge]
+            } else {
+                ptr::null_mut()
+            }
+        });
+        if h.is_null() {
+            break;
+        }
+        // SAFETY: taken off the cache; nobody else has it.
+        unsafe { huge_unmap(h) };
+        any = true;
+    }
     loop {
         let seg = cache_pop();
         if seg.is_null() {
@@ -519,5 +562,121 @@ pub unsafe fn huge_init(seg: *mut Segment, map_size: usize, block: *mut u8, size
         s.map_size = map_size;
         s.huge_block = block;
         s.huge_size = size;
+    }
+}
+
+/// Unregister and unmap a huge mapping.
+///
+/// # Safety
+/// `seg` is a huge segment nobody else uses.
+pub unsafe fn huge_unmap(seg: *mut Segment) {
+    // SAFETY: forwarded.
+    unsafe {
+        (*seg).cookie = 0;
+        segmap_set(seg, false);
+        os::unmap(seg.cast(), (*seg).map_size);
+    }
+}
+
+/// Keep a freed huge mapping for reuse; false if the cache has no room
+/// (the caller unmaps it then).
+///
+/// # Safety
+/// `seg` is a huge segment whose block was just freed.
+pub unsafe fn huge_cache_put(seg: *mut Segment, now: u64) -> bool {
+    // SAFETY: forwarded.
+    let size = unsafe { (*seg).map_size };
+    with_shared(|s| {
+        if s.nhuge == HUGE_CACHE_MAX || s.huge_bytes + size > HUGE_CACHE_BYTES {
+            return false;
+        }
+        // SAFETY: the header is ours until it is listed.
+        unsafe {
+            (*seg).huge_block = ptr::null_mut();
+            (*seg).purge_at = now + PURGE_DELAY_MS;
+        }
+        s.huge[s.nhuge] = seg;
+        s.nhuge += 1;
+        s.huge_bytes += size;
+        true
+    })
+}
+
+/// A cached huge mapping of at least `need` bytes that wastes at most a
+/// quarter (or 1 MiB) beyond it; null if none.
+pub fn huge_cache_take(need: usize) -> *mut Segment {
+    with_shared(|s| {
+        for i in 0..s.nhuge {
+            let seg = s.huge[i];
+            // SAFETY: cached huge headers are valid.
+            let size = unsafe { (*seg).map_size };
+            if size >= need && size - need <= (need / 4).max(1 << 20) {
+                s.nhuge -= 1;
+                s.huge[i] = s.huge[s.nhuge];
+                s.huge_bytes -= size;
+                return seg;
+            }
+        }
+        ptr::null_mut()
+    })
+}
+
+static NEXT_GLOBAL_PURGE: AtomicU64 = AtomicU64::new(0);
+
+/// Purge cached segments and unmap cached huge mappings whose delay has
+/// passed. Cheap when nothing is due (one atomic load); called from slow
+/// paths of any thread.
+pub fn global_purge(now: u64) {
+    let due = NEXT_GLOBAL_PURGE.load(Relaxed);
+    if now < due
+        || NEXT_GLOBAL_PURGE
+            .compare_exchange(due, now + PURGE_DELAY_MS, Relaxed, Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let mut segs = [ptr::null_mut::<Segment>(); CACHE_MAX];
+    let mut huge = [ptr::null_mut::<Segment>(); HUGE_CACHE_MAX];
+    let (mut ns, mut nh) = (0, 0);
+    with_shared(|s| {
+        let mut i = 0;
+        while i < s.cached {
+            let seg = s.cache[i];
+            // SAFETY: cached headers are valid; we hold the lock.
+            if unsafe { (*seg).dirty_mask != 0 && (*seg).purge_at <= now } {
+                segs[ns] = seg;
+                ns += 1;
+                s.cached -= 1;
+                s.cache[i] = s.cache[s.cached];
+            } else {
+                i += 1;
+            }
+        }
+        let mut i = 0;
+        while i < s.nhuge {
+            let seg = s.huge[i];
+            // SAFETY: as above.
+            if unsafe { (*seg).purge_at <= now } {
+                huge[nh] = seg;
+                nh += 1;
+                s.nhuge -= 1;
+                // SAFETY: as above.
+                s.huge_bytes -= unsafe { (*seg).map_size };
+                s.huge[i] = s.huge[s.nhuge];
+            } else {
+                i += 1;
+            }
+        }
+    });
+    for &seg in &segs[..ns] {
+        // SAFETY: taken off the cache: ours until pushed back.
+        unsafe {
+            (*seg).purge();
+            cache_push(seg);
+        }
+    }
+    for &seg in &huge[..nh] {
+        // SAFETY: taken off the cache.
+        unsafe { huge_unmap(seg) };
     }
 }
