@@ -3,7 +3,8 @@
 #   stratalloc-bare-metal        (TLSF)
 #   stratalloc-bare-metal-buddy  (buddy)
 # For each: no NEEDED entries (no dynamic section at all), exit code 0, and
-# the output holds the statistics, the heap map and the final check.
+# the output holds the statistics, the heap map, the final check and the
+# collector demo's results.
 # Prints "N passed, M failed"; exits non-zero on any failure.
 # Only x86_64 Linux is supported (raw syscalls, naked _start).
 set -uo pipefail
@@ -60,6 +61,9 @@ for pair in stratalloc-bare-metal:tlsf stratalloc-bare-metal-buddy:buddy; do
     check_has '^heap statistics \(after dropping everything' "the final statistics"
     check_has '^heap check: ok$' "a clean heap check"
     check_has '^result: ok$' "result: ok"
+    check_has '^gc: [0-9]+ objects in [0-9]+ rings, [0-9]+ collections while building \([1-9][0-9]* automatic\)' "the collector's run with automatic collections"
+    check_has '^gc: all roots dropped: [0-9]+ freed, heap in use 0, check ok$' "the collector's clean end"
+    check_has '^gc result: ok$' "gc result: ok"
     if [ "$rc" -ne 0 ] || [ "${VERBOSE:-0}" = 1 ]; then
         echo "---- $bin output ----"
         echo "$out"

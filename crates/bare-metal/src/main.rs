@@ -18,6 +18,7 @@
 extern crate alloc;
 
 mod demo;
+mod gc_demo;
 mod rt;
 
 use stratalloc_core::strategies::tlsf::Tlsf as Strategy;

@@ -10,6 +10,8 @@ extern crate alloc;
 
 #[path = "../demo.rs"]
 mod demo;
+#[path = "../gc_demo.rs"]
+mod gc_demo;
 #[path = "../rt.rs"]
 mod rt;
 #[path = "../static_heap.rs"]
