@@ -14,7 +14,8 @@
 //!   thread 2 ── stripe 2 [chunk being filled]──┘ and at exit
 //! ```
 //!
-//! **Cost** per event: one atomic add (sequence), one clock read (vDSO),
+//! **Cost** per event: one atomic add (sequence), one clock read (the TSC,
+//! see [`Clock`](crate::wrappers::sys::Clock)),
 //! an uncontended lock in the common case, 10–16 bytes of encoding; one
 //! `write(2)` per ~4000 events.
 //!
@@ -26,7 +27,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use crate::backend::{Backend, BackendStats};
 use crate::trace::{op, ChunkState, RawEvent};
-use crate::wrappers::sys::{map, now_ns, pid, thread_no, SpinLock};
+use crate::wrappers::sys::{map, pid, thread_no, Clock, SpinLock};
 
 /// Number of stripe buffers.
 pub const STRIPES: usize = 16;
@@ -48,7 +49,7 @@ pub struct Trace {
     fd: AtomicI32,
     pid: AtomicU32,
     seq: AtomicU64,
-    start: AtomicU64,
+    clock: Clock,
     on: AtomicBool,
     lost: AtomicU64,
     stripes: [SpinLock<Stripe>; STRIPES],
@@ -64,7 +65,7 @@ impl Trace {
             fd: AtomicI32::new(fd),
             pid: AtomicU32::new(pid()),
             seq: AtomicU64::new(1),
-            start: AtomicU64::new(now_ns()),
+            clock: Clock::new(),
             on: AtomicBool::new(fd >= 0),
             lost: AtomicU64::new(0),
             stripes: [const {
@@ -87,7 +88,7 @@ impl Trace {
         }
         let t = thread_no();
         ev.thread = t;
-        ev.time = now_ns().saturating_sub(self.start.load(Ordering::Relaxed));
+        ev.time = self.clock.now();
         let mut s = self.stripes[t as usize % STRIPES].lock();
         if s.buf.is_null() {
             s.buf = map(BUF);
