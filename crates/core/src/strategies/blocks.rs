@@ -137,19 +137,27 @@ pub(crate) unsafe fn size_of_block(b: usize) -> usize {
 }
 
 /// Intrusive doubly linked lists of free blocks: `next` in the first payload
-/// word, `prev` in the second, `0` for none. A list is its head word.
+/// word, `prev` in the second, `0` for none. An index keeps its lists'
+/// heads in one array; list `i` is `heads[i]`.
 ///
-/// The head's `prev` word is *not* kept (it may be stale): whether a block
-/// is the head is decided by comparing it with the head word, which the
-/// caller holds anyway. That saves a store into a second block (usually a
-/// cache miss) on every pop, and on every unlink of the head.
+/// The first block's `prev` word holds the *tag* `2i + 1` of its list (odd,
+/// so never a block address, which is `W` bytes off a multiple of 16). So
+/// unlinking any block needs neither its size class nor a search: the block
+/// itself says which head to update, and whether its list became empty.
+/// Tags are indices, not addresses, so a heap can be moved.
 ///
 /// ```text
-///   head ──> [A] ──next──> [B] ──next──> [C] ──> 0
-///            prev: ?    <──prev──    <──prev──
+///   heads[i] ──> [A] ──next──> [B] ──next──> [C] ──> 0
+///        prev:  2i+1  <──prev──    <──prev──
 /// ```
 pub(crate) mod list {
     use super::{rd, wr, WORD};
+
+    /// The `prev` word of the first block of list `i`.
+    #[inline(always)]
+    const fn tag(i: usize) -> usize {
+        (i << 1) | 1
+    }
 
     /// # Safety
     /// `b` must be a free block.
@@ -160,23 +168,28 @@ pub(crate) mod list {
     }
 
     /// # Safety
-    /// `b` must be a free block that is not the head of its list.
+    /// `b` must be a free block.
     #[inline(always)]
-    pub(crate) unsafe fn prev(b: usize) -> usize {
+    unsafe fn prev(b: usize) -> usize {
         // SAFETY: a free block's second payload word is its `prev` link.
         unsafe { rd(b + 2 * WORD) }
     }
 
-    /// Put `b` at the front of the list at `head`.
+    /// Put `b` at the front of list `i`.
     ///
     /// # Safety
-    /// `b` must be a free block in no list; every block of the list is free.
+    /// `i < heads.len()`; `b` must be a free block in no list; every block
+    /// of the list is free.
     #[inline(always)]
-    pub(crate) unsafe fn push(head: &mut usize, b: usize) {
+    pub(crate) unsafe fn push(heads: &mut [usize], i: usize, b: usize) {
+        debug_assert!(i < heads.len());
+        // SAFETY: per the function contract.
+        let head = unsafe { heads.get_unchecked_mut(i) };
         let h = *head;
         // SAFETY: `b` and `h` (if any) are free blocks with link words.
         unsafe {
             wr(b + WORD, h);
+            wr(b + 2 * WORD, tag(i));
             if h != 0 {
                 wr(h + 2 * WORD, b);
             }
@@ -184,55 +197,72 @@ pub(crate) mod list {
         *head = b;
     }
 
-    /// Take `b` out of the list at `head`; `true` if the list is now empty.
+    /// Take `b` out of whichever list holds it. Returns `Some(i)` when list
+    /// `i` became empty.
     ///
     /// # Safety
-    /// `b` must be in the list at `head`.
+    /// `b` must be on one of the lists of `heads`.
     #[inline(always)]
-    pub(crate) unsafe fn unlink(head: &mut usize, b: usize) -> bool {
-        // SAFETY: `b` is in the list, so it and its neighbours are free
-        // blocks with link words; a non-head block's `prev` is kept.
+    pub(crate) unsafe fn unlink(heads: &mut [usize], b: usize) -> Option<usize> {
+        // SAFETY: `b` is on a list, so it and its neighbours are free
+        // blocks with link words.
         unsafe {
             let n = next(b);
-            if *head == b {
-                *head = n;
-                return n == 0;
-            }
             let p = prev(b);
-            wr(p + WORD, n);
+            if p & 1 != 0 {
+                // A damaged tag must not index out of bounds: leave the
+                // lists alone (`check` will report the inconsistency).
+                let head = heads.get_mut(p >> 1)?;
+                *head = n;
+                if n == 0 {
+                    return Some(p >> 1);
+                }
+            } else {
+                wr(p + WORD, n);
+            }
             if n != 0 {
                 wr(n + 2 * WORD, p);
             }
         }
-        false
+        None
     }
 
-    /// Remove and return the first block of a non-empty list, and whether
-    /// the list is now empty.
+    /// Remove and return the first block of non-empty list `i`, and
+    /// whether the list is now empty.
     ///
     /// # Safety
-    /// `*head` must be a non-empty list.
+    /// `i < heads.len()` and list `i` must be non-empty.
     #[inline(always)]
-    pub(crate) unsafe fn pop(head: &mut usize) -> (usize, bool) {
+    pub(crate) unsafe fn pop(heads: &mut [usize], i: usize) -> (usize, bool) {
+        debug_assert!(i < heads.len());
+        // SAFETY: per the function contract.
+        let head = unsafe { heads.get_unchecked_mut(i) };
         let b = *head;
-        // SAFETY: `b` heads the list, so it is a free block.
-        let n = unsafe { next(b) };
-        *head = n;
-        (b, n == 0)
+        // SAFETY: `b` heads the list, so it is a free block; so is `n`.
+        unsafe {
+            let n = next(b);
+            *head = n;
+            if n != 0 {
+                wr(n + 2 * WORD, tag(i));
+            }
+            (b, n == 0)
+        }
     }
 
-    /// Check one list's links: each non-head block's `prev` points back,
-    /// and the list has at most `budget` blocks (so a cycle is caught).
-    /// Calls `f(block)` for each. Returns the length.
+    /// Check list `i`'s links: the first block carries the list's tag,
+    /// every other block's `prev` points back, and the list has at most
+    /// `budget` blocks (so a cycle is caught). Calls `f(block)` for each.
+    /// Returns the length.
     pub(crate) fn check(
-        head: usize,
+        heads: &[usize],
+        i: usize,
         budget: usize,
         f: &mut dyn FnMut(usize) -> Result<(), crate::heap::CheckError>,
     ) -> Result<usize, crate::heap::CheckError> {
         use crate::heap::CheckError;
         let mut n = 0;
-        let mut prev_b = 0;
-        let mut b = head;
+        let mut expect_prev = tag(i);
+        let mut b = heads[i];
         while b != 0 {
             if n == budget {
                 return Err(CheckError::new(
@@ -242,13 +272,13 @@ pub(crate) mod list {
             }
             f(b)?;
             // SAFETY: `f` verified that `b` is a free block of the heap.
-            if b != head && unsafe { prev(b) } != prev_b {
+            if unsafe { prev(b) } != expect_prev {
                 return Err(CheckError::new(
                     b,
-                    "free list prev link does not point back",
+                    "free list prev link (or head tag) is wrong",
                 ));
             }
-            prev_b = b;
+            expect_prev = b;
             // SAFETY: as above.
             b = unsafe { next(b) };
             n += 1;
@@ -256,9 +286,9 @@ pub(crate) mod list {
         Ok(n)
     }
 
-    /// `true` if `target` is in the list (at most `budget` steps).
-    pub(crate) fn contains(head: usize, target: usize, budget: usize) -> bool {
-        let mut b = head;
+    /// `true` if `target` is on list `i` (at most `budget` steps).
+    pub(crate) fn contains(heads: &[usize], i: usize, target: usize, budget: usize) -> bool {
+        let mut b = heads[i];
         let mut n = 0;
         while b != 0 && n <= budget {
             if b == target {

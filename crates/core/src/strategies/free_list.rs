@@ -67,7 +67,8 @@ impl FitPolicy {
 /// One free list searched by a [`FitPolicy`].
 pub struct FitIndex {
     policy: FitPolicy,
-    head: usize,
+    /// The one list (an array so it shares the list code of the others).
+    head: [usize; 1],
     /// Next fit: where the next search starts (0: at the head).
     rover: usize,
 }
@@ -80,7 +81,7 @@ impl FitIndex {
     pub const fn new(policy: FitPolicy) -> Self {
         FitIndex {
             policy,
-            head: 0,
+            head: [0],
             rover: 0,
         }
     }
@@ -116,7 +117,7 @@ impl FitIndex {
     unsafe fn scan(&self, size: usize, best: bool) -> Option<usize> {
         let mut found = 0;
         let mut found_size = 0;
-        let mut b = self.head;
+        let mut b = self.head[0];
         while b != 0 {
             // SAFETY: `b` is on the list, so it is a free block.
             let s = unsafe { size_of_block(b) };
@@ -145,7 +146,7 @@ impl FreeIndex for FitIndex {
     #[inline]
     unsafe fn insert(&mut self, b: usize, _size: usize) {
         // SAFETY: `b` is a free block on no list (caller's contract).
-        unsafe { list::push(&mut self.head, b) };
+        unsafe { list::push(&mut self.head, 0, b) };
     }
 
     #[inline]
@@ -162,15 +163,15 @@ impl FreeIndex for FitIndex {
         // SAFETY: the list and the rover are consistent (module invariants).
         let b = unsafe {
             match self.policy {
-                FitPolicy::First => Self::first_from(self.head, 0, size),
+                FitPolicy::First => Self::first_from(self.head[0], 0, size),
                 FitPolicy::Next => {
                     let start = if self.rover != 0 {
                         self.rover
                     } else {
-                        self.head
+                        self.head[0]
                     };
                     Self::first_from(start, 0, size)
-                        .or_else(|| Self::first_from(self.head, start, size))
+                        .or_else(|| Self::first_from(self.head[0], start, size))
                 }
                 FitPolicy::Best => self.scan(size, true),
                 FitPolicy::Worst => self.scan(size, false),
@@ -191,7 +192,7 @@ impl FreeIndex for FitIndex {
         visit: &mut dyn FnMut(usize) -> Result<usize, CheckError>,
     ) -> Result<usize, CheckError> {
         let mut rover_seen = self.rover == 0;
-        let n = list::check(self.head, budget, &mut |b| {
+        let n = list::check(&self.head, 0, budget, &mut |b| {
             rover_seen |= b == self.rover;
             visit(b).map(|_| ())
         })?;
@@ -205,7 +206,7 @@ impl FreeIndex for FitIndex {
     }
 
     fn contains(&self, b: usize, _size: usize, budget: usize) -> bool {
-        list::contains(self.head, b, budget)
+        list::contains(&self.head, 0, b, budget)
     }
 }
 

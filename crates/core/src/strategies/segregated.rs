@@ -80,15 +80,14 @@ impl FreeIndex for SegIndex {
     unsafe fn insert(&mut self, b: usize, size: usize) {
         let c = Self::class(size);
         // SAFETY: `b` is a free block on no list (caller's contract).
-        unsafe { list::push(&mut self.heads[c], b) };
+        unsafe { list::push(&mut self.heads, c, b) };
         self.bitmap |= 1 << c;
     }
 
     #[inline]
-    unsafe fn remove(&mut self, b: usize, size: usize) {
-        let c = Self::class(size);
-        // SAFETY: `b` is on list `c` (caller's contract).
-        if unsafe { list::unlink(&mut self.heads[c], b) } {
+    unsafe fn remove(&mut self, b: usize, _size: usize) {
+        // SAFETY: `b` is on one of the lists (caller's contract).
+        if let Some(c) = unsafe { list::unlink(&mut self.heads, b) } {
             self.bitmap &= !(1 << c);
         }
     }
@@ -114,7 +113,7 @@ impl FreeIndex for SegIndex {
         }
         let c = higher.trailing_zeros() as usize;
         // SAFETY: the bitmap says list `c` is non-empty.
-        let (b, empty) = unsafe { list::pop(&mut self.heads[c]) };
+        let (b, empty) = unsafe { list::pop(&mut self.heads, c) };
         if empty {
             self.bitmap &= !(1 << c);
         }
@@ -134,7 +133,7 @@ impl FreeIndex for SegIndex {
                     "class bitmap disagrees with its list",
                 ));
             }
-            total += list::check(head, budget - total, &mut |b| {
+            total += list::check(&self.heads, c, budget - total, &mut |b| {
                 if Self::class(visit(b)?) != c {
                     return Err(CheckError::new(b, "free block is on the wrong class list"));
                 }
@@ -145,7 +144,7 @@ impl FreeIndex for SegIndex {
     }
 
     fn contains(&self, b: usize, size: usize, budget: usize) -> bool {
-        list::contains(self.heads[Self::class(size)], b, budget)
+        list::contains(&self.heads, Self::class(size), b, budget)
     }
 }
 

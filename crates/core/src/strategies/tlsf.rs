@@ -188,18 +188,6 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
         Some((fl, (u >> shift) & (SL - 1)))
     }
 
-    /// List head `(fl, sl)` without a bounds check on the hot path.
-    ///
-    /// # Safety
-    /// `fl < FL` and `sl < SL` (the mapping functions and the bitmaps only
-    /// produce such pairs).
-    #[inline(always)]
-    unsafe fn head(&mut self, fl: usize, sl: usize) -> &mut usize {
-        debug_assert!(fl < FL && sl < SL);
-        // SAFETY: per the function contract.
-        unsafe { self.heads.get_unchecked_mut(fl).get_unchecked_mut(sl) }
-    }
-
     /// Second-level bitmap `fl`, unchecked.
     ///
     /// # Safety
@@ -236,7 +224,7 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
     #[inline(always)]
     unsafe fn pop(&mut self, fl: usize, sl: usize) -> usize {
         // SAFETY: per the function contract.
-        let (b, empty) = unsafe { list::pop(self.head(fl, sl)) };
+        let (b, empty) = unsafe { list::pop(self.heads.as_flattened_mut(), fl * SL + sl) };
         if empty {
             // SAFETY: as above.
             unsafe { self.clear_bit(fl, sl) };
@@ -288,20 +276,21 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
         // SAFETY: `b` is a free block not in any list (caller's contract);
         // `mapping_insert` returns fl < FL, sl < SL.
         unsafe {
-            list::push(self.head(fl, sl), b);
+            list::push(self.heads.as_flattened_mut(), fl * SL + sl, b);
             *self.slm(fl) |= 1 << sl;
         }
         self.fl_bitmap |= 1 << fl;
     }
 
     #[inline(always)]
-    unsafe fn remove(&mut self, b: usize, size: usize) {
-        let (fl, sl) = Self::mapping_insert(size);
-        // SAFETY: `b` is on the list its size maps to (caller's contract);
-        // `mapping_insert` returns fl < FL, sl < SL.
+    unsafe fn remove(&mut self, b: usize, _size: usize) {
+        // The block's list tag, not its size, says which list it is on: no
+        // mapping needed.
+        // SAFETY: `b` is on one of the lists (caller's contract); an
+        // emptied list index is below FL * SL.
         unsafe {
-            if list::unlink(self.head(fl, sl), b) {
-                self.clear_bit(fl, sl);
+            if let Some(i) = list::unlink(self.heads.as_flattened_mut(), b) {
+                self.clear_bit(i / SL, i % SL);
             }
         }
     }
@@ -327,6 +316,7 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
             return Err(CheckError::new(0, "first-level bitmap has bits above FL"));
         }
         let mut total = 0;
+        let flat = self.heads.as_flattened();
         for fl in 0..FL {
             let slm = self.sl_bitmap[fl];
             if (self.fl_bitmap >> fl & 1 != 0) != (slm != 0) {
@@ -346,7 +336,7 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
                         "second-level bit disagrees with its list",
                     ));
                 }
-                total += list::check(head, budget - total, &mut |b| {
+                total += list::check(flat, fl * SL + sl, budget - total, &mut |b| {
                     let size = visit(b)?;
                     if Self::mapping_insert(size) != (fl, sl) {
                         return Err(CheckError::new(b, "free block is on the wrong size list"));
@@ -360,7 +350,7 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
 
     fn contains(&self, b: usize, size: usize, budget: usize) -> bool {
         let (fl, sl) = Self::mapping_insert(size);
-        list::contains(self.heads[fl][sl], b, budget)
+        list::contains(self.heads.as_flattened(), fl * SL + sl, b, budget)
     }
 }
 
