@@ -285,6 +285,23 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
+    /// Each field the median of that field over `runs` (the upper median
+    /// for an even count); zero if there are none.
+    pub fn median_of(runs: &[Percentiles]) -> Percentiles {
+        let med = |f: fn(&Percentiles) -> u64| {
+            let mut v: Vec<u64> = runs.iter().map(f).collect();
+            v.sort_unstable();
+            v.get(v.len() / 2).copied().unwrap_or(0)
+        };
+        Percentiles {
+            p50: med(|p| p.p50),
+            p99: med(|p| p.p99),
+            p999: med(|p| p.p999),
+            max: med(|p| p.max),
+            n: med(|p| p.n),
+        }
+    }
+
     /// Summarise `v` (sorted in place).
     pub fn of(v: &mut [u64]) -> Percentiles {
         v.sort_unstable();
