@@ -26,6 +26,14 @@
 static void *volatile sink;
 static void *launder(void *p) { sink = p; return sink; }
 
+/* Name the pointer the misuse is about, so the script can require the
+ * allocator's message to name it too ("caught" means: the right pointer). */
+static void *target(void *p) {
+    fprintf(stderr, "misuse: target %p\n", p);
+    fflush(stderr);
+    return launder(p);
+}
+
 /* Keep the allocator busy after the misuse: mixed sizes, some kept live,
  * contents checked, so late detection (and late damage) shows. */
 static void churn(int rounds) {
@@ -56,23 +64,39 @@ static alignas(64) char global_buf[256];
 
 typedef void (*free_sized_fn)(void *, size_t);
 
-static int c_double_free_small(void) { char *p = malloc(32); free(p); free(launder(p)); return 0; }
-static int c_double_free_large(void) { char *p = malloc(256 << 10); free(p); free(launder(p)); return 0; }
-static int c_double_free_huge(void) { char *p = malloc(8 << 20); free(p); free(launder(p)); return 0; }
+static int c_double_free_small(void) { char *p = malloc(32); free(p); free(target(p)); return 0; }
+static int c_double_free_large(void) { char *p = malloc(256 << 10); free(p); free(target(p)); return 0; }
+static int c_double_free_huge(void) { char *p = malloc(8 << 20); free(p); free(target(p)); return 0; }
 static int c_double_free_delayed(void) {
     char *p = malloc(48);
     free(p);
     churn(2000);
-    free(launder(p));
+    free(target(p));
     return 0;
 }
-static int c_free_interior_1(void) { char *p = malloc(64); free(launder(p + 1)); free(p); return 0; }
-static int c_free_interior_16(void) { char *p = malloc(256); free(launder(p + 16)); free(p); return 0; }
-static int c_free_interior_large(void) { char *p = malloc(300 << 10); free(launder(p + 4096)); free(p); return 0; }
-static int c_free_stack(void) { alignas(64) char buf[256]; memset(buf, 0, sizeof buf); free(launder(buf + 64)); return 0; }
-static int c_free_global(void) { free(launder(global_buf + 64)); return 0; }
+/* free(p + off) of a live block: an allocator that does not notice may
+ * free the whole block under the program's feet; churn then reuses it and
+ * the check of p's contents reports damage (exit 3). */
+static int interior(size_t size, size_t off) {
+    unsigned char *p = malloc(size);
+    memset(p, 0x77, size);
+    free(target(p + off)); /* the bug */
+    churn(3000);
+    for (size_t i = 0; i < size; i++)
+        if (p[i] != 0x77) {
+            fprintf(stderr, "misuse: free(p+%zu) freed the live block %p\n", off, (void *)p);
+            exit(3);
+        }
+    free(p);
+    return 0;
+}
+static int c_free_interior_1(void) { return interior(64, 1); }
+static int c_free_interior_16(void) { return interior(256, 16); }
+static int c_free_interior_large(void) { return interior(300 << 10, 4096); }
+static int c_free_stack(void) { alignas(64) char buf[256]; memset(buf, 0, sizeof buf); free(target(buf + 64)); return 0; }
+static int c_free_global(void) { free(target(global_buf + 64)); return 0; }
 static int overflow(size_t size, size_t by) {
-    unsigned char *p = launder(malloc(size));
+    unsigned char *p = target(malloc(size));
     memset(p, 1, size);
     memset(p + size, 0x42, by); /* the bug */
     free(p);
@@ -85,30 +109,30 @@ static int c_overflow8_large(void) { return overflow(100000, 8); }
 static int c_write_after_free_small(void) {
     char *p = malloc(64);
     free(p);
-    memset(launder(p), 0x41, 64); /* the bug */
+    memset(target(p), 0x41, 64); /* the bug */
     churn(2000);
     return 0;
 }
 static int c_write_after_free_large(void) {
     char *p = malloc(200 << 10);
     free(p);
-    memset(launder(p), 0x41, 4096); /* the bug */
+    memset(target(p), 0x41, 4096); /* the bug */
     churn(2000);
     return 0;
 }
-static int c_realloc_after_free(void) { char *p = malloc(64); free(p); p = realloc(launder(p), 128); free(p); return 0; }
+static int c_realloc_after_free(void) { char *p = malloc(64); free(p); p = realloc(target(p), 128); free(p); return 0; }
 static int c_free_sized_mismatch(void) {
     free_sized_fn fs = (free_sized_fn)dlsym(RTLD_DEFAULT, "free_sized");
     if (!fs) { fprintf(stderr, "misuse: free_sized not provided\n"); return 77; }
     char *p = malloc(100);
-    fs(launder(p), 5000); /* the bug: wrong size */
+    fs(target(p), 5000); /* the bug: wrong size */
     return 0;
 }
 static int c_free_sized_small_mismatch(void) {
     free_sized_fn fs = (free_sized_fn)dlsym(RTLD_DEFAULT, "free_sized");
     if (!fs) { fprintf(stderr, "misuse: free_sized not provided\n"); return 77; }
     char *p = malloc(100);
-    fs(launder(p), 40); /* the bug: wrong size, same small range */
+    fs(target(p), 40); /* the bug: wrong size, same small range */
     return 0;
 }
 static int c_clean(void) { /* control: no misuse at all */ return 0; }
