@@ -49,15 +49,35 @@
 //! - **resize in place**: shrinking splits off the tail (merged into a free
 //!   next neighbour); growing absorbs a free next neighbour. O(1) + index.
 //! - **walk, check, stats**: O(blocks) (check: O(blocks × list length)).
-//! - **finding the region of a pointer**: O(regions) on every free.
+//! - **finding the region of a pointer**: O(1) for the region added last
+//!   (the heap keeps its span at hand), O(regions) for the others.
+//!
+//! ## Checking the pointers it is handed
+//!
+//! `deallocate`, `usable_size`, `resize_in_place` and `reallocate` check a
+//! pointer before trusting it, in two stages. The fast stage, a handful of
+//! compares on the hot path, accepts a pointer only if it lies in a region,
+//! is 16-aligned, its header says `USED` with a size that stays inside the
+//! region, the next block's header does not say `PREV_FREE`, and (when its
+//! own header says `PREV_FREE`) the footer before it leads to a `FREE`
+//! header of that same size. Anything else goes to a cold second stage that
+//! names the problem: [`HeapErrorKind::NotOwned`], `DoubleFree` (the header
+//! says `FREE`: freeing writes a `FREE` mark even into a header that merging
+//! swallows, so a second free of a merged block is still recognised),
+//! `Corrupted` (inconsistent neighbour links) or `InvalidPointer`. The heap
+//! is not modified on any error.
 //!
 //! ## Drawbacks
 //!
 //! One word of overhead per used block and payloads rounded to 16 bytes; a
 //! free block needs [`MIN_BLOCK`] bytes, so remainders smaller than that stay
-//! inside the allocated block. Detection of bad frees is by plausibility: a
-//! wild pointer into the middle of a used block whose bytes happen to look
-//! like a consistent header cannot be told apart from a real block.
+//! inside the allocated block. Alignments above 16 reserve up to `align +
+//! 16` extra bytes while searching (the padding is given back, but a
+//! request can fail that an exact search would have served). Detection of
+//! bad frees is by plausibility: a wild pointer into the middle of a used
+//! block whose bytes happen to look like a consistent header cannot be told
+//! apart from a real block, nor can a double free of a block whose memory
+//! was handed out again since.
 //!
 //! ## Invariants (checked by [`RegionHeap::check`])
 //!
