@@ -495,6 +495,21 @@ impl Report {
         s.push_str(&self.table(false).to_markdown());
         s.push_str("\n**Peak RSS (ru_maxrss)**\n\n");
         s.push_str(&self.table(true).to_markdown());
+        let geo = |rss: bool| {
+            self.allocators
+                .iter()
+                .map(|a| format!("{} {}", a.name, ratio(self.geomean(&a.name, rss))))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            s,
+            "\n**Headline** (geometric mean of the per-workload ratios vs {}): time: {}; \
+             peak RSS: {}.",
+            self.baseline,
+            geo(false),
+            geo(true)
+        );
         let _ = writeln!(
             s,
             "\n**Strategies as the process allocator** (`STRATALLOC_STRATEGY=<s>`, `churn` at \

@@ -459,22 +459,26 @@ pub struct Report {
     pub timer_overhead: u64,
 }
 
-fn best<F: Fn(&ContenderResult) -> f64>(rs: &[ContenderResult], f: F, max: bool) -> f64 {
-    let v = rs
-        .iter()
-        .filter(|r| !r.kind.is_ours())
-        .map(&f)
-        .filter(|x| x.is_finite() && *x > 0.0);
-    if max {
-        v.fold(f64::NAN, f64::max)
-    } else {
-        v.fold(f64::NAN, f64::min)
+/// The best peer by `f` (highest if `max`, else lowest): (value, name);
+/// `(NaN, "")` if no peer has a figure.
+fn best<F: Fn(&ContenderResult) -> f64>(rs: &[ContenderResult], f: F, max: bool) -> (f64, String) {
+    let mut out = (f64::NAN, String::new());
+    for r in rs.iter().filter(|r| !r.kind.is_ours()) {
+        let x = f(r);
+        if !(x.is_finite() && x > 0.0) {
+            continue;
+        }
+        if out.0.is_nan() || (max && x > out.0) || (!max && x < out.0) {
+            out = (x, r.name.clone());
+        }
     }
+    out
 }
 
 impl Report {
-    /// Best peer throughput (ops/s).
-    pub fn best_peer_throughput(&self) -> f64 {
+    /// Best peer throughput (ops/s) and its name (peers refusing requests
+    /// are not compared).
+    pub fn best_peer_throughput_named(&self) -> (f64, String) {
         best(
             &self.results,
             |r| {
@@ -487,17 +491,72 @@ impl Report {
             true,
         )
     }
+    /// Best peer efficiency and its name.
+    pub fn best_peer_efficiency_named(&self) -> (f64, String) {
+        best(&self.results, |r| r.efficiency(), true)
+    }
+    /// Lowest peer p99.9 allocation latency and its name.
+    pub fn best_peer_alloc_p999_named(&self) -> (f64, String) {
+        best(&self.results, |r| r.alloc.p999 as f64, false)
+    }
+    /// Lowest peer p99.9 free latency and its name.
+    pub fn best_peer_free_p999_named(&self) -> (f64, String) {
+        best(&self.results, |r| r.free.p999 as f64, false)
+    }
+    /// Best peer throughput (ops/s).
+    pub fn best_peer_throughput(&self) -> f64 {
+        self.best_peer_throughput_named().0
+    }
     /// Best peer efficiency.
     pub fn best_peer_efficiency(&self) -> f64 {
-        best(&self.results, |r| r.efficiency(), true)
+        self.best_peer_efficiency_named().0
     }
     /// Lowest peer p99.9 allocation latency.
     pub fn best_peer_alloc_p999(&self) -> f64 {
-        best(&self.results, |r| r.alloc.p999 as f64, false)
+        self.best_peer_alloc_p999_named().0
     }
     /// Lowest peer p99.9 free latency.
     pub fn best_peer_free_p999(&self) -> f64 {
-        best(&self.results, |r| r.free.p999 as f64, false)
+        self.best_peer_free_p999_named().0
+    }
+
+    /// One line per stratalloc contender named in `names` (if present):
+    /// its ratios against the best peer, naming that peer.
+    pub fn headline(&self, names: &[&str]) -> String {
+        let (bt, bt_n) = self.best_peer_throughput_named();
+        let (be, be_n) = self.best_peer_efficiency_named();
+        let (ba, ba_n) = self.best_peer_alloc_p999_named();
+        let (bf, bf_n) = self.best_peer_free_p999_named();
+        let mut s = String::new();
+        for r in self
+            .results
+            .iter()
+            .filter(|r| names.contains(&r.name.as_str()))
+        {
+            if r.error.is_some() {
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "- **{}** vs the best peer: throughput {} ({} ops/s vs {bt_n} {} ops/s), \
+                 efficiency {} ({:.1}% vs {be_n} {:.1}%), alloc p99.9 {} ({} vs {ba_n} {}), \
+                 free p99.9 {} ({} vs {bf_n} {})",
+                r.name,
+                ratio(r.ops_per_sec() / bt),
+                si(r.ops_per_sec()),
+                si(bt),
+                ratio(r.efficiency() / be),
+                r.efficiency() * 100.0,
+                be * 100.0,
+                ratio(r.alloc.p999 as f64 / ba),
+                r.alloc.p999,
+                ba,
+                ratio(r.free.p999 as f64 / bf),
+                r.free.p999,
+                bf,
+            );
+        }
+        s
     }
 
     /// The Markdown tables.
@@ -608,6 +667,11 @@ impl Report {
         }
         let _ = writeln!(s, "\n**Latency per operation ({})**\n", workload::TICK_UNIT);
         s.push_str(&t.to_markdown());
+        let h = self.headline(&["tlsf", "tlsf (direct)"]);
+        if !h.is_empty() {
+            s.push_str("\n**Headline**\n\n");
+            s.push_str(&h);
+        }
         s
     }
 
