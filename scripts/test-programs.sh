@@ -47,7 +47,7 @@ fail() { failed=$((failed + 1)); echo "FAIL  $*"; }
 
 if [ $full = 1 ]; then
     PY_TESTS="test_list test_dict test_re test_collections test_string test_json test_unicode
-              test_set test_bytes test_str test_itertools test_functools test_sort test_heapq
+              test_set test_bytes test_itertools test_functools test_sort test_heapq
               test_bisect test_struct test_pickle test_decimal test_fractions test_textwrap"
     ROWS=300000
 else
