@@ -126,6 +126,37 @@ fn realloc_keeps_contents_across_classes() {
 }
 
 #[test]
+fn large_blocks_resize_in_place() {
+    std::thread::spawn(|| {
+        let mut grown_in_place = 0;
+        for round in 0..10 {
+            let p = engine::malloc(600 << 10);
+            fill(p, 600 << 10, round);
+            // SAFETY: live block.
+            let q = unsafe { engine::realloc(p, 1500 << 10) };
+            verify(q, 600 << 10, round);
+            fill(q, 1500 << 10, round);
+            grown_in_place += (q == p) as u32;
+            // Shrinking a large block we own always happens in place.
+            // SAFETY: live block.
+            let r = unsafe { engine::realloc(q, 700 << 10) };
+            assert_eq!(r, q);
+            verify(r, 700 << 10, round);
+            // SAFETY: live block.
+            assert!(unsafe { engine::usable_size(r) } < 1500 << 10);
+            engine::check().unwrap();
+            // SAFETY: live block.
+            unsafe { engine::free(r) };
+        }
+        // A fresh thread's segment has free slices after its first block.
+        assert!(grown_in_place > 0);
+        engine::check().unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
 fn zeroed_memory_is_zero_after_reuse() {
     for &size in &[10usize, 1000, 100_000, 700_000, 3 << 20] {
         for _ in 0..3 {

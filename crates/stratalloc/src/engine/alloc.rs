@@ -5,7 +5,7 @@ use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::free;
-use super::heap::{alloc_class_slow, alloc_large, heap, Heap};
+use super::heap::{alloc_class_slow, alloc_large, heap, large_resize_in_place, Heap};
 use super::huge;
 use super::page::ALIGNED;
 use super::segment::{segmap_contains, segment_of, SEGMENT_SIZE, SLICE_SIZE};
@@ -189,6 +189,14 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize) -> *mut u8 {
         }
         let usable = free::usable_size(p);
         if new_size <= usable && new_size >= usable / 2 {
+            return p;
+        }
+        if new_size > MEDIUM_MAX
+            && new_size <= LARGE_MAX
+            && usable > MEDIUM_MAX
+            && usable <= LARGE_MAX
+            && large_resize_in_place(p, new_size)
+        {
             return p;
         }
         let q = malloc(new_size);

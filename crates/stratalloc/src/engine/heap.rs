@@ -501,6 +501,33 @@ pub unsafe fn alloc_large(h: *mut Heap, n: usize) -> *mut Page {
     }
 }
 
+/// Resize the large block `p` in place to hold `new_size` bytes (still a
+/// large size) when the calling thread owns it and the neighbouring slices
+/// allow. Returns whether it did.
+///
+/// # Safety
+/// `p` is a live block of the engine.
+pub unsafe fn large_resize_in_place(p: *mut u8, new_size: usize) -> bool {
+    let seg = segment::segment_of(p);
+    // SAFETY: `p` is live, so its segment is mapped and registered.
+    unsafe {
+        if (*seg).kind != segment::Kind::Normal || (*seg).owner.load(Relaxed) != (*heap()).id {
+            return false;
+        }
+        let page = (*seg).page_of(p);
+        if (*page).class != LARGE || (*page).start != p {
+            return false;
+        }
+        let n = new_size.div_ceil(SLICE_SIZE);
+        let i = page.offset_from((*seg).pages.as_ptr()) as usize;
+        if !(*seg).resize_span(i, n, os::now_ms()) {
+            return false;
+        }
+        (*page).block_size = n * SLICE_SIZE;
+        true
+    }
+}
+
 /// The owner's free of a block on a page that needs care (floating,
 /// aligned, or now empty). `b` is the block start.
 pub unsafe fn free_local_slow(h: *mut Heap, page: *mut Page, b: *mut u8) {

@@ -12,7 +12,7 @@
 //! | [`calloc`]`(n, size)` | `calloc` | null on overflow |
 //! | [`aligned_alloc`]`(align, size)` | `posix_memalign`, `memalign`, `aligned_alloc` | `align` a power of two, any size up to huge |
 //! | [`alloc_zeroed`]`(size, align)` | — | fresh OS memory is not cleared again |
-//! | [`realloc`]`(p, size)` | `realloc` | `p` non-null, `size > 0` (the C layer handles those) |
+//! | [`realloc`]`(p, size)` | `realloc` | `p` non-null, `size > 0` (the C layer handles those); in place when the size class still fits, large blocks grow into free neighbouring slices, huge blocks move with `mremap` |
 //! | [`free`]`(p)` | `free` | null ignored; a pointer not ours aborts with a message |
 //! | [`usable_size`]`(p)` | `malloc_usable_size` | works for every pointer handed out |
 //! | [`owns`]`(p)` | — | cheap "could this be ours?" (segment map lookup) |

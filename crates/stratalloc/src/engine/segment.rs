@@ -152,6 +152,45 @@ impl Segment {
         Some(i)
     }
 
+    /// Resize the in-use span headed by slice `i` to `n` slices in place:
+    /// a shrink frees the tail (dirty); a growth takes the free slices that
+    /// follow, if there are enough. Returns whether the span now has `n`
+    /// slices. Owner only.
+    pub fn resize_span(&mut self, i: usize, n: usize, now: u64) -> bool {
+        let old = self.pages[i].slice_count as usize;
+        if n == old {
+            return true;
+        }
+        if n < old {
+            let bits = span_bits(i + n, old - n);
+            for k in n..old {
+                self.pages[i + k].in_use = false;
+            }
+            self.free_mask |= bits;
+            self.dirty_mask |= bits;
+            if self.purge_at == 0 {
+                self.purge_at = now + PURGE_DELAY_MS;
+            }
+        } else {
+            if i + n > SLICES_PER_SEGMENT {
+                return false;
+            }
+            let bits = span_bits(i + old, n - old);
+            if self.free_mask & bits != bits {
+                return false;
+            }
+            self.free_mask &= !bits;
+            self.dirty_mask &= !bits;
+            for k in old..n {
+                let d = &mut self.pages[i + k];
+                d.slice_offset = k as u32;
+                d.in_use = false;
+            }
+        }
+        self.pages[i].slice_count = n as u32;
+        true
+    }
+
     /// Give the span headed by slice `i` back to the segment (dirty).
     pub fn free_span(&mut self, i: usize, now: u64) {
         let n = self.pages[i].slice_count as usize;
