@@ -45,7 +45,7 @@
 //! - outside a collection, no mark bit is set and no gray link is non-null;
 //! - `all` has `stats.live_objects` objects whose sizes sum to
 //!   `stats.live_bytes`;
-//! - the slot table's invariants (see [`crate::slots`]), and
+//! - the slot table's invariants (see `src/slots.rs`), and
 //!   `free slots + live objects == slots handed out`;
 //! - `H::check()` passes.
 
