@@ -300,7 +300,8 @@ impl<H: RegionHeap> GcHeap<H> {
     /// a poisoned heap.
     pub fn alloc<T: Trace + 'static>(&self, value: T) -> Result<Root<'_, T>, T> {
         self.expect_idle("alloc");
-        if self.with_stats(|s| s.bytes_since_collect) > self.threshold.get() {
+        let collected = self.with_stats(|s| s.bytes_since_collect) > self.threshold.get();
+        if collected {
             self.collect_with(Some(&value), true);
         }
         let Some(size) = Vt::<T>::OFFSET.checked_add(core::mem::size_of::<T>()) else {
@@ -308,6 +309,8 @@ impl<H: RegionHeap> GcHeap<H> {
         };
         let block = match self.try_block(size, Vt::<T>::ALIGN) {
             Some(b) => b,
+            // A collection just ran and nothing changed since: no retry.
+            None if collected => return Err(value),
             None => {
                 self.collect_with(Some(&value), true);
                 match self.try_block(size, Vt::<T>::ALIGN) {
