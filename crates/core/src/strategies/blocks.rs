@@ -902,7 +902,7 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn allocate(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
         // `align` in 1..=16 and a power of two: the common case, two tests.
         if size <= FAST_MAX && align.wrapping_sub(1) < GRAN && align & (align - 1) == 0 {
