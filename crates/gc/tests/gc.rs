@@ -233,6 +233,12 @@ fn a_full_heap_collects_then_fails_cleanly() {
         };
         assert_eq!(err.id, kept.len(), "{s}: the value came back intact");
         heap.check().unwrap();
+        // A full heap with threshold 0: one collection per failed alloc, not two.
+        heap.set_threshold(0);
+        let before = heap.stats().collections;
+        assert!(heap.alloc(node(0, &c)).is_err(), "{s}: still full");
+        assert_eq!(heap.stats().collections, before + 1, "{s}");
+        heap.set_threshold(usize::MAX);
         let dropped_before = c.get();
         drop(err);
         assert_eq!(c.get(), dropped_before + 1);
