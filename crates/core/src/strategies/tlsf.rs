@@ -676,6 +676,31 @@ mod tests {
     }
 
     #[test]
+    fn works_as_a_static_locked_global_allocator() {
+        use core::alloc::{GlobalAlloc, Layout};
+        static HEAP: crate::Locked<Tlsf> = crate::Locked::new(Tlsf::new());
+        static mut MEM: Mem = Mem([0; 1 << 20]);
+        // SAFETY: MEM is used by nothing but HEAP, for the whole program.
+        unsafe {
+            let start = core::ptr::addr_of_mut!(MEM).cast::<u8>();
+            HEAP.add_region(Region::from_raw_parts(start, 1 << 20).unwrap())
+                .unwrap();
+            let l = Layout::from_size_align(100, 64).unwrap();
+            let p = HEAP.alloc(l);
+            assert!(!p.is_null() && p as usize % 64 == 0);
+            p.write_bytes(7, 100);
+            let q = HEAP.realloc(p, l, 5000);
+            assert!(!q.is_null() && q as usize % 64 == 0);
+            assert_eq!(*q.add(99), 7);
+            HEAP.dealloc(q, Layout::from_size_align(5000, 64).unwrap());
+        }
+        let h = HEAP.lock();
+        h.check().unwrap();
+        assert_eq!(h.stats().live(), 0);
+        assert_eq!(h.stats().free_blocks, 1);
+    }
+
+    #[test]
     fn largest_class_blocks_are_served() {
         // A region of 1 MiB is one block in a high list; take it whole.
         let mut mem = boxed();
