@@ -354,7 +354,7 @@ impl Counters {
     /// Flush the calling thread's batch, if it holds figures of `self`.
     pub fn flush_current_thread(&self) {
         BATCH.with(|b| {
-            if b.owner.get() == self as *const Counters {
+            if core::ptr::eq(b.owner.get(), self) {
                 self.flush(b);
             }
         })
