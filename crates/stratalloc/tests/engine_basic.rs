@@ -157,6 +157,31 @@ fn large_blocks_resize_in_place() {
 }
 
 #[test]
+fn an_idle_empty_page_is_released_by_later_slow_paths() {
+    std::thread::spawn(|| {
+        let p = engine::malloc(5000);
+        // SAFETY: live block.
+        unsafe { engine::free(p) };
+        // The only page of its class is kept while it may be reused...
+        assert_eq!(engine::local_pages(), 1);
+        // ...and released once two periodic visits (10 ms apart, on slow
+        // paths: here large blocks) found it still empty.
+        for _ in 0..3 {
+            std::thread::sleep(std::time::Duration::from_millis(15));
+            for _ in 0..64 {
+                let q = engine::malloc(600 << 10);
+                // SAFETY: live block.
+                unsafe { engine::free(q) };
+            }
+        }
+        assert_eq!(engine::local_pages(), 0);
+        engine::check().unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
 fn zeroed_memory_is_zero_after_reuse() {
     for &size in &[10usize, 1000, 100_000, 700_000, 3 << 20] {
         for _ in 0..3 {

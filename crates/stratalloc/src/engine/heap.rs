@@ -47,6 +47,8 @@ pub struct Heap {
     pub next_purge: u64,
     /// Malloc slow paths taken (for periodic work).
     pub slow_count: u64,
+    /// Bit per class: its only page was empty at the last periodic visit.
+    pub retired: [u64; CLASSES.div_ceil(64)],
 }
 
 /// A page with no free blocks, shared by every uninitialised slot, so the
@@ -73,6 +75,7 @@ impl Heap {
         nsegs: 0,
         next_purge: 0,
         slow_count: 0,
+        retired: [0; CLASSES.div_ceil(64)],
     };
 }
 
@@ -458,13 +461,31 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
     }
 }
 
-/// Periodic slow-path work: purge due segments.
+/// Periodic slow-path work (at most once per purge delay): free the empty
+/// pages kept by `retire` that stayed empty since the previous visit,
+/// purge due segments, run the global purge.
 unsafe fn periodic(h: &mut Heap) {
     let now = os::now_ms();
     if now >= h.next_purge {
         h.next_purge = now + segment::PURGE_DELAY_MS;
-        // SAFETY: our heap.
-        unsafe { purge_due(h, now, false) };
+        // SAFETY: our heap; queued pages are valid.
+        unsafe {
+            for c in 0..CLASSES {
+                let page = h.queues[c].first;
+                let bit = 1u64 << (c % 64);
+                let idle = !page.is_null() && (*page).used == 0 && (*page).next.is_null();
+                if !idle {
+                    h.retired[c / 64] &= !bit;
+                } else if h.retired[c / 64] & bit == 0 {
+                    h.retired[c / 64] |= bit;
+                } else {
+                    h.retired[c / 64] &= !bit;
+                    h.queue_remove(page);
+                    page_free(h, page, now);
+                }
+            }
+            purge_due(h, now, false);
+        }
         segment::global_purge(now);
     }
 }
@@ -654,6 +675,20 @@ pub unsafe fn trim(h: *mut Heap) -> bool {
     }
     segment::drain_cache();
     os::stats().returned > before
+}
+
+/// In-use pages (spans) in the segments of heap `h`.
+pub unsafe fn page_count(h: *mut Heap) -> usize {
+    let mut n = 0;
+    // SAFETY: our heap and segments.
+    unsafe {
+        let mut seg = (*h).segs;
+        while !seg.is_null() {
+            Segment::for_each_page(seg, |_| n += 1);
+            seg = (*seg).next;
+        }
+    }
+    n
 }
 
 /// Verify the invariants of this thread's heap and of its segments.

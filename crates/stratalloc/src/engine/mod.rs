@@ -128,6 +128,13 @@ pub fn check() -> Result<(), &'static str> {
     unsafe { heap::check(heap::heap()) }
 }
 
+/// Pages (spans in use, large blocks included) owned by the calling
+/// thread's heap: a diagnostic for tests and tools.
+pub fn local_pages() -> usize {
+    // SAFETY: the calling thread's heap.
+    unsafe { heap::page_count(heap::heap()) }
+}
+
 /// Engine figures beyond [`BackendStats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
