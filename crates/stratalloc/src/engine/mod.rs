@@ -77,7 +77,8 @@
 //! ## Returning memory
 //!
 //! An empty page's span goes back to its segment (unless it is the last
-//! page of its small class); free slices are purged with `MADV_DONTNEED`
+//! page of its small class, which goes once it stayed empty over two
+//! periodic visits); free slices are purged with `MADV_DONTNEED`
 //! 10 ms later, from the owner's slow path. Empty segments go to a global
 //! cache of 8 (their dirty slices purged when due) and are unmapped beyond
 //! it. Freed huge mappings (up to 8, 64 MiB in all) are kept 10 ms for a

@@ -17,6 +17,8 @@
 //!   whose head descriptor has `in_use` and `slice_count`, and whose other
 //!   descriptors have `slice_offset` = distance to the head
 //! - a clean free slice (free, not dirty) reads as zeros
+//! - a free slice's descriptor is not in use and has `slice_offset == 0`
+//!   (so a stale pointer into it is caught on free)
 //! - `owner` is the id of the owning heap, or 0 while abandoned
 //!
 //! The segment map is a two-level bitmap over the 48-bit address space (one
@@ -165,6 +167,7 @@ impl Segment {
             let bits = span_bits(i + n, old - n);
             for k in n..old {
                 self.pages[i + k].in_use = false;
+                self.pages[i + k].slice_offset = 0;
             }
             self.free_mask |= bits;
             self.dirty_mask |= bits;
@@ -196,6 +199,11 @@ impl Segment {
         let n = self.pages[i].slice_count as usize;
         let bits = span_bits(i, n);
         debug_assert!(self.free_mask & bits == 0);
+        // A stale pointer into any slice of the span now finds a descriptor
+        // that is not in use (and aborts) instead of an old head.
+        for k in 1..n {
+            self.pages[i + k].slice_offset = 0;
+        }
         let head = &mut self.pages[i];
         head.in_use = false;
         head.used = 0;
@@ -264,6 +272,9 @@ impl Segment {
         let mut i = 1;
         while i < SLICES_PER_SEGMENT {
             if self.free_mask & (1 << i) != 0 {
+                if self.pages[i].in_use || self.pages[i].slice_offset != 0 {
+                    return Err("free slice with a live descriptor");
+                }
                 i += 1;
                 continue;
             }
