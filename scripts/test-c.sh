@@ -7,6 +7,9 @@
 #   scripts/test-c.sh --no-build       # use the library already built
 #   scripts/test-c.sh tlsf buddy       # only these (plus "engine" if named)
 #   STRATALLOC_LIB=/path/libstratalloc.so scripts/test-c.sh --no-build
+#   scripts/test-c.sh --wrappers       # also edge/threads/fork/oom with the
+#                                      # check and stats wrappers stacked on
+#                                      # the engine and on tlsf
 #
 # Cases: edge (glibc edge cases, errno), threads (cross-thread frees, >= 1000
 # threads), fork (fork while threads allocate and print; fork from a signal
@@ -21,11 +24,13 @@ LIB=${STRATALLOC_LIB:-$TARGET/release/libstratalloc.so}
 TIMEOUT=${TEST_TIMEOUT:-180}
 
 build=1
+wrappers=0
 only=()
 for a in "$@"; do
     case "$a" in
         --no-build) build=0 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --wrappers) wrappers=1 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) only+=("$a") ;;
     esac
 done
@@ -107,6 +112,15 @@ for s in "${strategies[@]}"; do
         fi
     done
 done
+
+if [ $wrappers = 1 ]; then
+    for s in engine tlsf; do
+        for p in edge threads fork oom; do
+            run "$s" "$p+check+stats" env LD_PRELOAD="$LIB" STRATALLOC_CHECK=1 \
+                STRATALLOC_STATS="$TMP/stats.$s.$p" "$TMP/$p"
+        done
+    done
+fi
 
 echo "$passed passed, $failed failed"
 [ $failed = 0 ]
