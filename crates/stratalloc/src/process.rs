@@ -20,6 +20,11 @@
 //!           unlock, huge path (a small block in its own mapping)
 //! ```
 //!
+//! When the address space is tight (`RLIMIT_AS`) the paths help each
+//! other: a region is mapped at the size the request needs if the
+//! geometric size fails, and a huge request whose mapping fails is served
+//! from free space in the regions.
+//!
 //! ## Glossary
 //!
 //! - **region**: a span mapped here and handed to the heap with
@@ -49,6 +54,16 @@
 //! owner's thread number, so the fork handlers can tell "this thread holds it"
 //! (a `fork` from a signal handler that interrupted `malloc`) from "another
 //! thread holds it" (wait for it).
+//!
+//! Measured with `tests/c/bench/lock_contention.c` (tlsf, 2 cores shared
+//! with other jobs, load average ~10, ns per free+malloc pair; two runs):
+//!
+//! | threads | this lock | pure test-and-test-and-set spin |
+//! |---|---|---|
+//! | 1 | 167 | 192 |
+//! | 2 | 157 | 239 |
+//! | 8 | 167, 218 | 518, 504 |
+//! | 32 | 197, 110 | 717, 788 |
 //!
 //! ## Complexity and drawbacks
 //!
