@@ -17,6 +17,14 @@ fn verify(p: *const u8, n: usize, tag: u8) {
     }
 }
 
+/// Is the page holding `p` mapped? (`mincore` fails with ENOMEM if not.)
+fn mapped(p: *const u8) -> bool {
+    let page = (p as usize) & !4095;
+    let mut v = [0u8; 1];
+    // SAFETY: mincore only reads the page tables.
+    unsafe { libc::mincore(page as *mut libc::c_void, 1, v.as_mut_ptr()) == 0 }
+}
+
 #[test]
 fn every_size_class_and_usable_size() {
     let mut ptrs = Vec::new();
@@ -53,13 +61,14 @@ fn every_size_class_and_usable_size() {
 fn alignment_sweep_up_to_huge() {
     let mut align = 1usize;
     while align <= 8 << 20 {
-        for &size in &[1usize, 8, 24, 100, 1000, 5000, 70_000, 600_000, 3 << 20] {
+        for &size in &[0usize, 1, 8, 24, 100, 1000, 5000, 70_000, 600_000, 3 << 20] {
             let p = ENGINE.alloc(size, align);
             assert!(!p.is_null(), "size {size} align {align}");
             assert_eq!(p as usize % align, 0, "size {size} align {align}");
+            assert!(mapped(p), "size {size} align {align}: block start not mapped");
             // SAFETY: p is live.
             let u = unsafe { engine::usable_size(p) };
-            assert!(u >= size);
+            assert!(u >= size.max(1), "size {size} align {align}: usable {u}");
             fill(p, size, 0xa5);
             verify(p, size, 0xa5);
             // SAFETY: live block.

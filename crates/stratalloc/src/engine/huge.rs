@@ -33,7 +33,10 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
     } else {
         SEGMENT_SIZE
     };
-    let Some(total) = offset.checked_add(size).and_then(os::page_round) else {
+    // At least one byte: the block must lie inside the mapping (with an
+    // offset of a whole segment, a 0-byte block would start just past it,
+    // where another mapping may later be registered).
+    let Some(total) = offset.checked_add(size.max(1)).and_then(os::page_round) else {
         return (ptr::null_mut(), false);
     };
     if total > isize::MAX as usize {
