@@ -10,7 +10,10 @@
 #                                  PROT_NONE pages; address adds ASan, ~3x slower)
 #   FUZZ_TRACE_COMPARES=1         keep libFuzzer's compare tracing (better
 #                                  guidance, ~2x slower; off by default)
-#   FUZZ_JOBS=N                   libFuzzer -fork=N (default 1: the machine is shared)
+#   FUZZ_JOBS=N                   libFuzzer -fork=N (default 1: the machine is shared).
+#                                  Fork mode with -ignore_crashes=1: a campaign goes on
+#                                  after a crash, so one known bug does not hide others;
+#                                  every crash input is kept in fuzz/artifacts/<target>/.
 #   STRATALLOC_FUZZ_MISUSE=1      targets also try misuse (delayed double frees,
 #                                  interior pointers) that the contract only
 #                                  reports "where the metadata can tell"
@@ -54,27 +57,37 @@ for t in "${targets[@]}"; do
     log="$logdir/$t.log"
     echo "fuzz: $t for ${secs}s (sanitizer $san)"
     libfuzzer_args=(-max_total_time="$secs" -max_len=8192 -len_control=0 -print_final_stats=1
-        -timeout=60 -rss_limit_mb=6144)
-    [ "$jobs" -gt 1 ] && libfuzzer_args+=(-fork="$jobs" -ignore_crashes=0)
-    (cd fuzz && cargo +nightly fuzz run "${build_flags[@]}" "$t" -- "${libfuzzer_args[@]}") >"$log" 2>&1
+        -timeout=60 -rss_limit_mb=6144 -fork="$jobs" -ignore_crashes=1)
+    stats="$logdir/$t.stats"
+    : >"$stats"
+    before=$(ls "fuzz/artifacts/$t" 2>/dev/null | wc -l)
+    (cd fuzz && STRATALLOC_FUZZ_STATS="$stats" cargo +nightly fuzz run "${build_flags[@]}" "$t" -- "${libfuzzer_args[@]}") >"$log" 2>&1
     rc=$?
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-    # One report line per fuzzing process (several with FUZZ_JOBS > 1): sum them.
-    ops=$(grep -o "stratalloc-fuzz target=$t inputs=[0-9]* ops=[0-9]*" "$log" | sed 's/.*ops=//' | awk '{s+=$1} END {if (NR) print s}')
-    status=ok
-    if [ $rc -ne 0 ]; then
-        status="CRASH (see $log and fuzz/artifacts/$t/)"
+    # Inputs: libFuzzer's last "#N:" progress line in fork mode.
+    execs=$(grep -oE '^#[0-9]+:' "$log" | tail -1 | tr -d '#:')
+    # One report line per fuzzing process: sum them.
+    ops=$(grep -o "target=$t inputs=[0-9]* ops=[0-9]*" "$stats" | sed 's/.*ops=//' | awk '{s+=$1} END {if (NR) print s}')
+    crashes=$(grep -oE 'oom/timeout/crash: [0-9]+/[0-9]+/[0-9]+' "$log" | tail -1 | sed 's/.*: //')
+    after=$(ls "fuzz/artifacts/$t" 2>/dev/null | wc -l)
+    status="ok (oom/timeout/crash ${crashes:-0/0/0})"
+    if [ $rc -ne 0 ] || [ "$after" -gt "$before" ] || [[ "${crashes:-0/0/0}" != 0/0/0 ]]; then
+        status="FOUND $((after - before)) new crash input(s) (oom/timeout/crash ${crashes:-?}): fuzz/artifacts/$t/, log $log"
         failed=1
-        grep -m1 -E "panicked at|ERROR: (libFuzzer|AddressSanitizer)" -A2 "$log" | sed 's/^/    /'
+        # What each new crash input says (first 5): the panic or abort message.
+        ls -t "fuzz/artifacts/$t" 2>/dev/null | head -n $((after - before < 5 ? after - before : 5)) | while read -r a; do
+            msg=$(cd fuzz && cargo +nightly fuzz run "${build_flags[@]}" "$t" "artifacts/$t/$a" 2>&1 |
+                grep -m1 -A1 -E "panicked at|^stratalloc:|ERROR: AddressSanitizer" | tr '\n' ' ' | cut -c1-300)
+            echo "    $a: $msg"
+        done
     fi
     summary+=("$(printf '%-16s %8ss  inputs=%-10s ops=%-12s %s' "$t" "$secs" "${execs:-?}" "${ops:-?}" "$status")")
-    grep -o "stratalloc-fuzz target=$t subject=[^ ]* ops=[0-9]*" "$log" |
+    grep -o "stratalloc-fuzz target=$t subject=[^ ]* ops=[0-9]*" "$stats" |
         sed 's/.*subject=//; s/ ops=/ /' |
         awk '{s[$1]+=$2; if (!($1 in o)) {o[$1]=n++}} END {for (k in s) printf "%d subject=%s ops=%d\n", o[k], k, s[k]}' |
         sort -n | cut -d' ' -f2- >"$logdir/$t.subjects"
 done
 echo
-echo "fuzz summary ($(git rev-parse --short HEAD), sanitizer $san, $(date -u +%FT%TZ)):"
+echo "fuzz summary ($(git rev-parse --short HEAD 2>/dev/null || echo 'no git'), sanitizer $san, $(date -u +%FT%TZ)):"
 for s in "${summary[@]}"; do echo "$s"; done
 for t in "${targets[@]}"; do
     [ -s "$logdir/$t.subjects" ] && sed "s/^/  $t /" "$logdir/$t.subjects"

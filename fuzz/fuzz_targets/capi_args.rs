@@ -113,6 +113,13 @@ const FILL_MAX: usize = 1 << 20;
 const MAX_LIVE: usize = 48;
 const MAX_OPS: usize = 1024;
 
+/// `FUZZ_TRACE=1`: print every successful or failed allocation (to
+/// understand a reproducer).
+fn trace() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("FUZZ_TRACE").as_deref() == Ok("1"))
+}
+
 fn errno() -> c_int {
     // SAFETY: this thread's errno.
     unsafe { *libc::__errno_location() }
@@ -198,6 +205,12 @@ impl State {
     /// `errno` must be ENOMEM; otherwise check, fill and keep it.
     fn took(&mut self, name: &str, p: *mut c_void, size: usize, align: usize) {
         let l = lib();
+        if trace() {
+            eprintln!(
+                "capi_args: {name}(size {size:#x}, align {align:#x}) = {p:p}, errno {}",
+                errno()
+            );
+        }
         if p.is_null() {
             assert_eq!(
                 errno(),
@@ -357,10 +370,20 @@ fuzz_target!(|data: &[u8]| {
                             unsafe { verify_block("refused realloc", b.p, b.size, b.byte) };
                             s.live.push(b);
                         } else {
-                            // SAFETY: the moved block keeps min(old, new) bytes.
-                            unsafe {
-                                verify_block("realloc kept contents", q, b.size.min(size), b.byte)
+                            // The moved block keeps min(old, new) bytes: all
+                            // of them filled if the old block was small, else
+                            // its first 4096.
+                            let kept = if b.size <= FILL_MAX {
+                                b.size.min(size)
+                            } else {
+                                size.min(4096)
                             };
+                            let what = format!(
+                                "{name}({:p} of {} bytes, {size}) = {q:p}: kept contents",
+                                b.p, b.size
+                            );
+                            // SAFETY: `q` is live with at least `kept` bytes.
+                            unsafe { verify_block(&what, q, kept, b.byte) };
                             s.took(name, q, size, 16);
                         }
                     }

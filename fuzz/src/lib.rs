@@ -30,19 +30,34 @@ static NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 static REPORT: Once = Once::new();
 
 extern "C" fn report() {
+    use std::fmt::Write as _;
     let name = NAME.get().copied().unwrap_or("?");
-    // One line scripts/fuzz.sh greps for; eprintln is fine here: this is the
-    // fuzzer process, not an allocator.
-    eprintln!(
-        "stratalloc-fuzz target={name} inputs={} ops={}",
+    let mut text = format!(
+        "stratalloc-fuzz target={name} inputs={} ops={}\n",
         INPUTS.load(Ordering::Relaxed),
         OPS.load(Ordering::Relaxed)
     );
     for (i, label) in LABELS.get().into_iter().flatten().enumerate() {
-        eprintln!(
+        let _ = writeln!(
+            text,
             "stratalloc-fuzz target={name} subject={label} ops={}",
             OPS_BY[i].load(Ordering::Relaxed)
         );
+    }
+    // stderr for a plain run; and appended to $STRATALLOC_FUZZ_STATS, since
+    // libFuzzer's -fork mode drops its children's output (scripts/fuzz.sh
+    // sums the lines). A process that crashes never gets here, so its
+    // operations are not counted: the totals are a lower bound.
+    eprint!("{text}");
+    if let Some(path) = std::env::var_os("STRATALLOC_FUZZ_STATS") {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = f.write_all(text.as_bytes());
+        }
     }
 }
 
