@@ -173,9 +173,17 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
 
     /// The first list whose every block has at least `size` bytes: round up
     /// to the next list boundary. `None` above the top list's range.
+    ///
+    /// Unlike [`mapping_insert`](Self::mapping_insert) this one branches on
+    /// the small sizes: requests are mostly small (first level 0, one list
+    /// per exact size, nothing to round), so the branch predicts well and
+    /// skips two bit scans.
     #[inline(always)]
     pub fn mapping_search(size: usize) -> Option<(usize, usize)> {
         let u = size >> GRAN_SHIFT;
+        if u < SL {
+            return Some((0, u));
+        }
         // The width of `u`'s list is 1 << shift granules (1 below 2 SL).
         let shift = BITS - 1 - (u | SL).leading_zeros() - Self::SLI;
         let u = u + (1 << shift) - 1;
