@@ -344,3 +344,25 @@ fn freed_huge_mappings_are_reused_then_unmapped_after_the_delay() {
         "status {st:#x}: {err}"
     );
 }
+
+#[test]
+fn free_of_an_interior_pointer_on_a_local_page_aborts() {
+    expect_abort(
+        || {
+            let p = engine::malloc(512);
+            // SAFETY: deliberately wrong: 48 bytes into a live block.
+            unsafe { engine::free(p.add(48)) };
+            0
+        },
+        "not the start of a block",
+    );
+    expect_abort(
+        || {
+            let p = engine::malloc(700 << 10);
+            // SAFETY: deliberately wrong: inside a large block.
+            unsafe { engine::free(p.add(4096)) };
+            0
+        },
+        "not the start of a block",
+    );
+}

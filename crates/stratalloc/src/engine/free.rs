@@ -41,7 +41,10 @@ pub unsafe fn free(p: *mut u8) {
     unsafe {
         let page = (*seg).page_of(p);
         let h = heap();
-        if (*seg).owner.load(Relaxed) == (*h).id && (*page).flags.load(Relaxed) == 0 {
+        if (*seg).owner.load(Relaxed) == (*h).id
+            && (*page).flags.load(Relaxed) == 0
+            && (*page).is_block_offset((p as usize).wrapping_sub((*page).start as usize))
+        {
             let b = p as *mut Block;
             let key = (*page).key();
             if (*b).key == key {
@@ -128,7 +131,7 @@ unsafe fn free_generic(seg: *mut Segment, page: *mut Page, p: *mut u8) {
             p
         };
         let off = b as usize - pg.start as usize;
-        if off % pg.block_size != 0 || off >= pg.capacity.max(1) as usize * pg.block_size {
+        if !pg.is_block_offset(off) || off >= pg.capacity.max(1) as usize * pg.block_size {
             crate::fatal!(
                 "free of {:p}: not the start of a block (invalid pointer)",
                 p

@@ -544,7 +544,7 @@ pub unsafe fn large_resize_in_place(p: *mut u8, new_size: usize) -> bool {
         if !(*seg).resize_span(i, n, os::now_ms()) {
             return false;
         }
-        (*page).block_size = n * SLICE_SIZE;
+        (*page).set_block_size(n * SLICE_SIZE);
         true
     }
 }

@@ -87,7 +87,7 @@ pub unsafe fn free(seg: *mut Segment, p: *mut u8) {
     unsafe {
         if (*seg).huge_block != p {
             crate::fatal!(
-                "free of {:p}: not the start of a huge block (double free or invalid pointer)",
+                "free of {:p}: not the start of a huge block (double free or invalid free)",
                 p
             );
         }

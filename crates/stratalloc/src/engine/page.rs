@@ -74,8 +74,16 @@ pub struct Page {
     pub in_use: bool,
     /// The span came from slices known to be zero (fresh or purged).
     pub is_zero: bool,
+    /// `block_size == 2^div_shift * m` with `m` odd (see [`Page::is_block_offset`]).
+    pub div_shift: u8,
     /// For a descriptor inside a span: distance in slices to the head.
-    pub slice_offset: u32,
+    pub slice_offset: u8,
+    /// First byte of the span.
+    pub start: *mut u8,
+    /// Inverse of `m` modulo 2^64.
+    pub div_inv: u64,
+    /// `u64::MAX / m`.
+    pub div_lim: u64,
     /// Queue links (owner only).
     pub next: *mut Page,
     pub prev: *mut Page,
@@ -87,8 +95,6 @@ pub struct Page {
     pub thread_free: AtomicUsize,
     /// Bytes per block.
     pub block_size: usize,
-    /// First byte of the span.
-    pub start: *mut u8,
 }
 
 impl Page {
@@ -102,7 +108,7 @@ impl Page {
     /// of `block_size` bytes (nothing carved yet).
     pub fn init(&mut self, class: u8, block_size: usize, reserved: u32) {
         self.class = class;
-        self.block_size = block_size;
+        self.set_block_size(block_size);
         self.reserved = reserved;
         self.capacity = 0;
         self.used = 0;
@@ -110,6 +116,34 @@ impl Page {
         self.local_free = ptr::null_mut();
         self.thread_free.store(0, Relaxed);
         self.flags.store(0, Relaxed);
+    }
+
+    /// Set `block_size` and the constants of the divisibility test.
+    pub fn set_block_size(&mut self, bs: usize) {
+        self.block_size = bs;
+        let k = bs.trailing_zeros();
+        let m = (bs >> k) as u64;
+        // Newton's iteration doubles the correct low bits each step:
+        // m * m == 1 (mod 8) for odd m, so 3 -> 6 -> 12 -> 24 -> 48 -> 96.
+        let mut inv = m;
+        for _ in 0..5 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(inv)));
+        }
+        debug_assert_eq!(m.wrapping_mul(inv), 1);
+        self.div_shift = k as u8;
+        self.div_inv = inv;
+        self.div_lim = u64::MAX / m;
+    }
+
+    /// Is `off` (bytes from `start`) a multiple of `block_size`? A shift, a
+    /// multiply and two compares instead of a division: with
+    /// `block_size = 2^k * m` (m odd), `off` is a multiple iff its low `k`
+    /// bits are zero and `(off >> k) * m^-1 mod 2^64 <= u64::MAX / m`.
+    #[inline(always)]
+    pub fn is_block_offset(&self, off: usize) -> bool {
+        let k = self.div_shift as u32;
+        (off & ((1usize << k) - 1)) == 0
+            && ((off >> k) as u64).wrapping_mul(self.div_inv) <= self.div_lim
     }
 
     /// Pop a block from `free`; null if empty. Owner only.
@@ -298,5 +332,30 @@ impl Page {
             return Err("|thread_free| > used");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::size_class::{class_size, CLASSES};
+    use super::*;
+
+    #[test]
+    fn divisibility_test_matches_remainder() {
+        // SAFETY: a zeroed descriptor is a valid (empty) page.
+        let mut p: Page = unsafe { core::mem::zeroed() };
+        let larges = (1..=32).map(|n| n * super::super::segment::SLICE_SIZE);
+        for bs in (0..CLASSES).map(class_size).chain(larges) {
+            p.set_block_size(bs);
+            for off in (0..4096)
+                .chain((1..64).map(|i| i * bs - 1))
+                .chain((0..64).map(|i| i * bs + 16))
+            {
+                assert_eq!(p.is_block_offset(off), off % bs == 0, "bs {bs} off {off}");
+            }
+            for i in 0..4096 {
+                assert!(p.is_block_offset(i * bs));
+            }
+        }
     }
 }

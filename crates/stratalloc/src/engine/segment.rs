@@ -143,7 +143,7 @@ impl Segment {
         let start = self.slice_addr(i);
         for k in 0..n {
             let d = &mut self.pages[i + k];
-            d.slice_offset = k as u32;
+            d.slice_offset = k as u8;
             d.in_use = false;
         }
         let head = &mut self.pages[i];
@@ -186,7 +186,7 @@ impl Segment {
             self.dirty_mask &= !bits;
             for k in old..n {
                 let d = &mut self.pages[i + k];
-                d.slice_offset = k as u32;
+                d.slice_offset = k as u8;
                 d.in_use = false;
             }
         }
@@ -283,8 +283,7 @@ impl Segment {
                 return Err("used slice without a span head");
             }
             for k in 1..p.slice_count as usize {
-                if self.pages[i + k].slice_offset != k as u32
-                    || self.free_mask & (1 << (i + k)) != 0
+                if self.pages[i + k].slice_offset != k as u8 || self.free_mask & (1 << (i + k)) != 0
                 {
                     return Err("span tail descriptor broken");
                 }
