@@ -26,6 +26,12 @@
 //! `realloc` always moves the block, so a stale pointer to the old block
 //! lands in quarantine where writes through it are caught.
 //!
+//! The wrappers' own reports (the leak report symbolizes, which allocates a
+//! lot) run inside [`sys::internal`](crate::wrappers::sys::internal): their
+//! allocations go straight to the backend, untracked, and a pointer the
+//! table does not know is then handed to the backend as it is. Blocks made
+//! before keep being checked.
+//!
 //! **Cost**: a table insert and remove per block (a lock per shard), the
 //! guard bytes, the poison fill, and memory held in quarantine. A debugging
 //! mode, not a production one.
@@ -36,7 +42,7 @@
 
 use crate::backend::{Backend, BackendStats};
 use crate::fatal;
-use crate::wrappers::sys::SpinLock;
+use crate::wrappers::sys::{in_internal, SpinLock};
 use crate::wrappers::table::PtrTable;
 use stratalloc_core::CheckError;
 
@@ -303,10 +309,16 @@ unsafe impl Backend for Check {
     }
 
     fn alloc(&self, size: usize, align: usize) -> *mut u8 {
+        if in_internal() {
+            return self.inner.alloc(size, align);
+        }
         self.alloc_with(size, align, false)
     }
 
     fn alloc_zeroed(&self, size: usize, align: usize) -> *mut u8 {
+        if in_internal() {
+            return self.inner.alloc_zeroed(size, align);
+        }
         self.alloc_with(size, align, true)
     }
 
@@ -315,6 +327,10 @@ unsafe impl Backend for Check {
             return;
         }
         let a = p as usize;
+        if in_internal() && self.table.get(a).is_none() {
+            // SAFETY: an untracked block made in internal mode by `inner`.
+            return unsafe { self.inner.free(p) };
+        }
         let before = self.table.update(a, |e| {
             if e.tag & STATE == LIVE {
                 e.tag = tag(FREED, offset(e.tag));
@@ -356,6 +372,10 @@ unsafe impl Backend for Check {
     }
 
     unsafe fn realloc(&self, p: *mut u8, new_size: usize) -> *mut u8 {
+        if in_internal() && self.table.get(p as usize).is_none() {
+            // SAFETY: an untracked block made in internal mode by `inner`.
+            return unsafe { self.inner.realloc(p, new_size) };
+        }
         let e = match self.table.get(p as usize) {
             Some(e) if e.tag & STATE == LIVE => e,
             Some(e) => fatal!(
@@ -366,7 +386,7 @@ unsafe impl Backend for Check {
             None => self.bad_pointer("realloc", p),
         };
         self.verify_guards(p as usize, e.size, offset(e.tag), "in realloc");
-        let q = self.alloc(new_size, 16);
+        let q = self.alloc_with(new_size, 16, false);
         if q.is_null() {
             return q;
         }
@@ -381,6 +401,8 @@ unsafe impl Backend for Check {
     unsafe fn usable_size(&self, p: *const u8) -> usize {
         match self.table.get(p as usize) {
             Some(e) if e.tag & STATE == LIVE => e.size,
+            // SAFETY: an untracked block made in internal mode by `inner`.
+            None if in_internal() => unsafe { self.inner.usable_size(p) },
             _ => self.bad_pointer("malloc_usable_size", p),
         }
     }
@@ -421,6 +443,30 @@ mod tests {
 
     fn checker() -> &'static Check {
         Box::leak(Box::new(Check::new(SysBackend::leaked(), "check(sys)")))
+    }
+
+    #[test]
+    fn internal_blocks_bypass_the_checks_and_tracked_ones_do_not() {
+        let c = checker();
+        let tracked = c.alloc(64, 16);
+        crate::wrappers::sys::internal(|| {
+            let q = c.alloc(100, 16);
+            // SAFETY: `q` is live; realloc keeps it untracked.
+            let q = unsafe { c.realloc(q, 200) };
+            // SAFETY: live.
+            assert!(unsafe { c.usable_size(q) } >= 200);
+            assert!(
+                c.table.get(q as usize).is_none(),
+                "internal blocks are untracked"
+            );
+            // SAFETY: live untracked block, freed straight to the backend.
+            unsafe { c.free(q) };
+            // A block made before is still checked (and quarantined).
+            // SAFETY: live tracked block.
+            unsafe { c.free(tracked) };
+        });
+        assert_eq!(c.table.get(tracked as usize).unwrap().tag & STATE, FREED);
+        c.check().unwrap();
     }
 
     #[test]

@@ -271,8 +271,13 @@ impl Leaks {
         groups
     }
 
-    /// Write the leak report to `out` (allocates; stops tracking).
+    /// Write the leak report to `out` (allocates, as the wrappers' own
+    /// code: see `sys::internal`; stops tracking).
     pub fn report(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        crate::wrappers::sys::internal(|| self.report_inner(out))
+    }
+
+    fn report_inner(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
         let groups = self.groups();
         let total: u64 = groups.iter().map(|g| g.1).sum();
         let count: u64 = groups.iter().map(|g| g.2).sum();

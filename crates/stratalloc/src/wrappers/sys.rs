@@ -442,6 +442,25 @@ pub fn pid() -> u32 {
     unsafe { libc::getpid() as u32 }
 }
 
+thread_local! {
+    static INTERNAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `true` while the calling thread is inside [`internal`]: the wrappers'
+/// own reporting code, whose allocations the check wrapper passes straight
+/// to its backend.
+pub fn in_internal() -> bool {
+    INTERNAL.with(|c| c.get())
+}
+
+/// Run `f` as the wrappers' own code (see [`in_internal`]).
+pub fn internal<R>(f: impl FnOnce() -> R) -> R {
+    let was = INTERNAL.with(|c| c.replace(true));
+    let r = f();
+    INTERNAL.with(|c| c.set(was));
+    r
+}
+
 static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
 
 thread_local! {
