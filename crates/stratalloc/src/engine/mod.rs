@@ -17,7 +17,8 @@
 //! | [`usable_size`]`(p)` | `malloc_usable_size` | works for every pointer handed out |
 //! | [`owns`]`(p)` | — | cheap "could this be ours?" (segment map lookup) |
 //! | [`trim`]`()` | `malloc_trim` | returns free memory now |
-//! | [`ENGINE`] | — | the same as a [`Backend`] |
+//! | [`ENGINE`] | — | the same as a [`Backend`] (stats: mapped, peak mapped, returned; `in_use`, `allocs`, `frees` are not tracked and read 0) |
+//! | [`check`]`()`, [`engine_stats`]`()`, [`local_pages`]`()` | — | diagnostics: invariants of the calling thread's heap, OS/segment figures, pages owned |
 //!
 //! None of them allocates from the Rust heap, panics or unwinds; none
 //! needs initialisation (a thread's heap starts as a static empty heap and
@@ -67,12 +68,26 @@
 //!
 //! - malloc ≤ 1 KiB: TLS load, table load, pop (`page.free`), `used += 1`:
 //!   no lock, no atomic read-modify-write.
-//! - local free: mask, segment-map lookup (two loads), owner compare, push
-//!   on `local_free`, `used -= 1`: no lock, no atomic RMW.
+//! - local free: mask, segment-map lookup (two loads), owner compare,
+//!   block-boundary test (shift, multiply, compare), double-free key
+//!   compare, push on `local_free`, `used -= 1`: no lock, no atomic RMW.
 //! - remote free: one CAS on the page's `thread_free`.
 //! - slow path: collect the queue's pages, float full ones, reclaim
 //!   abandoned segments, take a span (bitmap search over 64 slices), or map
 //!   a segment (segment cache first).
+//!
+//! ## Checks always on (each aborts with a message naming the pointer)
+//!
+//! - the pointer's segment is not in the segment map: not ours;
+//! - the pointer is not at a block boundary of its page (`off` not a
+//!   multiple of the block size, tested without a division): interior or
+//!   wild pointer;
+//! - the block carries its page's free key and is found on the page's free
+//!   lists: double free;
+//! - the page (span) is not in use, or `used` would drop below 0: double
+//!   free or invalid pointer;
+//! - a huge header whose block is not the pointer (also a freed mapping
+//!   waiting in the huge cache): double or invalid free.
 //!
 //! ## Returning memory
 //!
