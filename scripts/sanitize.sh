@@ -12,7 +12,8 @@
 #   which LeakSanitizer does not see anyway.
 # - TSan: -Zsanitizer=thread over the stratalloc crate's tests (the
 #   multi-threaded ones matter). With the rust-src component, std is rebuilt
-#   with TSan (-Zbuild-std) so its own synchronisation is understood;
+#   with TSan (-Zbuild-std=std,panic_abort; the workspace's panic = "abort"
+#   needs -Zpanic-abort-tests) so its own synchronisation is understood;
 #   without it, std is uninstrumented and TSan reports false races inside
 #   std (mpmc channels, Arc), so the script says so and suppresses reports
 #   whose top frames are in std only (tests/sanitize/tsan-std.supp).
@@ -27,7 +28,7 @@ host=$(rustc +nightly -vV | sed -n 's/^host: //p')
 base=${CARGO_TARGET_DIR:-$PWD/target}
 build_std=()
 if rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
-    build_std=(-Zbuild-std)
+    build_std=(-Zbuild-std=std,panic_abort -Zpanic-abort-tests)
 fi
 modes=("$@")
 [ ${#modes[@]} -eq 0 ] && modes=(asan tsan)
