@@ -8,6 +8,7 @@
 #   stats  : tests/wrappers/stats.c makes known traffic; the counts are asserted
 #   trace  : python3 traced with `stratalloc run --trace`, replayed on every
 #            strategy, drawn with `stratalloc viz`
+#   bench  : `stratalloc bench --smoke` drives the stratalloc-bench suites
 #   compose: every wrapper at once over the engine and every strategy
 #
 # Usage: scripts/test-wrappers.sh      Prints "N passed, M failed"; exits 1 on failure.
@@ -19,7 +20,7 @@ scripts/deps.sh >/dev/null 2>&1 || true
 
 target="${CARGO_TARGET_DIR:-target}"
 case "$target" in /*) ;; *) target="$root/$target" ;; esac
-if ! cargo build --release -q -p stratalloc-capi -p stratalloc-cli; then
+if ! cargo build --release -q -p stratalloc-capi -p stratalloc-cli -p stratalloc-bench --bins --lib; then
     echo "test-wrappers: build failed"
     echo "0 passed, 1 failed"
     exit 1
@@ -130,6 +131,18 @@ else
 fi
 out=$("$cli" viz --strategy first-fit --text --ops 5000 2>&1)
 expect "viz: text map of the built-in workload" "$out" '# used' '\|[ .#+]+\|'
+
+out=$(grep -o '<text[^>]*>[^<]*' "$work/map.svg" | sed 's/.*>//' | tr '\n' '|')
+expect "viz: the SVG is labelled (title, axes, legend)" "$out" 'tlsf: heap map' 'address' 'used\|free\|overhead'
+
+# ---- bench ---------------------------------------------------------------
+out=$("$cli" bench --smoke --out "$work/bench" 2>&1)
+rc=$?
+if [ $rc -eq 0 ] && [ -s "$work/bench/region.md" ] && [ -s "$work/bench/engine.md" ] && grep -q '|' <<<"$out"; then
+    ok "bench: stratalloc bench --smoke runs both suites and prints their tables"
+else
+    bad "bench: stratalloc bench --smoke (rc=$rc)" "$out"
+fi
 
 # ---- every wrapper over every allocator -------------------------------
 for s in engine $strategies; do
