@@ -454,7 +454,8 @@ fn object_of(ip: usize) -> String {
     // SAFETY: dladdr gives a NUL-terminated name owned by the loader.
     let s = unsafe { core::ffi::CStr::from_ptr(info.dli_fname) };
     let s = s.to_string_lossy();
-    s.rsplit('/').next().unwrap_or(&s).to_string()
+    let name = s.rsplit('/').next().unwrap_or(&s);
+    format!("{name}+{:#x}", ip.wrapping_sub(info.dli_fbase as usize))
 }
 
 // SAFETY: blocks come from `inner` unchanged; the wrapper only records them.

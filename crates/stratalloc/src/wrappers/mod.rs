@@ -131,6 +131,15 @@ pub fn malloc_stats(top: &dyn Backend, fd: i32) {
     w.flush();
 }
 
+/// Hand the calling thread's pending figures to the process-wide ones.
+/// The front end calls this from its thread-exit hook (a thread's last
+/// unflushed statistics batch is lost otherwise). Does not allocate.
+pub fn thread_exit() {
+    if let Some(s) = STATS.get() {
+        s.flush_thread();
+    }
+}
+
 /// `true` if any wrapper is installed.
 pub fn active() -> bool {
     CHECK.get().is_some() || LEAKS.get().is_some() || STATS.get().is_some() || TRACE.get().is_some()

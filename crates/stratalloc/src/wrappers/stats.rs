@@ -415,6 +415,12 @@ impl Stats {
         }
     }
 
+    /// Add the calling thread's batch to the shared figures (at thread
+    /// exit; see [`crate::wrappers::thread_exit`]).
+    pub fn flush_thread(&self) {
+        self.counters.flush_current_thread();
+    }
+
     /// The figures now.
     pub fn snapshot(&self) -> Snapshot {
         self.counters.snapshot(self.inner.stats())
@@ -631,6 +637,40 @@ mod tests {
         assert_eq!(bucket(1024), 10);
         assert_eq!(bucket(1025), 11);
         assert_eq!(bucket(usize::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn threads_batches_add_up_once_flushed() {
+        // SAFETY: leaked: it lives for the rest of the process.
+        let s: &'static Stats = Box::leak(Box::new(unsafe {
+            Stats::new(SysBackend::leaked(), "stats(sys)")
+        }));
+        std::thread::scope(|sc| {
+            for t in 0..4usize {
+                sc.spawn(move || {
+                    let mut v = Vec::new();
+                    for i in 0..1001usize {
+                        v.push(s.alloc(1 + (i * 7 + t) % 3000, 16));
+                        if i % 2 == 1 {
+                            // SAFETY: live block of `s`.
+                            unsafe { s.free(v.swap_remove(0)) };
+                        }
+                    }
+                    for p in v {
+                        // SAFETY: live block of `s`.
+                        unsafe { s.free(p) };
+                    }
+                    s.flush_thread();
+                });
+            }
+        });
+        let snap = s.snapshot();
+        assert_eq!(snap.allocs, 4004);
+        assert_eq!(snap.frees, 4004);
+        assert_eq!(snap.in_use, 0);
+        assert!(snap.peak > 0);
+        assert_eq!(snap.hist.iter().sum::<u64>(), 4004);
+        s.check().unwrap();
     }
 
     #[test]
