@@ -113,6 +113,9 @@
 //!   holds a mapping of about the same size.
 //! - After `fork`, segments owned by threads other than the forking one
 //!   are never reused in the child.
+//! - A thread that still allocates in pthread-key destructors after
+//!   glibc's last destructor round (4) leaves that late heap's segments
+//!   owned by a dead heap: they are never reclaimed.
 //! - Double-free detection is a cheap check (a key word on free blocks),
 //!   not proof: it catches a second free of a block still free on its
 //!   owner's page, not one already reused.
