@@ -65,7 +65,10 @@ fn alignment_sweep_up_to_huge() {
             let p = ENGINE.alloc(size, align);
             assert!(!p.is_null(), "size {size} align {align}");
             assert_eq!(p as usize % align, 0, "size {size} align {align}");
-            assert!(mapped(p), "size {size} align {align}: block start not mapped");
+            assert!(
+                mapped(p),
+                "size {size} align {align}: block start not mapped"
+            );
             // SAFETY: p is live.
             let u = unsafe { engine::usable_size(p) };
             assert!(u >= size.max(1), "size {size} align {align}: usable {u}");
