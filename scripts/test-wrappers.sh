@@ -157,5 +157,31 @@ for s in engine $strategies; do
     fi
 done
 
+# ---- threads, fork and exec under every wrapper ---------------------------
+cat >"$work/thr.py" <<'PY'
+import json, os, subprocess, threading
+def work(n):
+    return len(json.dumps([dict(a=i, b=str(i) * 20) for i in range(20000)]))
+ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+pid = os.fork()
+if pid == 0:
+    work(1)
+    os._exit(0)
+os.waitpid(pid, 0)
+print(subprocess.run(["/bin/echo", "child ok"], capture_output=True).stdout.decode().strip())
+PY
+out=$(STRATALLOC_CHECK=1 STRATALLOC_STATS="$work/thr-stats.%p.txt" STRATALLOC_LEAKS="$work/thr-leaks.%p.txt" \
+    STRATALLOC_TRACE="$work/thr.trace" LD_PRELOAD="$lib" timeout 120 "$py" "$work/thr.py" 2>&1)
+rc=$?
+reports=$(ls "$work"/thr-stats.*.txt 2>/dev/null | wc -l)
+threads=$("$cli" replay "$work/thr.trace" -s tlsf 2>&1 | sed -n 's/.* \([0-9]*\) threads.*/\1/p')
+if [ $rc -eq 0 ] && grep -q "child ok" <<<"$out" && [ "$reports" -ge 2 ] && [ "${threads:-0}" -ge 5 ]; then
+    ok "threads+fork+exec: python3 under every wrapper ($reports processes reported, $threads threads traced)"
+else
+    bad "threads+fork+exec (rc=$rc reports=$reports threads=${threads:-?})" "$out"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

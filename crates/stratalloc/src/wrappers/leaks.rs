@@ -187,6 +187,26 @@ impl StackTable {
     }
 }
 
+impl StackTable {
+    /// Take every stripe lock (before `fork`).
+    pub fn lock_all(&self) {
+        for s in &self.stripes {
+            s.raw_lock();
+        }
+    }
+
+    /// Release the locks taken by [`lock_all`](Self::lock_all).
+    ///
+    /// # Safety
+    /// The caller took them with `lock_all`.
+    pub unsafe fn unlock_all(&self) {
+        for s in &self.stripes {
+            // SAFETY: forwarded from the caller.
+            unsafe { s.raw_unlock() };
+        }
+    }
+}
+
 impl Default for StackTable {
     fn default() -> Self {
         Self::new()
@@ -504,18 +524,25 @@ unsafe impl Backend for Leaks {
         self.inner.trim()
     }
     fn fork_prepare(&self) {
+        self.stacks.lock_all();
         self.table.lock_all();
         self.inner.fork_prepare();
     }
     fn fork_parent(&self) {
         self.inner.fork_parent();
         // SAFETY: taken in fork_prepare.
-        unsafe { self.table.unlock_all() };
+        unsafe {
+            self.table.unlock_all();
+            self.stacks.unlock_all();
+        }
     }
     fn fork_child(&self) {
         self.inner.fork_child();
         // SAFETY: taken in fork_prepare.
-        unsafe { self.table.unlock_all() };
+        unsafe {
+            self.table.unlock_all();
+            self.stacks.unlock_all();
+        }
     }
     fn stats(&self) -> BackendStats {
         self.inner.stats()
