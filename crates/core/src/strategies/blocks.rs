@@ -380,6 +380,17 @@ pub struct BoundaryHeap<I> {
     /// The span of the region added last, tried before the region list
     /// when a pointer comes back (one region is the common case).
     hot: Span,
+    /// [`lookup`](Self::lookup)'s form of `hot`: payload offsets are
+    /// measured from `fast_base`, and an offset `off` passes the first test
+    /// iff `(off - GRAN).rotate_right(GRAN_SHIFT) <= fast_max`. For a span,
+    /// `fast_base = start` and `fast_max = (len - GRAN - MIN_BLOCK) /
+    /// GRAN`, so one compare accepts exactly the 16-aligned `off` in
+    /// `GRAN..=len - MIN_BLOCK` (a misaligned or wrapped `off - GRAN` has
+    /// high bits after the rotation). With no region, `fast_base =
+    /// 0 - GRAN` and `fast_max = 0`: the only accepted `off` is `GRAN`,
+    /// i.e. `p == 0`, which no `NonNull` pointer is.
+    fast_base: usize,
+    fast_max: usize,
     counters: Counters,
     index: I,
 }
@@ -402,6 +413,8 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         BoundaryHeap {
             regions: RegionList::new(),
             hot: Span { start: 0, end: 0 },
+            fast_base: GRAN.wrapping_neg(),
+            fast_max: 0,
             counters: Counters::new(),
             index,
         }
@@ -541,11 +554,16 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     #[inline(always)]
     fn lookup(&self, ptr: *const u8) -> Result<(usize, usize), HeapError> {
         let p = ptr as usize;
-        let off = p.wrapping_sub(self.hot.start);
-        let len = self.hot.end - self.hot.start;
-        if off < len {
-            // SAFETY: `off < len`: `p` lies in the hot span.
-            if let Some(found) = unsafe { Self::validate(p, off, len) } {
+        let off = p.wrapping_sub(self.fast_base);
+        // A payload is 16-aligned, at least 16 bytes into the span (the
+        // first block's payload) and at most `len - MIN_BLOCK` (the last
+        // possible block ends at the sentinel): one compare for the three
+        // (see `fast_base`).
+        if off.wrapping_sub(GRAN).rotate_right(GRAN_SHIFT) <= self.fast_max {
+            // SAFETY: `p` is non-null (every caller passes a `NonNull`), so
+            // a heap with a region is the only way here, and `p` is a
+            // payload slot of its hot span `[fast_base, hot.end)`.
+            if let Some(found) = unsafe { Self::validate(p, off, self.hot.end) } {
                 return Ok(found);
             }
         }
@@ -553,27 +571,21 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     }
 
     /// The fast plausibility checks of [`lookup`](Self::lookup) for `p` at
-    /// offset `off` into a span of `len` bytes. `None`: not plausibly a used
-    /// block (the caller diagnoses it).
+    /// offset `off` into a span ending at `end`. `None`: not plausibly a
+    /// used block (the caller diagnoses it).
     ///
     /// # Safety
-    /// `off < len`, where `p - off` is the start of one of the heap's spans
-    /// and `len` its length.
+    /// `p - off` is the start of one of the heap's spans, `end` its end, `p`
+    /// is 16-aligned and `GRAN <= off <= end - (p - off) - MIN_BLOCK`.
     #[inline(always)]
-    unsafe fn validate(p: usize, off: usize, len: usize) -> Option<(usize, usize)> {
-        // A payload is 16-aligned, at least 16 bytes into the span (the
-        // first block's payload) and at most `len - MIN_BLOCK` (the last
-        // possible block ends at the sentinel): one compare for both bounds.
-        if p & (GRAN - 1) != 0 || off.wrapping_sub(GRAN) > len - MIN_BLOCK - GRAN {
-            return None;
-        }
+    unsafe fn validate(p: usize, off: usize, end: usize) -> Option<(usize, usize)> {
         let b = p - WORD;
         // SAFETY: `b >= span.start + LEAD` lies in the span.
         let h = unsafe { rd(b) };
         let size = h & !FLAGS;
-        // USED, and MIN_BLOCK <= size <= span.end - p (>= MIN_BLOCK here),
-        // so the block ends at or before the sentinel.
-        if h & KIND != USED || size.wrapping_sub(MIN_BLOCK) > len - off - MIN_BLOCK {
+        // USED, and MIN_BLOCK <= size <= end - p (>= MIN_BLOCK here), so
+        // the block ends at or before the sentinel.
+        if h & KIND != USED || size.wrapping_sub(MIN_BLOCK) > end - p - MIN_BLOCK {
             return None;
         }
         // SAFETY: `b + size <= span.end - W`: a header slot in the span.
@@ -891,6 +903,10 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
         // SAFETY: forwarded from the caller.
         let span = unsafe { self.regions.push(region, GRAN, LEAD + MIN_BLOCK + WORD)? };
         self.hot = span;
+        // `push` guaranteed `span.len() >= LEAD + MIN_BLOCK + WORD`, which
+        // is `GRAN + MIN_BLOCK`: no underflow.
+        self.fast_base = span.start;
+        self.fast_max = (span.len() - GRAN - MIN_BLOCK) >> GRAN_SHIFT;
         let b = span.start + LEAD;
         let sentinel = span.end - WORD;
         // SAFETY: the span is ours; `b..sentinel` is a whole number of

@@ -671,6 +671,48 @@ mod tests {
     }
 
     #[test]
+    fn pointers_at_the_edges_of_the_fast_window_are_refused() {
+        use crate::HeapErrorKind::NotOwned;
+        use core::ptr::NonNull;
+        // An empty heap owns nothing, whatever the address (the fast test's
+        // "no region" encoding must not accept any non-null pointer).
+        let empty = Tlsf::new();
+        for a in [16usize, 32, usize::MAX - 15, usize::MAX - 31, 4096] {
+            let q = NonNull::new(a as *mut u8).unwrap();
+            // SAFETY: the heap must refuse the pointer without touching it.
+            assert_eq!(unsafe { empty.usable_size(q) }.unwrap_err().kind, NotOwned);
+        }
+        let mut mem = boxed();
+        let mut h = heap_over(&mut mem);
+        let start = mem.0.as_ptr() as usize;
+        let end = start + mem.0.len();
+        // The first block's payload is the lowest address the fast test
+        // accepts; everything below it, and the last bytes of the region,
+        // are refused with the heap unchanged.
+        let first = h.allocate(16, 16).unwrap();
+        for a in [
+            first.as_ptr() as usize - 16,
+            start,
+            start + 8,
+            end - 16,
+            end - 32,
+            end - 48,
+            end,
+        ] {
+            if a == first.as_ptr() as usize {
+                continue;
+            }
+            let q = NonNull::new(a as *mut u8).unwrap();
+            // SAFETY: as above.
+            assert!(unsafe { h.deallocate(q) }.is_err(), "{a:#x} accepted");
+            h.check().unwrap();
+        }
+        // SAFETY: a live block.
+        unsafe { h.deallocate(first) }.unwrap();
+        h.check().unwrap();
+    }
+
+    #[test]
     fn damaged_header_is_reported_by_check() {
         let mut mem = boxed();
         let mut h = heap_over(&mut mem);
