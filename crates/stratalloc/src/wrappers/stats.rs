@@ -146,7 +146,7 @@ pub fn bucket(size: usize) -> usize {
 
 const BATCH_OPS: u32 = 64;
 // The dirty mask has a bit per class; byte-sized deltas hold a full batch.
-const _: () = assert!(CLASS_SLOTS <= 128 && BATCH_OPS <= 127);
+const _: () = assert!(CLASS_SLOTS <= 128 && BUCKETS <= 64 && BATCH_OPS <= 127);
 
 /// A thread's unflushed figures (see the module docs).
 struct Batch {
@@ -160,6 +160,7 @@ struct Batch {
     failed: Cell<u64>,
     requested: Cell<u64>,
     hist: [Cell<u8>; BUCKETS],
+    hist_dirty: Cell<u64>,
     delta: Cell<isize>,
     max_delta: Cell<isize>,
     /// Per class: live and total deltas (a batch holds at most 64
@@ -182,6 +183,7 @@ thread_local! {
             failed: Cell::new(0),
             requested: Cell::new(0),
             hist: [const { Cell::new(0) }; BUCKETS],
+            hist_dirty: Cell::new(0),
             delta: Cell::new(0),
             max_delta: Cell::new(0),
             cls_live: [const { Cell::new(0) }; CLASS_SLOTS],
@@ -259,11 +261,11 @@ impl Counters {
         add(&self.frees, &b.frees);
         add(&self.failed, &b.failed);
         add(&self.requested, &b.requested);
-        for (a, c) in self.hist.iter().zip(&b.hist) {
-            let v = c.replace(0);
-            if v != 0 {
-                a.fetch_add(v as u64, Relaxed);
-            }
+        let mut dirty = b.hist_dirty.replace(0);
+        while dirty != 0 {
+            let i = dirty.trailing_zeros() as usize;
+            dirty &= dirty - 1;
+            self.hist[i].fetch_add(b.hist[i].replace(0) as u64, Relaxed);
         }
         let delta = b.delta.replace(0);
         let max = b.max_delta.replace(0);
@@ -284,6 +286,13 @@ impl Counters {
             }
         }
         b.ops.set(0);
+    }
+
+    #[inline]
+    fn hist(b: &Batch, size: usize) {
+        let k = bucket(size);
+        b.hist[k].set(b.hist[k].get() + 1);
+        b.hist_dirty.set(b.hist_dirty.get() | 1 << k);
     }
 
     #[inline]
@@ -317,8 +326,7 @@ impl Counters {
             inc(&b.zeroed, zeroed as u64);
             inc(&b.aligned, aligned as u64);
             inc(&b.requested, size as u64);
-            let h = &b.hist[bucket(size)];
-            h.set(h.get() + 1);
+            Self::hist(b, size);
             Self::bytes(b, usable as isize);
             self.local_class(b, usable, 1, 1);
         })
@@ -338,8 +346,7 @@ impl Counters {
         self.batch(|b| {
             inc(&b.reallocs, 1);
             inc(&b.requested, size as u64);
-            let h = &b.hist[bucket(size)];
-            h.set(h.get() + 1);
+            Self::hist(b, size);
             Self::bytes(b, new as isize - old as isize);
             self.local_class(b, old, -1, 0);
             self.local_class(b, new, 1, 1);
