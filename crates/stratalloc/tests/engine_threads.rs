@@ -245,3 +245,62 @@ fn allocation_in_key_destructors_after_the_exit_hook() {
     assert!(after.segments <= base.segments + 4, "{base:?} -> {after:?}");
     engine::check().unwrap();
 }
+
+#[test]
+fn abandoned_segments_are_adopted_by_active_threads() {
+    let _serial = serial();
+    // The active thread gets its own segment first, so that later it never
+    // needs a new span (which would reclaim abandoned segments anyway).
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let active = thread::spawn(move || {
+        // A small block keeps the segment; the large one proves its span.
+        let keep = engine::malloc(16);
+        // SAFETY: a live block, freed at once.
+        unsafe { engine::free(engine::malloc(600 << 10)) };
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        // Slow paths that reuse our own span: one large block at a time.
+        for _ in 0..40 {
+            thread::sleep(std::time::Duration::from_millis(12));
+            for _ in 0..64 {
+                // SAFETY: a live block, freed at once.
+                unsafe { engine::free(engine::malloc(600 << 10)) };
+            }
+            if engine::engine_stats().abandoned == 0 {
+                break;
+            }
+        }
+        // SAFETY: live block.
+        unsafe { engine::free(keep) };
+        engine::check().unwrap();
+    });
+    ready_rx.recv().unwrap();
+    // Threads exit leaving blocks alive; their segments are abandoned.
+    let mut left = Vec::new();
+    for t in 0..8 {
+        left.extend(
+            thread::spawn(move || {
+                (0..300)
+                    .map(|i| {
+                        let s = 100 + (i * 37 + t) % 3000;
+                        let p = engine::malloc(s);
+                        fill(p, s, 5);
+                        (p as usize, s)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .join()
+            .unwrap(),
+        );
+    }
+    assert!(engine::engine_stats().abandoned > 0);
+    for (p, s) in left {
+        verify(p as *const u8, s, 5);
+        // SAFETY: live blocks of exited threads.
+        unsafe { engine::free(p as *mut u8) };
+    }
+    go_tx.send(()).unwrap();
+    active.join().unwrap();
+    assert_eq!(engine::engine_stats().abandoned, 0);
+}

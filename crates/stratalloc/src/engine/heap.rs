@@ -463,7 +463,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
 
 /// Periodic slow-path work (at most once per purge delay): free the empty
 /// pages kept by `retire` that stayed empty since the previous visit,
-/// purge due segments, run the global purge.
+/// purge due segments, adopt one abandoned segment, run the global purge.
 unsafe fn periodic(h: &mut Heap) {
     let now = os::now_ms();
     if now >= h.next_purge {
@@ -485,6 +485,12 @@ unsafe fn periodic(h: &mut Heap) {
                 }
             }
             purge_due(h, now, false);
+            // Adopt one abandoned segment, so that memory other threads
+            // freed into it is taken back even when nobody needs a new span.
+            let seg = segment::abandon_pop();
+            if !seg.is_null() {
+                reclaim(h, seg);
+            }
         }
         segment::global_purge(now);
     }

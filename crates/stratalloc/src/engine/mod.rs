@@ -35,8 +35,9 @@
 //! - **heap**: per-thread state in TLS: a queue of pages per class and the
 //!   segments it owns.
 //! - **floating page**: a full page unlinked from its queue (`FULL`).
-//! - **abandoned segment**: owned by a thread that exited; reclaimed by
-//!   the next thread that needs a span.
+//! - **abandoned segment**: owned by a thread that exited; adopted by the
+//!   next thread that needs a span, or by any thread's periodic visit (one
+//!   segment per visit, at most every 10 ms).
 //! - **large / huge block**: above 512 KiB, one block per span; above
 //!   2 MiB, one mapping per block.
 //!
