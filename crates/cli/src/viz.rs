@@ -11,9 +11,10 @@
 //!                          ████        untouched: white (above the high-water mark)
 //! ```
 //!
-//! Each cell shows the state holding most bytes of its address range. The
-//! address axis stops a little above the replay's high-water mark, so the
-//! untouched rest of the region does not swamp the picture. Written as
+//! Each cell shows the state holding most bytes of its address range; free
+//! bytes above the highest block end reached so far count as untouched. The
+//! address axis stops a little above the replay's final high-water mark, so
+//! the untouched rest of the region does not swamp the picture. Written as
 //! PNG and SVG (plotters; the SVG also gets text labels) and as a text map
 //! for the terminal (there, time runs down and addresses across).
 
@@ -58,6 +59,7 @@ pub fn grid(trace: &Trace, s: Strategy, cols: usize, rows: usize) -> Result<Grid
     let mut r = Replayer::new(s, region_len(trace), trace.ids, true)?;
     let mut walks = Vec::with_capacity(cols);
     let mut at = Vec::with_capacity(cols);
+    let mut reached = Vec::with_capacity(cols);
     let mut next = 0;
     for c in 0..cols {
         let target = (c + 1) * n / cols;
@@ -67,6 +69,7 @@ pub fn grid(trace: &Trace, s: Strategy, cols: usize, rows: usize) -> Result<Grid
         }
         walks.push(r.walk());
         at.push(next);
+        reached.push(r.high_water);
     }
     let high = r.high_water.max(4096);
     let top = high + high / 20;
@@ -93,9 +96,10 @@ pub fn grid(trace: &Trace, s: Strategy, cols: usize, rows: usize) -> Result<Grid
             }
         }
         for (row, b) in bytes.iter().enumerate() {
-            // Above the high-water mark nothing was ever handed out: free
-            // bytes there are the untouched rest of the region.
-            let untouched_free = row * bin >= high;
+            // Above the high-water mark reached so far nothing was ever
+            // handed out: free bytes there are the untouched rest of the
+            // region.
+            let untouched_free = row * bin >= reached[c];
             let mut best = UNTOUCHED;
             let mut most = 0;
             for st in [USED, FREE, OVERHEAD] {
