@@ -355,6 +355,20 @@ pub trait FreeIndex {
     /// `isize::MAX`.
     unsafe fn take(&mut self, size: usize) -> Option<usize>;
 
+    /// The quick part of [`take`](Self::take), for the allocation fast
+    /// path: `None` may also mean "ask [`take`](Self::take)", which the
+    /// heap then does out of line. An index whose `take` has a slower
+    /// fallback (TLSF's exact-list head) leaves it out here, so the hot path
+    /// makes no call and needs no saved registers.
+    ///
+    /// # Safety
+    /// As for [`take`](Self::take).
+    #[inline(always)]
+    unsafe fn take_fast(&mut self, size: usize) -> Option<usize> {
+        // SAFETY: forwarded.
+        unsafe { self.take(size) }
+    }
+
     /// Verify the index's own invariants. `visit(b)` checks that `b` is a
     /// free block of the heap and returns its size; at most `budget` blocks
     /// may be indexed. Returns the number of indexed blocks.
@@ -480,6 +494,19 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         self.counters.on_alloc(used - WORD);
         // SAFETY: `b + WORD` lies inside a region, so it is not null.
         unsafe { NonNull::new_unchecked((b + WORD) as *mut u8) }
+    }
+
+    /// The fast path's `take_fast` found nothing: the index's complete
+    /// `take`, out of line (a tail call from the fast path).
+    #[cold]
+    #[inline(never)]
+    fn allocate_fallback(&mut self, need: usize) -> Option<NonNull<u8>> {
+        // SAFETY: `need` is a valid request size (from `block_for`).
+        match unsafe { self.index.take(need) } {
+            // SAFETY: as in the fast path.
+            Some(b) => Some(unsafe { self.finish(b, size_of_block(b), need, 0) }),
+            None => self.fail(),
+        }
     }
 
     #[cold]
@@ -924,13 +951,13 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
         if size <= FAST_MAX && align.wrapping_sub(1) < GRAN && align & (align - 1) == 0 {
             let need = block_for(size);
             // SAFETY: `need` is a multiple of GRAN, >= MIN_BLOCK, small.
-            if let Some(b) = unsafe { self.index.take(need) } {
+            if let Some(b) = unsafe { self.index.take_fast(need) } {
                 // SAFETY: the index handed over a free block of at least
                 // `need` bytes; its previous block is used, its next has
                 // PREV_FREE set.
                 return Some(unsafe { self.finish(b, size_of_block(b), need, 0) });
             }
-            return self.fail();
+            return self.allocate_fallback(need);
         }
         if size <= FAST_MAX && align > GRAN && align & (align - 1) == 0 {
             return self.allocate_aligned(block_for(size), align);

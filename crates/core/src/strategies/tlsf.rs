@@ -305,14 +305,21 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
 
     #[inline(always)]
     unsafe fn take(&mut self, size: usize) -> Option<usize> {
-        if let Some((fl, sl)) = Self::mapping_search(size) {
-            if let Some((fl, sl)) = self.find_suitable(fl, sl) {
-                // SAFETY: the bitmaps say the list is non-empty.
-                return Some(unsafe { self.pop(fl, sl) });
-            }
+        // SAFETY: forwarded.
+        if let Some(b) = unsafe { self.take_fast(size) } {
+            return Some(b);
         }
         // SAFETY: forwarded.
         unsafe { self.take_exact_head(size) }
+    }
+
+    /// The rounded-up search alone (the exact-head fallback is `take`'s).
+    #[inline(always)]
+    unsafe fn take_fast(&mut self, size: usize) -> Option<usize> {
+        let (fl, sl) = Self::mapping_search(size)?;
+        let (fl, sl) = self.find_suitable(fl, sl)?;
+        // SAFETY: the bitmaps say the list is non-empty.
+        Some(unsafe { self.pop(fl, sl) })
     }
 
     fn check(
