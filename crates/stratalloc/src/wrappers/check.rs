@@ -42,7 +42,7 @@
 
 use crate::backend::{Backend, BackendStats};
 use crate::fatal;
-use crate::wrappers::sys::{in_internal, SpinLock};
+use crate::wrappers::sys::{in_internal, map, SpinLock};
 use crate::wrappers::table::PtrTable;
 use stratalloc_core::CheckError;
 
@@ -65,19 +65,45 @@ fn offset(tag: u64) -> usize {
     (tag >> 8) as usize
 }
 
+/// A FIFO of freed blocks `(pointer, poisoned bytes)` in a ring mapped on
+/// first use (so the wrapper itself stays small enough to build on any
+/// stack at start-up).
 struct Quarantine {
-    ring: [(usize, usize); QUARANTINE_BLOCKS],
+    ring: *mut (usize, usize),
     head: usize,
     len: usize,
     bytes: usize,
 }
 
+// SAFETY: the ring is owned by the quarantine, reached under its lock.
+unsafe impl Send for Quarantine {}
+
 impl Quarantine {
-    fn push(&mut self, p: usize, size: usize) {
+    fn slot(&self, i: usize) -> *mut (usize, usize) {
+        // SAFETY: callers pass `i < QUARANTINE_BLOCKS`, inside the mapping.
+        unsafe { self.ring.add(i % QUARANTINE_BLOCKS) }
+    }
+
+    fn get(&self, i: usize) -> (usize, usize) {
+        // SAFETY: a slot of the mapped ring.
+        unsafe { *self.slot(self.head + i) }
+    }
+
+    /// Append; `false` if the ring cannot be mapped (the caller then
+    /// releases the block at once).
+    fn push(&mut self, p: usize, size: usize) -> bool {
         debug_assert!(self.len < QUARANTINE_BLOCKS);
-        self.ring[(self.head + self.len) % QUARANTINE_BLOCKS] = (p, size.min(POISON_MAX));
+        if self.ring.is_null() {
+            self.ring = map(QUARANTINE_BLOCKS * core::mem::size_of::<(usize, usize)>()).cast();
+            if self.ring.is_null() {
+                return false;
+            }
+        }
+        // SAFETY: a slot of the mapped ring.
+        unsafe { *self.slot(self.head + self.len) = (p, size.min(POISON_MAX)) };
         self.len += 1;
         self.bytes += size.min(POISON_MAX);
+        true
     }
     fn full(&self) -> bool {
         self.len >= QUARANTINE_BLOCKS || self.bytes > QUARANTINE_BYTES
@@ -86,7 +112,7 @@ impl Quarantine {
         if self.len == 0 {
             return None;
         }
-        let (p, bytes) = self.ring[self.head];
+        let (p, bytes) = self.get(0);
         self.head = (self.head + 1) % QUARANTINE_BLOCKS;
         self.len -= 1;
         self.bytes -= bytes;
@@ -115,7 +141,7 @@ impl Check {
             name,
             table: PtrTable::new(),
             quarantine: SpinLock::new(Quarantine {
-                ring: [(0, 0); QUARANTINE_BLOCKS],
+                ring: core::ptr::null_mut(),
                 head: 0,
                 len: 0,
                 bytes: 0,
@@ -288,7 +314,7 @@ impl Check {
         let q = self.quarantine.lock();
         let mut bytes = 0;
         for i in 0..q.len {
-            let (p, _) = q.ring[(q.head + i) % QUARANTINE_BLOCKS];
+            let (p, _) = q.get(i);
             match self.table.get(p) {
                 Some(e) if e.tag & STATE == FREED => bytes += e.size.min(POISON_MAX),
                 _ => return Err(CheckError::new(p, "quarantined block not marked freed")),
@@ -346,7 +372,10 @@ unsafe impl Backend for Check {
         loop {
             let mut q = self.quarantine.lock();
             if q.len < QUARANTINE_BLOCKS {
-                q.push(a, e.size);
+                if !q.push(a, e.size) {
+                    drop(q);
+                    self.release(a);
+                }
                 break;
             }
             let v = q.pop();
