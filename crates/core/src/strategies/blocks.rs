@@ -580,6 +580,17 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// which repeats the checks in full and names the problem.
     #[inline(always)]
     fn lookup(&self, ptr: *const u8) -> Result<(usize, usize), HeapError> {
+        match self.lookup_fast(ptr) {
+            Some(found) => Ok(found),
+            None => self.diagnose(ptr),
+        }
+    }
+
+    /// The fast stage of [`lookup`](Self::lookup) alone: `None` means
+    /// "ask [`diagnose`](Self::diagnose)" (another region, or not plausibly
+    /// a used block).
+    #[inline(always)]
+    fn lookup_fast(&self, ptr: *const u8) -> Option<(usize, usize)> {
         let p = ptr as usize;
         let off = p.wrapping_sub(self.fast_base);
         // A payload is 16-aligned, at least 16 bytes into the span (the
@@ -590,11 +601,25 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             // SAFETY: `p` is non-null (every caller passes a `NonNull`), so
             // a heap with a region is the only way here, and `p` is a
             // payload slot of its hot span `[fast_base, hot.end)`.
-            if let Some(found) = unsafe { Self::validate(p, off, self.hot.end) } {
-                return Ok(found);
-            }
+            return unsafe { Self::validate(p, off, self.hot.end) };
         }
-        self.diagnose(ptr)
+        None
+    }
+
+    /// [`RegionHeap::deallocate`] for a pointer the fast stage did not
+    /// accept: diagnose it, and free it if it is a live block of another
+    /// region. Out of line, so the fast path makes no call that returns.
+    ///
+    /// # Safety
+    /// As for [`RegionHeap::deallocate`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn deallocate_slow(&mut self, ptr: NonNull<u8>) -> Result<(), HeapError> {
+        let (b, h) = self.diagnose(ptr.as_ptr())?;
+        self.counters.on_free((h & !FLAGS) - WORD);
+        // SAFETY: `diagnose` validated `b` as a used block.
+        unsafe { self.release(b, h) };
+        Ok(())
     }
 
     /// The fast plausibility checks of [`lookup`](Self::lookup) for `p` at
@@ -967,9 +992,12 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
 
     #[inline]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>) -> Result<(), HeapError> {
-        let (b, h) = self.lookup(ptr.as_ptr())?;
+        let Some((b, h)) = self.lookup_fast(ptr.as_ptr()) else {
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.deallocate_slow(ptr) };
+        };
         self.counters.on_free((h & !FLAGS) - WORD);
-        // SAFETY: `lookup` validated `b` as a used block.
+        // SAFETY: `lookup_fast` validated `b` as a used block.
         unsafe { self.release(b, h) };
         Ok(())
     }
