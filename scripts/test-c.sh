@@ -102,8 +102,10 @@ for s in "${strategies[@]}"; do
     fi
     run "$s" dlopen "$TMP/dlopen" "$LIB"
     for c in static interior double double-mid; do
-        out=$(env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$TMP/badfree" $c 2>&1)
+        env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$TMP/badfree" $c \
+            >"$TMP/badfree.out" 2>&1
         rc=$?
+        out=$(tr -d '\000' <"$TMP/badfree.out")
         ptr=$(head -n 1 <<<"$out")
         if [ $rc = 134 ] && grep -q "^stratalloc: .*$ptr" <<<"$out"; then
             pass "$s badfree $c"

@@ -28,7 +28,14 @@ static void *churn(void *arg) {
     return NULL;
 }
 
-static volatile sig_atomic_t handler_forks, handler_fails;
+static volatile sig_atomic_t handler_forks, handler_fails, stop_timer;
+/* One-shot 2 ms timer, re-armed by the handler after each fork: a periodic
+ * one could fire during every fork of a large address space, and the
+ * kernel restarts a fork that a signal interrupted (a livelock). */
+static void arm(void) {
+    struct itimerval it = {{0, 0}, {0, stop_timer ? 0 : 2000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+}
 static void on_alarm(int sig) {
     (void)sig;
     pid_t pid = fork();
@@ -37,6 +44,7 @@ static void on_alarm(int sig) {
     int st;
     if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 42) handler_fails++;
     handler_forks++;
+    arm();
 }
 
 int main(void) {
@@ -73,8 +81,7 @@ int main(void) {
     sa.sa_handler = on_alarm;
     sa.sa_flags = SA_RESTART;
     sigaction(SIGALRM, &sa, NULL);
-    struct itimerval it = {{0, 2000}, {0, 2000}};
-    setitimer(ITIMER_REAL, &it, NULL);
+    arm();
     unsigned long n = 0;
     while (handler_forks < 50) {
         size_t sz = (n * 7919) % 3000 + 1;
@@ -83,6 +90,7 @@ int main(void) {
         free(q ? q : p);
         n++;
     }
+    stop_timer = 1;
     struct itimerval off = {{0, 0}, {0, 0}};
     setitimer(ITIMER_REAL, &off, NULL);
     CHECK(handler_fails == 0);
