@@ -82,7 +82,7 @@ if [ ${#only[@]} -gt 0 ]; then strategies=("${only[@]}"); else strategies=("${al
 run() { # run <strategy> <label> <cmd...>: pass if exit 0 within the timeout
     local s=$1 label=$2; shift 2
     local log="$TMP/$s.$label.log"
-    if env STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$@" >"$log" 2>&1; then
+    if (env STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$@" >"$log" 2>&1; exit $?) 2>/dev/null; then
         pass "$s $label"
     else
         fail "$s $label (exit $?)"; tail -n 15 "$log"
@@ -102,8 +102,9 @@ for s in "${strategies[@]}"; do
     fi
     run "$s" dlopen "$TMP/dlopen" "$LIB"
     for c in static interior double double-mid; do
-        env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$TMP/badfree" $c \
-            >"$TMP/badfree.out" 2>&1
+        # (the subshell keeps bash's "Aborted" notice out of the report)
+        (env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$TMP/badfree" $c \
+            >"$TMP/badfree.out" 2>&1; exit $?) 2>/dev/null
         rc=$?
         out=$(tr -d '\000' <"$TMP/badfree.out")
         ptr=$(head -n 1 <<<"$out")
