@@ -26,7 +26,7 @@ gcc -O2 -g -Wall -pthread -o "$bin" tests/stress/stress.c || exit 1
 allocators=("$@")
 if [ ${#allocators[@]} -eq 0 ]; then
     # engine, then every strategy in the order crates/core/src/any.rs lists them
-    mapfile -t allocators < <(echo engine; sed -n 's/^ *[A-Za-z]*: *[a-z_:A-Z]* *= *"\([a-z-]*\)" *=>.*/\1/p' crates/core/src/any.rs)
+    mapfile -t allocators < <(echo engine; sed -n 's/^ *[A-Z][A-Za-z]*: .* = "\([a-z-]*\)" =>.*/\1/p' crates/core/src/any.rs)
 fi
 threads=${STRESS_THREADS:-8}
 vmem=$((${STRESS_VMEM_MB:-16384} * 1024))
