@@ -336,18 +336,19 @@ impl Leaks {
             let mut shown = 0;
             let mut leading = true;
             for &ip in &frames[..k] {
-                let f = symbolize(ip);
-                if leading && f.internal {
-                    continue;
+                for f in symbolize(ip) {
+                    if leading && f.internal {
+                        continue;
+                    }
+                    leading = false;
+                    write!(out, "    #{shown} {ip:#x} in {}", f.name)?;
+                    match (&f.file, f.line) {
+                        (Some(file), Some(line)) => writeln!(out, " {file}:{line}")?,
+                        (Some(file), None) => writeln!(out, " {file}")?,
+                        _ => writeln!(out, " ({})", f.object)?,
+                    }
+                    shown += 1;
                 }
-                leading = false;
-                write!(out, "    #{shown} {ip:#x} in {}", f.name)?;
-                match (&f.file, f.line) {
-                    (Some(file), Some(line)) => writeln!(out, " {file}:{line}")?,
-                    (Some(file), None) => writeln!(out, " {file}")?,
-                    _ => writeln!(out, " ({})", f.object)?,
-                }
-                shown += 1;
             }
         }
         if groups.len() > SHOWN {
@@ -440,27 +441,34 @@ fn is_internal(name: &str, object: &str) -> bool {
         || ALLOC_FNS.contains(&name)
 }
 
-fn symbolize(ip: usize) -> Frame {
-    let mut name = None;
-    let mut file = None;
-    let mut line = None;
-    backtrace::resolve(ip as *mut c_void, |s| {
-        if name.is_none() {
-            name = s.name().map(|n| format!("{n:#}"));
-            file = s.filename().map(|f| f.display().to_string());
-            line = s.lineno();
-        }
-    });
+/// The logical frames at `ip`: functions inlined there first, innermost
+/// first, then the function the code belongs to.
+fn symbolize(ip: usize) -> Vec<Frame> {
     let object = object_of(ip);
-    let name = name.unwrap_or_else(|| "??".to_string());
-    let internal = is_internal(&name, &object);
-    Frame {
-        name,
-        file,
-        line,
-        object,
-        internal,
+    let mut out = Vec::new();
+    backtrace::resolve(ip as *mut c_void, |s| {
+        let name = s
+            .name()
+            .map(|n| format!("{n:#}"))
+            .unwrap_or_else(|| "??".to_string());
+        out.push(Frame {
+            internal: is_internal(&name, &object),
+            name,
+            file: s.filename().map(|f| f.display().to_string()),
+            line: s.lineno(),
+            object: object.clone(),
+        });
+    });
+    if out.is_empty() {
+        out.push(Frame {
+            name: "??".to_string(),
+            file: None,
+            line: None,
+            internal: is_internal("??", &object),
+            object,
+        });
     }
+    out
 }
 
 fn object_of(ip: usize) -> String {
