@@ -772,6 +772,62 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         true
     }
 
+    /// [`RegionHeap::reallocate`] for a pointer the fast stage did not
+    /// accept (cold): diagnose it, then resize or move a live block of
+    /// another region.
+    ///
+    /// # Safety
+    /// As for [`RegionHeap::reallocate`]; `align` is a power of two.
+    #[cold]
+    #[inline(never)]
+    unsafe fn reallocate_slow(
+        &mut self,
+        ptr: NonNull<u8>,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        let (b, h) = self.diagnose(ptr.as_ptr()).ok()?;
+        // SAFETY: `diagnose` validated the block.
+        if ptr.as_ptr() as usize & (align - 1) == 0 && unsafe { self.resize_block(b, h, new_size) }
+        {
+            return Some(ptr);
+        }
+        // SAFETY: as above.
+        unsafe { self.move_block(b, h, new_size, align) }
+    }
+
+    /// The moving half of a reallocation: allocate, copy, free. Out of
+    /// line (reached by a tail call), so the in-place half makes no call
+    /// that returns and saves no registers.
+    ///
+    /// # Safety
+    /// `b` must be a used block with header `h` that the pointer checks
+    /// validated; `align` is a power of two.
+    #[inline(never)]
+    unsafe fn move_block(
+        &mut self,
+        b: usize,
+        h: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        let old = (h & !FLAGS) - WORD;
+        let new = self.allocate(new_size, align)?;
+        // SAFETY: both blocks are live and distinct; `old` and `new_size`
+        // bound both. The old block is still used, but allocating may have
+        // changed its PREV_FREE bit: re-read its header before freeing it.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (b + WORD) as *const u8,
+                new.as_ptr(),
+                old.min(new_size),
+            );
+            self.counters.on_free(old);
+            self.release(b, rd(b));
+        }
+        Some(new)
+    }
+
     /// Free the used block `b` with header `h`: merge with free neighbours
     /// and index the result.
     ///
@@ -1020,23 +1076,17 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
         if align == 0 || align & (align - 1) != 0 {
             return None;
         }
-        let (b, h) = self.lookup(ptr.as_ptr()).ok()?;
-        // SAFETY: `lookup` validated the block.
+        let Some((b, h)) = self.lookup_fast(ptr.as_ptr()) else {
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.reallocate_slow(ptr, new_size, align) };
+        };
+        // SAFETY: `lookup_fast` validated the block.
         if ptr.as_ptr() as usize & (align - 1) == 0 && unsafe { self.resize_block(b, h, new_size) }
         {
             return Some(ptr);
         }
-        let old = (h & !FLAGS) - WORD;
-        let new = self.allocate(new_size, align)?;
-        // SAFETY: both blocks are live and distinct; `old` and `new_size`
-        // bound both. The old block is still used, but allocating may have
-        // changed its PREV_FREE bit: re-read its header before freeing it.
-        unsafe {
-            core::ptr::copy_nonoverlapping(ptr.as_ptr(), new.as_ptr(), old.min(new_size));
-            self.counters.on_free(old);
-            self.release(b, rd(b));
-        }
-        Some(new)
+        // SAFETY: as above.
+        unsafe { self.move_block(b, h, new_size, align) }
     }
 
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, HeapError> {

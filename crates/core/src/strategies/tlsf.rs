@@ -720,6 +720,38 @@ mod tests {
     }
 
     #[test]
+    fn reallocate_in_a_region_other_than_the_last_added() {
+        let mut first = boxed();
+        let mut second = boxed();
+        let mut h = heap_over(&mut first);
+        let a = h.allocate(100, 16).unwrap();
+        let keep = h.allocate(100, 16).unwrap();
+        // SAFETY: `second` outlives the heap and is used by nothing else.
+        unsafe {
+            h.add_region(Region::from_raw_parts(second.0.as_mut_ptr(), second.0.len()).unwrap())
+                .unwrap();
+        }
+        // `a` now lies outside the hot span: the slow path resizes, moves
+        // and frees it.
+        // SAFETY: live blocks of this heap.
+        unsafe {
+            core::ptr::write_bytes(a.as_ptr(), 0x5A, 100);
+            let b = h.reallocate(a, 40, 16).unwrap();
+            assert_eq!(b, a, "shrinking stays in place");
+            let c = h.reallocate(b, 5000, 16).unwrap();
+            assert_eq!(*c.as_ptr().add(39), 0x5A);
+            h.check().unwrap();
+            let d = h.reallocate(keep, 300, 4096).unwrap();
+            assert_eq!(d.as_ptr() as usize % 4096, 0);
+            h.check().unwrap();
+            h.deallocate(c).unwrap();
+            h.deallocate(d).unwrap();
+        }
+        h.check().unwrap();
+        assert_eq!(h.stats().live(), 0);
+    }
+
+    #[test]
     fn damaged_header_is_reported_by_check() {
         let mut mem = boxed();
         let mut h = heap_over(&mut mem);
