@@ -106,7 +106,7 @@ for s in "${strategies[@]}"; do
         (env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$TMP/badfree" $c \
             >"$TMP/badfree.out" 2>&1; exit $?) 2>/dev/null
         rc=$?
-        out=$(tr -d '\000' <"$TMP/badfree.out")
+        out=$(tr -cd '[:print:]\n' <"$TMP/badfree.out")
         ptr=$(head -n 1 <<<"$out")
         if [ $rc = 134 ] && grep -q "^stratalloc: .*$ptr" <<<"$out"; then
             pass "$s badfree $c"
