@@ -27,8 +27,8 @@
  *
  * Loaded with dlopen() instead of preloaded, the process keeps glibc's
  * malloc and only calls made through dlsym() reach this library: never pass
- * a pointer from one allocator to the other's free. The core strategies
- * detect a foreign pointer and abort with a message naming it.
+ * a pointer from one allocator to the other's free. Our free detects a
+ * foreign pointer and aborts with a message naming it.
  *
  * An invalid or double free that the allocator detects prints
  * "stratalloc: ..." naming the pointer on stderr and aborts.

@@ -34,10 +34,10 @@
 //! The process then runs on glibc's malloc and only calls made through
 //! `dlsym` reach this library. Pointers must not cross: `free` from this
 //! library handed a pointer from glibc's `malloc` finds it in none of its
-//! regions and no huge block header: for the core strategies that is
-//! reported (`stratalloc: free(0x…): pointer was not allocated by
-//! stratalloc …`) and the process aborts; the engine reports what its own
-//! checks can see. Passing one of our pointers to glibc's `free` is undefined
+//! segments (engine) or regions and huge-block headers (core strategies),
+//! reports it (`stratalloc: free …: pointer … not allocated by stratalloc …`)
+//! and aborts (`tests/c/dlopen.c` checks this). Passing one of our pointers
+//! to glibc's `free` is undefined
 //! behaviour in glibc.
 //!
 //! Nothing here unwinds (`panic = "abort"`), allocates from Rust, or holds a
