@@ -788,11 +788,31 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     ) -> Option<NonNull<u8>> {
         let (b, h) = self.diagnose(ptr.as_ptr()).ok()?;
         // SAFETY: `diagnose` validated the block.
-        if ptr.as_ptr() as usize & (align - 1) == 0 && unsafe { self.resize_block(b, h, new_size) }
-        {
-            return Some(ptr);
+        unsafe { self.resize_or_move(b, h, new_size, align) }
+    }
+
+    /// Reallocate the validated used block `b` (header `h`): in place if
+    /// its payload has the alignment and the neighbours allow it, else by
+    /// [`move_block`](Self::move_block) (a tail call).
+    ///
+    /// # Safety
+    /// `b` must be a used block with header `h` that the pointer checks
+    /// validated; `align` is a power of two.
+    #[inline(always)]
+    unsafe fn resize_or_move(
+        &mut self,
+        b: usize,
+        h: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        let p = b + WORD;
+        // SAFETY: per the function contract.
+        if p & (align - 1) == 0 && unsafe { self.resize_block(b, h, new_size) } {
+            // SAFETY: a payload address inside a region is not null.
+            return Some(unsafe { NonNull::new_unchecked(p as *mut u8) });
         }
-        // SAFETY: as above.
+        // SAFETY: per the function contract.
         unsafe { self.move_block(b, h, new_size, align) }
     }
 
@@ -801,8 +821,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// that returns and saves no registers.
     ///
     /// # Safety
-    /// `b` must be a used block with header `h` that the pointer checks
-    /// validated; `align` is a power of two.
+    /// As for [`resize_or_move`](Self::resize_or_move).
     #[inline(never)]
     unsafe fn move_block(
         &mut self,
@@ -1081,12 +1100,7 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
             return unsafe { self.reallocate_slow(ptr, new_size, align) };
         };
         // SAFETY: `lookup_fast` validated the block.
-        if ptr.as_ptr() as usize & (align - 1) == 0 && unsafe { self.resize_block(b, h, new_size) }
-        {
-            return Some(ptr);
-        }
-        // SAFETY: as above.
-        unsafe { self.move_block(b, h, new_size, align) }
+        unsafe { self.resize_or_move(b, h, new_size, align) }
     }
 
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, HeapError> {
