@@ -6,7 +6,8 @@
 #   (none)    the full run (about 5-10 minutes on 2 cores)
 #   --quick   fewer steps and repetitions (a couple of minutes)
 #   --smoke   tiny parameters, proves the harness works; leaves the docs alone
-# Environment: CARGO_TARGET_DIR (honoured), BENCH_OUT (default target/bench).
+# Environment: CARGO_TARGET_DIR (honoured), BENCH_OUT (default target/bench),
+#   BENCH_REV (the revision label written into the docs; default: git HEAD).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,8 +48,12 @@ fi
 
 doc=docs/BENCHMARKS.md
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- crates 2>/dev/null || rev="$rev + uncommitted changes"
+if [ -n "${BENCH_REV:-}" ]; then
+    rev=$BENCH_REV   # set when measuring an exported tree (no .git)
+else
+    rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    git diff --quiet HEAD -- crates 2>/dev/null || rev="$rev + uncommitted changes"
+fi
 pkgver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "?"; }
 {
     echo "- command: \`scripts/bench.sh${flag[@]+ ${flag[*]}}\`"
