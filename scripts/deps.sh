@@ -2,7 +2,7 @@
 # Install the Debian packages the tests and benchmarks use, only if missing.
 # Usage: scripts/deps.sh [--bench]
 set -euo pipefail
-pkgs=(gcc binutils python3 libpython3.11-testsuite sqlite3 git)
+pkgs=(gcc binutils python3 libpython3.11-testsuite sqlite3 git fonts-dejavu-core)
 if [ "${1:-}" = "--bench" ]; then
     pkgs+=(libmimalloc2.0 libjemalloc2)
 fi

@@ -219,10 +219,15 @@ fn main_inner() -> Result<i32, String> {
             if !text {
                 let png = out.with_extension("png");
                 let svg = out.with_extension("svg");
-                viz::write_png(&g, &png)?;
                 let title = format!("{strategy}: heap map, {what}");
+                viz::write_png(&g, &png, &title)?;
                 viz::write_svg(&g, &svg, &title)?;
                 println!("wrote {} and {}", png.display(), svg.display());
+                if !viz::png_fonts_ready() {
+                    eprintln!(
+                        "note: no TrueType font found (install fonts-dejavu-core or set STRATALLOC_FONT); the PNG has no text, the SVG does"
+                    );
+                }
             }
             Ok(0)
         }

@@ -176,7 +176,7 @@ where
     }
     root.draw(&Rectangle::new([(x0 - 1, y0 - 1), (x1 + 1, y1 + 1)], BLACK))
         .map_err(err)?;
-    // Legend swatches (labelled in the SVG).
+    // Legend swatches (their labels come from `labels`).
     for (i, st) in [USED, FREE, OVERHEAD].into_iter().enumerate() {
         let x = x0 + i as i32 * 130;
         let y = y1 + 30;
@@ -189,12 +189,6 @@ where
             .map_err(err)?;
     }
     root.present().map_err(err)
-}
-
-/// Write the map as a PNG.
-pub fn write_png(g: &Grid, path: &Path) -> Result<(), String> {
-    let root = BitMapBackend::new(path, size_of(g)).into_drawing_area();
-    draw(root, g)
 }
 
 /// Render the map into an RGB buffer (for tests).
@@ -219,6 +213,117 @@ fn human(b: usize) -> String {
     }
 }
 
+/// Where a label is anchored horizontally.
+#[derive(Clone, Copy)]
+enum Anchor {
+    Start,
+    Middle,
+    End,
+}
+
+/// The title, axis labels and legend text, with their positions: one list
+/// for both the SVG and the PNG.
+fn labels(g: &Grid, title: &str) -> Vec<(u32, u32, Anchor, String)> {
+    let (x1, y1) = (LEFT + g.cols as u32 * CELL_W, TOP + g.rows as u32);
+    let mut v = vec![
+        (LEFT, 24, Anchor::Start, title.to_string()),
+        (LEFT - 6, TOP + 10, Anchor::End, "0".to_string()),
+        (LEFT - 6, y1, Anchor::End, human(g.rows * g.bin)),
+        (
+            LEFT - 6,
+            TOP + g.rows as u32 / 2,
+            Anchor::End,
+            "address".to_string(),
+        ),
+        (LEFT, y1 + 18, Anchor::Start, "event 0".to_string()),
+        (
+            x1,
+            y1 + 18,
+            Anchor::End,
+            format!("event {}", g.at.last().copied().unwrap_or(0)),
+        ),
+        (
+            (LEFT + x1) / 2,
+            y1 + 18,
+            Anchor::Middle,
+            "time (operations) →".to_string(),
+        ),
+    ];
+    for (i, label) in ["used", "free", "overhead"].iter().enumerate() {
+        v.push((
+            LEFT + i as u32 * 130 + 22,
+            y1 + 43,
+            Anchor::Start,
+            label.to_string(),
+        ));
+    }
+    v
+}
+
+/// Fonts for the PNG's text: plotters draws bitmap text with a TrueType
+/// font registered at run time (DejaVu Sans from Debian's
+/// fonts-dejavu-core, which scripts/deps.sh installs; `STRATALLOC_FONT`
+/// names another file). `false` when no font could be loaded: the PNG is
+/// then drawn without text and the caller says so.
+pub fn png_fonts_ready() -> bool {
+    static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *READY.get_or_init(|| {
+        let mut candidates: Vec<std::path::PathBuf> = Vec::new();
+        if let Some(f) = std::env::var_os("STRATALLOC_FONT") {
+            candidates.push(f.into());
+        }
+        candidates.push("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf".into());
+        candidates.push("/usr/share/fonts/TTF/DejaVuSans.ttf".into());
+        for c in candidates {
+            if let Ok(bytes) = std::fs::read(&c) {
+                // plotters keeps a &'static reference to the font for the
+                // life of the process; this runs once.
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+}
+
+fn draw_labels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    g: &Grid,
+    title: &str,
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    for (x, y, anchor, s) in labels(g, title) {
+        let h = match anchor {
+            Anchor::Start => HPos::Left,
+            Anchor::Middle => HPos::Center,
+            Anchor::End => HPos::Right,
+        };
+        let style = ("sans-serif", 12)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(h, VPos::Bottom));
+        root.draw(&Text::new(s, (x as i32, y as i32), style))
+            .map_err(|e| e.to_string())?;
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+/// Write the map as a PNG, with a title, axis labels and a legend when a
+/// font is available (see [`png_fonts_ready`]).
+pub fn write_png(g: &Grid, path: &Path, title: &str) -> Result<(), String> {
+    let root = BitMapBackend::new(path, size_of(g)).into_drawing_area();
+    draw(root.clone(), g)?;
+    if png_fonts_ready() {
+        draw_labels(&root, g, title)?;
+    }
+    Ok(())
+}
+
 /// Write the map as an SVG with a title, axis labels and a legend.
 pub fn write_svg(g: &Grid, path: &Path, title: &str) -> Result<(), String> {
     let dims = size_of(g);
@@ -227,33 +332,22 @@ pub fn write_svg(g: &Grid, path: &Path, title: &str) -> Result<(), String> {
         let root = SVGBackend::with_string(&mut body, dims).into_drawing_area();
         draw(root, g)?;
     }
-    let (x1, y1) = (LEFT + g.cols as u32 * CELL_W, TOP + g.rows as u32);
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
     };
     let mut text = String::new();
-    let t = |x: u32, y: u32, anchor: &str, s: &str| {
-        format!(
+    for (x, y, anchor, s) in labels(g, title) {
+        let anchor = match anchor {
+            Anchor::Start => "start",
+            Anchor::Middle => "middle",
+            Anchor::End => "end",
+        };
+        text += &format!(
             "<text x=\"{x}\" y=\"{y}\" font-family=\"sans-serif\" font-size=\"12\" text-anchor=\"{anchor}\">{}</text>\n",
-            esc(s)
-        )
-    };
-    text += &t(LEFT, 24, "start", title);
-    text += &t(LEFT - 6, TOP + 10, "end", "0");
-    text += &t(LEFT - 6, y1, "end", &human(g.rows * g.bin));
-    text += &t(LEFT - 6, TOP + g.rows as u32 / 2, "end", "address");
-    text += &t(LEFT, y1 + 18, "start", "event 0");
-    text += &t(
-        x1,
-        y1 + 18,
-        "end",
-        &format!("event {}", g.at.last().copied().unwrap_or(0)),
-    );
-    text += &t((LEFT + x1) / 2, y1 + 18, "middle", "time (operations) →");
-    for (i, label) in ["used", "free", "overhead"].iter().enumerate() {
-        text += &t(LEFT + i as u32 * 130 + 22, y1 + 43, "start", label);
+            esc(&s)
+        );
     }
     let body = match body.rfind("</svg>") {
         Some(i) => format!("{}{}{}", &body[..i], text, &body[i..]),
