@@ -199,7 +199,16 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize) -> *mut u8 {
         {
             return p;
         }
-        let q = malloc(new_size);
+        // A block outgrowing its class is likely to be grown again (a
+        // buffer appended to): give it about a quarter more than asked, so
+        // a run of small growths copies every fourth class, not every
+        // class. Above the medium classes large blocks grow in place.
+        let want = if new_size > usable && new_size <= MEDIUM_MAX / 2 {
+            new_size + new_size / 4
+        } else {
+            new_size
+        };
+        let q = malloc(want);
         if q.is_null() {
             return q;
         }
