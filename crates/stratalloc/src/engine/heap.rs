@@ -471,9 +471,13 @@ unsafe fn purge_due(h: &mut Heap, now: u64, force: bool) -> bool {
         // SAFETY: our segments.
         unsafe {
             let s = &mut *seg;
-            if s.dirty_mask != 0 && (force || (s.purge_at != 0 && s.purge_at <= now)) {
-                s.purge();
-                any = true;
+            if s.dirty_mask != 0 {
+                if force {
+                    s.purge();
+                    any = true;
+                } else if s.purge_at != 0 && s.purge_at <= now {
+                    any |= s.purge_aged(now);
+                }
             }
             seg = s.next;
         }

@@ -72,6 +72,10 @@ pub struct Segment {
     pub dirty_mask: u64,
     /// When to purge dirty slices (ms, 0 = nothing scheduled).
     pub purge_at: u64,
+    /// When each slice was last freed (ms, truncated): a dirty slice is
+    /// purged only once it stayed free for a whole delay, so a slice freed
+    /// just before a purge visit is not madvised and refaulted at once.
+    pub freed_at: [u32; SLICES_PER_SEGMENT],
     /// Owning heap's segment list / abandoned list / cache.
     pub next: *mut Segment,
     pub prev: *mut Segment,
@@ -168,6 +172,7 @@ impl Segment {
             for k in n..old {
                 self.pages[i + k].in_use = false;
                 self.pages[i + k].slice_offset = 0;
+                self.freed_at[i + k] = now as u32;
             }
             self.free_mask |= bits;
             self.dirty_mask |= bits;
@@ -204,6 +209,9 @@ impl Segment {
         for k in 1..n {
             self.pages[i + k].slice_offset = 0;
         }
+        for k in 0..n {
+            self.freed_at[i + k] = now as u32;
+        }
         let head = &mut self.pages[i];
         head.in_use = false;
         head.used = 0;
@@ -224,7 +232,35 @@ impl Segment {
 
     /// madvise every dirty free slice away.
     pub fn purge(&mut self) {
-        let mut m = self.dirty_mask;
+        self.purge_mask(self.dirty_mask);
+        self.dirty_mask = 0;
+        self.purge_at = 0;
+    }
+
+    /// `purge_at` has come: madvise the dirty slices freed at least one
+    /// delay ago and schedule the next visit for the youngest of the rest
+    /// (64 timestamps scanned at most). Returns whether anything was
+    /// purged.
+    pub fn purge_aged(&mut self, now: u64) -> bool {
+        let (mut m, mut wait) = (0u64, u64::MAX);
+        let mut d = self.dirty_mask;
+        while d != 0 {
+            let i = d.trailing_zeros() as usize;
+            d &= d - 1;
+            let age = (now as u32).wrapping_sub(self.freed_at[i]) as u64;
+            if age >= PURGE_DELAY_MS {
+                m |= 1 << i;
+            } else {
+                wait = wait.min(PURGE_DELAY_MS - age);
+            }
+        }
+        self.purge_mask(m);
+        self.dirty_mask &= !m;
+        self.purge_at = if self.dirty_mask != 0 { now + wait } else { 0 };
+        m != 0
+    }
+
+    fn purge_mask(&self, mut m: u64) {
         while m != 0 {
             let i = m.trailing_zeros() as usize;
             let len = (!(m >> i)).trailing_zeros() as usize;
@@ -232,8 +268,6 @@ impl Segment {
             unsafe { os::purge(self.slice_addr(i), len << SLICE_SHIFT) };
             m &= !span_bits(i, len);
         }
-        self.dirty_mask = 0;
-        self.purge_at = 0;
     }
 
     /// Call `f` on the head descriptor of every in-use span of `seg`, in
