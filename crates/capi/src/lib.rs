@@ -457,20 +457,10 @@ pub extern "C" fn mallopt(_param: c_int, _value: c_int) -> c_int {
 #[no_mangle]
 pub extern "C" fn malloc_stats() {
     let saved = get_errno();
-    let top = select::top();
-    let s = top.stats();
-    engine::eprint_noalloc!(
-        "stratalloc ({}): in use {} bytes (peak {}), mapped {} bytes (peak {}), \
-         returned {} bytes, {} allocations, {} frees\n",
-        top.name(),
-        s.in_use,
-        s.peak_in_use,
-        s.mapped,
-        s.peak_mapped,
-        s.returned,
-        s.allocs,
-        s.frees
-    );
+    // The full statistics report when STRATALLOC_STATS is on, otherwise a
+    // one-line summary from the backend's figures; written to stderr as
+    // glibc's is, without allocating.
+    engine::wrappers::malloc_stats(select::top(), 2);
     set_errno(saved);
 }
 

@@ -112,16 +112,23 @@ pub fn malloc_stats(top: &dyn Backend, fd: i32) {
         }
         None => {
             let b = top.stats();
+            let _ = write!(w, "=={}== stratalloc ({}):", sys::pid(), top.name());
+            // A backend reports 0 for what it does not count (the engine
+            // keeps no per-call counters on its fast path): leave those out
+            // rather than print a false zero.
+            if b.allocs != 0 || b.in_use != 0 {
+                let _ = write!(
+                    w,
+                    " {} allocations, {} frees, {} in use (peak {}),",
+                    b.allocs,
+                    b.frees,
+                    sys::Bytes(b.in_use as u64),
+                    sys::Bytes(b.peak_in_use as u64)
+                );
+            }
             let _ = writeln!(
                 w,
-                "=={}== stratalloc ({}): {} allocations, {} frees, {} in use (peak {}), {} mapped \
-                 (peak {}), {} returned to the OS; set STRATALLOC_STATS=1 for the full report",
-                sys::pid(),
-                top.name(),
-                b.allocs,
-                b.frees,
-                sys::Bytes(b.in_use as u64),
-                sys::Bytes(b.peak_in_use as u64),
+                " {} mapped (peak {}), {} returned to the OS; set STRATALLOC_STATS=1 for the full report",
                 sys::Bytes(b.mapped as u64),
                 sys::Bytes(b.peak_mapped as u64),
                 sys::Bytes(b.returned)
