@@ -121,8 +121,19 @@ const KIND: usize = FLAGS & !PREV_FREE;
 const LEAD: usize = GRAN - WORD;
 /// Requests at or below this take the fast path (no overflow is possible).
 const FAST_MAX: usize = (isize::MAX as usize) >> 1;
+/// Bit `a` is set for each power of two `a <= GRAN`: the alignments every
+/// payload has already.
+const SMALL_ALIGNS: u64 = {
+    let mut m = 0u64;
+    let mut a = 1;
+    while a <= GRAN {
+        m |= 1 << a;
+        a <<= 1;
+    }
+    m
+};
 
-const _: () = assert!(GRAN.is_power_of_two() && GRAN >= 2 * WORD);
+const _: () = assert!(GRAN.is_power_of_two() && GRAN >= 2 * WORD && GRAN < 64);
 const _: () = assert!(MIN_BLOCK % GRAN == 0 && MIN_BLOCK >= 4 * WORD);
 const _: () = assert!(FLAGS & (FREE | PREV_FREE | USED) == FREE | PREV_FREE | USED);
 
@@ -1047,8 +1058,9 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
 
     #[inline(always)]
     fn allocate(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        // `align` in 1..=16 and a power of two: the common case, two tests.
-        if size <= FAST_MAX && align.wrapping_sub(1) < GRAN && align & (align - 1) == 0 {
+        // `align` in 1..=16 and a power of two: the common case, one
+        // compare and one bit test.
+        if size <= FAST_MAX && align <= GRAN && (SMALL_ALIGNS >> align) & 1 != 0 {
             let need = block_for(size);
             // SAFETY: `need` is a multiple of GRAN, >= MIN_BLOCK, small.
             if let Some(b) = unsafe { self.index.take_fast(need) } {
