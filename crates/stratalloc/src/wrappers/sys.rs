@@ -7,7 +7,7 @@ use core::cell::{Cell, UnsafeCell};
 use core::fmt;
 use core::mem::MaybeUninit;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 use crate::diag::write_fd;
 use crate::options::{Output, PathBuf};
@@ -43,12 +43,20 @@ pub unsafe fn unmap(p: *mut u8, bytes: usize) {
 
 /// A test-and-test-and-set spin lock around `T` whose lock can also be taken
 /// and released without a guard (for `fork_prepare` / `fork_parent`).
+///
+/// The lock word is the owner's `pthread_self()` (0 when free), set by one
+/// compare-and-swap, so the fork handlers can tell "held by this very
+/// thread": a `fork()` from a signal handler that interrupted this thread
+/// inside a critical section. Taking the lock again there would deadlock;
+/// skipping it is safe, because the interrupted code finishes its critical
+/// section in this thread once the handler returns, in parent and child alike.
 pub struct SpinLock<T> {
-    locked: AtomicBool,
+    owner: AtomicUsize,
+    fork_skipped: AtomicBool,
     value: UnsafeCell<T>,
 }
 
-// SAFETY: `value` is reached only while `locked` is held by the accessor.
+// SAFETY: `value` is reached only while `owner` is held by the accessor.
 unsafe impl<T: Send> Sync for SpinLock<T> {}
 
 /// Access to the value of a [`SpinLock`]; unlocks on drop.
@@ -56,36 +64,55 @@ pub struct SpinGuard<'a, T> {
     lock: &'a SpinLock<T>,
 }
 
+fn this_thread() -> usize {
+    // SAFETY: pthread_self has no preconditions and never fails; it is
+    // non-zero for every thread (the address of its control block).
+    unsafe { libc::pthread_self() as usize }
+}
+
 impl<T> SpinLock<T> {
     /// A lock around `value`.
     pub const fn new(value: T) -> Self {
         SpinLock {
-            locked: AtomicBool::new(false),
+            owner: AtomicUsize::new(0),
+            fork_skipped: AtomicBool::new(false),
             value: UnsafeCell::new(value),
+        }
+    }
+
+    fn acquire(&self, me: usize) {
+        loop {
+            if self
+                .owner
+                .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+            while self.owner.load(Ordering::Relaxed) != 0 {
+                core::hint::spin_loop();
+            }
         }
     }
 
     /// Take the lock, spinning.
     #[inline]
     pub fn lock(&self) -> SpinGuard<'_, T> {
-        self.raw_lock();
+        self.acquire(this_thread());
         SpinGuard { lock: self }
     }
 
-    /// Take the lock with no guard; pair with [`raw_unlock`](Self::raw_unlock).
+    /// Take the lock with no guard, for `fork_prepare`; pair with
+    /// [`raw_unlock`](Self::raw_unlock). If this thread already holds it
+    /// (a fork from a signal handler), it is left as it is and `raw_unlock`
+    /// will not release it.
     pub fn raw_lock(&self) {
-        loop {
-            if self
-                .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return;
-            }
-            while self.locked.load(Ordering::Relaxed) {
-                core::hint::spin_loop();
-            }
+        let me = this_thread();
+        if self.owner.load(Ordering::Relaxed) == me {
+            self.fork_skipped.store(true, Ordering::Relaxed);
+            return;
         }
+        self.acquire(me);
     }
 
     /// The value, unguarded.
@@ -96,12 +123,16 @@ impl<T> SpinLock<T> {
         self.value.get()
     }
 
-    /// Release a lock taken by [`raw_lock`](Self::raw_lock).
+    /// Release a lock taken by [`raw_lock`](Self::raw_lock) (or leave it to
+    /// the interrupted holder if `raw_lock` found it held by this thread).
     ///
     /// # Safety
     /// The caller took the lock with `raw_lock` and holds no guard.
     pub unsafe fn raw_unlock(&self) {
-        self.locked.store(false, Ordering::Release);
+        if self.fork_skipped.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        self.owner.store(0, Ordering::Release);
     }
 }
 
@@ -122,7 +153,7 @@ impl<T> DerefMut for SpinGuard<'_, T> {
 
 impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.locked.store(false, Ordering::Release);
+        self.lock.owner.store(0, Ordering::Release);
     }
 }
 
