@@ -370,6 +370,12 @@ unsafe fn span_alloc(h: &mut Heap, n: usize) -> *mut Page {
             }
         }
     }
+    // Empty pages kept by `retire` go back before more memory is mapped.
+    // SAFETY: our heap.
+    if unsafe { free_retired(h, 0, os::now_ms()) } {
+        // SAFETY: as above (the list may have lost emptied segments).
+        unsafe { return span_alloc(h, n) };
+    }
     let seg = segment::segment_alloc(h.id);
     if seg.is_null() {
         return ptr::null_mut();
@@ -556,7 +562,10 @@ unsafe fn periodic(h: &mut Heap) {
             for c in 0..CLASSES {
                 let page = h.queues[c].first;
                 let bit = 1u64 << (c % 64);
-                let idle = !page.is_null() && (*page).used == 0 && (*page).next.is_null();
+                let idle = !page.is_null()
+                    && (*page).used == 0
+                    && (*page).next.is_null()
+                    && (*page).slice_count == 1;
                 if !idle {
                     h.retired[c / 64] &= !bit;
                 } else if h.retired[c / 64] & bit == 0 {
@@ -567,6 +576,7 @@ unsafe fn periodic(h: &mut Heap) {
                     page_free(h, page, now);
                 }
             }
+            free_retired(h, segment::PURGE_DELAY_MS, now);
             purge_due(h, now, false);
             // Adopt one abandoned segment, so that memory other threads
             // freed into it is taken back even when nobody needs a new span.
@@ -665,8 +675,11 @@ pub unsafe fn free_local_slow(h: *mut Heap, page: *mut Page, b: *mut u8) {
     }
 }
 
-/// A queued page became empty: free its span unless it is the only page
-/// of its class (kept to avoid map/unmap thrash).
+/// A queued page became empty: it stays queued (ready for the next
+/// malloc of its class without a span free + page setup) and is freed by
+/// the periodic visit once it stayed empty for a purge delay, or before a
+/// segment would be mapped. The only one-slice page of a class is not
+/// stamped: the visit frees it after it stayed empty over two visits.
 pub unsafe fn retire(h: &mut Heap, page: *mut Page) {
     // SAFETY: a queued page of ours.
     unsafe {
@@ -675,9 +688,36 @@ pub unsafe fn retire(h: &mut Heap, page: *mut Page) {
         if q.first == page && q.last == page && (*page).slice_count == 1 {
             return;
         }
-        h.queue_remove(page);
-        page_free(h, page, os::now_ms());
+        (*page).retired_at = os::now_ms() as u16;
     }
+}
+
+/// Free the queued empty pages (other than a class's only one-slice page)
+/// that were retired at least `age` ms ago; true if any was freed.
+unsafe fn free_retired(h: &mut Heap, age: u64, now: u64) -> bool {
+    let mut any = false;
+    for c in 0..CLASSES {
+        let mut page = h.queues[c].first;
+        // SAFETY: queued pages of ours; `next` read before a page is freed.
+        unsafe {
+            if !page.is_null() && (*page).next.is_null() && (*page).slice_count == 1 {
+                continue;
+            }
+            while !page.is_null() {
+                let next = (*page).next;
+                let idle = (now as u16).wrapping_sub((*page).retired_at) as u64;
+                if (*page).used == 0 && idle >= age {
+                    h.queue_remove(page);
+                    // The slices have been unused since the page emptied:
+                    // their purge delay counts from then.
+                    page_free(h, page, now.saturating_sub(idle));
+                    any = true;
+                }
+                page = next;
+            }
+        }
+    }
+    any
 }
 
 // ------------------------------------------------------------ thread exit

@@ -92,10 +92,13 @@
 //!
 //! ## Returning memory
 //!
-//! An empty page's span goes back to its segment (unless it is the last
-//! page of its small class, which goes once it stayed empty over two
-//! periodic visits); free slices are purged with `MADV_DONTNEED`
-//! 10 ms later, from the owner's slow path. Empty segments go to a global
+//! An empty page stays queued (the next malloc of its class reuses it
+//! without setting up a page) and its span goes back to its segment once
+//! it stayed empty for 10 ms (periodic visit), or at once when a segment
+//! would otherwise be mapped; the last page of a small class goes once it
+//! stayed empty over two periodic visits. A free slice is purged with
+//! `MADV_DONTNEED` once it stayed free for 10 ms (per-slice free time),
+//! from the owner's slow path. Empty segments go to a global
 //! cache of 8 (their dirty slices purged when due) and are unmapped beyond
 //! it. Freed huge mappings (up to 8, 64 MiB in all) are kept 10 ms for a
 //! request of about the same size, then unmapped; any thread's slow path

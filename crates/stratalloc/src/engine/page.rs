@@ -78,6 +78,9 @@ pub struct Page {
     pub div_shift: u8,
     /// For a descriptor inside a span: distance in slices to the head.
     pub slice_offset: u8,
+    /// When `used` last dropped to 0 on a queued page (ms, truncated; it
+    /// fills padding): the periodic visit frees pages empty for a delay.
+    pub retired_at: u16,
     /// First byte of the span.
     pub start: *mut u8,
     /// Inverse of `m` modulo 2^64.
