@@ -77,7 +77,9 @@ use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use stratalloc_core::{AnyHeap, CheckError, HeapError, Region, RegionHeap, Strategy};
+use stratalloc_core::{
+    AnyHeap, CheckError, HeapError, HeapErrorKind, Region, RegionHeap, Strategy,
+};
 
 use crate::backend::{Backend, BackendStats};
 use crate::fatal;
@@ -277,8 +279,147 @@ unsafe fn os_unmap(p: usize, len: usize) {
 
 // ---------------------------------------------------------------- the heap
 
+/// The set of live huge-block payload addresses, so `free`,
+/// `realloc` and `malloc_usable_size` know a pointer is a live huge block
+/// *before* reading its header: the header of a block freed already lies
+/// in memory that is unmapped (a second `free` would fault reading it).
+///
+/// Open addressing with linear probing over an array in memory mapped from
+/// the OS (nothing here allocates), grown by doubling at half load;
+/// touched only with the heap lock held.
+///
+/// Invariants: `cap` is 0 or a power of two; `live + tombs <= cap / 2`
+/// after every insert; every live entry is a payload address of a mapping
+/// `huge_alloc` made and no one freed; EMPTY (0) and TOMB (1) are never
+/// payload addresses (those are 16-aligned and nonzero).
+struct HugeSet {
+    slots: *mut usize,
+    cap: usize,
+    live: usize,
+    tombs: usize,
+}
+
+const SLOT_EMPTY: usize = 0;
+const SLOT_TOMB: usize = 1;
+
+impl HugeSet {
+    const fn new() -> Self {
+        HugeSet {
+            slots: ptr::null_mut(),
+            cap: 0,
+            live: 0,
+            tombs: 0,
+        }
+    }
+
+    fn home(&self, a: usize) -> usize {
+        ((a >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7) & (self.cap - 1)
+    }
+
+    /// The slot holding `a`, if any.
+    fn find(&self, a: usize) -> Option<usize> {
+        if self.cap == 0 {
+            return None;
+        }
+        let mut i = self.home(a);
+        loop {
+            // SAFETY: i < cap, and `slots` holds `cap` words.
+            let v = unsafe { *self.slots.add(i) };
+            if v == a {
+                return Some(i);
+            }
+            if v == SLOT_EMPTY {
+                return None;
+            }
+            i = (i + 1) & (self.cap - 1);
+        }
+    }
+
+    fn contains(&self, a: usize) -> bool {
+        self.find(a).is_some()
+    }
+
+    /// Remove `a`; `false` if it was not there.
+    fn remove(&mut self, a: usize) -> bool {
+        match self.find(a) {
+            Some(i) => {
+                // SAFETY: i < cap.
+                unsafe { *self.slots.add(i) = SLOT_TOMB };
+                self.live -= 1;
+                self.tombs += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Rebuild into `new_cap` slots (dropping tombstones); `false` if the
+    /// OS refused the memory (the set is unchanged then).
+    fn rebuild(&mut self, new_cap: usize) -> bool {
+        let bytes = new_cap * core::mem::size_of::<usize>();
+        let fresh = os_map(bytes) as *mut usize;
+        if fresh.is_null() {
+            return false;
+        }
+        let old = (self.slots, self.cap);
+        self.slots = fresh;
+        self.cap = new_cap;
+        self.live = 0;
+        self.tombs = 0;
+        for i in 0..old.1 {
+            // SAFETY: i < old cap.
+            let v = unsafe { *old.0.add(i) };
+            if v != SLOT_EMPTY && v != SLOT_TOMB {
+                self.put(v);
+            }
+        }
+        if !old.0.is_null() {
+            // SAFETY: the old array was mapped by `rebuild` with this size.
+            unsafe { os_unmap(old.0 as usize, old.1 * core::mem::size_of::<usize>()) };
+        }
+        true
+    }
+
+    fn put(&mut self, a: usize) {
+        let mut i = self.home(a);
+        loop {
+            // SAFETY: i < cap.
+            let v = unsafe { *self.slots.add(i) };
+            if v == SLOT_EMPTY || v == SLOT_TOMB {
+                if v == SLOT_TOMB {
+                    self.tombs -= 1;
+                }
+                // SAFETY: i < cap.
+                unsafe { *self.slots.add(i) = a };
+                self.live += 1;
+                return;
+            }
+            i = (i + 1) & (self.cap - 1);
+        }
+    }
+
+    /// Add `a` (not present); `false` only if the table had to grow and
+    /// the OS refused the memory.
+    fn insert(&mut self, a: usize) -> bool {
+        if (self.live + self.tombs + 1) * 2 > self.cap {
+            let want = if (self.live + 1) * 4 > self.cap {
+                (self.cap * 2).max(512)
+            } else {
+                self.cap.max(512)
+            };
+            if !self.rebuild(want) && self.live + self.tombs + 1 >= self.cap {
+                return false;
+            }
+        }
+        self.put(a);
+        true
+    }
+}
+
 struct Inner {
     heap: AnyHeap,
+    /// Live huge blocks (see [`HugeSet`]).
+    huge: HugeSet,
     /// Length of the next region to map.
     next_region: usize,
     /// Sum of the lengths of the regions handed to the heap.
@@ -335,6 +476,7 @@ impl ProcessHeap {
             lock: FutexLock::new(),
             inner: UnsafeCell::new(Inner {
                 heap: AnyHeap::new(s),
+                huge: HugeSet::new(),
                 next_region: FIRST_REGION,
                 mapped_regions: 0,
                 regions: 0,
@@ -383,6 +525,41 @@ impl ProcessHeap {
             return Err(CheckError::new(
                 0,
                 "heap holds more region bytes than were mapped for it",
+            ));
+        }
+        let set = &inner.huge;
+        if set.cap != 0 && (!set.cap.is_power_of_two() || (set.live + set.tombs) * 2 > set.cap) {
+            return Err(CheckError::new(
+                set.slots as usize,
+                "huge-block set over half full",
+            ));
+        }
+        let (mut live, mut tombs) = (0, 0);
+        for i in 0..set.cap {
+            // SAFETY: i < cap.
+            let v = unsafe { *set.slots.add(i) };
+            match v {
+                SLOT_EMPTY => {}
+                SLOT_TOMB => tombs += 1,
+                _ => {
+                    live += 1;
+                    // SAFETY: a live huge block's header is mapped.
+                    if unsafe { Self::huge_header(v as *const u8) }.is_none() {
+                        return Err(CheckError::new(v, "huge block in the set has a bad header"));
+                    }
+                    if set.find(v) != Some(i) {
+                        return Err(CheckError::new(
+                            v,
+                            "huge-block set entry not reachable by probing",
+                        ));
+                    }
+                }
+            }
+        }
+        if live != set.live || tombs != set.tombs {
+            return Err(CheckError::new(
+                set.slots as usize,
+                "huge-block set counts are wrong",
             ));
         }
         Ok(())
@@ -524,6 +701,11 @@ impl ProcessHeap {
                 check: HUGE_MAGIC ^ base ^ len ^ payload,
             })
         };
+        if !self.guard().inner().huge.insert(payload) {
+            // SAFETY: the mapping is ours and nobody has seen `payload`.
+            unsafe { os_unmap(base, len) };
+            return ptr::null_mut();
+        }
         self.huge_bytes.fetch_add(len, Ordering::Relaxed);
         self.huge_count.fetch_add(1, Ordering::Relaxed);
         self.huge_in_use
@@ -601,6 +783,14 @@ impl ProcessHeap {
         }
         let nb = nb as usize;
         let np = nb + offset;
+        if np != p as usize {
+            let mut g = self.guard();
+            let set = &mut g.inner().huge;
+            set.remove(p as usize);
+            // Cannot fail: the slot just vacated leaves room.
+            let kept = set.insert(np);
+            debug_assert!(kept);
+        }
         // SAFETY: the header moved with the mapping and still lies before np.
         unsafe {
             ((np - HUGE_HDR) as *mut HugeHeader).write(HugeHeader {
@@ -628,8 +818,9 @@ impl ProcessHeap {
         match e {
             Some(e) => fatal!("{what}({p:p}): {e} ({} heap)", self.name()),
             None => fatal!(
-                "{what}({p:p}): pointer was not allocated by stratalloc ({} heap); \
-                 a wild pointer, or memory from another malloc (when the library is \
+                "{what}({p:p}): not a live block of stratalloc ({} heap): freed already \
+                 (double free), or never allocated here: a wild pointer, or memory from \
+                 another malloc (when the library is \
                  dlopen'ed rather than preloaded, only its own pointers may be passed \
                  to its free)",
                 self.name()
@@ -695,11 +886,13 @@ impl ProcessHeap {
                 Err(e) => self.bad_pointer(what, p, Some(e)),
             }
         }
-        // SAFETY: not in a region; a live huge block or a foreign pointer
-        // (see `huge_header`).
+        if !inner.huge.contains(p as usize) {
+            self.bad_pointer(what, p, None);
+        }
+        // SAFETY: a live huge block: its header is mapped.
         match unsafe { Self::huge_header(p) } {
             Some((base, len)) => Located::Huge(base, len),
-            None => self.bad_pointer(what, p, None),
+            None => self.bad_pointer(what, p, Some(HeapError::new(HeapErrorKind::Corrupted, p))),
         }
     }
 }
@@ -784,11 +977,17 @@ unsafe impl Backend for ProcessHeap {
             }
             return;
         }
+        // Not in a region: a live huge block, or a pointer we must not
+        // touch (freed already — its mapping is gone — or never ours).
+        let live_huge = inner.huge.remove(p as usize);
         drop(g);
-        // SAFETY: not in a region: a huge block or a foreign pointer.
+        if !live_huge {
+            self.bad_pointer("free", p, None);
+        }
+        // SAFETY: a live huge block: its header is mapped.
         match unsafe { Self::huge_header(p) } {
             Some((base, len)) => self.huge_free(p, base, len),
-            None => self.bad_pointer("free", p, None),
+            None => self.bad_pointer("free", p, Some(HeapError::new(HeapErrorKind::Corrupted, p))),
         }
     }
 
@@ -827,6 +1026,7 @@ unsafe impl Backend for ProcessHeap {
                     if !q.is_null() {
                         // SAFETY: distinct blocks, new_size < old.
                         unsafe { ptr::copy_nonoverlapping(p, q, old.min(new_size)) };
+                        self.guard().inner().huge.remove(p as usize);
                         self.huge_free(p, base, len);
                         return q;
                     }
@@ -1017,6 +1217,31 @@ mod tests {
             }
             h.check().unwrap();
         }
+    }
+
+    #[test]
+    fn huge_blocks_are_tracked_through_growth_remap_and_free() {
+        let h = ProcessHeap::new(Strategy::Tlsf);
+        // 700 live huge blocks: the set grows past its first 512 slots.
+        let mut v: Vec<*mut u8> = (0..700).map(|_| h.alloc(HUGE_THRESHOLD, 16)).collect();
+        assert!(v.iter().all(|p| !p.is_null()));
+        h.check().unwrap();
+        // Remap some (mremap may move them: the set must follow).
+        for p in v.iter_mut().step_by(7) {
+            // SAFETY: live block of `h`.
+            let q = unsafe { h.realloc(*p, 3 * HUGE_THRESHOLD) };
+            assert!(!q.is_null());
+            // SAFETY: live block of `h`.
+            assert!(unsafe { h.usable_size(q) } >= 3 * HUGE_THRESHOLD);
+            *p = q;
+        }
+        h.check().unwrap();
+        for p in v.drain(..) {
+            // SAFETY: live block of `h`.
+            unsafe { h.free(p) };
+        }
+        h.check().unwrap();
+        assert_eq!(h.guard().inner().huge.live, 0);
     }
 
     #[test]
