@@ -3,7 +3,7 @@
 # CSV/JSON into target/bench/ and the tables into docs/BENCHMARKS.md.
 #
 # Usage: scripts/bench.sh [--quick | --smoke]
-#   (none)    the full run (about 5-10 minutes on 2 cores)
+#   (none)    the full run (4-6 minutes on 2 cores, builds included)
 #   --quick   fewer steps and repetitions (a couple of minutes)
 #   --smoke   tiny parameters, proves the harness works; leaves the docs alone
 # Environment: CARGO_TARGET_DIR (honoured), BENCH_OUT (default target/bench),
