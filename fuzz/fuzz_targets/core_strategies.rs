@@ -263,24 +263,16 @@ fuzz_target!(|data: &[u8]| {
                         Some(q) => {
                             let nb = q.as_ptr() as usize;
                             let us = accept(&h, &arena, q, size, align, &"reallocate");
-                            // SAFETY: the moved block is live.
-                            unsafe {
-                                verify(
-                                    "realloc (kept contents)",
-                                    q.as_ptr(),
-                                    b.len.min(size),
-                                    b.byte,
-                                )
-                            };
-                            m.remove(b.addr);
-                            // SAFETY: ours, `us` bytes.
-                            unsafe { fill(q.as_ptr(), us, b.byte) };
-                            m.insert(Block {
+                            let new = Block {
                                 addr: nb,
                                 len: us,
                                 byte: b.byte,
                                 align,
-                            });
+                            };
+                            // SAFETY: `q` is the live block the heap returned.
+                            unsafe {
+                                m.replace("realloc (kept contents)", b, new, b.len.min(size))
+                            };
                         }
                         None => {
                             // SAFETY: still live: a failed realloc leaves it alone.
@@ -314,19 +306,15 @@ fuzz_target!(|data: &[u8]| {
                             h.name()
                         );
                         assert!(arena.contains(b.addr + us - 1));
-                        // SAFETY: still live.
+                        // SAFETY: the block, still live, now `us` bytes.
                         unsafe {
-                            verify(
+                            m.replace(
                                 "resize_in_place (kept contents)",
-                                p.as_ptr(),
+                                b,
+                                Block { len: us, ..b },
                                 b.len.min(us),
-                                b.byte,
                             )
                         };
-                        m.remove(b.addr);
-                        // SAFETY: ours, `us` bytes.
-                        unsafe { fill(p.as_ptr(), us, b.byte) };
-                        m.insert(Block { len: us, ..b });
                     } else {
                         // SAFETY: still live.
                         unsafe { verify("refused resize_in_place", p.as_ptr(), b.len, b.byte) };

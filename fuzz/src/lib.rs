@@ -283,6 +283,22 @@ impl Model {
         b
     }
 
+    /// A live block `old` was moved or resized to `new` (same byte): verify
+    /// that its first `kept` bytes survived, refill all of `new` and record
+    /// it in place of `old`.
+    ///
+    /// # Safety
+    /// `new.addr..new.addr + new.len` is the live block the heap returned.
+    pub unsafe fn replace(&mut self, what: &str, old: Block, new: Block, kept: usize) {
+        // SAFETY: the caller's contract; `kept <= new.len`.
+        unsafe {
+            verify(what, new.addr as *const u8, kept, old.byte);
+            fill(new.addr as *mut u8, new.len, old.byte);
+        }
+        self.remove(old.addr);
+        self.insert(new);
+    }
+
     /// `true` if `addr` lies inside a live block.
     pub fn covers(&self, addr: usize) -> bool {
         self.blocks
