@@ -68,7 +68,14 @@ fn lib() -> &'static Lib {
                 libc::RTLD_NOW | libc::RTLD_LOCAL | libc::RTLD_DEEPBIND,
             )
         };
-        assert!(!h.is_null(), "dlopen {path} failed (set STRATALLOC_SO)");
+        if h.is_null() {
+            // SAFETY: dlerror returns a NUL-terminated message after a failure.
+            let why = unsafe { std::ffi::CStr::from_ptr(libc::dlerror()) };
+            panic!(
+                "dlopen {path} failed: {} (set STRATALLOC_SO)",
+                why.to_string_lossy()
+            );
+        }
         let sym = |name: &str| {
             let n = CString::new(name).unwrap();
             // SAFETY: a valid handle and a NUL-terminated name.
