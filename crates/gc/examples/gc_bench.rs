@@ -1,5 +1,7 @@
 //! Allocation + collection throughput of `GcHeap<Tlsf>` against
-//! `Rc<RefCell<_>>` on the system allocator.
+//! `Rc<RefCell<_>>` on the system allocator and two other Rust GC crates:
+//! `gc` (rust-gc, a thread-local mark-and-sweep heap) and `dumpster`
+//! (`unsync::Gc`: reference counts plus a cycle collector).
 //!
 //! ```sh
 //! cargo run --release -p stratalloc-gc --example gc_bench [trees|rings]
@@ -14,8 +16,14 @@
 //!   collector needs nothing.
 //!
 //! The GC figures include every collection it ran (the threshold is given
-//! in the table). The `Rc` figures use the process's global allocator
-//! (glibc malloc here). Timings are wall-clock on whatever machine runs it.
+//! in the table) and a final forced collection that frees everything (the
+//! checks after it are not timed). `Rc`, `gc` and `dumpster` use the
+//! process's global allocator (glibc malloc here). The object shapes are the
+//! same everywhere: a tree node holds two optional handles and nothing else
+//! (no cell, as in the `GcHeap` version; `Rc` needs its `RefCell`); a ring
+//! node holds a mutable optional handle (`Cell` for `GcHeap`, `GcCell` for
+//! `gc`, `RefCell` for `dumpster`, whose `Cell` wants `Copy`) and a `u64`.
+//! Timings are wall-clock on whatever machine runs it.
 
 use std::cell::{Cell, RefCell};
 use std::hint::black_box;
@@ -218,6 +226,224 @@ fn rings_rc() -> (f64, String) {
     (t.elapsed().as_secs_f64(), "cycles broken by hand".into())
 }
 
+// ---- `gc` (rust-gc) ------------------------------------------------------
+//
+// One thread-local heap; `Gc::new` collects first when the bytes it holds
+// (live or not) exceed its threshold, and raises the threshold to
+// held / 0.7 when a collection frees too little. Each run resets the
+// threshold to the same value as the `GcHeap` row beside it.
+
+/// gc_derive 0.5 puts its impls inside a `const _`, which today's rustc
+/// flags as `non_local_definitions`; the warning is about the macro, not
+/// this code.
+#[allow(non_local_definitions)]
+mod rg_types {
+    #[derive(gc::Trace, gc::Finalize)]
+    pub struct RgNode {
+        pub left: Option<gc::Gc<RgNode>>,
+        pub right: Option<gc::Gc<RgNode>>,
+    }
+
+    #[derive(gc::Trace, gc::Finalize)]
+    pub struct RgRing {
+        pub next: gc::GcCell<Option<gc::Gc<RgRing>>>,
+        pub value: u64,
+    }
+}
+use rg_types::{RgNode, RgRing};
+
+/// Reset the thread-local heap's threshold, run `f`, force the final
+/// collection (timed), then check everything was freed (not timed).
+fn with_rust_gc(threshold: usize, f: fn()) -> (f64, String) {
+    gc::force_collect();
+    gc::configure(|c| {
+        c.threshold = threshold;
+        c.used_space_ratio = 0.7;
+    });
+    let before = gc::stats().collections_performed;
+    let t = Instant::now();
+    f();
+    gc::force_collect();
+    let secs = t.elapsed().as_secs_f64();
+    let st = gc::stats();
+    assert_eq!(st.bytes_allocated, 0, "gc: everything freed");
+    let mut end_threshold = 0;
+    gc::configure(|c| end_threshold = c.threshold);
+    let note = format!(
+        "{} collections, threshold at the end {} KiB",
+        st.collections_performed - before,
+        end_threshold >> 10
+    );
+    (secs, note)
+}
+
+// ---- `dumpster` (unsync) -------------------------------------------------
+//
+// Reference counts free acyclic garbage at once; a `Gc` whose count drops
+// to a non-zero value is remembered, and a collection (on the default
+// condition: more handles dropped since the last one than exist now)
+// looks for unreachable cycles among those.
+
+#[derive(dumpster::Trace)]
+struct DNode {
+    left: Option<dumpster::unsync::Gc<DNode>>,
+    right: Option<dumpster::unsync::Gc<DNode>>,
+}
+
+#[derive(dumpster::Trace)]
+struct DRing {
+    next: RefCell<Option<dumpster::unsync::Gc<DRing>>>,
+    value: u64,
+}
+
+thread_local! {
+    static D_COLLECTIONS: Cell<usize> = const { Cell::new(0) };
+    static D_DROPS: Cell<usize> = const { Cell::new(0) };
+}
+
+// dumpster has no count of live objects (its count of live handles misses
+// the handles inside cycles it frees), so its nodes count their drops: a
+// thread-local increment per object, timed.
+impl Drop for DNode {
+    fn drop(&mut self) {
+        D_DROPS.with(|d| d.set(d.get() + 1));
+    }
+}
+
+impl Drop for DRing {
+    fn drop(&mut self) {
+        D_DROPS.with(|d| d.set(d.get() + 1));
+    }
+}
+
+/// dumpster's default condition, counting the collections it starts.
+fn d_condition(info: &dumpster::unsync::CollectInfo) -> bool {
+    let go = dumpster::unsync::default_collect_condition(info);
+    if go {
+        D_COLLECTIONS.with(|c| c.set(c.get() + 1));
+    }
+    go
+}
+
+/// dumpster's default condition never fires on `rings` (the dead rings'
+/// handles count as existing, so the drops never outnumber them); a second
+/// row also calls `collect()` every `D_EVERY` rings, about as often as the
+/// `GcHeap` at 1 MiB collects.
+const D_EVERY: usize = 512;
+
+/// Run `f` with the counting condition, collect at the end (timed), then
+/// check all `objects` were dropped (not timed).
+fn with_dumpster(objects: usize, f: fn()) -> (f64, String) {
+    dumpster::unsync::collect();
+    dumpster::unsync::set_collect_condition(d_condition);
+    D_COLLECTIONS.with(|c| c.set(0));
+    D_DROPS.with(|d| d.set(0));
+    let t = Instant::now();
+    f();
+    dumpster::unsync::collect();
+    let secs = t.elapsed().as_secs_f64();
+    let collections = D_COLLECTIONS.with(Cell::get);
+    assert_eq!(
+        D_DROPS.with(Cell::get),
+        objects,
+        "dumpster: everything freed"
+    );
+    dumpster::unsync::set_collect_condition(dumpster::unsync::default_collect_condition);
+    (
+        secs,
+        format!("{collections} automatic collections + the final one"),
+    )
+}
+
+/// The `trees` and `rings` workloads for a crate whose handle `$gc`
+/// dereferences to the value and whose ring cell has `borrow`/`borrow_mut`
+/// (`gc` and `dumpster`): `$tree`, `$count`, `$trees`, and `$rings(every)`
+/// which also calls `$collect()` before every `every`-th ring.
+macro_rules! deref_gc_workloads {
+    ($gc:ident, $cell:ident, $node:ident, $ring:ident, $collect:path,
+     $tree:ident, $count:ident, $trees:ident, $rings:ident) => {
+        fn $tree(depth: u32) -> $gc<$node> {
+            let (left, right) = if depth == 0 {
+                (None, None)
+            } else {
+                (Some($tree(depth - 1)), Some($tree(depth - 1)))
+            };
+            $gc::new($node { left, right })
+        }
+
+        fn $count(n: &$node) -> usize {
+            1 + n.left.as_deref().map_or(0, $count) + n.right.as_deref().map_or(0, $count)
+        }
+
+        fn $trees() {
+            let long = $tree(LONG_DEPTH);
+            for _ in 0..TREES {
+                let tree = $tree(SHORT_DEPTH);
+                assert_eq!($count(&tree), nodes(SHORT_DEPTH));
+            }
+            assert_eq!($count(&long), nodes(LONG_DEPTH));
+            drop(black_box(long));
+        }
+
+        fn $rings(every: Option<usize>) {
+            let mut sum = 0u64;
+            for r in 0..RINGS {
+                if every.is_some_and(|e| r > 0 && r % e == 0) {
+                    $collect();
+                }
+                let first = $gc::new($ring {
+                    next: $cell::new(None),
+                    value: r as u64,
+                });
+                let mut prev = first.clone();
+                for i in 1..RING_LEN {
+                    let n = $gc::new($ring {
+                        next: $cell::new(None),
+                        value: i as u64,
+                    });
+                    *prev.next.borrow_mut() = Some(n.clone());
+                    prev = n;
+                }
+                *prev.next.borrow_mut() = Some(first.clone());
+                drop(prev);
+                let mut at = first.clone();
+                for _ in 0..RING_LEN {
+                    sum += at.value;
+                    let next = at.next.borrow().clone().expect("closed ring");
+                    at = next;
+                }
+            }
+            black_box(sum);
+        }
+    };
+}
+
+use dumpster::unsync::Gc as DGc;
+use gc::{Gc as RgGc, GcCell};
+
+deref_gc_workloads!(
+    RgGc,
+    GcCell,
+    RgNode,
+    RgRing,
+    gc::force_collect,
+    rg_tree,
+    rg_count,
+    trees_rg,
+    rings_rg
+);
+deref_gc_workloads!(
+    DGc,
+    RefCell,
+    DNode,
+    DRing,
+    dumpster::unsync::collect,
+    d_tree,
+    d_count,
+    trees_d,
+    rings_d
+);
+
 fn median(mut runs: Vec<(f64, String)>) -> (f64, String) {
     runs.sort_by(|a, b| a.0.total_cmp(&b.0));
     runs.swap_remove(runs.len() / 2)
@@ -236,26 +462,47 @@ fn row(work: &str, imp: &str, objects: usize, run: &dyn Fn() -> (f64, String)) {
 }
 
 fn main() {
-    let workloads: [(&str, usize, GcBench, RcBench); 2] = [
+    type Other = fn();
+    let workloads: [(&str, usize, GcBench, RcBench, Other, Other); 2] = [
         (
             "trees",
             nodes(LONG_DEPTH) + TREES * nodes(SHORT_DEPTH),
             trees_gc,
             trees_rc,
+            trees_rg,
+            trees_d,
         ),
-        ("rings", RINGS * RING_LEN, rings_gc, rings_rc),
+        (
+            "rings",
+            RINGS * RING_LEN,
+            rings_gc,
+            rings_rc,
+            || rings_rg(None),
+            || rings_d(None),
+        ),
     ];
     // An optional argument picks one workload (`gc_bench trees`).
     let only = std::env::args().nth(1);
     println!("| workload | implementation | objects | median ms | ns/object | notes |");
     println!("|---|---|---:|---:|---:|---|");
-    for (work, objects, gc, rc) in workloads {
+    for (work, objects, gc, rc, rg, d) in workloads {
         if only.as_deref().is_some_and(|o| o != work) {
             continue;
         }
         for mib in [1usize, 16] {
             let imp = format!("GcHeap<Tlsf>, threshold {mib} MiB");
             row(work, &imp, objects, &|| with_gc_heap(mib << 20, gc));
+            let imp = format!("gc 0.5 (rust-gc), threshold {mib} MiB");
+            row(work, &imp, objects, &|| with_rust_gc(mib << 20, rg));
+        }
+        row(work, "dumpster 2.1 unsync", objects, &|| {
+            with_dumpster(objects, d)
+        });
+        if work == "rings" {
+            let imp = format!("dumpster 2.1 unsync, + collect() every {D_EVERY} rings");
+            row(work, &imp, objects, &|| {
+                with_dumpster(objects, || rings_d(Some(D_EVERY)))
+            });
         }
         row(work, "Rc<RefCell<_>> (system malloc)", objects, &rc);
     }
