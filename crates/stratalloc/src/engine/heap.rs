@@ -85,87 +85,17 @@ thread_local! {
 
 /// This thread's heap.
 ///
-/// In a shared library a `thread_local!` costs a `__tls_get_addr` call on
-/// every access (general-dynamic model). On x86-64 Linux the heap's address
-/// is therefore cached in an 8-byte slot of static TLS read with the
-/// initial-exec model (two loads, no call); the slot starts null and is
-/// filled on the thread's first call.
+/// A plain `thread_local!`: in the shared library that is a
+/// general-dynamic TLS access (a `__tls_get_addr` call). An initial-exec
+/// slot was measured 8% fewer instructions on churn (commit 9535787), but it
+/// marks the whole library STATIC_TLS, and glibc then cannot `dlopen` it
+/// ("cannot allocate memory in static TLS block": the heap is ~2.3 KB of
+/// TLS, glibc's reserve for dlopen is 512 bytes). Being loadable with
+/// `dlopen` is a requirement, so the fast slot waits for the heap itself to
+/// move out of TLS (leaving only a pointer there).
 #[inline(always)]
 pub fn heap() -> *mut Heap {
-    let h = fast_tls::get();
-    if h.is_null() {
-        return heap_first();
-    }
-    h
-}
-
-#[cold]
-#[inline(never)]
-fn heap_first() -> *mut Heap {
-    let h = HEAP.with(|h| h.get());
-    fast_tls::set(h);
-    h
-}
-
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-mod fast_tls {
-    use super::Heap;
-
-    // One pointer in `.tbss` (zero-initialised thread-local storage),
-    // global but hidden so that inlined readers in other crates of the same
-    // link resolve it, invisible outside the final object.
-    core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
-        ".p2align 3",
-        ".globl stratalloc_engine_heap_slot",
-        ".hidden stratalloc_engine_heap_slot",
-        ".type stratalloc_engine_heap_slot,@object",
-        ".size stratalloc_engine_heap_slot,8",
-        "stratalloc_engine_heap_slot:",
-        ".zero 8",
-        ".popsection",
-    );
-
-    #[inline(always)]
-    pub fn get() -> *mut Heap {
-        let v: *mut Heap;
-        // SAFETY: reads this thread's slot (initial-exec TLS: the GOT holds
-        // the slot's offset from the thread pointer in %fs).
-        unsafe {
-            core::arch::asm!(
-                "mov {v}, qword ptr [rip + stratalloc_engine_heap_slot@GOTTPOFF]",
-                "mov {v}, qword ptr fs:[{v}]",
-                v = out(reg) v,
-                options(nostack, readonly, preserves_flags),
-            );
-        }
-        v
-    }
-
-    #[inline(always)]
-    pub fn set(h: *mut Heap) {
-        // SAFETY: writes this thread's slot only.
-        unsafe {
-            core::arch::asm!(
-                "mov {t}, qword ptr [rip + stratalloc_engine_heap_slot@GOTTPOFF]",
-                "mov qword ptr fs:[{t}], {h}",
-                t = out(reg) _,
-                h = in(reg) h,
-                options(nostack, preserves_flags),
-            );
-        }
-    }
-}
-
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-mod fast_tls {
-    use super::Heap;
-    #[inline(always)]
-    pub fn get() -> *mut Heap {
-        core::ptr::null_mut()
-    }
-    #[inline(always)]
-    pub fn set(_h: *mut Heap) {}
+    HEAP.with(|h| h.get())
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);

@@ -68,9 +68,9 @@
 //! ## Paths and their cost
 //!
 //! - malloc ≤ 1 KiB: TLS load, table load, pop (`page.free`), `used += 1`:
-//!   no lock, no atomic read-modify-write. The TLS load is an
-//!   initial-exec slot caching the heap's address on x86-64 Linux (no
-//!   `__tls_get_addr` call from the shared library; see `heap::heap`).
+//!   no lock, no atomic read-modify-write. The TLS load is a
+//!   `thread_local!` (in the shared library a `__tls_get_addr` call; an
+//!   initial-exec slot would save it but breaks `dlopen`, see `heap::heap`).
 //! - realloc past the block's class asks for a quarter more than the new
 //!   size, so buffers grown a little at a time are copied every few
 //!   classes rather than at every class boundary.
