@@ -325,7 +325,7 @@ fn d_condition(info: &dumpster::unsync::CollectInfo) -> bool {
     go
 }
 
-/// dumpster's default condition never fires on `rings` (the dead rings'
+/// dumpster's default condition fires at most once on `rings` (the dead rings'
 /// handles count as existing, so the drops never outnumber them); a second
 /// row also calls `collect()` every `D_EVERY` rings, about as often as the
 /// `GcHeap` at 1 MiB collects.
