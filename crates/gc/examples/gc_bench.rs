@@ -326,7 +326,7 @@ fn d_condition(info: &dumpster::unsync::CollectInfo) -> bool {
 }
 
 /// dumpster's default condition fires at most once on `rings` (the dead rings'
-/// handles count as existing, so the drops never outnumber them); a second
+/// handles count as existing, so the drops seldom outnumber them); a second
 /// row also calls `collect()` every `D_EVERY` rings, about as often as the
 /// `GcHeap` at 1 MiB collects.
 const D_EVERY: usize = 512;
