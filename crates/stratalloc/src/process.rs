@@ -818,11 +818,10 @@ impl ProcessHeap {
         match e {
             Some(e) => fatal!("{what}({p:p}): {e} ({} heap)", self.name()),
             None => fatal!(
-                "{what}({p:p}): not a live block of stratalloc ({} heap): freed already \
-                 (double free), or never allocated here: a wild pointer, or memory from \
-                 another malloc (when the library is \
-                 dlopen'ed rather than preloaded, only its own pointers may be passed \
-                 to its free)",
+                "{what}({p:p}): pointer was not allocated by stratalloc, or was freed \
+                 already ({} heap): a double free, a wild pointer, or memory from another \
+                 malloc (when the library is dlopen'ed rather than preloaded, only its \
+                 own pointers may be passed to its free)",
                 self.name()
             ),
         }
