@@ -117,7 +117,10 @@ unsafe fn free_generic(seg: *mut Segment, page: *mut Page, p: *mut u8) {
             return huge::free(seg, p);
         }
         let h = heap();
-        let pg = &mut *page;
+        // Shared, not `&mut`: another thread may own this page and be
+        // changing it; only fields fixed while the page is in use are read
+        // below unless the page is ours.
+        let pg = &*page;
         let mine = (*seg).owner.load(Relaxed) == (*h).id;
         if !pg.in_use {
             crate::fatal!(
@@ -131,7 +134,15 @@ unsafe fn free_generic(seg: *mut Segment, page: *mut Page, p: *mut u8) {
             p
         };
         let off = b as usize - pg.start as usize;
-        if !pg.is_block_offset(off) || off >= pg.capacity.max(1) as usize * pg.block_size {
+        // `capacity` grows under the owner's hands (`Page::extend`), so a
+        // remote free bounds the offset by `reserved`, fixed while the page
+        // is in use (reading `capacity` here was a data race, found by TSan).
+        let blocks = if mine {
+            pg.capacity.max(1) as usize
+        } else {
+            pg.reserved as usize
+        };
+        if !pg.is_block_offset(off) || off >= blocks * pg.block_size {
             crate::fatal!(
                 "free of {:p}: not the start of a block (invalid pointer)",
                 p
