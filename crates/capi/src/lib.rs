@@ -341,24 +341,58 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     unsafe { usable_impl(p.cast()) }
 }
 
-/// `free_sized` (C23): the size is not needed.
+/// A `free_sized`/`free_aligned_sized` whose size cannot be the one the
+/// block was allocated with (larger than the block), or whose alignment the
+/// pointer does not have: undefined behaviour in C23, so we abort naming it.
+#[cold]
+#[inline(never)]
+fn sized_mismatch(what: &str, p: *const u8, detail: core::fmt::Arguments<'_>) -> ! {
+    engine::fatal!("{what}({p:p}): {detail}")
+}
+
+/// `free_sized` (C23). The size is checked against the block where that is
+/// cheap: a size larger than the block's usable size is a caller bug and
+/// aborts (a smaller wrong size cannot be told from slack in the block).
 ///
 /// # Safety
 /// As [`free`].
 #[no_mangle]
-pub unsafe extern "C" fn free_sized(p: *mut c_void, _size: usize) {
+pub unsafe extern "C" fn free_sized(p: *mut c_void, size: usize) {
+    if !p.is_null() {
+        // SAFETY: the caller's contract (a live block).
+        let usable = unsafe { usable_impl(p.cast()) };
+        if size > usable {
+            sized_mismatch(
+                "free_sized",
+                p.cast(),
+                format_args!(
+                    "size {size} is larger than the block ({usable} usable bytes): not the size it was allocated with"
+                ),
+            );
+        }
+    }
     // SAFETY: the caller's contract.
     unsafe { free_impl(p.cast()) }
 }
 
-/// `free_aligned_sized` (C23): the alignment and size are not needed.
+/// `free_aligned_sized` (C23): size checked as in [`free_sized`], and the
+/// pointer must have the alignment it was allocated with.
 ///
 /// # Safety
 /// As [`free`].
 #[no_mangle]
-pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, _align: usize, _size: usize) {
+pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
+    if !p.is_null() && align.is_power_of_two() && p as usize % align != 0 {
+        sized_mismatch(
+            "free_aligned_sized",
+            p.cast(),
+            format_args!(
+                "pointer is not aligned to {align}: not a block allocated with that alignment"
+            ),
+        );
+    }
     // SAFETY: the caller's contract.
-    unsafe { free_impl(p.cast()) }
+    unsafe { free_sized(p, size) }
 }
 
 /// `malloc_trim(3)`: 1 if memory went back to the OS.
