@@ -36,7 +36,7 @@
 
 use core::cell::Cell;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicI64, AtomicIsize, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicI64, AtomicIsize, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::backend::{Backend, BackendStats};
 use crate::wrappers::sys::{peak_rss, pid, Bytes};
@@ -193,6 +193,45 @@ thread_local! {
     };
 }
 
+/// A pthread key whose destructor flushes an exiting thread's batch (its
+/// value is the `Counters` the batch belongs to), so no thread's last
+/// figures are lost. `u32::MAX` until created; creating it and setting its
+/// value allocate nothing in glibc (keys below 32 live in the thread
+/// descriptor).
+static EXIT_KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+static EXIT_KEY_STATE: AtomicU32 = AtomicU32::new(0); // 0 none, 1 creating, 2 done
+
+unsafe extern "C" fn flush_at_thread_exit(arg: *mut libc::c_void) {
+    // SAFETY: the value set in `note_thread` is a `Counters` that lives for
+    // the rest of the process (see `Stats::new`).
+    unsafe { (*(arg as *const Counters)).flush_current_thread() };
+}
+
+/// Arrange for this thread's batch of `c` to be flushed when it exits.
+#[cold]
+fn note_thread(c: *const Counters) {
+    if EXIT_KEY_STATE.load(core::sync::atomic::Ordering::Acquire) != 2
+        && EXIT_KEY_STATE
+            .compare_exchange(0, 1, core::sync::atomic::Ordering::AcqRel, Relaxed)
+            .is_ok()
+    {
+        let mut k: libc::pthread_key_t = 0;
+        // SAFETY: plain key creation with a destructor of the right type.
+        if unsafe { libc::pthread_key_create(&mut k, Some(flush_at_thread_exit)) } == 0 {
+            EXIT_KEY.store(k, Relaxed);
+        }
+        EXIT_KEY_STATE.store(2, core::sync::atomic::Ordering::Release);
+    }
+    if EXIT_KEY_STATE.load(core::sync::atomic::Ordering::Acquire) == 2 {
+        let k = EXIT_KEY.load(Relaxed);
+        if k != u32::MAX {
+            // SAFETY: `k` is a key we created; the value is only read back by
+            // `flush_at_thread_exit`.
+            unsafe { libc::pthread_setspecific(k, c as *const libc::c_void) };
+        }
+    }
+}
+
 #[inline]
 fn inc(c: &Cell<u64>, v: u64) {
     c.set(c.get() + v);
@@ -237,6 +276,7 @@ impl Counters {
                     unsafe { (*owner).flush(b) };
                 }
                 b.owner.set(me);
+                note_thread(me);
             }
             f(b);
             b.ops.set(b.ops.get() + 1);
@@ -678,6 +718,31 @@ mod tests {
         assert!(snap.peak > 0);
         assert_eq!(snap.hist.iter().sum::<u64>(), 4004);
         s.check().unwrap();
+    }
+
+    #[test]
+    fn an_exiting_thread_flushes_its_batch_by_itself() {
+        // SAFETY: leaked: it lives for the rest of the process.
+        let s: &'static Stats = Box::leak(Box::new(unsafe {
+            Stats::new(SysBackend::leaked(), "stats(sys)")
+        }));
+        // Fewer calls per thread than a batch holds, and no explicit flush:
+        // the thread-exit destructor must hand them over.
+        for _ in 0..8 {
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    let p = s.alloc(100, 16);
+                    // SAFETY: live block of `s`.
+                    unsafe { s.free(p) };
+                }
+            })
+            .join()
+            .unwrap();
+        }
+        let snap = s.snapshot();
+        assert_eq!(snap.allocs, 40);
+        assert_eq!(snap.frees, 40);
+        assert_eq!(snap.in_use, 0);
     }
 
     #[test]
