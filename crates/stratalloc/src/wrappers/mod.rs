@@ -138,9 +138,10 @@ pub fn malloc_stats(top: &dyn Backend, fd: i32) {
     w.flush();
 }
 
-/// Hand the calling thread's pending figures to the process-wide ones.
-/// The front end calls this from its thread-exit hook (a thread's last
-/// unflushed statistics batch is lost otherwise). Does not allocate.
+/// Hand the calling thread's pending figures to the process-wide ones now.
+/// Not needed at thread exit (the stats wrapper's own pthread-key
+/// destructor does it); useful before reading figures from another thread.
+/// Does not allocate.
 pub fn thread_exit() {
     if let Some(s) = STATS.get() {
         s.flush_thread();
