@@ -140,7 +140,7 @@ pub fn malloc_stats(top: &dyn Backend, fd: i32) {
 
 /// Hand the calling thread's pending figures to the process-wide ones now.
 /// Not needed at thread exit (the stats wrapper's own pthread-key
-/// destructor does it); useful before reading figures from another thread.
+/// destructor does it); useful to publish this thread's figures before another thread reads them.
 /// Does not allocate.
 pub fn thread_exit() {
     if let Some(s) = STATS.get() {
