@@ -527,20 +527,31 @@ pub fn write_report(out: &mut dyn Write, name: &str, s: &Snapshot) -> fmt::Resul
     )?;
     writeln!(out, "  requested   {} in total", Bytes(s.requested))?;
     if b.mapped != 0 || b.peak_mapped != 0 {
-        let unused = b.mapped.saturating_sub(b.in_use);
+        // A backend that keeps no per-call counts (the engine) reports 0
+        // allocations and 0 bytes in use: then the wrapper's own count of
+        // live bytes is the one to compare with what is mapped.
+        let counts = b.allocs != 0 || b.in_use != 0;
+        let live = if counts {
+            b.in_use
+        } else {
+            s.in_use.max(0) as usize
+        };
+        let unused = b.mapped.saturating_sub(live);
         let frag = if b.mapped == 0 {
             0.0
         } else {
             unused as f64 * 100.0 / b.mapped as f64
         };
-        writeln!(
+        write!(
             out,
-            "  backend     {} mapped (peak {}), {} in use by its count, {} returned to the OS",
+            "  backend     {} mapped (peak {}), ",
             Bytes(b.mapped as u64),
-            Bytes(b.peak_mapped as u64),
-            Bytes(b.in_use as u64),
-            Bytes(b.returned)
+            Bytes(b.peak_mapped as u64)
         )?;
+        if counts {
+            write!(out, "{} in use by its count, ", Bytes(b.in_use as u64))?;
+        }
+        writeln!(out, "{} returned to the OS", Bytes(b.returned))?;
         writeln!(
             out,
             "  fragmentation {frag:.1}% of mapped memory is not in live blocks"
