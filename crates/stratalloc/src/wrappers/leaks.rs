@@ -562,9 +562,17 @@ mod tests {
     use super::*;
     use crate::wrappers::testing::SysBackend;
 
+    /// Three blocks from one call site: a loop with an opaque trip count
+    /// (an iterator's `collect` reaches its closure from two code paths,
+    /// and a constant count gets unrolled into three calls; either way the
+    /// stacks, which are what blocks are grouped by, would differ).
     #[inline(never)]
     fn leak_three(l: &Leaks) -> Vec<*mut u8> {
-        (0..3).map(|_| l.alloc(1234, 16)).collect()
+        let mut v = Vec::with_capacity(3);
+        for _ in 0..std::hint::black_box(3) {
+            v.push(l.alloc(1234, 16));
+        }
+        v
     }
 
     #[inline(never)]
