@@ -63,13 +63,13 @@ pub use heap::{BlockInfo, BlockState, CheckError, HeapError, HeapErrorKind, Regi
 pub use locked::Locked;
 pub use region::{Region, RegionError, RegionList};
 pub use stats::{Counters, HeapStats};
-pub use strategies::bump::Bump;
-pub use strategies::buddy::Buddy;
-pub use strategies::pool::Pool;
-pub use strategies::slab::Slab;
 pub use strategies::blocks::BoundaryHeap;
+pub use strategies::buddy::Buddy;
+pub use strategies::bump::Bump;
 pub use strategies::free_list::{FitPolicy, FreeList};
+pub use strategies::pool::Pool;
 pub use strategies::segregated::Segregated;
+pub use strategies::slab::Slab;
 pub use strategies::tlsf::{Tlsf, TlsfHeap};
 
 /// Every pointer any strategy hands out is aligned to at least this many

@@ -2,10 +2,10 @@
 //! complexity and its drawbacks, with a diagram.
 
 pub mod blocks;
-pub mod bump;
 pub mod buddy;
-pub mod pool;
+pub mod bump;
 pub mod free_list;
+pub mod pool;
 pub mod segregated;
 pub mod slab;
 pub mod tlsf;
