@@ -423,11 +423,14 @@ unsafe fn purge_due(h: &mut Heap, now: u64, force: bool) -> bool {
 
 // ------------------------------------------------------------ allocation
 
-/// Allocate a block of class `c` (slow path: find or make a page).
-#[cold]
-#[inline(never)]
-pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
-    // SAFETY: our own heap.
+/// The start of every allocation slow path: set the heap up on its first
+/// use, and run the periodic work (purge, reclaim) every 64 slow calls.
+///
+/// # Safety
+/// `h` is the calling thread's heap.
+#[inline(always)]
+unsafe fn enter_slow<'a>(h: *mut Heap) -> &'a mut Heap {
+    // SAFETY: our own heap, per the function contract.
     unsafe {
         if (*h).id == UNINIT {
             init(h);
@@ -437,6 +440,17 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
         if h.slow_count % 64 == 0 {
             periodic(h);
         }
+        h
+    }
+}
+
+/// Allocate a block of class `c` (slow path: find or make a page).
+#[cold]
+#[inline(never)]
+pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
+    // SAFETY: our own heap.
+    unsafe {
+        let h = enter_slow(h);
         for attempt in 0..2 {
             let mut page = h.queues[c].first;
             while !page.is_null() {
@@ -524,14 +538,7 @@ unsafe fn periodic(h: &mut Heap) {
 pub unsafe fn alloc_large(h: *mut Heap, n: usize) -> *mut Page {
     // SAFETY: our own heap.
     unsafe {
-        if (*h).id == UNINIT {
-            init(h);
-        }
-        let h = &mut *h;
-        h.slow_count += 1;
-        if h.slow_count % 64 == 0 {
-            periodic(h);
-        }
+        let h = enter_slow(h);
         let mut page = span_alloc(h, n);
         if page.is_null() {
             collect_pending(h);
