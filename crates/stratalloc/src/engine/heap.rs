@@ -1,8 +1,9 @@
-//! Thread heaps: one per thread in native TLS, the malloc slow path, page
-//! queues, abandoning at thread exit and reclaiming abandoned segments.
+//! Thread heaps: one per thread (a pointer in native TLS), the malloc slow
+//! path, page queues, abandoning at thread exit and reclaiming abandoned
+//! segments.
 //!
 //! ```text
-//!   Heap (TLS, const-initialised, no Drop)
+//!   TLS slot --> Heap (mapped by the engine, pooled; or the static empty heap)
 //!   direct[0..=64] --> page serving (size+15)/16     (fast path: 1 load)
 //!   queues[class]  --> page <-> page <-> page         (pages with room first)
 //!   segs           --> segment <-> segment            (all segments owned)
@@ -16,8 +17,12 @@
 //!   floating (`FULL`); large pages are always floating
 //! - every segment in `segs` has `owner == id`
 //!
-//! A heap is *uninitialised* (`id == UNINIT`) until its first slow path:
-//! that assigns a fresh id and registers the thread-exit destructor.
+//! A thread's slot points to the static, read-only empty heap
+//! (`id == UNINIT`, every direct slot on the empty page, so the fast paths
+//! need no null check) until its first slow path: that takes a heap from
+//! the pool (heaps of exited threads, or a fresh 64 KiB chunk), gives it a
+//! fresh id and registers the thread-exit destructor. At thread exit the
+//! heap is abandoned, given back to the pool and the slot reset.
 
 use core::cell::UnsafeCell;
 use core::ptr;
@@ -79,23 +84,169 @@ impl Heap {
     };
 }
 
-thread_local! {
-    static HEAP: UnsafeCell<Heap> = const { UnsafeCell::new(Heap::INIT) };
+/// `Heap` made shareable for the static empty heap (never written).
+#[repr(transparent)]
+pub struct StaticHeap(Heap);
+// SAFETY: the empty heap is never written (every writer first sees
+// `id == UNINIT` and switches to a heap of its own), so sharing it is
+// sharing read-only data.
+unsafe impl Sync for StaticHeap {}
+
+/// The heap every thread starts with (and goes back to at exit): no
+/// pages, `id == UNINIT`, direct slots on the empty page. It lives in
+/// read-only memory, so a stray write to it faults at once.
+pub static EMPTY_HEAP: StaticHeap = StaticHeap(Heap::INIT);
+
+#[inline(always)]
+fn empty_heap() -> *mut Heap {
+    &EMPTY_HEAP as *const StaticHeap as *mut Heap
 }
 
-/// This thread's heap.
+/// This thread's heap: the static empty heap until the thread's first
+/// slow path gives it one of its own (see [`init`]).
 ///
-/// A plain `thread_local!`: in the shared library that is a
-/// general-dynamic TLS access (a `__tls_get_addr` call). An initial-exec
-/// slot was measured 8% fewer instructions on churn (commit 9535787), but it
-/// marks the whole library STATIC_TLS, and glibc then cannot `dlopen` it
-/// ("cannot allocate memory in static TLS block": the heap is ~2.3 KB of
-/// TLS, glibc's reserve for dlopen is 512 bytes). Being loadable with
-/// `dlopen` is a requirement, so the fast slot waits for the heap itself to
-/// move out of TLS (leaving only a pointer there).
+/// Only a pointer lives in TLS; the heap itself (~2.2 KB) is carved from
+/// memory the engine maps ([`heap_pool_take`]). On x86-64 Linux the pointer
+/// is an initial-exec TLS slot (two loads, no `__tls_get_addr` call in the
+/// shared library). That marks the library STATIC_TLS, so `dlopen` must
+/// find the library's whole TLS block in glibc's static TLS reserve: with
+/// the heap out of TLS that block is a few hundred bytes (it was 2.7 KB
+/// when the heap itself was there, and `dlopen` failed; commit 58770e5).
 #[inline(always)]
 pub fn heap() -> *mut Heap {
-    HEAP.with(|h| h.get())
+    tls::get()
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod tls {
+    use super::Heap;
+
+    // One pointer in `.tdata`, initialised to the empty heap (a relocation
+    // in the TLS image, applied before any thread's block is copied from
+    // it). Global but hidden, so that inlined readers in other crates of
+    // the same link resolve it, and invisible outside the final object.
+    core::arch::global_asm!(
+        ".pushsection .tdata,\"awT\",@progbits",
+        ".p2align 3",
+        ".globl stratalloc_engine_heap_slot",
+        ".hidden stratalloc_engine_heap_slot",
+        ".type stratalloc_engine_heap_slot,@object",
+        ".size stratalloc_engine_heap_slot,8",
+        "stratalloc_engine_heap_slot:",
+        ".quad {empty}",
+        ".popsection",
+        empty = sym super::EMPTY_HEAP,
+    );
+
+    #[inline(always)]
+    pub fn get() -> *mut Heap {
+        let v: *mut Heap;
+        // SAFETY: reads this thread's slot (initial-exec TLS: the GOT holds
+        // the slot's offset from the thread pointer in %fs).
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr [rip + stratalloc_engine_heap_slot@GOTTPOFF]",
+                "mov {v}, qword ptr fs:[{v}]",
+                v = out(reg) v,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        v
+    }
+
+    #[inline(always)]
+    pub fn set(h: *mut Heap) {
+        // SAFETY: writes this thread's slot only.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + stratalloc_engine_heap_slot@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {h}",
+                t = out(reg) _,
+                h = in(reg) h,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod tls {
+    use super::Heap;
+    use core::cell::Cell;
+
+    thread_local! {
+        static SLOT: Cell<*mut Heap> = const {
+            Cell::new(&super::EMPTY_HEAP as *const super::StaticHeap as *mut Heap)
+        };
+    }
+
+    #[inline(always)]
+    pub fn get() -> *mut Heap {
+        SLOT.with(|s| s.get())
+    }
+
+    #[inline(always)]
+    pub fn set(h: *mut Heap) {
+        SLOT.with(|s| s.set(h))
+    }
+}
+
+// ------------------------------------------------------------- heap pool
+
+/// Bytes mapped at a time for heaps.
+const HEAP_CHUNK: usize = 64 * 1024;
+
+/// Heaps given back at thread exit, linked through their `segs` field
+/// (under [`segment::GLOBAL`], which `fork` handling already covers).
+struct HeapPool(UnsafeCell<*mut Heap>);
+// SAFETY: only touched under `segment::GLOBAL`.
+unsafe impl Sync for HeapPool {}
+static HEAP_POOL: HeapPool = HeapPool(UnsafeCell::new(ptr::null_mut()));
+
+/// Push `h` (not in use by any thread) on the pool. Caller holds GLOBAL.
+unsafe fn pool_push_locked(h: *mut Heap) {
+    // SAFETY: GLOBAL is held; `h` is free heap memory.
+    unsafe {
+        (*h).segs = (*HEAP_POOL.0.get()).cast();
+        *HEAP_POOL.0.get() = h;
+    }
+}
+
+/// Memory for one heap (uninitialised contents), or null when the OS has
+/// none: a heap given back by an exited thread, else a slot of a fresh
+/// chunk (the rest of the chunk goes to the pool).
+fn heap_pool_take() -> *mut Heap {
+    segment::GLOBAL.lock();
+    // SAFETY: GLOBAL is held.
+    let h = unsafe { *HEAP_POOL.0.get() };
+    if !h.is_null() {
+        // SAFETY: as above; pooled heaps link through `segs`.
+        unsafe { *HEAP_POOL.0.get() = (*h).segs.cast() };
+        segment::GLOBAL.unlock();
+        return h;
+    }
+    segment::GLOBAL.unlock();
+    let chunk = os::map(HEAP_CHUNK);
+    if chunk.is_null() {
+        return ptr::null_mut();
+    }
+    let size = core::mem::size_of::<Heap>().next_multiple_of(64);
+    let n = HEAP_CHUNK / size;
+    segment::GLOBAL.lock();
+    for i in 1..n {
+        // SAFETY: slot `i` lies inside the fresh chunk (aligned to 64).
+        unsafe { pool_push_locked(chunk.add(i * size).cast()) };
+    }
+    segment::GLOBAL.unlock();
+    chunk.cast()
+}
+
+/// Give back the memory of an exited thread's heap.
+unsafe fn heap_pool_give(h: *mut Heap) {
+    segment::GLOBAL.lock();
+    // SAFETY: GLOBAL is held; nobody uses `h` any more.
+    unsafe { pool_push_locked(h) };
+    segment::GLOBAL.unlock();
 }
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
@@ -139,17 +290,28 @@ fn key() -> Option<libc::pthread_key_t> {
     }
 }
 
+/// Give the calling thread a heap of its own (it has the empty heap):
+/// null if no memory for it could be mapped.
 #[cold]
-unsafe fn init(h: *mut Heap) {
-    // SAFETY: our own heap.
-    let h = unsafe { &mut *h };
-    h.id = NEXT_ID.fetch_add(1, Relaxed);
+#[inline(never)]
+unsafe fn init() -> *mut Heap {
+    let h = heap_pool_take();
+    if h.is_null() {
+        return h;
+    }
+    // SAFETY: fresh heap memory, ours alone.
+    unsafe {
+        h.write(Heap::INIT);
+        (*h).id = NEXT_ID.fetch_add(1, Relaxed);
+    }
+    tls::set(h);
     // pthread_setspecific may call malloc (calloc for high keys): the heap
-    // is already usable, so that call is served normally.
+    // is already in place, so that call is served normally.
     if let Some(k) = key() {
         // SAFETY: a valid key; a non-null value makes the destructor run.
         unsafe { libc::pthread_setspecific(k, 1 as *const libc::c_void) };
     }
+    h
 }
 
 // ------------------------------------------------------------ queues
@@ -423,24 +585,29 @@ unsafe fn purge_due(h: &mut Heap, now: u64, force: bool) -> bool {
 
 // ------------------------------------------------------------ allocation
 
-/// The start of every allocation slow path: set the heap up on its first
-/// use, and run the periodic work (purge, reclaim) every 64 slow calls.
+/// The start of every allocation slow path: give the thread a heap of its
+/// own on its first use, and run the periodic work (purge, reclaim) every
+/// 64 slow calls. `None` when no heap could be set up (out of memory).
 ///
 /// # Safety
 /// `h` is the calling thread's heap.
 #[inline(always)]
-unsafe fn enter_slow<'a>(h: *mut Heap) -> &'a mut Heap {
-    // SAFETY: our own heap, per the function contract.
+unsafe fn enter_slow<'a>(mut h: *mut Heap) -> Option<&'a mut Heap> {
+    // SAFETY: our own heap, per the function contract; the empty heap is
+    // only read.
     unsafe {
         if (*h).id == UNINIT {
-            init(h);
+            h = init();
+            if h.is_null() {
+                return None;
+            }
         }
         let h = &mut *h;
         h.slow_count += 1;
         if h.slow_count % 64 == 0 {
             periodic(h);
         }
-        h
+        Some(h)
     }
 }
 
@@ -450,7 +617,9 @@ unsafe fn enter_slow<'a>(h: *mut Heap) -> &'a mut Heap {
 pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
     // SAFETY: our own heap.
     unsafe {
-        let h = enter_slow(h);
+        let Some(h) = enter_slow(h) else {
+            return ptr::null_mut();
+        };
         for attempt in 0..2 {
             let mut page = h.queues[c].first;
             while !page.is_null() {
@@ -538,7 +707,9 @@ unsafe fn periodic(h: &mut Heap) {
 pub unsafe fn alloc_large(h: *mut Heap, n: usize) -> *mut Page {
     // SAFETY: our own heap.
     unsafe {
-        let h = enter_slow(h);
+        let Some(h) = enter_slow(h) else {
+            return ptr::null_mut();
+        };
         let mut page = span_alloc(h, n);
         if page.is_null() {
             collect_pending(h);
@@ -662,11 +833,12 @@ unsafe fn free_retired(h: &mut Heap, age: u64, now: u64) -> bool {
 /// Give up every segment of heap `h` (thread exit): empty pages are freed,
 /// empty segments released, the rest abandoned for other threads.
 pub unsafe fn abandon(h: *mut Heap) {
-    // SAFETY: our own heap.
-    let h = unsafe { &mut *h };
-    if h.id == UNINIT {
+    // SAFETY: our own heap (the empty heap only read).
+    if unsafe { (*h).id } == UNINIT {
         return;
     }
+    // SAFETY: a heap of our own (not the static one).
+    let h = unsafe { &mut *h };
     let now = os::now_ms();
     for c in 0..CLASSES {
         h.queues[c] = Queue {
@@ -699,7 +871,11 @@ pub unsafe fn abandon(h: *mut Heap) {
             }
         }
     }
-    *h = Heap::INIT;
+    // Back to the empty heap: a later malloc on this thread (another
+    // thread-exit destructor) sets up a new one and registers again.
+    tls::set(empty_heap());
+    // SAFETY: no thread uses `h` any more.
+    unsafe { heap_pool_give(h) };
 }
 
 // ------------------------------------------------------------ trim, check
@@ -710,8 +886,9 @@ pub unsafe fn trim(h: *mut Heap) -> bool {
     let before = os::stats().returned;
     // SAFETY: our heap.
     unsafe {
-        if (*h).id == UNINIT {
-            init(h);
+        let h = if (*h).id == UNINIT { init() } else { h };
+        if h.is_null() {
+            return false;
         }
         let h = &mut *h;
         let now = os::now_ms();

@@ -32,8 +32,8 @@
 //! - **span**: contiguous free or used slices of a segment.
 //! - **page**: a span holding blocks of one size class (or one large
 //!   block), with three free lists: `free`, `local_free`, `thread_free`.
-//! - **heap**: per-thread state in TLS: a queue of pages per class and the
-//!   segments it owns.
+//! - **heap**: per-thread state (a pointer to it in TLS): a queue of pages
+//!   per class and the segments it owns.
 //! - **floating page**: a full page unlinked from its queue (`FULL`).
 //! - **abandoned segment**: owned by a thread that exited; adopted by the
 //!   next thread that needs a span, or by any thread's periodic visit (one
@@ -61,16 +61,18 @@
 //!   every in-use class page of the heap's segments is queued xor floating
 //! - `segment_of(p) ∈ segment map` for every live block `p` (except a huge
 //!   block aligned to 4 MiB or more, whose header sits one segment before)
-//! - mapped bytes `== Σ segments × 4 MiB + Σ huge mappings + map leaves`
+//! - mapped bytes `== Σ segments × 4 MiB + Σ huge mappings + map leaves +
+//!   heap chunks` (64 KiB each, never unmapped)
 //!
 //! `check()` verifies the first three for the calling thread's heap.
 //!
 //! ## Paths and their cost
 //!
 //! - malloc ≤ 1 KiB: TLS load, table load, pop (`page.free`), `used += 1`:
-//!   no lock, no atomic read-modify-write. The TLS load is a
-//!   `thread_local!` (in the shared library a `__tls_get_addr` call; an
-//!   initial-exec slot would save it but breaks `dlopen`, see `heap::heap`).
+//!   no lock, no atomic read-modify-write. The TLS load is an initial-exec
+//!   slot holding only the heap's address (no `__tls_get_addr` call in the
+//!   shared library; small enough that `dlopen` still finds room in glibc's
+//!   static TLS, see `heap::heap`).
 //! - realloc past the block's class asks for a quarter more than the new
 //!   size, so buffers grown a little at a time are copied every few
 //!   classes rather than at every class boundary.
