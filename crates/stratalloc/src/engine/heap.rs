@@ -355,6 +355,24 @@ impl Heap {
         }
     }
 
+    /// Put `page` last (it has room, but few blocks: a floating page that
+    /// got blocks back) in its class queue, so the pages ahead of it are
+    /// used first and it gathers more frees before malloc comes to it.
+    pub unsafe fn queue_push_back(&mut self, page: *mut Page) {
+        // SAFETY: a page of ours not in any queue.
+        unsafe {
+            let c = (*page).class as usize;
+            let q = &mut self.queues[c];
+            if q.first.is_null() {
+                return self.queue_push_front(page);
+            }
+            (*page).next = ptr::null_mut();
+            (*page).prev = q.last;
+            (*q.last).next = page;
+            q.last = page;
+        }
+    }
+
     pub unsafe fn queue_remove(&mut self, page: *mut Page) {
         // SAFETY: `page` is in its class queue.
         unsafe {
@@ -499,7 +517,8 @@ unsafe fn reclaim(h: &mut Heap, seg: *mut Segment) -> bool {
 }
 
 /// Put an unqueued, collected page where it belongs: span released if
-/// empty (the segment stays), queued if it has room, floating otherwise.
+/// empty (the segment stays), queued last if it has room, floating
+/// otherwise.
 unsafe fn settle(h: &mut Heap, page: *mut Page, now: u64) {
     // SAFETY: an in-use page of ours, in no queue, FULL cleared.
     unsafe {
@@ -509,7 +528,7 @@ unsafe fn settle(h: &mut Heap, page: *mut Page, now: u64) {
                 return;
             }
             if (*page).class != LARGE && (*page).has_room() {
-                h.queue_push_front(page);
+                h.queue_push_back(page);
                 return;
             }
             if (*page).try_mark_full() {
