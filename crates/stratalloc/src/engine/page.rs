@@ -85,7 +85,7 @@ pub struct Page {
     pub start: *mut u8,
     /// Inverse of `m` modulo 2^64.
     pub div_inv: u64,
-    /// `u64::MAX / m`.
+    /// `u64::MAX / block_size`.
     pub div_lim: u64,
     /// Queue links (owner only).
     pub next: *mut Page,
@@ -135,18 +135,22 @@ impl Page {
         debug_assert_eq!(m.wrapping_mul(inv), 1);
         self.div_shift = k as u8;
         self.div_inv = inv;
-        self.div_lim = u64::MAX / m;
+        self.div_lim = u64::MAX / bs as u64;
     }
 
-    /// Is `off` (bytes from `start`) a multiple of `block_size`? A shift, a
-    /// multiply and two compares instead of a division: with
-    /// `block_size = 2^k * m` (m odd), `off` is a multiple iff its low `k`
-    /// bits are zero and `(off >> k) * m^-1 mod 2^64 <= u64::MAX / m`.
+    /// Is `off` (bytes from `start`, any 64-bit value) a multiple of
+    /// `block_size`? A multiply, a rotate and a compare instead of a
+    /// division: with `block_size = d = 2^k * m` (m odd), `off` is a
+    /// multiple iff `rotr(off * m^-1 mod 2^64, k) <= u64::MAX / d`
+    /// (multiples map to `off / d`, which is at most that bound; for any
+    /// other `off` either a low bit rotates to the top or the odd part
+    /// lands above `u64::MAX / m`).
     #[inline(always)]
     pub fn is_block_offset(&self, off: usize) -> bool {
-        let k = self.div_shift as u32;
-        (off & ((1usize << k) - 1)) == 0
-            && ((off >> k) as u64).wrapping_mul(self.div_inv) <= self.div_lim
+        (off as u64)
+            .wrapping_mul(self.div_inv)
+            .rotate_right(self.div_shift as u32)
+            <= self.div_lim
     }
 
     /// Pop a block from `free`; null if empty. Owner only.
@@ -353,6 +357,8 @@ mod tests {
             for off in (0..4096)
                 .chain((1..64).map(|i| i * bs - 1))
                 .chain((0..64).map(|i| i * bs + 16))
+                .chain((1..64).map(|i| (i * bs).wrapping_neg()))
+                .chain((0..64).map(|i| usize::MAX - i))
             {
                 assert_eq!(p.is_block_offset(off), off % bs == 0, "bs {bs} off {off}");
             }

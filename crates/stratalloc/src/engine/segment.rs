@@ -8,16 +8,18 @@
 //!   | slice 0| slice 1| slice 2..4       |     |        |
 //!   +--------+--------+--------+--------+-----+--------+
 //!   header = Segment { owner, free_mask, dirty_mask, pages[64] ... }
-//!   segment_of(p) = p & !(4 MiB - 1); page_of(p) = pages[(p - seg) >> 16] - offset
+//!   segment_of(p) = p & !(4 MiB - 1); page_of(p) = seg + page_off[(p - seg) >> 16]
 //! ```
 //!
 //! Invariants of a normal segment:
 //! - `free_mask & 1 == 0` (slice 0 is the header); `dirty_mask ⊆ free_mask`
 //! - every slice not in `free_mask` belongs to exactly one in-use span,
 //!   whose head descriptor has `in_use` and `slice_count`, and whose other
-//!   descriptors have `slice_offset` = distance to the head
+//!   descriptors have `slice_offset` = distance to the head; `page_off[i]`
+//!   is the byte offset of the descriptor heading slice i's span
 //! - a clean free slice (free, not dirty) reads as zeros
-//! - a free slice's descriptor is not in use and has `slice_offset == 0`
+//! - a free slice's descriptor is not in use, has `slice_offset == 0` and
+//!   `page_off` pointing to itself
 //!   (so a stale pointer into it is caught on free)
 //! - `owner` is the id of the owning heap, or 0 while abandoned
 //!
@@ -66,6 +68,10 @@ pub struct Segment {
     pub owner: AtomicUsize,
     /// A remote free cleared the FULL bit of one of our floating pages.
     pub pending: AtomicBool,
+    /// Per slice: byte offset from the segment start of the descriptor
+    /// heading its span (its own descriptor for a free slice), so that the
+    /// free fast path finds a block's page with one load.
+    pub page_off: [u16; SLICES_PER_SEGMENT],
     /// Bit i: slice i is free (owner only).
     pub free_mask: u64,
     /// Bit i: slice i is free but may hold data (not purged).
@@ -102,12 +108,25 @@ impl Segment {
     /// The page descriptor heading the span that holds `p`.
     #[inline(always)]
     pub unsafe fn page_of(&mut self, p: *const u8) -> *mut Page {
-        let i = (p as usize - self as *mut Segment as usize) >> SLICE_SHIFT;
-        // SAFETY: i < 64 because p lies in this segment; offsets stay inside.
-        unsafe {
-            let d = self.pages.as_mut_ptr().add(i);
-            d.sub((*d).slice_offset as usize)
-        }
+        let i = (p as usize >> SLICE_SHIFT) & (SLICES_PER_SEGMENT - 1);
+        let base = self as *mut Segment as *mut u8;
+        // SAFETY: `page_off` entries are offsets of descriptors inside this
+        // header (set by `link_slice`, checked by `check`).
+        unsafe { base.add(self.page_off[i] as usize).cast() }
+    }
+
+    /// Byte offset of descriptor `i` from the segment start.
+    #[inline]
+    fn desc_off(i: usize) -> u16 {
+        (core::mem::offset_of!(Segment, pages) + i * core::mem::size_of::<Page>()) as u16
+    }
+
+    /// Make slice `i` part of the span headed by slice `head` (`head == i`:
+    /// a span head or a free slice).
+    #[inline]
+    fn link_slice(&mut self, i: usize, head: usize) {
+        self.pages[i].slice_offset = (i - head) as u8;
+        self.page_off[i] = Self::desc_off(head);
     }
 
     /// Address of slice `i`.
@@ -146,9 +165,8 @@ impl Segment {
         self.dirty_mask &= !bits;
         let start = self.slice_addr(i);
         for k in 0..n {
-            let d = &mut self.pages[i + k];
-            d.slice_offset = k as u8;
-            d.in_use = false;
+            self.link_slice(i + k, i);
+            self.pages[i + k].in_use = false;
         }
         let head = &mut self.pages[i];
         head.in_use = true;
@@ -171,7 +189,7 @@ impl Segment {
             let bits = span_bits(i + n, old - n);
             for k in n..old {
                 self.pages[i + k].in_use = false;
-                self.pages[i + k].slice_offset = 0;
+                self.link_slice(i + k, i + k);
                 self.freed_at[i + k] = now as u32;
             }
             self.free_mask |= bits;
@@ -190,9 +208,8 @@ impl Segment {
             self.free_mask &= !bits;
             self.dirty_mask &= !bits;
             for k in old..n {
-                let d = &mut self.pages[i + k];
-                d.slice_offset = k as u8;
-                d.in_use = false;
+                self.link_slice(i + k, i);
+                self.pages[i + k].in_use = false;
             }
         }
         self.pages[i].slice_count = n as u32;
@@ -207,7 +224,7 @@ impl Segment {
         // A stale pointer into any slice of the span now finds a descriptor
         // that is not in use (and aborts) instead of an old head.
         for k in 1..n {
-            self.pages[i + k].slice_offset = 0;
+            self.link_slice(i + k, i + k);
         }
         for k in 0..n {
             self.freed_at[i + k] = now as u32;
@@ -306,7 +323,10 @@ impl Segment {
         let mut i = 1;
         while i < SLICES_PER_SEGMENT {
             if self.free_mask & (1 << i) != 0 {
-                if self.pages[i].in_use || self.pages[i].slice_offset != 0 {
+                if self.pages[i].in_use
+                    || self.pages[i].slice_offset != 0
+                    || self.page_off[i] != Self::desc_off(i)
+                {
                     return Err("free slice with a live descriptor");
                 }
                 i += 1;
@@ -320,6 +340,11 @@ impl Segment {
                 if self.pages[i + k].slice_offset != k as u8 || self.free_mask & (1 << (i + k)) != 0
                 {
                     return Err("span tail descriptor broken");
+                }
+            }
+            for k in 0..p.slice_count as usize {
+                if self.page_off[i + k] != Self::desc_off(i) {
+                    return Err("page_off of a used slice is not its span head");
                 }
             }
             // SAFETY: forwarded from the caller.
@@ -534,6 +559,9 @@ unsafe fn init_normal(seg: *mut Segment, owner: usize, dirty: u64, purge_at: u64
     s.free_mask = ALL_FREE;
     s.dirty_mask = dirty;
     s.purge_at = purge_at;
+    for i in 0..SLICES_PER_SEGMENT {
+        s.link_slice(i, i);
+    }
 }
 
 /// Return an empty normal segment to the cache (its dirty slices are
