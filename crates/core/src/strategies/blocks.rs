@@ -21,11 +21,15 @@
 //! - **sentinel**: a header-only block of size 0 at the end of each region,
 //!   always "used", so coalescing never runs off the end; the first block of a
 //!   region never has `PREV_FREE`, so coalescing never runs off the start.
+//! - **live map**: the first bytes of each span, one bit per 16-byte granule
+//!   of the span (1/128 of it, rounded up to 16 bytes): bit `(p -
+//!   span.start) / 16` is set iff `p` is the payload of a used block. It is
+//!   what pointer checks consult before reading any header (below).
 //!
 //! ```text
-//!  span.start (16-aligned)                                       span.end
-//!  | pad |hdr| payload ....... |hdr|next|prev| ...  |ftr|hdr| ...  |sentinel|
-//!  |  W  |<------ used -------->|<------------ free -------->|      |   W    |
+//!  span.start (16-aligned)                                            span.end
+//!  | live map | pad |hdr| payload ..... |hdr|next|prev| ... |ftr|hdr| ... |sentinel|
+//!  | len/128  |  W  |<----- used ------>|<----------- free --------->|     |   W    |
 //!
 //!  header word:  size (multiple of 16) | 8:0 | USED(4) | PREV_FREE(2) | FREE(1)
 //! ```
@@ -45,7 +49,7 @@
 //!   16` bytes and give the front padding back as a free block. O(1) + index.
 //! - **free**: merge with the next block if it is free, with the previous if
 //!   `PREV_FREE` says so, write header and footer, index the result. O(1) +
-//!   index.
+//!   index. Allocating sets the payload's live-map bit, freeing clears it.
 //! - **resize in place**: shrinking splits off the tail (merged into a free
 //!   next neighbour); growing absorbs a free next neighbour. O(1) + index.
 //! - **walk, check, stats**: O(blocks) (check: O(blocks × list length)).
@@ -55,17 +59,22 @@
 //! ## Checking the pointers it is handed
 //!
 //! `deallocate`, `usable_size`, `resize_in_place` and `reallocate` check a
-//! pointer before trusting it, in two stages. The fast stage, a handful of
-//! compares on the hot path, accepts a pointer only if it lies in a region,
-//! is 16-aligned, its header says `USED` with a size that stays inside the
-//! region, the next block's header does not say `PREV_FREE`, and (when its
-//! own header says `PREV_FREE`) the footer before it leads to a `FREE`
-//! header of that same size. Anything else goes to a cold second stage that
-//! names the problem: [`HeapErrorKind::NotOwned`], `DoubleFree` (the header
-//! says `FREE`: freeing writes a `FREE` mark even into a header that merging
-//! swallows, so a second free of a merged block is still recognised),
-//! `Corrupted` (inconsistent neighbour links) or `InvalidPointer`. The heap
-//! is not modified on any error.
+//! pointer before trusting it, in two stages, and read only words the heap
+//! wrote itself (never user bytes nor memory nobody has written yet). The
+//! fast stage, a handful of compares on the hot path, accepts a pointer only
+//! if it lies in the hot region, is 16-aligned, its live-map bit is set
+//! (exact: a used block starts there), and then, reading the header the map
+//! vouches for, that header says `USED` with a size that stays inside the
+//! region and (when it says `PREV_FREE`) the footer before it leads to a
+//! `FREE` header of that same size, so a header damaged by an overrun is
+//! refused instead of followed. Anything else goes to a cold second stage
+//! that names the problem: [`HeapErrorKind::NotOwned`]; for a pointer whose
+//! map bit is clear, a walk of the span's headers (O(blocks), errors only)
+//! says `DoubleFree` if it lies in a free block (freed blocks merge, so a
+//! pointer freed twice may be inside a larger free block now) and
+//! `InvalidPointer` if it lies inside a used block; for a set bit with
+//! inconsistent metadata, `Corrupted`. The heap is not modified on any
+//! error.
 //!
 //! ## Drawbacks
 //!
@@ -73,16 +82,18 @@
 //! free block needs [`MIN_BLOCK`] bytes, so remainders smaller than that stay
 //! inside the allocated block. Alignments above 16 reserve up to `align +
 //! 16` extra bytes while searching (the padding is given back, but a
-//! request can fail that an exact search would have served). Detection of
-//! bad frees is by plausibility: a wild pointer into the middle of a used
-//! block whose bytes happen to look like a consistent header cannot be told
-//! apart from a real block, nor can a double free of a block whose memory
-//! was handed out again since.
+//! request can fail that an exact search would have served). The live map
+//! costs 1/128 of each region and a read-modify-write of one word per
+//! allocation and per free. A double free of a block whose memory was
+//! handed out again since cannot be told apart from a free of the new block
+//! (if the same payload address is live again) and is reported as
+//! `InvalidPointer` or `DoubleFree` otherwise.
 //!
 //! ## Invariants (checked by [`RegionHeap::check`])
 //!
-//! 1. In each region, blocks tile `[span.start + 16 - W, span.end - W)`
-//!    exactly, and the sentinel header sits at `span.end - W`.
+//! 1. In each region, blocks tile `[span.start + M + 16 - W, span.end - W)`
+//!    exactly (`M` the live map's bytes), and the sentinel header sits at
+//!    `span.end - W`.
 //! 2. Every header is either `USED` or `FREE` (never both, bit 3 clear), with
 //!    a size that is a multiple of 16 and at least `MIN_BLOCK`.
 //! 3. A block's `PREV_FREE` bit equals the `FREE` bit of the block before it
@@ -93,6 +104,7 @@
 //!    is free (plus the index's own invariants: links, classes, bitmaps).
 //! 7. `counters.in_use == Σ (size - W)` over used blocks and
 //!    `counters.live() ==` their number.
+//! 8. A live-map bit is set iff it is the bit of a used block's payload.
 
 use core::ptr::NonNull;
 
@@ -416,8 +428,35 @@ pub struct BoundaryHeap<I> {
     /// i.e. `p == 0`, which no `NonNull` pointer is.
     fast_base: usize,
     fast_max: usize,
+    /// `hot.len()` (0 with no region): `p - fast_base < hot_len` says that
+    /// `p` lies in the hot span, whose live map starts at `fast_base`.
+    hot_len: usize,
     counters: Counters,
     index: I,
+}
+
+/// Bytes at the start of a span of `len` bytes taken by its live map: one
+/// bit per granule of the span, in words, rounded up to a granule.
+#[inline]
+const fn map_bytes(len: usize) -> usize {
+    let granules = len >> GRAN_SHIFT;
+    let words = granules.div_ceil(usize::BITS as usize);
+    (words * WORD + GRAN - 1) & !(GRAN - 1)
+}
+
+/// The first block's header in `span` (after the live map and the lead).
+#[inline]
+fn first_block(span: Span) -> usize {
+    span.start + map_bytes(span.len()) + LEAD
+}
+
+/// The live-map word and bit of payload `p` in a span starting at `base`:
+/// (address of the word, mask of the bit).
+#[inline(always)]
+const fn map_slot(base: usize, p: usize) -> (usize, usize) {
+    let g = (p - base) >> GRAN_SHIFT;
+    let bits = usize::BITS as usize;
+    (base + (g / bits) * WORD, 1 << (g % bits))
 }
 
 /// Block size for a payload of `size` bytes (`size <= FAST_MAX`).
@@ -440,6 +479,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             hot: Span { start: 0, end: 0 },
             fast_base: GRAN.wrapping_neg(),
             fast_max: 0,
+            hot_len: 0,
             counters: Counters::new(),
             index,
         }
@@ -503,8 +543,61 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             size
         };
         self.counters.on_alloc(used - WORD);
-        // SAFETY: `b + WORD` lies inside a region, so it is not null.
-        unsafe { NonNull::new_unchecked((b + WORD) as *mut u8) }
+        let p = b + WORD;
+        // SAFETY: `p` is the payload of a block of one of the heap's spans.
+        unsafe { self.set_live(p) };
+        // SAFETY: `p` lies inside a region, so it is not null.
+        unsafe { NonNull::new_unchecked(p as *mut u8) }
+    }
+
+    /// Set the live-map bit of payload `p`.
+    ///
+    /// # Safety
+    /// `p` must be the payload address of a block of one of the heap's
+    /// spans.
+    #[inline(always)]
+    unsafe fn set_live(&mut self, p: usize) {
+        if p.wrapping_sub(self.fast_base) < self.hot_len {
+            let (w, m) = map_slot(self.fast_base, p);
+            // SAFETY: the word lies in the hot span's live map.
+            unsafe { wr(w, rd(w) | m) };
+        } else {
+            // SAFETY: forwarded.
+            unsafe { self.flip_live_cold(p, true) };
+        }
+    }
+
+    /// Clear the live-map bit of payload `p`.
+    ///
+    /// # Safety
+    /// As for [`set_live`](Self::set_live).
+    #[inline(always)]
+    unsafe fn clear_live(&mut self, p: usize) {
+        if p.wrapping_sub(self.fast_base) < self.hot_len {
+            let (w, m) = map_slot(self.fast_base, p);
+            // SAFETY: the word lies in the hot span's live map.
+            unsafe { wr(w, rd(w) & !m) };
+        } else {
+            // SAFETY: forwarded.
+            unsafe { self.flip_live_cold(p, false) };
+        }
+    }
+
+    /// [`set_live`](Self::set_live) / [`clear_live`](Self::clear_live) for a
+    /// payload outside the hot span: O(regions).
+    ///
+    /// # Safety
+    /// As for [`set_live`](Self::set_live).
+    #[cold]
+    #[inline(never)]
+    unsafe fn flip_live_cold(&mut self, p: usize, live: bool) {
+        let Some(span) = self.find_span(p) else {
+            debug_assert!(false, "payload outside every region");
+            return;
+        };
+        let (w, m) = map_slot(span.start, p);
+        // SAFETY: the word lies in that span's live map.
+        unsafe { wr(w, if live { rd(w) | m } else { rd(w) & !m }) };
     }
 
     /// The fast path's `take_fast` found nothing: the index's complete
@@ -612,7 +705,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             // SAFETY: `p` is non-null (every caller passes a `NonNull`), so
             // a heap with a region is the only way here, and `p` is a
             // payload slot of its hot span `[fast_base, hot.end)`.
-            return unsafe { Self::validate(p, off, self.hot.end) };
+            return unsafe { Self::validate(self.fast_base, p, off, self.hot.end) };
         }
         None
     }
@@ -629,39 +722,55 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         let (b, h) = self.diagnose(ptr.as_ptr())?;
         self.counters.on_free((h & !FLAGS) - WORD);
         // SAFETY: `diagnose` validated `b` as a used block.
-        unsafe { self.release(b, h) };
+        unsafe {
+            self.clear_live(b + WORD);
+            self.release(b, h);
+        }
         Ok(())
     }
 
-    /// The fast plausibility checks of [`lookup`](Self::lookup) for `p` at
-    /// offset `off` into a span ending at `end`. `None`: not plausibly a
-    /// used block (the caller diagnoses it).
+    /// The fast checks of [`lookup`](Self::lookup) for `p` at offset `off`
+    /// into the span `[base, end)`. `None`: not a live block, or damaged
+    /// metadata (the caller diagnoses it).
+    ///
+    /// The live map is read first: only when it says a used block starts at
+    /// `p` is the header read, so no word the heap did not write is read.
     ///
     /// # Safety
-    /// `p - off` is the start of one of the heap's spans, `end` its end, `p`
-    /// is 16-aligned and `GRAN <= off <= end - (p - off) - MIN_BLOCK`.
+    /// `base` is the start of one of the heap's spans, `end` its end, `p`
+    /// is 16-aligned and `GRAN <= off = p - base <= end - base - MIN_BLOCK`.
     #[inline(always)]
-    unsafe fn validate(p: usize, off: usize, end: usize) -> Option<(usize, usize)> {
-        let b = p - WORD;
-        // SAFETY: `b >= span.start + LEAD` lies in the span.
-        let h = unsafe { rd(b) };
-        let size = h & !FLAGS;
-        // USED, and MIN_BLOCK <= size <= end - p (>= MIN_BLOCK here), so
-        // the block ends at or before the sentinel.
-        if h & KIND != USED || size.wrapping_sub(MIN_BLOCK) > end - p - MIN_BLOCK {
+    unsafe fn validate(base: usize, p: usize, off: usize, end: usize) -> Option<(usize, usize)> {
+        let (w, m) = map_slot(base, p);
+        // SAFETY: `p` lies in the span, so its map word lies in the span's
+        // live map, which the heap zeroed when it took the region.
+        if unsafe { rd(w) } & m == 0 {
             return None;
         }
-        // SAFETY: `b + size <= span.end - W`: a header slot in the span.
-        let nh = unsafe { rd(b + size) };
-        // The next block must not think we are free.
-        if nh & PREV_FREE != 0 {
+        let b = p - WORD;
+        // SAFETY: the map says a used block starts at `b`: a header the heap
+        // wrote, inside the span.
+        let h = unsafe { rd(b) };
+        // The map settles whether `p` is a live block; what is left to
+        // check is the header and footer that freeing will follow, so that
+        // a damaged one (an overrun of the block before) is refused and
+        // cannot send the writes outside the span. The header must say
+        // USED with MIN_BLOCK <= size <= end - p (>= MIN_BLOCK here), so
+        // the block ends at or before the sentinel. One compare for both:
+        // `v` is the size iff the kind bits read exactly USED, and has low
+        // bits set otherwise, which the rotation moves to the top.
+        let v = (h ^ USED) & !PREV_FREE;
+        if v.wrapping_sub(MIN_BLOCK).rotate_right(GRAN_SHIFT) > (end - p - MIN_BLOCK) >> GRAN_SHIFT
+        {
             return None;
         }
         if h & PREV_FREE != 0 {
             // SAFETY: `b - W >= span.start` since `off >= GRAN`.
             let ps = unsafe { rd(b - WORD) };
-            // The free block before must start at or after the first block:
-            // `b - ps >= span.start + LEAD`, i.e. `ps <= off - GRAN`.
+            // The free block before must start inside the span:
+            // `b - ps >= span.start + LEAD`, i.e. `ps <= off - GRAN` (a
+            // footer that passes this and the header test below but points
+            // into the live map is damage only `check` finds).
             if ps & FLAGS != 0 || ps < MIN_BLOCK || ps > off - GRAN {
                 return None;
             }
@@ -675,6 +784,10 @@ impl<I: FreeIndex> BoundaryHeap<I> {
 
     /// The slow, complete form of [`lookup`](Self::lookup): any region, and
     /// the precise error for a pointer that is not a live block.
+    ///
+    /// Reads only words the heap wrote: the live map, then (if the map says
+    /// a used block starts there) the header and its neighbours' tags, or
+    /// (if not) the headers of the span's blocks, found by walking them.
     #[cold]
     #[inline(never)]
     fn diagnose(&self, ptr: *const u8) -> Result<(usize, usize), HeapError> {
@@ -683,21 +796,27 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             .find_span(p)
             .ok_or(HeapError::new(HeapErrorKind::NotOwned, ptr))?;
         let invalid = Err(HeapError::new(HeapErrorKind::InvalidPointer, ptr));
-        if p % GRAN != 0 || p < span.start + GRAN {
+        // A payload is 16-aligned, at or after the first block's payload,
+        // and leaves room for a block before the sentinel.
+        if p % GRAN != 0 || p < first_block(span) + WORD || p > span.end - MIN_BLOCK {
             return invalid;
         }
+        let (w, m) = map_slot(span.start, p);
+        // SAFETY: `p` lies in the span, so its map word lies in the span's
+        // live map, which the heap zeroed when it took the region.
+        if unsafe { rd(w) } & m == 0 {
+            return Err(HeapError::new(Self::classify_dead(span, p), ptr));
+        }
+        // The map says a used block starts here: from now on, anything
+        // inconsistent is damaged metadata.
+        let corrupted = Err(HeapError::new(HeapErrorKind::Corrupted, ptr));
         let b = p - WORD;
-        // SAFETY: `b` is word-aligned and inside the span (p >= start + 16).
+        // SAFETY: a header the heap wrote, inside the span.
         let h = unsafe { rd(b) };
         let size = h & !FLAGS;
-        // The block must end at or before the sentinel.
-        if size < MIN_BLOCK || size > span.end - WORD - b {
-            return invalid;
-        }
-        match h & KIND {
-            USED => {}
-            FREE => return Err(HeapError::new(HeapErrorKind::DoubleFree, ptr)),
-            _ => return invalid,
+        // USED, and the block ends at or before the sentinel.
+        if h & KIND != USED || size < MIN_BLOCK || size > span.end - WORD - b {
+            return corrupted;
         }
         // SAFETY: `b + size <= span.end - W`, a header slot inside the span.
         let nh = unsafe { rd(b + size) };
@@ -705,21 +824,47 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // FREE: one test, no branch on which of the two it is.
         const VALID_KINDS: usize = (1 << USED) | (1 << FREE);
         if (nh & PREV_FREE) | (!VALID_KINDS >> (nh & KIND) & 1) != 0 {
-            return invalid;
+            return corrupted;
         }
         if h & PREV_FREE != 0 {
             // SAFETY: `b - W >= span.start`, inside the span.
             let ps = unsafe { rd(b - WORD) };
-            let first = span.start + LEAD;
+            let first = first_block(span);
             if ps & FLAGS != 0 || ps < MIN_BLOCK || ps > b - first {
-                return Err(HeapError::new(HeapErrorKind::Corrupted, ptr));
+                return corrupted;
             }
             // SAFETY: `b - ps >= first`, a word inside the span.
             if unsafe { rd(b - ps) } != ps | FREE {
-                return Err(HeapError::new(HeapErrorKind::Corrupted, ptr));
+                return corrupted;
             }
         }
         Ok((b, h))
+    }
+
+    /// Why the 16-aligned `p` (inside `span`'s blocks) is not a live
+    /// payload, by walking the span's headers to the block holding `p -
+    /// W`: a free block means the pointer was freed already
+    /// ([`DoubleFree`](HeapErrorKind::DoubleFree): freed blocks merge, so a
+    /// pointer freed twice may now lie inside a larger free block, which
+    /// cannot be told from any other point of free memory); inside a used
+    /// block, [`InvalidPointer`](HeapErrorKind::InvalidPointer); a used
+    /// block that starts exactly there but is not in the live map,
+    /// [`Corrupted`](HeapErrorKind::Corrupted). O(blocks of the span): only
+    /// an error takes this path.
+    #[cold]
+    #[inline(never)]
+    fn classify_dead(span: Span, p: usize) -> HeapErrorKind {
+        let target = p - WORD;
+        for (b, h) in Self::blocks(span) {
+            if target < b + (h & !FLAGS) {
+                return match (h & FREE != 0, b == target) {
+                    (true, _) => HeapErrorKind::DoubleFree,
+                    (false, true) => HeapErrorKind::Corrupted,
+                    (false, false) => HeapErrorKind::InvalidPointer,
+                };
+            }
+        }
+        HeapErrorKind::InvalidPointer
     }
 
     /// Grow or shrink the used block `b` (header `h`) in place.
@@ -853,6 +998,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
                 old.min(new_size),
             );
             self.counters.on_free(old);
+            self.clear_live(b + WORD);
             self.release(b, rd(b));
         }
         Some(new)
@@ -881,9 +1027,6 @@ impl<I: FreeIndex> BoundaryHeap<I> {
                 wr(n, nh | PREV_FREE);
             }
             if h & PREV_FREE != 0 {
-                // Leave a FREE mark in the swallowed header so a second free
-                // of this pointer is reported as a double free.
-                wr(b, (h & !KIND) | FREE);
                 let ps = rd(b - WORD);
                 start = b - ps;
                 self.index.remove(start, ps);
@@ -906,7 +1049,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// Blocks of one span in address order: (address, header word). Stops
     /// early at a header that would not advance or would overrun.
     fn blocks(span: Span) -> impl Iterator<Item = (usize, usize)> {
-        let mut b = span.start + LEAD;
+        let mut b = first_block(span);
         let end = span.end - WORD;
         core::iter::from_fn(move || {
             if b >= end {
@@ -933,7 +1076,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
                 "indexed block lies outside every region",
             ));
         };
-        if b % GRAN != LEAD || b < span.start + LEAD || b >= span.end - WORD {
+        if b % GRAN != LEAD || b < first_block(span) || b >= span.end - WORD {
             return Err(CheckError::new(
                 b,
                 "indexed block is not on a block boundary",
@@ -960,8 +1103,9 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         let mut live = 0u64;
         for span in self.spans() {
             let sentinel = span.end - WORD;
-            let mut b = span.start + LEAD;
+            let mut b = first_block(span);
             let mut prev_free = false;
+            let mut span_live = 0u64;
             while b < sentinel {
                 // SAFETY: `b` is a header slot below the sentinel.
                 let h = unsafe { rd(b) };
@@ -998,8 +1142,15 @@ impl<I: FreeIndex> BoundaryHeap<I> {
                     }
                     free_blocks += 1;
                 } else {
+                    let (w, m) = map_slot(span.start, b + WORD);
+                    // SAFETY: the payload lies in the span; its map word in
+                    // the span's live map.
+                    if unsafe { rd(w) } & m == 0 {
+                        return Err(CheckError::new(b, "used block is not in the live map"));
+                    }
                     in_use += size - WORD;
                     live += 1;
+                    span_live += 1;
                 }
                 prev_free = free;
                 b += size;
@@ -1016,6 +1167,20 @@ impl<I: FreeIndex> BoundaryHeap<I> {
                 return Err(CheckError::new(
                     sentinel,
                     "sentinel's PREV_FREE bit disagrees",
+                ));
+            }
+            // Every used block has its bit; no other bit is set.
+            let mut bits = 0u64;
+            let mut w = span.start;
+            while w < first_block(span) - LEAD {
+                // SAFETY: a word of the span's live map.
+                bits += u64::from(unsafe { rd(w) }.count_ones());
+                w += WORD;
+            }
+            if bits != span_live {
+                return Err(CheckError::new(
+                    span.start,
+                    "live map has bits that are no used block's",
                 ));
             }
         }
@@ -1039,17 +1204,27 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
 
     unsafe fn add_region(&mut self, region: Region) -> Result<(), RegionError> {
         // SAFETY: forwarded from the caller.
-        let span = unsafe { self.regions.push(region, GRAN, LEAD + MIN_BLOCK + WORD)? };
+        // The smallest live map is one granule (spans up to 2 KiB on 64-bit
+        // targets); a longer span's map grows by a word per 1 KiB, so any
+        // span of at least this size keeps `LEAD + MIN_BLOCK + WORD` for
+        // blocks after its map.
+        let min = GRAN + LEAD + MIN_BLOCK + WORD;
+        // SAFETY: forwarded from the caller.
+        let span = unsafe { self.regions.push(region, GRAN, min)? };
+        let map = map_bytes(span.len());
+        debug_assert!(span.len() >= map + LEAD + MIN_BLOCK + WORD);
         self.hot = span;
-        // `push` guaranteed `span.len() >= LEAD + MIN_BLOCK + WORD`, which
-        // is `GRAN + MIN_BLOCK`: no underflow.
+        // `span.len() >= min`: no underflow.
         self.fast_base = span.start;
         self.fast_max = (span.len() - GRAN - MIN_BLOCK) >> GRAN_SHIFT;
-        let b = span.start + LEAD;
+        self.hot_len = span.len();
+        let b = span.start + map + LEAD;
         let sentinel = span.end - WORD;
-        // SAFETY: the span is ours; `b..sentinel` is a whole number of
-        // granules of at least MIN_BLOCK, and the sentinel is its last word.
+        // SAFETY: the span is ours: the map is its first `map` bytes;
+        // `b..sentinel` is a whole number of granules of at least MIN_BLOCK,
+        // and the sentinel is its last word.
         unsafe {
+            core::ptr::write_bytes(span.start as *mut u8, 0, map);
             wr(sentinel, USED | PREV_FREE);
             self.make_free(b, sentinel - b);
         }
@@ -1084,8 +1259,13 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
             return unsafe { self.deallocate_slow(ptr) };
         };
         self.counters.on_free((h & !FLAGS) - WORD);
-        // SAFETY: `lookup_fast` validated `b` as a used block.
-        unsafe { self.release(b, h) };
+        let (w, m) = map_slot(self.fast_base, b + WORD);
+        // SAFETY: `lookup_fast` validated `b` as a used block of the hot
+        // span, whose live map starts at `fast_base`.
+        unsafe {
+            wr(w, rd(w) & !m);
+            self.release(b, h);
+        }
         Ok(())
     }
 
@@ -1146,13 +1326,15 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
 
     fn walk(&self, f: &mut dyn FnMut(BlockInfo)) {
         for span in self.spans() {
+            // The live map and the lead before the first header.
+            let first = first_block(span);
             f(BlockInfo {
                 addr: span.start,
-                size: LEAD,
+                size: first - span.start,
                 state: BlockState::Overhead,
                 payload: 0,
             });
-            let mut end = span.start + LEAD;
+            let mut end = first;
             for (b, h) in Self::blocks(span) {
                 let used = h & USED != 0;
                 f(BlockInfo {

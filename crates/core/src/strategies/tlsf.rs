@@ -37,7 +37,9 @@
 //! region of a freed pointer is O(regions).
 //!
 //! **Space**: one word of header per used block (free blocks carry two links
-//! and a footer inside their own bytes), payloads rounded to 16 bytes, and
+//! and a footer inside their own bytes), payloads rounded to 16 bytes, the
+//! block layer's live map (1/128 of each region, see
+//! [`blocks`](super::blocks)), and
 //! `FL × SL` list heads plus `FL + 1` bitmap words in the heap itself
 //! ([`Tlsf`]: 25 × 32 heads, 6.4 KiB on 64-bit targets).
 //!
@@ -749,6 +751,36 @@ mod tests {
         }
         h.check().unwrap();
         assert_eq!(h.stats().live(), 0);
+    }
+
+    #[test]
+    fn forged_header_inside_a_live_block_is_refused() {
+        // User data that looks exactly like a used block (a USED header, a
+        // next header without PREV_FREE) fooled the header checks alone;
+        // the live map knows no block starts there.
+        let mut mem = boxed();
+        let mut h = heap_over(&mut mem);
+        let a = h.allocate(1000, 16).unwrap();
+        let fake = a.as_ptr() as usize + 256;
+        // SAFETY: both words lie inside the live block `a`.
+        unsafe {
+            *((fake - WORD) as *mut usize) = 64 | 4;
+            *((fake - WORD + 64) as *mut usize) = 64 | 4;
+        }
+        let q = core::ptr::NonNull::new(fake as *mut u8).unwrap();
+        // SAFETY: the heap must refuse the pointer without changing anything.
+        unsafe {
+            assert_eq!(
+                h.deallocate(q).unwrap_err().kind,
+                crate::HeapErrorKind::InvalidPointer
+            );
+            assert!(h.usable_size(q).is_err());
+            assert!(!h.resize_in_place(q, 10));
+        }
+        h.check().unwrap();
+        // SAFETY: live block.
+        unsafe { h.deallocate(a) }.unwrap();
+        h.check().unwrap();
     }
 
     #[test]
