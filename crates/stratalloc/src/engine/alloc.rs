@@ -174,7 +174,33 @@ pub fn calloc(n: usize, size: usize) -> *mut u8 {
 ///
 /// # Safety
 /// `p` is a live block of the engine.
+#[inline]
 pub unsafe fn realloc(p: *mut u8, new_size: usize) -> *mut u8 {
+    let seg = segment_of(p);
+    // The usual case, a block start on an in-use page of a normal segment,
+    // staying in place: no division (as `usable_size` needs for a pointer
+    // inside a block), no call, no stack frame.
+    // SAFETY: `p` is live; registered segments have valid headers.
+    unsafe {
+        if segmap_contains(seg) && !huge::is_huge(seg) {
+            let page = &*(*seg).page_of(p);
+            let usable = page.block_size;
+            if page.in_use
+                && page.is_block_offset((p as usize).wrapping_sub(page.start as usize))
+                && new_size <= usable
+                && new_size >= usable / 2
+            {
+                return p;
+            }
+        }
+        realloc_slow(p, new_size)
+    }
+}
+
+/// [`realloc`] when the block does not simply stay: huge blocks, large
+/// blocks resized in place, moves.
+#[inline(never)]
+unsafe fn realloc_slow(p: *mut u8, new_size: usize) -> *mut u8 {
     if new_size > isize::MAX as usize {
         return ptr::null_mut();
     }
