@@ -241,12 +241,17 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         set_errno(libc::ENOMEM);
         return ptr::null_mut();
     }
-    errno_contract(|| match select::mode() {
+    if let Mode::Engine = select::mode() {
+        // The engine leaves errno alone on success (as for malloc above).
         // SAFETY: the caller's contract.
-        Mode::Engine => unsafe { engine_fast::realloc(p.cast(), size) },
-        // SAFETY: the caller's contract.
-        _ => unsafe { select::realloc(p.cast(), size) },
-    })
+        let q = unsafe { engine_fast::realloc(p.cast(), size) };
+        if q.is_null() {
+            set_errno(libc::ENOMEM);
+        }
+        return q.cast();
+    }
+    // SAFETY: the caller's contract.
+    errno_contract(|| unsafe { select::realloc(p.cast(), size) })
 }
 
 /// `reallocarray(3)`.

@@ -120,10 +120,17 @@ pub unsafe fn realloc(seg: *mut Segment, p: *mut u8, new_size: usize) -> *mut u8
         if total <= old && total >= old / 2 {
             return p;
         }
+        // Growing in place is tried first and fails whenever the next
+        // pages are taken: that must not leave ENOMEM in errno when the
+        // move then succeeds (the C layer relies on the engine leaving
+        // errno alone on success).
+        let errno = libc::__errno_location();
+        let saved = *errno;
         let nseg: *mut Segment = os::remap(seg.cast(), old, total, SEGMENT_SIZE).cast();
         if nseg.is_null() {
             return ptr::null_mut();
         }
+        *errno = saved;
         if nseg != seg {
             segment::huge_register(seg, false);
             if !segment::huge_register(nseg, true) {
