@@ -149,12 +149,15 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
     /// workload would mispredict it about as often as not.
     #[inline(always)]
     pub fn mapping_insert(size: usize) -> (usize, usize) {
-        Self::map_units(size >> GRAN_SHIFT)
+        let i = Self::insert_index(size);
+        (i >> Self::SLI, i & (SL - 1))
     }
 
-    /// [`mapping_insert`](Self::mapping_insert) on a size in granules.
+    /// [`mapping_insert`](Self::mapping_insert) as the flat list index
+    /// `fl * SL + sl`.
     #[inline(always)]
-    fn map_units(u: usize) -> (usize, usize) {
+    fn insert_index(size: usize) -> usize {
+        let u = size >> GRAN_SHIFT;
         // Sizes past the top list's lower bound all belong on the top list:
         // clamp the size (one compare) rather than the result.
         let u = if u > Self::TOP_UNITS {
@@ -162,15 +165,22 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
         } else {
             u
         };
-        // `f` is the top bit of `u`, but at least SLI: for u < SL the shift
-        // below is 0 and the list index is `u` itself.
-        let f = BITS - 1 - (u | SL).leading_zeros();
-        let shift = f - Self::SLI;
-        // Level 0 holds u < SL; level k >= 1 holds the top bit SLI + k - 1.
-        let fl = shift as usize + (u >= SL) as usize;
-        let sl = (u >> shift) & (SL - 1);
-        debug_assert!(fl < FL && sl < SL);
-        (fl, sl)
+        let i = Self::flat_index(u);
+        debug_assert!(i < FL * SL);
+        i
+    }
+
+    /// The flat index of the list holding `u` granules, unclamped.
+    ///
+    /// With `f` the top bit of `u` (but at least SLI) and `shift = f -
+    /// SLI`: for `u >= SL`, level `fl = shift + 1` and slice `sl = (u >>
+    /// shift) - SL`, so `fl * SL + sl = shift * SL + (u >> shift)`; for `u <
+    /// SL`, `shift = 0` and the same formula gives `u`, level 0's exact
+    /// list. One shift and one add, no select.
+    #[inline(always)]
+    fn flat_index(u: usize) -> usize {
+        let shift = BITS - 1 - (u | SL).leading_zeros() - Self::SLI;
+        ((shift as usize) << Self::SLI) + (u >> shift)
     }
 
     /// The first list whose every block has at least `size` bytes: round up
@@ -188,14 +198,11 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
         }
         // The width of `u`'s list is 1 << shift granules (1 below 2 SL).
         let shift = BITS - 1 - (u | SL).leading_zeros() - Self::SLI;
-        let u = u + (1 << shift) - 1;
-        let f = BITS - 1 - (u | SL).leading_zeros();
-        let shift = f - Self::SLI;
-        let fl = shift as usize + (u >= SL) as usize;
-        if fl >= FL {
+        let i = Self::flat_index(u + (1 << shift) - 1);
+        if i >= FL * SL {
             return None;
         }
-        Some((fl, (u >> shift) & (SL - 1)))
+        Some((i >> Self::SLI, i & (SL - 1)))
     }
 
     /// Second-level bitmap `fl`, unchecked.
@@ -282,11 +289,12 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
 
     #[inline(always)]
     unsafe fn insert(&mut self, b: usize, size: usize) {
-        let (fl, sl) = Self::mapping_insert(size);
+        let i = Self::insert_index(size);
+        let (fl, sl) = (i >> Self::SLI, i & (SL - 1));
         // SAFETY: `b` is a free block not in any list (caller's contract);
-        // `mapping_insert` returns fl < FL, sl < SL.
+        // `insert_index` returns i < FL * SL, so fl < FL, sl < SL.
         unsafe {
-            list::push(self.heads.as_flattened_mut(), fl * SL + sl, b);
+            list::push(self.heads.as_flattened_mut(), i, b);
             *self.slm(fl) |= 1 << sl;
         }
         self.fl_bitmap |= 1 << fl;
