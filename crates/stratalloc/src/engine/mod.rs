@@ -61,8 +61,8 @@
 //!   every in-use class page of the heap's segments is queued xor floating
 //! - `segment_of(p) ∈ segment map` for every live block `p` (except a huge
 //!   block aligned to 4 MiB or more, whose header sits one segment before)
-//! - mapped bytes `== Σ segments × 4 MiB + Σ huge mappings + map leaves +
-//!   heap chunks` (64 KiB each, never unmapped)
+//! - mapped bytes `== Σ segments × 4 MiB + Σ huge mappings + heap chunks`
+//!   (64 KiB each, never unmapped)
 //!
 //! `check()` verifies the first three for the calling thread's heap.
 //!

@@ -23,13 +23,13 @@
 //!   (so a stale pointer into it is caught on free)
 //! - `owner` is the id of the owning heap, or 0 while abandoned
 //!
-//! The segment map is a two-level bitmap over the 48-bit address space (one
-//! bit per 4 MiB): `free` asks it before reading any header, so a pointer
-//! from another allocator is reported instead of crashing. Leaves (8 KiB,
-//! covering 256 GiB each) are mapped on first use and never freed.
+//! The segment map is a flat bitmap over the 48-bit address space (one bit
+//! per 4 MiB, 8 MiB of `.bss` of which only touched pages are resident):
+//! `free` asks it before reading any header, so a pointer from another
+//! allocator is reported instead of crashing.
 
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 
 use super::page::Page;
 use crate::os;
@@ -366,61 +366,38 @@ fn span_bits(i: usize, n: usize) -> u64 {
 // ---------------------------------------------------------------- segment map
 
 const MAP_BITS: usize = 48;
-const LEAF_BITS: usize = 16; // segments per leaf = 2^16 (8 KiB of bits)
-const TOP: usize = 1 << (MAP_BITS - SEGMENT_SHIFT - LEAF_BITS);
-const LEAF_WORDS: usize = (1 << LEAF_BITS) / 64;
+/// Words of the map: one bit per segment of the 48-bit address space.
+const MAP_WORDS: usize = 1 << (MAP_BITS - SEGMENT_SHIFT - 6);
 
-static SEGMAP: [AtomicPtr<AtomicU64>; TOP] = [const { AtomicPtr::new(ptr::null_mut()) }; TOP];
+/// The segment map: 8 MiB of zero-initialised static memory (`.bss`), so
+/// only the pages holding bits that were ever set become resident; a
+/// lookup is one shift and one load, with no level to follow.
+static SEGMAP: [AtomicU64; MAP_WORDS] = [const { AtomicU64::new(0) }; MAP_WORDS];
 
 /// Is `seg` (a segment-aligned address) one of ours?
 #[inline(always)]
 pub fn segmap_contains(seg: *const Segment) -> bool {
-    let idx = seg as usize >> SEGMENT_SHIFT;
-    let top = idx >> LEAF_BITS;
-    if top >= TOP {
+    let a = seg as usize;
+    if a >> MAP_BITS != 0 {
         return false;
     }
-    let leaf = SEGMAP[top].load(Acquire);
-    if leaf.is_null() {
-        return false;
-    }
-    let bit = idx & ((1 << LEAF_BITS) - 1);
-    // SAFETY: leaves hold LEAF_WORDS words and are never freed.
-    let w = unsafe { (*leaf.add(bit / 64)).load(Relaxed) };
-    w & (1 << (bit % 64)) != 0
+    let idx = a >> SEGMENT_SHIFT;
+    let w = SEGMAP[idx / 64].load(Relaxed);
+    w & (1 << (idx % 64)) != 0
 }
 
-/// Set or clear the bit of `seg`; false if the address is out of range or
-/// a leaf cannot be mapped.
+/// Set or clear the bit of `seg`; false if the address is out of range.
 fn segmap_set(seg: *const Segment, on: bool) -> bool {
-    let idx = seg as usize >> SEGMENT_SHIFT;
-    let top = idx >> LEAF_BITS;
-    if top >= TOP {
+    let a = seg as usize;
+    if a >> MAP_BITS != 0 {
         return false;
     }
-    let mut leaf = SEGMAP[top].load(Acquire);
-    if leaf.is_null() {
-        let bytes = LEAF_WORDS * 8;
-        let fresh = os::map(os::page_round(bytes).unwrap_or(bytes)) as *mut AtomicU64;
-        if fresh.is_null() {
-            return false;
-        }
-        match SEGMAP[top].compare_exchange(ptr::null_mut(), fresh, AcqRel, Acquire) {
-            Ok(_) => leaf = fresh,
-            Err(other) => {
-                // SAFETY: our fresh leaf was never published.
-                unsafe { os::unmap(fresh.cast(), os::page_round(bytes).unwrap_or(bytes)) };
-                leaf = other;
-            }
-        }
-    }
-    let bit = idx & ((1 << LEAF_BITS) - 1);
-    // SAFETY: see segmap_contains.
-    let w = unsafe { &*leaf.add(bit / 64) };
+    let idx = a >> SEGMENT_SHIFT;
+    let w = &SEGMAP[idx / 64];
     if on {
-        w.fetch_or(1 << (bit % 64), Release);
+        w.fetch_or(1 << (idx % 64), Release);
     } else {
-        w.fetch_and(!(1 << (bit % 64)), Release);
+        w.fetch_and(!(1 << (idx % 64)), Release);
     }
     true
 }
