@@ -122,7 +122,7 @@ fn aligned_within(p: *mut u8, align: usize) -> *mut u8 {
         unsafe {
             let page = (*seg).page_of(p);
             let f = (*page).flags.load(Relaxed);
-            (*page).flags.store(f | ALIGNED, Relaxed);
+            (*page).set_flags(f | ALIGNED);
         }
     }
     q as *mut u8

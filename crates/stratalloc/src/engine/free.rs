@@ -42,8 +42,7 @@ pub unsafe fn free(p: *mut u8) {
         let page = (*seg).page_of(p);
         let h = heap();
         if (*seg).owner.load(Relaxed) == (*h).id
-            && (*page).flags.load(Relaxed) == 0
-            && (*page).is_block_offset((p as usize).wrapping_sub((*page).start as usize))
+            && (*page).is_plain_block_offset((p as usize).wrapping_sub((*page).start as usize))
         {
             let b = p as *mut Block;
             let key = (*page).key();

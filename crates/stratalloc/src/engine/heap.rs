@@ -743,7 +743,7 @@ pub unsafe fn alloc_large(h: *mut Heap, n: usize) -> *mut Page {
         p.capacity = 1;
         p.used = 1;
         p.thread_free.store(TF_FULL, Relaxed);
-        p.flags.store(FULL, Relaxed);
+        p.set_flags(FULL);
         page
     }
 }

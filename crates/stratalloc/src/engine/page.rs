@@ -32,7 +32,7 @@
 //! memory that may already be unmapped.
 
 use core::ptr;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
 /// A free block: its first word links the list; its second word holds the
 /// page's double-free key while it is free.
@@ -98,6 +98,11 @@ pub struct Page {
     pub thread_free: AtomicUsize,
     /// Bytes per block.
     pub block_size: usize,
+    /// `div_lim + 1` while `flags == 0`, else 0: the free fast path's
+    /// block-boundary test (`< fast_lim`) then also fails for a floating
+    /// or aligned page, with no separate test of `flags`. Written with
+    /// `flags` (owner only), read by the owner only.
+    pub fast_lim: AtomicU64,
 }
 
 impl Page {
@@ -118,7 +123,24 @@ impl Page {
         self.free = ptr::null_mut();
         self.local_free = ptr::null_mut();
         self.thread_free.store(0, Relaxed);
-        self.flags.store(0, Relaxed);
+        self.set_flags(0);
+    }
+
+    /// Set `flags` (and `fast_lim` to match). Owner only.
+    #[inline]
+    pub fn set_flags(&self, f: u8) {
+        self.flags.store(f, Relaxed);
+        let lim = if f == 0 { self.div_lim + 1 } else { 0 };
+        self.fast_lim.store(lim, Relaxed);
+    }
+
+    /// The owner's fast test: `off` is a block boundary and `flags == 0`.
+    #[inline(always)]
+    pub fn is_plain_block_offset(&self, off: usize) -> bool {
+        (off as u64)
+            .wrapping_mul(self.div_inv)
+            .rotate_right(self.div_shift as u32)
+            < self.fast_lim.load(Relaxed)
     }
 
     /// Set `block_size` and the constants of the divisibility test.
@@ -136,6 +158,7 @@ impl Page {
         self.div_shift = k as u8;
         self.div_inv = inv;
         self.div_lim = u64::MAX / bs as u64;
+        self.set_flags(self.flags.load(Relaxed));
     }
 
     /// Is `off` (bytes from `start`, any 64-bit value) a multiple of
@@ -263,13 +286,13 @@ impl Page {
                 Err(o) => old = o,
             }
         }
-        self.flags.store(self.flags.load(Relaxed) | FULL, Relaxed);
+        self.set_flags(self.flags.load(Relaxed) | FULL);
         true
     }
 
     /// Clear the FULL state (owner only).
     pub fn clear_full(&self) {
-        self.flags.store(self.flags.load(Relaxed) & !FULL, Relaxed);
+        self.set_flags(self.flags.load(Relaxed) & !FULL);
         self.thread_free.fetch_and(!TF_FULL, AcqRel);
     }
 
@@ -302,6 +325,11 @@ impl Page {
     pub unsafe fn check(&self) -> Result<(), &'static str> {
         if !self.in_use {
             return Err("page not in use");
+        }
+        let flags = self.flags.load(Relaxed);
+        let want = if flags == 0 { self.div_lim + 1 } else { 0 };
+        if self.fast_lim.load(Relaxed) != want {
+            return Err("fast_lim does not match flags");
         }
         if self.capacity > self.reserved {
             return Err("capacity > reserved");

@@ -237,7 +237,7 @@ impl Segment {
         head.free = ptr::null_mut();
         head.local_free = ptr::null_mut();
         head.thread_free.store(0, Relaxed);
-        head.flags.store(0, Relaxed);
+        head.set_flags(0);
         head.next = ptr::null_mut();
         head.prev = ptr::null_mut();
         self.free_mask |= bits;
