@@ -195,6 +195,7 @@ pub(crate) unsafe fn size_of_block(b: usize) -> usize {
 /// ```
 pub(crate) mod list {
     use super::{rd, wr, WORD};
+    use core::hint::select_unpredictable;
 
     /// The `prev` word of the first block of list `i`.
     #[inline(always)]
@@ -229,13 +230,16 @@ pub(crate) mod list {
         // SAFETY: per the function contract.
         let head = unsafe { heads.get_unchecked_mut(i) };
         let h = *head;
+        // The old head's `prev` points back at `b`; with no old head the
+        // write lands in `b`'s own `prev` word, which the tag then
+        // overwrites. No branch on whether the list was empty, which a
+        // mixed workload mispredicts often.
+        let back = select_unpredictable(h != 0, h + 2 * WORD, b + 2 * WORD);
         // SAFETY: `b` and `h` (if any) are free blocks with link words.
         unsafe {
             wr(b + WORD, h);
+            wr(back, b);
             wr(b + 2 * WORD, tag(i));
-            if h != 0 {
-                wr(h + 2 * WORD, b);
-            }
         }
         *head = b;
     }
@@ -281,15 +285,15 @@ pub(crate) mod list {
         // SAFETY: per the function contract.
         let head = unsafe { heads.get_unchecked_mut(i) };
         let b = *head;
-        // SAFETY: `b` heads the list, so it is a free block; so is `n`.
-        unsafe {
-            let n = next(b);
-            *head = n;
-            if n != 0 {
-                wr(n + 2 * WORD, tag(i));
-            }
-            (b, n == 0)
-        }
+        // SAFETY: `b` heads the list, so it is a free block.
+        let n = unsafe { next(b) };
+        // The new head's `prev` takes the tag; with no new head the write
+        // lands in `b`'s own `prev` word, dead once `b` is taken.
+        let to = select_unpredictable(n != 0, n + 2 * WORD, b + 2 * WORD);
+        // SAFETY: a link word of the free block `n` or `b`.
+        unsafe { wr(to, tag(i)) };
+        *head = n;
+        (b, n == 0)
     }
 
     /// Check list `i`'s links: the first block carries the list's tag,
