@@ -195,7 +195,15 @@ pub(crate) unsafe fn size_of_block(b: usize) -> usize {
 /// ```
 pub(crate) mod list {
     use super::{rd, wr, WORD};
-    use core::hint::select_unpredictable;
+
+    /// `if c { x } else { y }` as arithmetic, so it compiles to no branch
+    /// (for conditions that are data a predictor often guesses wrong).
+    /// `core::hint::select_unpredictable` says the same but is newer than
+    /// the crate's minimum Rust version (1.88 > 1.80).
+    #[inline(always)]
+    const fn select_unpredictable(c: bool, x: usize, y: usize) -> usize {
+        y ^ ((x ^ y) & (c as usize).wrapping_neg())
+    }
 
     /// The `prev` word of the first block of list `i`.
     #[inline(always)]
