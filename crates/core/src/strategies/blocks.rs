@@ -54,7 +54,9 @@
 //!   next neighbour); growing absorbs a free next neighbour. O(1) + index.
 //! - **walk, check, stats**: O(blocks) (check: O(blocks × list length)).
 //! - **finding the region of a pointer**: O(1) for the region added last
-//!   (the heap keeps its span at hand), O(regions) for the others.
+//!   (the heap keeps its span at hand), O(regions) for the others. The
+//!   live map needs it on allocation too, so allocating a block of an older
+//!   region also costs O(regions).
 //!
 //! ## Checking the pointers it is handed
 //!

@@ -34,7 +34,8 @@
 //! **Time**: allocate and free are O(1) in the worst case: a constant number
 //! of bit scans (`trailing_zeros`, `leading_zeros`), list pushes and pops,
 //! and no loop over lists or blocks (large alignments included). Finding the
-//! region of a freed pointer is O(regions).
+//! region of a pointer outside the region added last (to free it, or to mark
+//! a block allocated from it in the live map) is O(regions).
 //!
 //! **Space**: one word of header per used block (free blocks carry two links
 //! and a footer inside their own bytes), payloads rounded to 16 bytes, the
