@@ -715,11 +715,15 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // first block's payload) and at most `len - MIN_BLOCK` (the last
         // possible block ends at the sentinel): one compare for the three
         // (see `fast_base`).
-        if off.wrapping_sub(GRAN).rotate_right(GRAN_SHIFT) <= self.fast_max {
+        let r = off.wrapping_sub(GRAN).rotate_right(GRAN_SHIFT);
+        if r <= self.fast_max {
+            // `r = (off - GRAN) / GRAN` now, so `fast_max - r` is
+            // `(len - off - MIN_BLOCK) / GRAN`: how far a block at `p` may
+            // exceed MIN_BLOCK, in granules, and still end at the sentinel.
             // SAFETY: `p` is non-null (every caller passes a `NonNull`), so
             // a heap with a region is the only way here, and `p` is a
             // payload slot of its hot span `[fast_base, hot.end)`.
-            return unsafe { Self::validate(self.fast_base, p, off, self.hot.end) };
+            return unsafe { Self::validate(self.fast_base, p, off, self.fast_max - r) };
         }
         None
     }
@@ -744,17 +748,19 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     }
 
     /// The fast checks of [`lookup`](Self::lookup) for `p` at offset `off`
-    /// into the span `[base, end)`. `None`: not a live block, or damaged
-    /// metadata (the caller diagnoses it).
+    /// into the span starting at `base`, where a block at `p` may be at
+    /// most `MIN_BLOCK + room * GRAN` bytes. `None`: not a live block, or
+    /// damaged metadata (the caller diagnoses it).
     ///
     /// The live map is read first: only when it says a used block starts at
     /// `p` is the header read, so no word the heap did not write is read.
     ///
     /// # Safety
     /// `base` is the start of one of the heap's spans, `end` its end, `p`
-    /// is 16-aligned and `GRAN <= off = p - base <= end - base - MIN_BLOCK`.
+    /// is 16-aligned, `GRAN <= off = p - base <= end - base - MIN_BLOCK`
+    /// and `room = (end - p - MIN_BLOCK) / GRAN`.
     #[inline(always)]
-    unsafe fn validate(base: usize, p: usize, off: usize, end: usize) -> Option<(usize, usize)> {
+    unsafe fn validate(base: usize, p: usize, off: usize, room: usize) -> Option<(usize, usize)> {
         let (w, m) = map_slot(base, p);
         // SAFETY: `p` lies in the span, so its map word lies in the span's
         // live map, which the heap zeroed when it took the region.
@@ -769,13 +775,12 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // check is the header and footer that freeing will follow, so that
         // a damaged one (an overrun of the block before) is refused and
         // cannot send the writes outside the span. The header must say
-        // USED with MIN_BLOCK <= size <= end - p (>= MIN_BLOCK here), so
-        // the block ends at or before the sentinel. One compare for both:
-        // `v` is the size iff the kind bits read exactly USED, and has low
-        // bits set otherwise, which the rotation moves to the top.
+        // USED with MIN_BLOCK <= size <= end - p (`room`), so the block
+        // ends at or before the sentinel. One compare for both: `v` is the
+        // size iff the kind bits read exactly USED, and has low bits set
+        // otherwise, which the rotation moves to the top.
         let v = (h ^ USED) & !PREV_FREE;
-        if v.wrapping_sub(MIN_BLOCK).rotate_right(GRAN_SHIFT) > (end - p - MIN_BLOCK) >> GRAN_SHIFT
-        {
+        if v.wrapping_sub(MIN_BLOCK).rotate_right(GRAN_SHIFT) > room {
             return None;
         }
         if h & PREV_FREE != 0 {
