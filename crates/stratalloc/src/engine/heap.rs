@@ -52,11 +52,6 @@ pub struct Heap {
     pub next_purge: u64,
     /// Malloc slow paths taken (for periodic work).
     pub slow_count: u64,
-    /// Periodic visits so far (one per 64 slow paths), truncated: the
-    /// clock `retire` stamps pages with.
-    pub visits: u16,
-    /// Pages stamped by `retire` that may still be empty and queued.
-    pub retired_pending: u32,
     /// Bit per class: its only page was empty at the last periodic visit.
     pub retired: [u64; CLASSES.div_ceil(64)],
 }
@@ -85,8 +80,6 @@ impl Heap {
         nsegs: 0,
         next_purge: 0,
         slow_count: 0,
-        visits: 0,
-        retired_pending: 0,
         retired: [0; CLASSES.div_ceil(64)],
     };
 }
@@ -459,40 +452,17 @@ pub unsafe fn page_free(h: &mut Heap, page: *mut Page, now: u64) {
     }
 }
 
-/// A span of `n` slices of our segments, `dirty_only` or any.
-fn span_find(h: &mut Heap, n: usize, dirty_only: bool) -> *mut Page {
+/// A span of `n` slices from our segments, a reclaimed one, or a new one.
+unsafe fn span_alloc(h: &mut Heap, n: usize) -> *mut Page {
     let mut seg = h.segs;
     while !seg.is_null() {
         // SAFETY: our segments.
         unsafe {
-            if let Some(i) = (*seg).take_span(n, dirty_only) {
+            if let Some(i) = (*seg).take_span(n) {
                 return &mut (*seg).pages[i];
             }
             seg = (*seg).next;
         }
-    }
-    ptr::null_mut()
-}
-
-/// A span of `n` slices from our segments, a reclaimed one, or a new one.
-/// Resident (dirty) free slices go first, in any of our segments; then the
-/// empty pages `retire` keeps are freed to make more of them, before a
-/// clean slice is touched (paged in) or a segment mapped.
-unsafe fn span_alloc(h: &mut Heap, n: usize) -> *mut Page {
-    let page = span_find(h, n, true);
-    if !page.is_null() {
-        return page;
-    }
-    // SAFETY: our heap.
-    if h.retired_pending != 0 && unsafe { free_retired(h, 0, 0, os::now_ms()) } {
-        let page = span_find(h, n, true);
-        if !page.is_null() {
-            return page;
-        }
-    }
-    let page = span_find(h, n, false);
-    if !page.is_null() {
-        return page;
     }
     // Reclaim abandoned segments before mapping more.
     for _ in 0..8 {
@@ -505,14 +475,14 @@ unsafe fn span_alloc(h: &mut Heap, n: usize) -> *mut Page {
             if !reclaim(h, seg) {
                 continue; // it was empty and is gone
             }
-            if let Some(i) = (*seg).take_span(n, false) {
+            if let Some(i) = (*seg).take_span(n) {
                 return &mut (*seg).pages[i];
             }
         }
     }
     // Empty pages kept by `retire` go back before more memory is mapped.
     // SAFETY: our heap.
-    if unsafe { free_retired(h, 0, 0, os::now_ms()) } {
+    if unsafe { free_retired(h, 0, os::now_ms()) } {
         // SAFETY: as above (the list may have lost emptied segments).
         unsafe { return span_alloc(h, n) };
     }
@@ -523,7 +493,7 @@ unsafe fn span_alloc(h: &mut Heap, n: usize) -> *mut Page {
     h.seg_push(seg);
     // SAFETY: a fresh segment has 63 free slices and n <= 32.
     unsafe {
-        let i = (*seg).take_span(n, false).unwrap_or(1);
+        let i = (*seg).take_span(n).unwrap_or(1);
         &mut (*seg).pages[i]
     }
 }
@@ -712,19 +682,11 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
     }
 }
 
-/// Periodic slow-path work, every 64 slow paths: free the empty pages
-/// kept by `retire` that stayed empty over two visits or for a purge
-/// delay; and at most once
-/// per purge delay: free a class's only empty page if it stayed so since
-/// the previous such visit, purge due segments, adopt one abandoned
-/// segment, run the global purge.
+/// Periodic slow-path work (at most once per purge delay): free the empty
+/// pages kept by `retire` that stayed empty since the previous visit,
+/// purge due segments, adopt one abandoned segment, run the global purge.
 unsafe fn periodic(h: &mut Heap) {
     let now = os::now_ms();
-    h.visits = h.visits.wrapping_add(1);
-    if h.retired_pending != 0 {
-        // SAFETY: our heap.
-        unsafe { free_retired(h, 2, segment::PURGE_DELAY_MS, now) };
-    }
     if now >= h.next_purge {
         h.next_purge = now + segment::PURGE_DELAY_MS;
         // SAFETY: our heap; queued pages are valid.
@@ -746,6 +708,7 @@ unsafe fn periodic(h: &mut Heap) {
                     page_free(h, page, now);
                 }
             }
+            free_retired(h, segment::PURGE_DELAY_MS, now);
             purge_due(h, now, false);
             // Adopt one abandoned segment, so that memory other threads
             // freed into it is taken back even when nobody needs a new span.
@@ -841,11 +804,9 @@ pub unsafe fn free_local_slow(h: *mut Heap, page: *mut Page, b: *mut u8) {
 
 /// A queued page became empty: it stays queued (ready for the next
 /// malloc of its class without a span free + page setup) and is freed by
-/// the periodic visit once it stayed empty over two visits (64 to 128 slow
-/// paths: like mimalloc, counted in slow paths) or for a purge delay, or
-/// before a segment would be mapped. The only one-slice page of a class is
-/// not stamped: the time-gated visit frees it after it stayed empty over
-/// two purge delays.
+/// the periodic visit once it stayed empty for a purge delay, or before a
+/// segment would be mapped. The only one-slice page of a class is not
+/// stamped: the visit frees it after it stayed empty over two visits.
 pub unsafe fn retire(h: &mut Heap, page: *mut Page) {
     // SAFETY: a queued page of ours.
     unsafe {
@@ -855,17 +816,13 @@ pub unsafe fn retire(h: &mut Heap, page: *mut Page) {
             return;
         }
         (*page).retired_at = os::now_ms() as u16;
-        (*page).retired_visit = h.visits;
-        h.retired_pending += 1;
     }
 }
 
 /// Free the queued empty pages (other than a class's only one-slice page)
-/// that were retired at least `visits` visits or `ms` ms ago; true if any
-/// was freed. The empty pages left are counted in `retired_pending`.
-unsafe fn free_retired(h: &mut Heap, visits: u16, ms: u64, now: u64) -> bool {
+/// that were retired at least `age` ms ago; true if any was freed.
+unsafe fn free_retired(h: &mut Heap, age: u64, now: u64) -> bool {
     let mut any = false;
-    let mut left = 0;
     for c in 0..CLASSES {
         let mut page = h.queues[c].first;
         // SAFETY: queued pages of ours; `next` read before a page is freed.
@@ -875,23 +832,18 @@ unsafe fn free_retired(h: &mut Heap, visits: u16, ms: u64, now: u64) -> bool {
             }
             while !page.is_null() {
                 let next = (*page).next;
-                if (*page).used == 0 {
-                    let idle = (now as u16).wrapping_sub((*page).retired_at) as u64;
-                    if h.visits.wrapping_sub((*page).retired_visit) >= visits || idle >= ms {
-                        h.queue_remove(page);
-                        // The slices have been unused since the page
-                        // emptied: their purge delay counts from then.
-                        page_free(h, page, now.saturating_sub(idle));
-                        any = true;
-                    } else {
-                        left += 1;
-                    }
+                let idle = (now as u16).wrapping_sub((*page).retired_at) as u64;
+                if (*page).used == 0 && idle >= age {
+                    h.queue_remove(page);
+                    // The slices have been unused since the page emptied:
+                    // their purge delay counts from then.
+                    page_free(h, page, now.saturating_sub(idle));
+                    any = true;
                 }
                 page = next;
             }
         }
     }
-    h.retired_pending = left;
     any
 }
 

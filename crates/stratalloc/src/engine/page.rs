@@ -103,9 +103,6 @@ pub struct Page {
     /// or aligned page, with no separate test of `flags`. Written with
     /// `flags` (owner only), read by the owner only.
     pub fast_lim: AtomicU64,
-    /// The heap's visit count when `used` last dropped to 0 on a queued
-    /// page: the periodic visit frees pages that stayed empty over two.
-    pub retired_visit: u16,
 }
 
 impl Page {

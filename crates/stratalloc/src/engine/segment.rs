@@ -140,9 +140,8 @@ impl Segment {
     }
 
     /// Allocate a span of `n` contiguous free slices, preferring dirty
-    /// (resident) ones, or only dirty ones if `dirty_only`. Returns the
-    /// first slice index.
-    pub fn take_span(&mut self, n: usize, dirty_only: bool) -> Option<usize> {
+    /// (resident) ones. Returns the first slice index.
+    pub fn take_span(&mut self, n: usize) -> Option<usize> {
         let run = |m: u64| {
             let mut r = m;
             for i in 1..n {
@@ -155,9 +154,6 @@ impl Segment {
             return None;
         }
         let dirty = run(self.dirty_mask);
-        if dirty_only && dirty == 0 {
-            return None;
-        }
         let i = if dirty != 0 {
             dirty.trailing_zeros()
         } else {
