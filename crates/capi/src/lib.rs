@@ -112,14 +112,13 @@ fn alloc(size: usize, align: usize) -> *mut u8 {
 
 #[inline(always)]
 unsafe fn free_impl(p: *mut u8) {
-    if p.is_null() {
-        return;
-    }
     match select::mode() {
         Mode::Engine => {
+            // The engine takes null itself (off its fast path).
             // SAFETY: forwarded from the caller.
             unsafe { engine_fast::free(p) }
         }
+        _ if p.is_null() => {}
         _ => {
             let saved = get_errno();
             // SAFETY: forwarded from the caller.

@@ -29,9 +29,8 @@ use super::segment::{segmap_contains, segment_of, Segment, SEGMENT_SIZE};
 /// `p` is null or a live block of the engine.
 #[inline]
 pub unsafe fn free(p: *mut u8) {
-    if p.is_null() {
-        return;
-    }
+    // Null is not in the segment map (no segment starts at 0): it is
+    // ignored by `free_foreign`, off the fast path.
     let seg = segment_of(p);
     if !segmap_contains(seg) {
         // SAFETY: forwarded.
@@ -196,6 +195,9 @@ unsafe fn free_remote(seg: *mut Segment, pg: &Page, b: *mut u8) {
 #[cold]
 #[inline(never)]
 unsafe fn free_foreign(p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
     match huge_big_aligned(p) {
         // SAFETY: a registered huge segment whose block is `p`.
         Some(seg) => unsafe { huge::free(seg, p) },
