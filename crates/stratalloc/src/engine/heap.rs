@@ -59,7 +59,7 @@ pub struct Heap {
 /// A page with no free blocks, shared by every uninitialised slot, so the
 /// fast path needs no null check. Never written (all zeros, no atomics
 /// touched).
-#[repr(C, align(8))]
+#[repr(C, align(64))]
 pub struct EmptyPage([u8; core::mem::size_of::<Page>()]);
 pub static EMPTY_PAGE: EmptyPage = EmptyPage([0; core::mem::size_of::<Page>()]);
 

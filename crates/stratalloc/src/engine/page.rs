@@ -56,7 +56,12 @@ const KEY_XOR: usize = 0x5bd1_e995_a5a5_3c3c;
 /// Per-page descriptor; lives in the segment header, one per slice (only
 /// the first slice of a span is a real page; the others point back to it
 /// with `slice_offset`).
-#[repr(C)]
+///
+/// Two cache lines: the first holds what the owner's malloc and free fast
+/// paths touch (and realloc's, but for `div_lim`), the second the queue
+/// links, the rarely read sizes and `thread_free`, which other threads
+/// write: their frees do not take the owner's hot line away.
+#[repr(C, align(64))]
 pub struct Page {
     /// Blocks ready for malloc (owner only).
     pub free: *mut Block,
@@ -85,6 +90,14 @@ pub struct Page {
     pub start: *mut u8,
     /// Inverse of `m` modulo 2^64.
     pub div_inv: u64,
+    /// `div_lim + 1` while `flags == 0`, else 0: the free fast path's
+    /// block-boundary test (`< fast_lim`) then also fails for a floating
+    /// or aligned page, with no separate test of `flags`. Written with
+    /// `flags` (owner only), read by the owner only.
+    pub fast_lim: AtomicU64,
+    /// Bytes per block.
+    pub block_size: usize,
+    // ---- second cache line
     /// `u64::MAX / block_size`.
     pub div_lim: u64,
     /// Queue links (owner only).
@@ -96,14 +109,10 @@ pub struct Page {
     pub reserved: u32,
     /// Blocks other threads freed: pointer | [`TF_FULL`].
     pub thread_free: AtomicUsize,
-    /// Bytes per block.
-    pub block_size: usize,
-    /// `div_lim + 1` while `flags == 0`, else 0: the free fast path's
-    /// block-boundary test (`< fast_lim`) then also fails for a floating
-    /// or aligned page, with no separate test of `flags`. Written with
-    /// `flags` (owner only), read by the owner only.
-    pub fast_lim: AtomicU64,
 }
+
+const _: () = assert!(core::mem::offset_of!(Page, div_lim) == 64);
+const _: () = assert!(core::mem::size_of::<Page>() == 128);
 
 impl Page {
     /// The value of a free block's `key` word on this page.
