@@ -640,19 +640,28 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
             return ptr::null_mut();
         };
         for attempt in 0..2 {
+            // Freed blocks anywhere in the queue go before fresh ones are
+            // carved (carving touches new memory): the first page that can
+            // only be extended is remembered and extended if no page has
+            // free blocks.
+            let mut extendable: *mut Page = ptr::null_mut();
             let mut page = h.queues[c].first;
             while !page.is_null() {
                 let next = (*page).next;
                 (*page).collect();
-                if (*page).free.is_null() && (*page).capacity < (*page).reserved {
-                    (*page).extend();
-                }
                 if !(*page).free.is_null() {
                     if page != h.queues[c].first {
                         h.queue_remove(page);
                         h.queue_push_front(page);
                     }
                     return (*page).pop();
+                }
+                if (*page).capacity < (*page).reserved {
+                    if extendable.is_null() {
+                        extendable = page;
+                    }
+                    page = next;
+                    continue;
                 }
                 // Full: unlink and float it.
                 h.queue_remove(page);
@@ -662,6 +671,14 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                     return (*page).pop();
                 }
                 page = next;
+            }
+            if !extendable.is_null() {
+                (*extendable).extend();
+                if extendable != h.queues[c].first {
+                    h.queue_remove(extendable);
+                    h.queue_push_front(extendable);
+                }
+                return (*extendable).pop();
             }
             if attempt == 0 {
                 collect_pending(h);
