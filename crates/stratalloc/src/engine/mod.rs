@@ -73,16 +73,23 @@
 //!   slot holding only the heap's address (no `__tls_get_addr` call in the
 //!   shared library; small enough that `dlopen` still finds room in glibc's
 //!   static TLS, see `heap::heap`).
-//! - realloc past the block's class asks for a quarter more than the new
-//!   size, so buffers grown a little at a time are copied every few
-//!   classes rather than at every class boundary.
-//! - local free: mask, segment-map lookup (two loads), owner compare,
-//!   block-boundary test (shift, multiply, compare), double-free key
-//!   compare, push on `local_free`, `used -= 1`: no lock, no atomic RMW.
+//! - realloc of a block that stays in its class: segment-map lookup, page
+//!   lookup, block-boundary test, size compare (no division, no call).
+//!   Past the block's class it asks for a quarter more than the new size,
+//!   so buffers grown a little at a time are copied every few classes
+//!   rather than at every class boundary.
+//! - local free: mask, segment-map lookup (one load: a flat bitmap),
+//!   page lookup (one load: the span head's offset per slice), owner
+//!   compare, block-boundary test (multiply, rotate, compare; it also
+//!   fails for a floating or aligned page, sending those to the generic
+//!   path), double-free key compare, push on `local_free`, `used -= 1`: no
+//!   lock, no atomic RMW; 46 x86-64 instructions (plus 4 in the C `free`).
 //! - remote free: one CAS on the page's `thread_free`.
-//! - slow path: collect the queue's pages, float full ones, reclaim
-//!   abandoned segments, take a span (bitmap search over 64 slices), or map
-//!   a segment (segment cache first).
+//! - slow path: collect the queue's pages (freed blocks in any of them go
+//!   before fresh blocks are carved), float full ones, reclaim abandoned
+//!   segments, take a span (bitmap search over 64 slices), or map a
+//!   segment (segment cache first). A floating page that gets blocks back
+//!   is queued last, so it gathers frees before malloc comes to it.
 //!
 //! ## Checks always on (each aborts with a message naming the pointer)
 //!
