@@ -890,6 +890,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     ///
     /// # Safety
     /// `b` must be a used block that `lookup` validated.
+    #[inline(always)]
     unsafe fn resize_block(&mut self, b: usize, h: usize, new_size: usize) -> bool {
         if new_size > FAST_MAX {
             return false;
