@@ -17,6 +17,12 @@
 #   STRATALLOC_FUZZ_MISUSE=1      targets also try misuse (delayed double frees,
 #                                  interior pointers) that the contract only
 #                                  reports "where the metadata can tell"
+#   STRATALLOC_FUZZ_STRICT=1      full heap check after every operation (by default
+#                                  after the first few and every 8th/16th) and every
+#                                  cross-thread operation waited for (by default they
+#                                  overlap this thread's next operations): slower,
+#                                  deterministic; the crash inputs are re-run in
+#                                  this mode for their message
 # Exits 0 when nightly or cargo-fuzz is missing (with a message), 1 if any
 # target crashed (the reproducer is under fuzz/artifacts/<target>/).
 set -uo pipefail
@@ -75,7 +81,7 @@ for t in "${targets[@]}"; do
         failed=1
         # What each new crash input says (first 5): the panic or abort message.
         ls -t "fuzz/artifacts/$t" 2>/dev/null | head -n $((after - before < 5 ? after - before : 5)) | while read -r a; do
-            msg=$(cd fuzz && cargo +nightly fuzz run "${build_flags[@]}" "$t" "artifacts/$t/$a" 2>&1 |
+            msg=$(cd fuzz && STRATALLOC_FUZZ_STRICT=1 cargo +nightly fuzz run "${build_flags[@]}" "$t" "artifacts/$t/$a" 2>&1 |
                 grep -m1 -A1 -E "panicked at|^stratalloc:|ERROR: AddressSanitizer" | tr '\n' ' ' | cut -c1-300)
             echo "    $a: $msg"
         done

@@ -104,6 +104,15 @@ pub fn misuse_enabled() -> bool {
     *ON.get_or_init(|| std::env::var("STRATALLOC_FUZZ_MISUSE").as_deref() == Ok("1"))
 }
 
+/// `true` when `STRATALLOC_FUZZ_STRICT=1`: targets run their full heap
+/// check after every operation (not every few) and wait for every
+/// cross-thread operation before the next: slower, deterministic, the mode
+/// to reproduce and minimise a crash in.
+pub fn strict() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("STRATALLOC_FUZZ_STRICT").as_deref() == Ok("1"))
+}
+
 /// Reads an input as a stream of small numbers; past the end it yields
 /// zeros and `done()` turns true.
 pub struct Reader<'a> {
@@ -148,13 +157,22 @@ impl<'a> Reader<'a> {
     /// `huge` (to reach growth and failure paths) and a few at the edges of
     /// the address space (which must be refused, never wrapped).
     pub fn size(&mut self, huge: usize) -> usize {
+        self.size_with(huge, 4)
+    }
+
+    /// [`Reader::size`] with `huge_weight` (at most 4) of 256 draws in
+    /// `huge / 2 ..= huge * 3 / 2`, the other `4 - huge_weight` in 8–72 KiB:
+    /// for targets where a block of several MiB costs a thousand small
+    /// operations (filled and verified over fresh pages).
+    pub fn size_with(&mut self, huge: usize, huge_weight: u8) -> usize {
         let class = self.u8();
         match class {
             0..=149 => (self.u16() as usize) % 513,
             150..=209 => 513 + (self.u16() as usize) % 7680,
             210..=239 => 8193 + (self.u32() as usize) % 65_536,
             240..=247 => 73_729 + (self.u32() as usize) % (1 << 20),
-            248..=251 => huge / 2 + (self.u32() as usize) % huge,
+            248..=251 if class - 248 < huge_weight => huge / 2 + (self.u32() as usize) % huge,
+            248..=251 => 8193 + (self.u32() as usize) % 65_536,
             252..=253 => usize::MAX - (self.u16() as usize),
             _ => (isize::MAX as usize)
                 .wrapping_add(self.u16() as usize)
