@@ -7,6 +7,8 @@
 # "improved" (update the file).
 #
 # Usage: scripts/test-misuse.sh            (STRATALLOC_STRATEGY picks the allocator; default engine)
+#        scripts/test-misuse.sh --strategies   every region strategy as the process allocator, each
+#                                              against tests/misuse/expected-<strategy>.tsv
 # Outcomes:
 #   caught   killed by a signal after a stratalloc message that names the
 #            misused pointer (the program prints it first) and contains the
@@ -17,6 +19,16 @@
 #   n/a      the entry point under test is not provided (exit 77)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --strategies ]; then
+    bad=()
+    for s in bump first-fit next-fit best-fit worst-fit segregated tlsf buddy slab; do
+        echo
+        STRATALLOC_STRATEGY=$s "$0" || bad+=("$s")
+    done
+    [ ${#bad[@]} -eq 0 ] || { echo "misuse: regressions under: ${bad[*]}"; exit 1; }
+    echo "misuse: every strategy matches its expectations"
+    exit 0
+fi
 target=${CARGO_TARGET_DIR:-target}
 lib=${STRATALLOC_LIB:-$target/release/libstratalloc.so}
 if [ -z "${STRATALLOC_LIB:-}" ]; then

@@ -33,6 +33,7 @@ suite c-library scripts/test-c.sh
 suite real-programs scripts/test-programs.sh
 suite wrappers scripts/test-wrappers.sh
 suite misuse scripts/test-misuse.sh
+suite misuse-strategies scripts/test-misuse.sh --strategies
 suite bare-metal scripts/test-bare-metal.sh
 suite bench-smoke scripts/bench.sh --smoke
 
