@@ -35,8 +35,13 @@ if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     exit 0
 fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
-    echo "fuzz: SKIPPED: cargo-fuzz is not installed (cargo install cargo-fuzz)"
-    exit 0
+    # cargo-fuzz is an ordinary crates.io binary: install it (1-2 min) rather
+    # than ask the user to.
+    echo "fuzz: installing cargo-fuzz (cargo install --locked cargo-fuzz)"
+    if ! cargo install --locked -q cargo-fuzz || ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+        echo "fuzz: SKIPPED: cargo-fuzz could not be installed"
+        exit 0
+    fi
 fi
 
 root=$PWD

@@ -27,6 +27,10 @@ fi
 host=$(rustc +nightly -vV | sed -n 's/^host: //p')
 base=${CARGO_TARGET_DIR:-$PWD/target}
 build_std=()
+# rust-src lets TSan rebuild std instrumented; fetch it when it is missing
+# (the fallback below still works without it).
+rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src' ||
+    rustup component add rust-src --toolchain nightly >/dev/null 2>&1 || true
 if rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
     build_std=(-Zbuild-std=std,panic_abort -Zpanic-abort-tests)
 fi
