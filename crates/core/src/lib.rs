@@ -51,6 +51,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod any;
+pub mod corruption;
 pub mod heap;
 pub mod locked;
 pub mod region;

@@ -225,3 +225,40 @@ fn check_names_a_damaged_table() {
     }
     h.check().unwrap();
 }
+
+/// A write after free overwrites the freed block's list links; the next
+/// allocation that takes the block off its list must report it (the default
+/// corruption handler panics, naming the block) instead of writing through
+/// the garbage links.
+#[test]
+fn overwritten_free_list_links_are_reported_not_followed() {
+    // Wild, tiny, and inside the heap but not a free block (the used
+    // neighbour). (Zeros would be no damage here: the block is alone on
+    // its list, so its links are null anyway.)
+    for k in 0..3 {
+        let arena = Arena::new(1 << 20);
+        let mut h = heap_over(Buddy::new(), &arena);
+        let keep = h.allocate(64, 16).unwrap();
+        let p = h.allocate(64, 16).unwrap();
+        let garbage = [0x4141_4141_4141_4141_usize, 0x10, keep.as_ptr() as usize][k];
+        // SAFETY: `p` is live.
+        unsafe { h.deallocate(p) }.unwrap();
+        // The bug under test: write over a freed block's first two words.
+        // SAFETY: the arena outlives the heap; the block is free, not unmapped.
+        unsafe { (p.as_ptr() as *mut [usize; 2]).write([garbage, garbage]) };
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // Taking the block off its list (directly, or by merging its
+            // buddy) must look at its links.
+            for _ in 0..4 {
+                let _ = h.allocate(64, 16);
+            }
+        }))
+        .expect_err("damaged links were followed without a report");
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            msg.contains(&format!("{:#x}", p.as_ptr() as usize)) && msg.contains("overwritten"),
+            "message does not name the block and the damage: {msg:?}"
+        );
+        let _ = keep;
+    }
+}

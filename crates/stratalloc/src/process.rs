@@ -469,6 +469,12 @@ impl Guard<'_> {
     }
 }
 
+/// The process heaps' [`stratalloc_core::corruption`] handler: the message
+/// on stderr (no allocation), then abort.
+fn on_corruption(addr: usize, what: &'static str) -> ! {
+    fatal!("heap corruption at {addr:#x}: {what}")
+}
+
 impl ProcessHeap {
     /// An empty heap of strategy `s`; maps nothing until the first request.
     pub const fn new(s: Strategy) -> Self {
@@ -621,6 +627,10 @@ impl ProcessHeap {
                     return ptr::null_mut();
                 }
             };
+            // Damage a strategy finds mid-operation (a free-list link
+            // overwritten after free, say) aborts with a message naming the
+            // block, never unwinds out of malloc.
+            stratalloc_core::corruption::set_handler(on_corruption);
             // SAFETY: a fresh private mapping of `len` bytes, handed to the
             // heap alone and never unmapped while the heap lives.
             let added = unsafe {

@@ -199,6 +199,9 @@ pub struct Buddy {
     regions: RegionList,
     /// The newest region's span, tried before the region list.
     hot: Span,
+    /// `Area::of(hot)`, kept so free-list links are checked without
+    /// recomputing it (empty before the first region).
+    hot_area: Area,
     /// Head of the free list of each order (null when empty).
     heads: [*mut Node; ORDERS],
     /// Bit `k` set iff `heads[k]` is non-null.
@@ -224,6 +227,11 @@ impl Buddy {
         Buddy {
             regions: RegionList::new(),
             hot: Span { start: 0, end: 0 },
+            hot_area: Area {
+                table: 0,
+                start: 0,
+                end: 0,
+            },
             heads: [ptr::null_mut(); ORDERS],
             nonempty: 0,
             free_bytes: 0,
@@ -234,7 +242,7 @@ impl Buddy {
 
     fn area_of(&self, addr: usize) -> Option<Area> {
         if self.hot.contains(addr) {
-            return Area::of(&self.hot);
+            return Some(self.hot_area);
         }
         self.regions
             .find(addr, MIN_BLOCK)
@@ -263,14 +271,65 @@ impl Buddy {
         self.free_blocks += 1;
     }
 
+    /// Whether `link`, read from a free block's node, may be followed: null,
+    /// or a place where a block of `order` can start in one of our areas
+    /// (for other areas than the newest, one whose side-table byte, which no
+    /// caller can reach, says it is a free block of `order`). The nodes live
+    /// in memory the caller once owned, so a write after free can put
+    /// anything there; [`unlink`](Self::unlink) also requires each neighbour
+    /// to link back.
+    #[inline(always)]
+    fn link_ok(&self, link: *mut Node, order: usize) -> bool {
+        let a = link as usize;
+        let size = size_of_order(order);
+        let hot = &self.hot_area;
+        // In the newest area (one compare), aligned to the order's size.
+        if a.wrapping_sub(hot.start) <= (hot.end - hot.start).saturating_sub(size) {
+            return a & (size - 1) == 0;
+        }
+        a == 0 || self.link_ok_cold(a, order)
+    }
+
+    /// [`link_ok`](Self::link_ok) for a link outside the newest area.
+    #[cold]
+    #[inline(never)]
+    fn link_ok_cold(&self, a: usize, order: usize) -> bool {
+        let size = size_of_order(order);
+        a & (size - 1) == 0
+            && self.area_of(a).is_some_and(|area| {
+                area.contains_block(a, size) && area.get(a) == FREE | order as u8
+            })
+    }
+
     /// Take the free block at `addr` (of `order`) off its list. The caller
-    /// rewrites its table byte.
+    /// rewrites its table byte. Links that do not check out (see
+    /// [`link_ok`](Self::link_ok), and each neighbour must link back) are
+    /// reported as corruption instead of being written through.
+    #[inline(always)]
     fn unlink(&mut self, addr: usize, order: usize) {
+        const DAMAGED: &str = "buddy: the list links of this free block were overwritten \
+                               (a write after free?)";
         let node = addr as *mut Node;
-        // SAFETY: `addr` is a free block on list `order` (its table byte says
-        // so), so its links and its neighbours' are valid nodes or null.
+        // SAFETY: `addr` is a free block of `order` (its table byte says
+        // so), so its node is readable.
+        let Node { next, prev } = unsafe { node.read() };
+        if !self.link_ok(next, order) || !self.link_ok(prev, order) {
+            crate::corruption::report(addr, DAMAGED);
+        }
+        // SAFETY: `next` and `prev` are null or free blocks of `order` in
+        // our areas (checked just above), so their nodes are readable.
+        let linked = unsafe {
+            (if prev.is_null() {
+                self.heads[order] == node
+            } else {
+                (*prev).next == node
+            }) && (next.is_null() || (*next).prev == node)
+        };
+        if !linked {
+            crate::corruption::report(addr, DAMAGED);
+        }
+        // SAFETY: as above; every node written is one of ours.
         unsafe {
-            let Node { next, prev } = node.read();
             if prev.is_null() {
                 self.heads[order] = next;
             } else {
@@ -415,6 +474,7 @@ impl RegionHeap for Buddy {
         // SAFETY: the table lies in the span we now own.
         unsafe { ptr::write_bytes(area.table as *mut u8, 0, area.start - area.table) };
         self.hot = span;
+        self.hot_area = area;
         let mut at = area.start;
         while at < area.end {
             let fit = usize::BITS - 1 - (area.end - at).leading_zeros();
