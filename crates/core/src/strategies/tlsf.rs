@@ -2,18 +2,19 @@
 //!
 //! Free blocks are sorted into `FL × SL` lists by size. The *first level*
 //! is the power of two of the size; the *second level* cuts each power of
-//! two into `SL` equal slices. Two levels of bitmaps say which lists are
-//! non-empty, so finding a list that is guaranteed to fit is two bit scans,
-//! not a search:
+//! two into `SL` equal slices. List `(fl, sl)` is *flat list* `i = fl × SL +
+//! sl`, and flat order is size order. Two levels of bitmaps over the flat
+//! lists say which are non-empty, so finding a list that is guaranteed to
+//! fit is two bit scans, not a search:
 //!
 //! ```text
 //!   size (in 16-byte units) u = 0b 1 0110 1101      SL = 16 (SLI = 4)
 //!                                  ^ ^^^^
 //!            f = floor(log2 u) ----+   +---- sl = next SLI bits  -> (fl, sl)
 //!
-//!   fl_bitmap   0 1 0 1 1 ...          one bit per first level
-//!   sl_bitmap[fl] 0 0 1 0 ... 1        one bit per list of that level
-//!   heads[fl][sl] -> [blk] <-> [blk] <-> [blk]
+//!   words       1 0 1 1 0 ...          one bit per word of `lists`
+//!   lists[w]    0 0 1 0 ... 1          one bit per flat list: i = 64 w + bit
+//!   heads[fl][sl] (flat list i) -> [blk] <-> [blk] <-> [blk]
 //! ```
 //!
 //! Sizes below `SL` units (`SL × 16` bytes) have one list per exact size
@@ -22,14 +23,17 @@
 //! at most `1/SL` of its size.
 //!
 //! - **allocate(n)**: round `n` *up* to the next list boundary, so every block
-//!   of the found list fits ("good fit"): mask `sl_bitmap[fl]` above `sl`;
-//!   if empty, mask `fl_bitmap` above `fl` and take the lowest set list
-//!   there. Pop its head, split off the rest (see
+//!   of the found list fits ("good fit"): with `i` that list, mask the
+//!   word of `lists` holding bit `i` from `i` up; if that is empty, mask
+//!   `words` above that word and take the lowest set list of the first
+//!   word found. (One bitmap word holds the lists of several first levels
+//!   when `SL` is below the bits of a word, which spares the insertion a
+//!   level.) Pop its head, split off the rest (see
 //!   [`blocks`](super::blocks)). If the rounded search fails, the head of
 //!   `n`'s own list is tried too (one comparison), so a block that fits is
 //!   not missed only because it shares a list with smaller ones.
 //! - **free**: coalesce with both neighbours (boundary tags), push the result
-//!   on the front of its list, set two bits.
+//!   on the front of its list, set two bits (its list's, its word's).
 //!
 //! **Time**: allocate and free are O(1) in the worst case: a constant number
 //! of bit scans (`trailing_zeros`, `leading_zeros`), list pushes and pops,
@@ -41,7 +45,8 @@
 //! and a footer inside their own bytes), payloads rounded to 16 bytes, the
 //! block layer's live map (1/128 of each region, see
 //! [`blocks`](super::blocks)), and
-//! `FL × SL` list heads plus `FL + 1` bitmap words in the heap itself
+//! `FL × SL` list heads plus `FL + 1` bitmap words in the heap itself (of
+//! which `ceil(FL × SL / bits of a word) + 1` are used)
 //! ([`Tlsf`]: 25 × 32 heads, 6.4 KiB on 64-bit targets).
 //!
 //! **Drawbacks**: the round-up search can fail while a list holds a block
@@ -56,8 +61,9 @@
 //! bitmaps or size arithmetic would not fit a word.
 //!
 //! Invariants (checked by `check`, in addition to the block layer's):
-//! - bit `sl` of `sl_bitmap[fl]` is set iff `heads[fl][sl]` is non-empty;
-//!   bit `fl` of `fl_bitmap` is set iff `sl_bitmap[fl] != 0`;
+//! - bit `i % W` of `lists[i / W]` (`W` the bits of a word) is set iff flat
+//!   list `i` is non-empty; bit `w` of `words` is set iff `lists[w] != 0`;
+//!   no bit is set past the last list;
 //! - every block on list `(fl, sl)` maps to `(fl, sl)`;
 //! - lists are doubly linked consistently (see [`blocks`](super::blocks)).
 
@@ -67,9 +73,15 @@ use crate::heap::CheckError;
 const BITS: u32 = usize::BITS;
 
 /// The TLSF free-block index: `FL` first levels of `SL` lists each.
+///
+/// List `(fl, sl)` is flat list `i = fl * SL + sl`, and flat order is size
+/// order, so the two bitmap levels are over flat indices: bit `i % W` of
+/// `lists[i / W]` (`W` the bits of a word) says list `i` is non-empty, and
+/// bit `w` of `words` says `lists[w]` is non-zero. `SL <= W` makes `FL`
+/// words enough for `lists`; only the first `ceil(FL * SL / W)` are used.
 pub struct TlsfIndex<const FL: usize, const SL: usize> {
-    fl_bitmap: usize,
-    sl_bitmap: [usize; FL],
+    words: usize,
+    lists: [usize; FL],
     heads: [[usize; SL]; FL],
 }
 
@@ -115,7 +127,13 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
             (SL.trailing_zeros() as usize) + FL - 1 + (GRAN_SHIFT as usize) < BITS as usize,
             "FL too large for the word size"
         );
+        // The bitmap words in use, and one past them, are bits of `words`
+        // (so `find_suitable`'s shift by `w + 1` stays below BITS).
+        assert!(Self::WORDS < BITS as usize);
     };
+
+    /// Bitmap words in use: `ceil(FL * SL / BITS)`.
+    const WORDS: usize = (FL * SL).div_ceil(BITS as usize);
 
     /// An empty index. Fails to compile for an invalid `FL`/`SL`:
     ///
@@ -136,8 +154,8 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
         #[allow(clippy::let_unit_value)]
         let () = Self::VALID;
         TlsfIndex {
-            fl_bitmap: 0,
-            sl_bitmap: [0; FL],
+            words: 0,
+            lists: [0; FL],
             heads: [[0; SL]; FL],
         }
     }
@@ -193,9 +211,16 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
     /// skips two bit scans.
     #[inline(always)]
     pub fn mapping_search(size: usize) -> Option<(usize, usize)> {
+        let i = Self::search_index(size)?;
+        Some((i >> Self::SLI, i & (SL - 1)))
+    }
+
+    /// [`mapping_search`](Self::mapping_search) as the flat list index.
+    #[inline(always)]
+    fn search_index(size: usize) -> Option<usize> {
         let u = size >> GRAN_SHIFT;
         if u < SL {
-            return Some((0, u));
+            return Some(u);
         }
         // The width of `u`'s list is 1 << shift granules (1 below 2 SL).
         let shift = BITS - 1 - (u | SL).leading_zeros() - Self::SLI;
@@ -203,62 +228,66 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
         if i >= FL * SL {
             return None;
         }
-        Some((i >> Self::SLI, i & (SL - 1)))
+        Some(i)
     }
 
-    /// Second-level bitmap `fl`, unchecked.
+    /// Bitmap word `w`, unchecked.
     ///
     /// # Safety
-    /// `fl < FL`.
+    /// `w < FL`.
     #[inline(always)]
-    unsafe fn slm(&mut self, fl: usize) -> &mut usize {
-        debug_assert!(fl < FL);
+    unsafe fn word(&mut self, w: usize) -> &mut usize {
+        debug_assert!(w < FL);
         // SAFETY: per the function contract.
-        unsafe { self.sl_bitmap.get_unchecked_mut(fl) }
+        unsafe { self.lists.get_unchecked_mut(w) }
     }
 
-    /// The first non-empty list at or after `(fl, sl)`: two bit scans.
+    /// The first non-empty list at or after flat list `i`: two bit scans.
     #[inline(always)]
-    fn find_suitable(&mut self, fl: usize, sl: usize) -> Option<(usize, usize)> {
-        // SAFETY: fl < FL and sl < SL come from `mapping_search`.
-        let m = unsafe { *self.slm(fl) } & (usize::MAX << sl);
+    fn find_suitable(&mut self, i: usize) -> Option<usize> {
+        let w = i / BITS as usize;
+        // SAFETY: i < FL * SL comes from `search_index`, so w < WORDS <= FL.
+        let m = unsafe { *self.word(w) } & (usize::MAX << (i % BITS as usize));
         if m != 0 {
-            return Some((fl, m.trailing_zeros() as usize));
+            return Some(w * BITS as usize + m.trailing_zeros() as usize);
         }
-        // fl + 1 <= FL < BITS (VALID), so the shift is in range.
-        let fm = self.fl_bitmap & (usize::MAX << (fl + 1));
-        if fm == 0 {
+        // w + 1 <= WORDS < BITS (VALID), so the shift is in range.
+        let wm = self.words & (usize::MAX << (w + 1));
+        if wm == 0 {
             return None;
         }
-        let fl = fm.trailing_zeros() as usize;
-        // SAFETY: bits of `fl_bitmap` are below FL (invariant).
-        Some((fl, unsafe { *self.slm(fl) }.trailing_zeros() as usize))
+        let w = wm.trailing_zeros() as usize;
+        // SAFETY: bits of `words` are below WORDS (invariant).
+        Some(w * BITS as usize + unsafe { *self.word(w) }.trailing_zeros() as usize)
     }
 
-    /// Pop the head of non-empty list `(fl, sl)`.
+    /// Pop the head of non-empty flat list `i`.
     ///
     /// # Safety
     /// The list must be non-empty.
     #[inline(always)]
-    unsafe fn pop(&mut self, fl: usize, sl: usize) -> usize {
+    unsafe fn pop(&mut self, i: usize) -> usize {
         // SAFETY: per the function contract.
-        let (b, empty) = unsafe { list::pop(self.heads.as_flattened_mut(), fl * SL + sl) };
+        let (b, empty) = unsafe { list::pop(self.heads.as_flattened_mut(), i) };
         if empty {
             // SAFETY: as above.
-            unsafe { self.clear_bit(fl, sl) };
+            unsafe { self.clear_bit(i) };
         }
         b
     }
 
+    /// Mark flat list `i` empty.
+    ///
     /// # Safety
-    /// `fl < FL`, `sl < SL`.
+    /// `i < FL * SL`.
     #[inline(always)]
-    unsafe fn clear_bit(&mut self, fl: usize, sl: usize) {
-        // SAFETY: per the function contract.
-        let m = unsafe { self.slm(fl) };
-        *m &= !(1 << sl);
+    unsafe fn clear_bit(&mut self, i: usize) {
+        let w = i / BITS as usize;
+        // SAFETY: per the function contract, w < WORDS <= FL.
+        let m = unsafe { self.word(w) };
+        *m &= !(1 << (i % BITS as usize));
         if *m == 0 {
-            self.fl_bitmap &= !(1 << fl);
+            self.words &= !(1 << w);
         }
     }
 
@@ -266,12 +295,12 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
     #[cold]
     #[inline(never)]
     unsafe fn take_exact_head(&mut self, size: usize) -> Option<usize> {
-        let (fl, sl) = Self::mapping_insert(size);
-        let h = self.heads[fl][sl];
+        let i = Self::insert_index(size);
+        let h = self.heads.as_flattened()[i];
         // SAFETY: a non-zero head is a free block of the heap.
         if h != 0 && unsafe { size_of_block(h) } >= size {
             // SAFETY: the list is non-empty.
-            return Some(unsafe { self.pop(fl, sl) });
+            return Some(unsafe { self.pop(i) });
         }
         None
     }
@@ -291,14 +320,14 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
     #[inline(always)]
     unsafe fn insert(&mut self, b: usize, size: usize) {
         let i = Self::insert_index(size);
-        let (fl, sl) = (i >> Self::SLI, i & (SL - 1));
+        let w = i / BITS as usize;
         // SAFETY: `b` is a free block not in any list (caller's contract);
-        // `insert_index` returns i < FL * SL, so fl < FL, sl < SL.
+        // `insert_index` returns i < FL * SL, so w < WORDS <= FL.
         unsafe {
             list::push(self.heads.as_flattened_mut(), i, b);
-            *self.slm(fl) |= 1 << sl;
+            *self.word(w) |= 1 << (i % BITS as usize);
         }
-        self.fl_bitmap |= 1 << fl;
+        self.words |= 1 << w;
     }
 
     #[inline(always)]
@@ -309,7 +338,7 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
         // emptied list index is below FL * SL.
         unsafe {
             if let Some(i) = list::unlink(self.heads.as_flattened_mut(), b) {
-                self.clear_bit(i / SL, i % SL);
+                self.clear_bit(i);
             }
         }
     }
@@ -327,10 +356,9 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
     /// The rounded-up search alone (the exact-head fallback is `take`'s).
     #[inline(always)]
     unsafe fn take_fast(&mut self, size: usize) -> Option<usize> {
-        let (fl, sl) = Self::mapping_search(size)?;
-        let (fl, sl) = self.find_suitable(fl, sl)?;
+        let i = self.find_suitable(Self::search_index(size)?)?;
         // SAFETY: the bitmaps say the list is non-empty.
-        Some(unsafe { self.pop(fl, sl) })
+        Some(unsafe { self.pop(i) })
     }
 
     fn check(
@@ -338,29 +366,38 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
         budget: usize,
         visit: &mut dyn FnMut(usize) -> Result<usize, CheckError>,
     ) -> Result<usize, CheckError> {
-        if FL < BITS as usize && self.fl_bitmap >> FL != 0 {
-            return Err(CheckError::new(0, "first-level bitmap has bits above FL"));
+        let bits = BITS as usize;
+        if self.words >> Self::WORDS != 0 {
+            return Err(CheckError::new(
+                0,
+                "word bitmap has bits above the words in use",
+            ));
+        }
+        for (w, &m) in self.lists.iter().enumerate() {
+            if (self.words >> w & 1 != 0) != (m != 0) {
+                return Err(CheckError::new(
+                    w,
+                    "word bit disagrees with its list bitmap",
+                ));
+            }
+            // Bits of lists past FL * SL (in the last word used, or in a
+            // word past it) must be clear.
+            let past = (FL * SL).saturating_sub(w * bits).min(bits);
+            if past < bits && m >> past != 0 {
+                return Err(CheckError::new(
+                    w,
+                    "list bitmap has bits past the last list",
+                ));
+            }
         }
         let mut total = 0;
         let flat = self.heads.as_flattened();
         for fl in 0..FL {
-            let slm = self.sl_bitmap[fl];
-            if (self.fl_bitmap >> fl & 1 != 0) != (slm != 0) {
-                return Err(CheckError::new(
-                    fl,
-                    "first-level bit disagrees with its second level",
-                ));
-            }
-            if SL < BITS as usize && slm >> SL != 0 {
-                return Err(CheckError::new(fl, "second-level bitmap has bits above SL"));
-            }
             for sl in 0..SL {
                 let head = self.heads[fl][sl];
-                if (slm >> sl & 1 != 0) != (head != 0) {
-                    return Err(CheckError::new(
-                        head,
-                        "second-level bit disagrees with its list",
-                    ));
+                let i = fl * SL + sl;
+                if (self.lists[i / bits] >> (i % bits) & 1 != 0) != (head != 0) {
+                    return Err(CheckError::new(head, "list bit disagrees with its list"));
                 }
                 total += list::check(flat, fl * SL + sl, budget - total, &mut |b| {
                     let size = visit(b)?;
@@ -528,6 +565,31 @@ mod tests {
         assert_eq!(Small::mapping_insert(64), (1, 0));
         assert_eq!(Small::mapping_insert(1 << 20), (2, 3));
         assert_eq!(Small::mapping_search(1 << 20), None);
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn check_catches_bitmap_damage() {
+        let mut no_blocks = |b: usize| -> Result<usize, CheckError> {
+            Err(CheckError::new(b, "no block expected"))
+        };
+        assert_eq!(T::new().check(0, &mut no_blocks), Ok(0));
+        // A list bit with an empty list; the same bit's word bit alone.
+        let mut x = T::new();
+        x.lists[3] = 1 << 7;
+        x.words = 1 << 3;
+        assert!(x.check(0, &mut no_blocks).is_err());
+        x.lists[3] = 0;
+        assert!(x.check(0, &mut no_blocks).is_err());
+        // A word bit past the words in use (800 lists: 13 words).
+        let mut y = T::new();
+        y.words = 1 << 13;
+        assert!(y.check(0, &mut no_blocks).is_err());
+        // A list bit past the last list (bit 32 of word 12 is list 800).
+        let mut z = T::new();
+        z.lists[12] = 1 << 32;
+        z.words = 1 << 12;
+        assert!(z.check(0, &mut no_blocks).is_err());
     }
 
     #[test]
