@@ -1272,7 +1272,7 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
         self.allocate_slow(size, align)
     }
 
-    #[inline]
+    #[inline(always)]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>) -> Result<(), HeapError> {
         let Some((b, h)) = self.lookup_fast(ptr.as_ptr()) else {
             // SAFETY: forwarded from the caller.
@@ -1298,6 +1298,7 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
     }
 
     /// One validation for the whole move, instead of one per step.
+    #[inline(always)]
     unsafe fn reallocate(
         &mut self,
         ptr: NonNull<u8>,
