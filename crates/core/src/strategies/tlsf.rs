@@ -3,18 +3,17 @@
 //! Free blocks are sorted into `FL × SL` lists by size. The *first level*
 //! is the power of two of the size; the *second level* cuts each power of
 //! two into `SL` equal slices. List `(fl, sl)` is *flat list* `i = fl × SL +
-//! sl`, and flat order is size order. A bitmap over the flat lists (one bit
-//! per list, `ceil(FL × SL / W)` words of `W` bits: 13 for [`Tlsf`] on
-//! 64-bit targets) says which are non-empty, so finding a list that is guaranteed to fit is a bit scan of
-//! one word, and on a miss a scan of the (few) words after it, not a search
-//! of lists:
+//! sl`, and flat order is size order. Two levels of bitmaps over the flat
+//! lists say which are non-empty, so finding a list that is guaranteed to
+//! fit is two bit scans, not a search:
 //!
 //! ```text
 //!   size (in 16-byte units) u = 0b 1 0110 1101      SL = 16 (SLI = 4)
 //!                                  ^ ^^^^
 //!            f = floor(log2 u) ----+   +---- sl = next SLI bits  -> (fl, sl)
 //!
-//!   lists[w]    0 0 1 0 ... 1          one bit per flat list: i = W w + bit
+//!   words       1 0 1 1 0 ...          one bit per word of `lists`
+//!   lists[w]    0 0 1 0 ... 1          one bit per flat list: i = 64 w + bit
 //!   heads[fl][sl] (flat list i) -> [blk] <-> [blk] <-> [blk]
 //! ```
 //!
@@ -25,23 +24,20 @@
 //!
 //! - **allocate(n)**: round `n` *up* to the next list boundary, so every block
 //!   of the found list fits ("good fit"): with `i` that list, mask the
-//!   word of `lists` holding bit `i` from `i` up; if that is empty, take
-//!   the lowest set bit of the first non-zero word after it. (Classic TLSF
-//!   keeps a second, first-level bitmap so that this is one more bit scan;
-//!   with a word's worth of lists per word the words are so few that
-//!   testing them costs less than keeping that bitmap up to date on every
-//!   insertion and removal.) Pop its head, split off the rest (see
+//!   word of `lists` holding bit `i` from `i` up; if that is empty, mask
+//!   `words` above that word and take the lowest set list of the first
+//!   word found. (One bitmap word holds the lists of several first levels
+//!   when `SL` is below the bits of a word, which spares the insertion a
+//!   level.) Pop its head, split off the rest (see
 //!   [`blocks`](super::blocks)). If the rounded search fails, the head of
 //!   `n`'s own list is tried too (one comparison), so a block that fits is
 //!   not missed only because it shares a list with smaller ones.
 //! - **free**: coalesce with both neighbours (boundary tags), push the result
-//!   on the front of its list, set its list's bit.
+//!   on the front of its list, set two bits (its list's, its word's).
 //!
 //! **Time**: allocate and free are O(1) in the worst case: a constant number
 //! of bit scans (`trailing_zeros`, `leading_zeros`), list pushes and pops,
-//! at most `ceil(FL × SL / W)` bitmap words tested on a search (13 for
-//! [`Tlsf`] on 64-bit targets: 104 bytes), and no loop over lists or blocks
-//! (large alignments included). Finding the
+//! and no loop over lists or blocks (large alignments included). Finding the
 //! region of a pointer outside the region added last (to free it, or to mark
 //! a block allocated from it in the live map) is O(regions).
 //!
@@ -49,8 +45,8 @@
 //! and a footer inside their own bytes), payloads rounded to 16 bytes, the
 //! block layer's live map (1/128 of each region, see
 //! [`blocks`](super::blocks)), and
-//! `FL × SL` list heads plus `FL` bitmap words in the heap itself (of
-//! which `ceil(FL × SL / bits of a word)` are used)
+//! `FL × SL` list heads plus `FL + 1` bitmap words in the heap itself (of
+//! which `ceil(FL × SL / bits of a word) + 1` are used)
 //! ([`Tlsf`]: 25 × 32 heads, 6.4 KiB on 64-bit targets).
 //!
 //! **Drawbacks**: the round-up search can fail while a list holds a block
@@ -66,7 +62,8 @@
 //!
 //! Invariants (checked by `check`, in addition to the block layer's):
 //! - bit `i % W` of `lists[i / W]` (`W` the bits of a word) is set iff flat
-//!   list `i` is non-empty; no bit is set past the last list;
+//!   list `i` is non-empty; bit `w` of `words` is set iff `lists[w] != 0`;
+//!   no bit is set past the last list;
 //! - every block on list `(fl, sl)` maps to `(fl, sl)`;
 //! - lists are doubly linked consistently (see [`blocks`](super::blocks)).
 
@@ -78,10 +75,12 @@ const BITS: u32 = usize::BITS;
 /// The TLSF free-block index: `FL` first levels of `SL` lists each.
 ///
 /// List `(fl, sl)` is flat list `i = fl * SL + sl`, and flat order is size
-/// order, so the bitmap is over flat indices: bit `i % W` of `lists[i / W]`
-/// (`W` the bits of a word) says list `i` is non-empty. `SL <= W` makes `FL`
-/// words enough; only the first `ceil(FL * SL / W)` are used.
+/// order, so the two bitmap levels are over flat indices: bit `i % W` of
+/// `lists[i / W]` (`W` the bits of a word) says list `i` is non-empty, and
+/// bit `w` of `words` says `lists[w]` is non-zero. `SL <= W` makes `FL`
+/// words enough for `lists`; only the first `ceil(FL * SL / W)` are used.
 pub struct TlsfIndex<const FL: usize, const SL: usize> {
+    words: usize,
     lists: [usize; FL],
     heads: [[usize; SL]; FL],
 }
@@ -128,6 +127,9 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
             (SL.trailing_zeros() as usize) + FL - 1 + (GRAN_SHIFT as usize) < BITS as usize,
             "FL too large for the word size"
         );
+        // The bitmap words in use, and one past them, are bits of `words`
+        // (so `find_suitable`'s shift by `w + 1` stays below BITS).
+        assert!(Self::WORDS < BITS as usize);
     };
 
     /// Bitmap words in use: `ceil(FL * SL / BITS)`.
@@ -152,6 +154,7 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
         #[allow(clippy::let_unit_value)]
         let () = Self::VALID;
         TlsfIndex {
+            words: 0,
             lists: [0; FL],
             heads: [[0; SL]; FL],
         }
@@ -239,9 +242,7 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
         unsafe { self.lists.get_unchecked_mut(w) }
     }
 
-    /// The first non-empty list at or after flat list `i`: a bit scan of
-    /// `i`'s word, else of the first non-zero word after it (at most
-    /// `WORDS` words tested).
+    /// The first non-empty list at or after flat list `i`: two bit scans.
     #[inline(always)]
     fn find_suitable(&mut self, i: usize) -> Option<usize> {
         let w = i / BITS as usize;
@@ -250,16 +251,14 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
         if m != 0 {
             return Some(w * BITS as usize + m.trailing_zeros() as usize);
         }
-        let mut w = w + 1;
-        while w < Self::WORDS {
-            // SAFETY: w < WORDS <= FL.
-            let m = unsafe { *self.word(w) };
-            if m != 0 {
-                return Some(w * BITS as usize + m.trailing_zeros() as usize);
-            }
-            w += 1;
+        // w + 1 <= WORDS < BITS (VALID), so the shift is in range.
+        let wm = self.words & (usize::MAX << (w + 1));
+        if wm == 0 {
+            return None;
         }
-        None
+        let w = wm.trailing_zeros() as usize;
+        // SAFETY: bits of `words` are below WORDS (invariant).
+        Some(w * BITS as usize + unsafe { *self.word(w) }.trailing_zeros() as usize)
     }
 
     /// Pop the head of non-empty flat list `i`.
@@ -287,6 +286,9 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
         // SAFETY: per the function contract, w < WORDS <= FL.
         let m = unsafe { self.word(w) };
         *m &= !(1 << (i % BITS as usize));
+        if *m == 0 {
+            self.words &= !(1 << w);
+        }
     }
 
     /// The rounded search failed: try the head of `size`'s own list.
@@ -325,6 +327,7 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
             list::push(self.heads.as_flattened_mut(), i, b);
             *self.word(w) |= 1 << (i % BITS as usize);
         }
+        self.words |= 1 << w;
     }
 
     #[inline(always)]
@@ -364,7 +367,19 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
         visit: &mut dyn FnMut(usize) -> Result<usize, CheckError>,
     ) -> Result<usize, CheckError> {
         let bits = BITS as usize;
+        if self.words >> Self::WORDS != 0 {
+            return Err(CheckError::new(
+                0,
+                "word bitmap has bits above the words in use",
+            ));
+        }
         for (w, &m) in self.lists.iter().enumerate() {
+            if (self.words >> w & 1 != 0) != (m != 0) {
+                return Err(CheckError::new(
+                    w,
+                    "word bit disagrees with its list bitmap",
+                ));
+            }
             // Bits of lists past FL * SL (in the last word used, or in a
             // word past it) must be clear.
             let past = (FL * SL).saturating_sub(w * bits).min(bits);
@@ -559,18 +574,22 @@ mod tests {
             Err(CheckError::new(b, "no block expected"))
         };
         assert_eq!(T::new().check(0, &mut no_blocks), Ok(0));
-        // A list bit with an empty list.
+        // A list bit with an empty list; the same bit's word bit alone.
         let mut x = T::new();
         x.lists[3] = 1 << 7;
+        x.words = 1 << 3;
         assert!(x.check(0, &mut no_blocks).is_err());
-        // A list bit past the last list (bit 32 of word 12 is list 800),
-        // and one in a word past the words in use.
+        x.lists[3] = 0;
+        assert!(x.check(0, &mut no_blocks).is_err());
+        // A word bit past the words in use (800 lists: 13 words).
+        let mut y = T::new();
+        y.words = 1 << 13;
+        assert!(y.check(0, &mut no_blocks).is_err());
+        // A list bit past the last list (bit 32 of word 12 is list 800).
         let mut z = T::new();
         z.lists[12] = 1 << 32;
+        z.words = 1 << 12;
         assert!(z.check(0, &mut no_blocks).is_err());
-        let mut y = T::new();
-        y.lists[13] = 1;
-        assert!(y.check(0, &mut no_blocks).is_err());
     }
 
     #[test]
