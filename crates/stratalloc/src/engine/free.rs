@@ -54,14 +54,19 @@ pub unsafe fn free(p: *mut u8) {
             let u = (*page).used.wrapping_sub(1);
             (*page).used = u;
             // `used` hit 0 or wrapped; an empty page that is the only one
-            // of its small class stays (no call needed: no links).
-            if u.wrapping_add(1) <= 1
-                && !(u == 0
+            // of its small class stays (no call needed: no links), only
+            // flagged for `heap::span_from_empty`.
+            if u.wrapping_add(1) <= 1 {
+                if u == 0
                     && (*page).prev.is_null()
                     && (*page).next.is_null()
-                    && (*page).slice_count == 1)
-            {
-                free_used_edge(h, page, p);
+                    && (*page).slice_count == 1
+                {
+                    let c = (*page).class as usize;
+                    (*h).emptied[c / 64] |= 1 << (c % 64);
+                } else {
+                    free_used_edge(h, page, p);
+                }
             }
             return;
         }

@@ -16,6 +16,8 @@
 //!   in `segs`; every in-use class page of those segments not in a queue is
 //!   floating (`FULL`); large pages are always floating
 //! - every segment in `segs` has `owner == id`
+//! - `emptied` and `retired` are hints with no invariant (a flagged class
+//!   may have no empty page)
 //!
 //! A thread's slot points to the static, read-only empty heap
 //! (`id == UNINIT`, every direct slot on the empty page, so the fast paths
@@ -54,6 +56,10 @@ pub struct Heap {
     pub slow_count: u64,
     /// Bit per class: its only page was empty at the last periodic visit.
     pub retired: [u64; CLASSES.div_ceil(64)],
+    /// Bit per class: a local free emptied one of its queued pages (a
+    /// hint: the page may be in use again; `span_from_empty` clears the
+    /// bit of a class it finds no empty page of).
+    pub emptied: [u64; CLASSES.div_ceil(64)],
 }
 
 /// A page with no free blocks, shared by every uninitialised slot, so the
@@ -81,6 +87,7 @@ impl Heap {
         next_purge: 0,
         slow_count: 0,
         retired: [0; CLASSES.div_ceil(64)],
+        emptied: [0; CLASSES.div_ceil(64)],
     };
 }
 
@@ -453,15 +460,25 @@ pub unsafe fn page_free(h: &mut Heap, page: *mut Page, now: u64) {
 }
 
 /// A span of `n` slices from our segments, a reclaimed one, or a new one.
+///
+/// Resident memory goes first: a run of dirty slices in any of our
+/// segments (`Segment::dirty_span`); else one made by freeing empty pages
+/// (`span_from_empty`); only then clean slices, which the page will fault
+/// in. A buffer that grows through the classes thus reuses the pages of
+/// the classes it left instead of touching new memory.
 unsafe fn span_alloc(h: &mut Heap, n: usize) -> *mut Page {
-    let mut seg = h.segs;
-    while !seg.is_null() {
-        // SAFETY: our segments.
-        unsafe {
-            if let Some(i) = (*seg).take_span(n) {
-                return &mut (*seg).pages[i];
-            }
-            seg = (*seg).next;
+    // SAFETY: our heap and segments.
+    unsafe {
+        let mut at = find_span(h, n, Segment::dirty_span);
+        if at.is_none() {
+            at = span_from_empty(h, n);
+        }
+        if at.is_none() {
+            at = find_span(h, n, Segment::clean_span);
+        }
+        if let Some((seg, i)) = at {
+            (*seg).take_span_at(i, n);
+            return &mut (*seg).pages[i];
         }
     }
     // Reclaim abandoned segments before mapping more.
@@ -496,6 +513,26 @@ unsafe fn span_alloc(h: &mut Heap, n: usize) -> *mut Page {
         let i = (*seg).take_span(n).unwrap_or(1);
         &mut (*seg).pages[i]
     }
+}
+
+/// The first of our segments where `pick` finds room for `n` slices, and
+/// the first slice there.
+unsafe fn find_span(
+    h: &mut Heap,
+    n: usize,
+    pick: fn(&Segment, usize) -> Option<usize>,
+) -> Option<(*mut Segment, usize)> {
+    let mut seg = h.segs;
+    while !seg.is_null() {
+        // SAFETY: our segments.
+        unsafe {
+            if let Some(i) = pick(&*seg, n) {
+                return Some((seg, i));
+            }
+            seg = (*seg).next;
+        }
+    }
+    None
 }
 
 /// Adopt an abandoned segment: collect every page, requeue pages with
@@ -828,12 +865,105 @@ pub unsafe fn retire(h: &mut Heap, page: *mut Page) {
     // SAFETY: a queued page of ours.
     unsafe {
         let c = (*page).class as usize;
+        h.emptied[c / 64] |= 1 << (c % 64);
         let q = h.queues[c];
         if q.first == page && q.last == page && (*page).slice_count == 1 {
             return;
         }
         (*page).retired_at = os::now_ms() as u16;
     }
+}
+
+/// Call `f` on every empty queued page of the classes flagged in
+/// `emptied`; a class with none loses its flag. `f` may free the page.
+unsafe fn for_each_emptied(h: &mut Heap, mut f: impl FnMut(&mut Heap, *mut Page)) {
+    for w in 0..h.emptied.len() {
+        let mut bits = h.emptied[w];
+        while bits != 0 {
+            let c = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let mut any = false;
+            let mut page = h.queues[c].first;
+            // SAFETY: queued pages of ours; `next` read before `f` runs.
+            unsafe {
+                while !page.is_null() {
+                    let next = (*page).next;
+                    if (*page).used == 0 {
+                        any = true;
+                        f(h, page);
+                    }
+                    page = next;
+                }
+            }
+            if !any {
+                h.emptied[w] &= !(1 << (c % 64));
+            }
+        }
+    }
+}
+
+/// A span of `n` dirty slices made by freeing empty queued pages of the
+/// classes flagged in `emptied` (only the pages it covers), when no dirty
+/// run has room: `(segment, first slice)`, the slices free now; None if
+/// no such pages would make room. Their slices are resident: reusing them
+/// beats faulting in new memory, and a class the program stopped asking
+/// for (a buffer grown past it) gives its pages back while the program is
+/// busy elsewhere, not only after the 10 ms rules. Pages that would not
+/// make the room stay queued (freeing them would only fragment the dirty
+/// slices).
+unsafe fn span_from_empty(h: &mut Heap, n: usize) -> Option<(*mut Segment, usize)> {
+    // The empty pages' slices per segment, in each segment's scratch mask.
+    // SAFETY: queued pages of ours; their segments are ours.
+    unsafe {
+        for_each_emptied(h, |_, page| {
+            let seg = segment::segment_of(page.cast());
+            let i = page.offset_from((*seg).pages.as_ptr()) as usize;
+            (*seg).scratch |= segment::span_bits(i, (*page).slice_count as usize);
+        });
+    }
+    let mut at = None;
+    let mut seg = h.segs;
+    while !seg.is_null() {
+        // SAFETY: our segments.
+        unsafe {
+            let s = &mut *seg;
+            let e = s.scratch;
+            s.scratch = 0;
+            if e != 0 && at.is_none() {
+                if let Some(i) = segment::dirty_span_in(s.free_mask | e, s.dirty_mask | e, n) {
+                    at = Some((seg, i, segment::span_bits(i, n) & e));
+                }
+            }
+            seg = s.next;
+        }
+    }
+    let (seg, i, need) = at?;
+    let now = os::now_ms();
+    // SAFETY: as above; `span_release` keeps the segment even if it empties.
+    unsafe {
+        for_each_emptied(h, |h, page| {
+            if segment::segment_of(page.cast()) != seg {
+                return;
+            }
+            let j = page.offset_from((*seg).pages.as_ptr()) as usize;
+            if segment::span_bits(j, (*page).slice_count as usize) & need == 0 {
+                return;
+            }
+            // The slices have been unused since the page emptied: their
+            // purge delay counts from then (`retire` stamps that time; the
+            // only one-slice page of a class, which the free fast path
+            // does not stamp, counts from now).
+            let lone = (*page).prev.is_null() && (*page).next.is_null() && (*page).slice_count == 1;
+            let idle = if lone {
+                0
+            } else {
+                (now as u16).wrapping_sub((*page).retired_at) as u64
+            };
+            h.queue_remove(page);
+            span_release(page, now.saturating_sub(idle));
+        });
+    }
+    Some((seg, i))
 }
 
 /// Free the queued empty pages (other than a class's only one-slice page)

@@ -108,9 +108,18 @@
 //!
 //! An empty page stays queued (the next malloc of its class reuses it
 //! without setting up a page) and its span goes back to its segment once
-//! it stayed empty for 10 ms (periodic visit), or at once when a segment
-//! would otherwise be mapped; the last page of a small class goes once it
-//! stayed empty over two periodic visits. A free slice is purged with
+//! it stayed empty for 10 ms (periodic visit); the last page of a small
+//! class goes once it stayed empty over two periodic visits. Sooner than
+//! that, empty pages go back when a new span finds no room in dirty
+//! (resident) slices but would find it if they did: a span is placed in
+//! dirty slices of any segment first (an exact hole or a run's end, so
+//! long runs stay whole), then where freeing empty pages (of classes a
+//! local free emptied a page of) makes such a run, and only then in clean
+//! slices, which fault in; a segment is mapped only if no slice has room.
+//! So a buffer grown through the classes by `realloc` reuses the pages of
+//! the classes it left instead of touching new memory (the cost: a class
+//! whose page went that way sets up a new page when it is asked for
+//! again). A free slice is purged with
 //! `MADV_DONTNEED` once it stayed free for 10 ms (per-slice free time),
 //! from the owner's slow path. Empty segments go to a global
 //! cache of 8 (their dirty slices purged when due) and are unmapped beyond

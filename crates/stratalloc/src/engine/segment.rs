@@ -22,6 +22,7 @@
 //!   `page_off` pointing to itself
 //!   (so a stale pointer into it is caught on free)
 //! - `owner` is the id of the owning heap, or 0 while abandoned
+//! - `scratch == 0` (it is used only inside one call of the owner)
 //!
 //! The segment map is a flat bitmap over the 48-bit address space (one bit
 //! per 4 MiB, 8 MiB of `.bss` of which only touched pages are resident):
@@ -85,6 +86,8 @@ pub struct Segment {
     /// Owning heap's segment list / abandoned list / cache.
     pub next: *mut Segment,
     pub prev: *mut Segment,
+    /// Owner's scratch mask while it looks for room (0 between calls).
+    pub scratch: u64,
     /// Huge: bytes mapped from the segment start.
     pub map_size: usize,
     /// Huge: the block handed out, and its usable size.
@@ -139,26 +142,31 @@ impl Segment {
         self.free_mask == ALL_FREE
     }
 
-    /// Allocate a span of `n` contiguous free slices, preferring dirty
-    /// (resident) ones. Returns the first slice index.
+    /// Where a span of `n` dirty (resident) free slices would best go
+    /// (see [`dirty_span_in`]).
+    #[inline]
+    pub fn dirty_span(&self, n: usize) -> Option<usize> {
+        dirty_span_in(self.free_mask, self.dirty_mask, n)
+    }
+
+    /// Where a span of `n` free slices would go when no dirty run has
+    /// room (see [`clean_span_in`]).
+    #[inline]
+    pub fn clean_span(&self, n: usize) -> Option<usize> {
+        clean_span_in(self.free_mask, self.dirty_mask, n)
+    }
+
+    /// Allocate a span of `n` contiguous free slices, dirty ones if
+    /// there is room ([`Segment::dirty_span`], else
+    /// [`Segment::clean_span`]). Returns the first slice index.
     pub fn take_span(&mut self, n: usize) -> Option<usize> {
-        let run = |m: u64| {
-            let mut r = m;
-            for i in 1..n {
-                r &= m >> i;
-            }
-            r
-        };
-        let any = run(self.free_mask);
-        if any == 0 {
-            return None;
-        }
-        let dirty = run(self.dirty_mask);
-        let i = if dirty != 0 {
-            dirty.trailing_zeros()
-        } else {
-            any.trailing_zeros()
-        } as usize;
+        let i = self.dirty_span(n).or_else(|| self.clean_span(n))?;
+        self.take_span_at(i, n);
+        Some(i)
+    }
+
+    /// Allocate the span of `n` free slices starting at slice `i`.
+    pub fn take_span_at(&mut self, i: usize, n: usize) {
         let bits = span_bits(i, n);
         let was_zero = self.dirty_mask & bits == 0;
         self.free_mask &= !bits;
@@ -173,7 +181,6 @@ impl Segment {
         head.is_zero = was_zero;
         head.slice_count = n as u32;
         head.start = start;
-        Some(i)
     }
 
     /// Resize the in-use span headed by slice `i` to `n` slices in place:
@@ -320,6 +327,9 @@ impl Segment {
         if self.free_mask & 1 != 0 || self.dirty_mask & !self.free_mask != 0 {
             return Err("free/dirty masks inconsistent");
         }
+        if self.scratch != 0 {
+            return Err("scratch mask left set");
+        }
         let mut i = 1;
         while i < SLICES_PER_SEGMENT {
             if self.free_mask & (1 << i) != 0 {
@@ -358,8 +368,64 @@ impl Segment {
 /// Purge delay for empty pages.
 pub const PURGE_DELAY_MS: u64 = 10;
 
+/// Where a span of `n` dirty (resident) slices would best go, given the
+/// free and dirty masks (`dirty ⊆ free`): where it fills a free run
+/// exactly, else at an end of a free run (long runs stay whole for long
+/// spans; one-slice pages gather in holes), else the lowest dirty run.
+/// None if no run of `n` dirty slices exists.
 #[inline]
-fn span_bits(i: usize, n: usize) -> u64 {
+pub fn dirty_span_in(free: u64, dirty: u64, n: usize) -> Option<usize> {
+    if dirty == 0 {
+        return None;
+    }
+    let d = runs(dirty, n);
+    if d == 0 {
+        return None;
+    }
+    // bit i: slice i - 1 / slice i + n is not free
+    let starts = d & !(free << 1);
+    let ends = d & !(free >> n);
+    let pick = if starts & ends != 0 {
+        starts & ends
+    } else if starts | ends != 0 {
+        starts | ends
+    } else {
+        d
+    };
+    Some(pick.trailing_zeros() as usize)
+}
+
+/// Where a span of `n` free slices would go: the lowest run, starting on
+/// a dirty slice if one can (fewer slices to fault in). None if no free
+/// run is long enough.
+#[inline]
+fn clean_span_in(free: u64, dirty: u64, n: usize) -> Option<usize> {
+    if free == 0 {
+        return None;
+    }
+    let a = runs(free, n);
+    if a == 0 {
+        return None;
+    }
+    let on_dirty = a & dirty;
+    Some((if on_dirty != 0 { on_dirty } else { a }).trailing_zeros() as usize)
+}
+
+/// Bit i set iff bits `i .. i + n` of `m` are all set (`n >= 1`): each
+/// step doubles the run length checked, so `log2 n` steps.
+#[inline]
+fn runs(m: u64, n: usize) -> u64 {
+    let (mut r, mut k) = (m, 1);
+    while k < n {
+        let s = k.min(n - k);
+        r &= r >> s;
+        k += s;
+    }
+    r
+}
+
+#[inline]
+pub fn span_bits(i: usize, n: usize) -> u64 {
     (if n >= 64 { !0u64 } else { (1u64 << n) - 1 }) << i
 }
 
@@ -766,5 +832,69 @@ pub fn global_purge(now: u64) {
     for &seg in &huge[..nh] {
         // SAFETY: taken off the cache.
         unsafe { huge_unmap(seg) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive_runs(m: u64, n: usize) -> u64 {
+        (0..64)
+            .filter(|&i| i + n <= 64 && (i..i + n).all(|k| m & (1 << k) != 0))
+            .fold(0, |r, i| r | 1 << i)
+    }
+
+    fn masks() -> impl Iterator<Item = (u64, u64)> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..4000).map(move |k| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // dense and sparse masks; slice 0 is never free
+            let free = if k % 2 == 0 { x | x >> 3 } else { x & x >> 5 } & ALL_FREE;
+            let dirty = free & (x.rotate_left(17) | x.rotate_left(29));
+            (free, dirty)
+        })
+    }
+
+    #[test]
+    fn runs_matches_a_bit_by_bit_scan() {
+        for (free, _) in masks() {
+            for n in [1, 2, 3, 5, 8, 13, 32] {
+                assert_eq!(runs(free, n), naive_runs(free, n), "{free:#x} n {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn spans_lie_in_free_runs_and_dirty_spans_in_dirty_ones() {
+        for (free, dirty) in masks() {
+            for n in [1, 2, 4, 6, 8, 32] {
+                let d = dirty_span_in(free, dirty, n);
+                assert_eq!(d.is_some(), naive_runs(dirty, n) != 0);
+                if let Some(i) = d {
+                    assert_eq!(dirty & span_bits(i, n), span_bits(i, n));
+                }
+                let c = clean_span_in(free, dirty, n);
+                assert_eq!(c.is_some(), naive_runs(free, n) != 0);
+                if let Some(i) = c {
+                    assert_eq!(free & span_bits(i, n), span_bits(i, n));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_dirty_hole_that_fits_goes_before_a_long_run() {
+        // slices 1..=10 dirty and free, 11 used, 12 dirty and free, 13 used
+        let free = span_bits(1, 10) | 1 << 12;
+        assert_eq!(dirty_span_in(free, free, 1), Some(12));
+        // no exact hole: the end of a run, not its middle
+        let free = span_bits(1, 10);
+        assert_eq!(dirty_span_in(free, free, 3), Some(1));
+        // clean slices only if no dirty run has room; a dirty start first
+        assert_eq!(dirty_span_in(free, 1 << 4, 2), None);
+        assert_eq!(clean_span_in(free, 1 << 4, 2), Some(4));
     }
 }
