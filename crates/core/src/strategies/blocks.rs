@@ -196,7 +196,38 @@ pub(crate) unsafe fn size_of_block(b: usize) -> usize {
 ///        prev:  2i+1  <──prev──    <──prev──
 /// ```
 pub(crate) mod list {
-    use super::{rd, wr, WORD};
+    use super::{rd, wr, Env, WORD};
+
+    /// Report free block `b` whose links do not check out (never returns).
+    #[cold]
+    #[inline(never)]
+    fn damaged(b: usize) -> ! {
+        crate::corruption::report(
+            b + WORD,
+            "the free-list links of this free block were overwritten (a write after free?)",
+        )
+    }
+
+    /// The `next` link of the free block `b`, checked before anyone follows
+    /// it: null, or a block header inside the heap (`env`) whose `prev`
+    /// links back to `b`. Links live in memory a caller once owned, so a
+    /// write after free can put anything there; damage is reported through
+    /// [`crate::corruption::report`], never written through.
+    ///
+    /// # Safety
+    /// `b` must be a free block.
+    #[inline(always)]
+    pub(crate) unsafe fn next_checked(b: usize, env: Env) -> usize {
+        // SAFETY: `b` is a free block (contract); `n` is read only once
+        // `env` says it is a header slot inside the heap's memory.
+        unsafe {
+            let n = next(b);
+            if n != 0 && !(env.holds(n) && prev(n) == b) {
+                damaged(b);
+            }
+            n
+        }
+    }
 
     /// `if c { x } else { y }` as arithmetic, so it compiles to no branch
     /// (for conditions that are data a predictor often guesses wrong).
@@ -255,26 +286,30 @@ pub(crate) mod list {
     }
 
     /// Take `b` out of whichever list holds it. Returns `Some(i)` when list
-    /// `i` became empty.
+    /// `i` became empty. Both links are checked first (each neighbour, or
+    /// the head, must point back at `b`); damage is reported, not followed.
     ///
     /// # Safety
-    /// `b` must be on one of the lists of `heads`.
+    /// `b` must be on one of the lists of `heads`, whose blocks lie in `env`.
     #[inline(always)]
-    pub(crate) unsafe fn unlink(heads: &mut [usize], b: usize) -> Option<usize> {
-        // SAFETY: `b` is on a list, so it and its neighbours are free
-        // blocks with link words.
+    pub(crate) unsafe fn unlink(heads: &mut [usize], b: usize, env: Env) -> Option<usize> {
+        // SAFETY: `b` is on a list, so it is a free block with link words;
+        // its neighbours are written only after they checked out.
         unsafe {
-            let n = next(b);
+            let n = next_checked(b, env);
             let p = prev(b);
             if p & 1 != 0 {
-                // A damaged tag must not index out of bounds: leave the
-                // lists alone (`check` will report the inconsistency).
-                let head = heads.get_mut(p >> 1)?;
-                *head = n;
+                match heads.get_mut(p >> 1) {
+                    Some(head) if *head == b => *head = n,
+                    _ => damaged(b),
+                }
                 if n == 0 {
                     return Some(p >> 1);
                 }
             } else {
+                if !(env.holds(p) && next(p) == b) {
+                    damaged(b);
+                }
                 wr(p + WORD, n);
             }
             if n != 0 {
@@ -288,15 +323,16 @@ pub(crate) mod list {
     /// whether the list is now empty.
     ///
     /// # Safety
-    /// `i < heads.len()` and list `i` must be non-empty.
+    /// `i < heads.len()` and list `i` must be non-empty; its blocks lie in
+    /// `env`.
     #[inline(always)]
-    pub(crate) unsafe fn pop(heads: &mut [usize], i: usize) -> (usize, bool) {
+    pub(crate) unsafe fn pop(heads: &mut [usize], i: usize, env: Env) -> (usize, bool) {
         debug_assert!(i < heads.len());
         // SAFETY: per the function contract.
         let head = unsafe { heads.get_unchecked_mut(i) };
         let b = *head;
         // SAFETY: `b` heads the list, so it is a free block.
-        let n = unsafe { next(b) };
+        let n = unsafe { next_checked(b, env) };
         // The new head's `prev` takes the tag; with no new head the write
         // lands in `b`'s own `prev` word, dead once `b` is taken.
         let to = select_unpredictable(n != 0, n + 2 * WORD, b + 2 * WORD);
@@ -360,6 +396,39 @@ pub(crate) mod list {
     }
 }
 
+/// Where a heap's blocks can lie: the envelope of all its spans, from the
+/// lowest start to the highest end. Free-list links are checked against it
+/// before they are read (see `list::next_checked`): a link outside it, or
+/// not on a header slot, is damage. (A link into a gap between two regions
+/// would still be read; regions of one heap are usually few and close.)
+#[derive(Clone, Copy, Debug)]
+pub struct Env {
+    lo: usize,
+    /// Highest offset from `lo` at which a block header (with its two link
+    /// words) still fits below the envelope's end.
+    room: usize,
+}
+
+impl Env {
+    /// No memory: only the null link passes.
+    pub const EMPTY: Env = Env { lo: 0, room: 0 };
+
+    /// The envelope `[lo, hi)` (`hi - lo >= MIN_BLOCK`).
+    fn new(lo: usize, hi: usize) -> Env {
+        Env {
+            lo,
+            room: hi - lo - MIN_BLOCK,
+        }
+    }
+
+    /// Whether `b` is a header slot (`LEAD` past a granule) inside the
+    /// envelope, with room for a minimal block after it.
+    #[inline(always)]
+    pub(crate) fn holds(self, b: usize) -> bool {
+        b.wrapping_sub(self.lo) <= self.room && b & (GRAN - 1) == LEAD
+    }
+}
+
 /// How a strategy keeps its free blocks findable. The block layer calls it
 /// with block addresses and sizes (headers included); the index owns the
 /// link words of the blocks it holds and nothing else.
@@ -370,6 +439,10 @@ pub(crate) mod list {
 pub trait FreeIndex {
     /// The strategy's name as the command line spells it.
     fn name(&self) -> &'static str;
+
+    /// Where the heap's blocks can lie (called whenever a region is added):
+    /// the index checks every link it follows against it.
+    fn set_env(&mut self, env: Env);
 
     /// Index the free block at `b` of `size` bytes.
     ///
@@ -445,6 +518,10 @@ pub struct BoundaryHeap<I> {
     /// `hot.len()` (0 with no region): `p - fast_base < hot_len` says that
     /// `p` lies in the hot span, whose live map starts at `fast_base`.
     hot_len: usize,
+    /// Lowest start and highest end of all spans (`usize::MAX`, 0 with no
+    /// region): the [`Env`] the index checks links against.
+    env_lo: usize,
+    env_hi: usize,
     counters: Counters,
     index: I,
 }
@@ -494,6 +571,8 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             fast_base: GRAN.wrapping_neg(),
             fast_max: 0,
             hot_len: 0,
+            env_lo: usize::MAX,
+            env_hi: 0,
             counters: Counters::new(),
             index,
         }
@@ -564,6 +643,82 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         unsafe { NonNull::new_unchecked(p as *mut u8) }
     }
 
+    /// The start of the span holding the block `b` (`b` when none does).
+    #[inline(always)]
+    fn span_start(&self, b: usize) -> usize {
+        if b.wrapping_sub(self.fast_base) < self.hot_len {
+            return self.fast_base;
+        }
+        self.span_start_cold(b)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn span_start_cold(&self, b: usize) -> usize {
+        self.find_span(b).map_or(b, |s| s.start)
+    }
+
+    /// Report damaged boundary tags found at the block whose payload is
+    /// `p` (never returns).
+    #[cold]
+    #[inline(never)]
+    fn damaged(p: usize, what: &'static str) -> ! {
+        crate::corruption::report(p, what)
+    }
+
+    /// Whether the free-block header `h` at `b` checks out: kind FREE and a
+    /// size that ends before the end of the heap's memory (the envelope of
+    /// its spans: exact for a heap of one region), so nothing derived from
+    /// it is written past the heap. (A free block's header is in memory a
+    /// caller can overrun from the block before it.)
+    #[inline(always)]
+    fn free_tags_ok(&self, b: usize, h: usize) -> bool {
+        let size = h & !FLAGS;
+        h & KIND == FREE && size >= MIN_BLOCK && size < self.env_hi - b
+    }
+
+    /// The size of the free block `b` an index just handed out, its tags
+    /// checked first ([`free_tags_ok`](Self::free_tags_ok)); damage is
+    /// reported, never split or written through.
+    ///
+    /// # Safety
+    /// `b` must be a block the index held.
+    #[inline(always)]
+    unsafe fn taken_size(&self, b: usize) -> usize {
+        // SAFETY: indexed blocks are header slots of our spans.
+        let h = unsafe { rd(b) };
+        if !self.free_tags_ok(b, h) {
+            Self::damaged(
+                b + WORD,
+                "the boundary tags of this free block were overwritten \
+                 (an overflow of the block before it, or a write after free?)",
+            );
+        }
+        h & !FLAGS
+    }
+
+    /// The block after the used block `b` starts at `n` with header `nh`:
+    /// its size if it is free (tags checked), 0 if it is used or the
+    /// sentinel. Damage is reported against `b`, whose overflow is its
+    /// likely cause.
+    ///
+    /// # Safety
+    /// `b` must be a validated used block and `n` its end.
+    #[inline(always)]
+    unsafe fn next_free_size(&self, b: usize, n: usize, nh: usize) -> usize {
+        if nh & KIND == USED {
+            return 0;
+        }
+        if !self.free_tags_ok(n, nh) {
+            Self::damaged(
+                b + WORD,
+                "the boundary tag of the block after this one was overwritten \
+                 (a heap buffer overflow of this block?)",
+            );
+        }
+        nh & !FLAGS
+    }
+
     /// Set the live-map bit of payload `p`.
     ///
     /// # Safety
@@ -622,7 +777,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // SAFETY: `need` is a valid request size (from `block_for`).
         match unsafe { self.index.take(need) } {
             // SAFETY: as in the fast path.
-            Some(b) => Some(unsafe { self.finish(b, size_of_block(b), need, 0) }),
+            Some(b) => Some(unsafe { self.finish(b, self.taken_size(b), need, 0) }),
             None => self.fail(),
         }
     }
@@ -647,7 +802,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             return match unsafe { self.index.take(need) } {
                 // SAFETY: the index returned a free block of at least `need`
                 // bytes whose previous block is used.
-                Some(b) => Some(unsafe { self.finish(b, size_of_block(b), need, 0) }),
+                Some(b) => Some(unsafe { self.finish(b, self.taken_size(b), need, 0) }),
                 None => self.fail(),
             };
         }
@@ -669,7 +824,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             return self.fail();
         };
         // SAFETY: `b` is a free block just taken out of the index.
-        let size = unsafe { size_of_block(b) };
+        let size = unsafe { self.taken_size(b) };
         let payload = b + WORD;
         let mut pad = payload.wrapping_neg() & (align - 1);
         if pad != 0 && pad < MIN_BLOCK {
@@ -901,7 +1056,8 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         let n = b + size;
         // SAFETY: `lookup` validated the block, so `n` is the next header.
         let nh = unsafe { rd(n) };
-        let next_free = if nh & FREE != 0 { nh & !FLAGS } else { 0 };
+        // SAFETY: as above.
+        let next_free = unsafe { self.next_free_size(b, n, nh) };
         let new_block = if need <= size {
             let tail = size - need;
             if next_free != 0 && tail > 0 {
@@ -1036,11 +1192,14 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // SAFETY: `b` is a validated used block, so `b + size` is the next
         // header (a block or the sentinel), and when PREV_FREE is set the
         // word before `b` is the footer of the free block before it.
+        // Tags of the neighbours are checked before they are trusted (see
+        // `next_free_size`; the previous block's footer must lead to a free
+        // header that repeats it).
         unsafe {
             let n = b + size;
             let nh = rd(n);
-            if nh & FREE != 0 {
-                let ns = nh & !FLAGS;
+            let ns = self.next_free_size(b, n, nh);
+            if ns != 0 {
                 self.index.remove(n, ns);
                 size += ns;
             } else {
@@ -1048,7 +1207,14 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             }
             if h & PREV_FREE != 0 {
                 let ps = rd(b - WORD);
-                start = b - ps;
+                start = b.wrapping_sub(ps);
+                if ps < MIN_BLOCK || ps > b - self.span_start(b) || rd(start) != ps | FREE {
+                    Self::damaged(
+                        b + WORD,
+                        "the boundary tag of the free block before this one was \
+                         overwritten (a write after free?)",
+                    );
+                }
                 self.index.remove(start, ps);
                 size += ps;
             }
@@ -1238,6 +1404,9 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
         self.fast_base = span.start;
         self.fast_max = (span.len() - GRAN - MIN_BLOCK) >> GRAN_SHIFT;
         self.hot_len = span.len();
+        self.env_lo = self.env_lo.min(span.start);
+        self.env_hi = self.env_hi.max(span.end);
+        self.index.set_env(Env::new(self.env_lo, self.env_hi));
         let b = span.start + map + LEAD;
         let sentinel = span.end - WORD;
         // SAFETY: the span is ours: the map is its first `map` bytes;
@@ -1262,7 +1431,7 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
                 // SAFETY: the index handed over a free block of at least
                 // `need` bytes; its previous block is used, its next has
                 // PREV_FREE set.
-                return Some(unsafe { self.finish(b, size_of_block(b), need, 0) });
+                return Some(unsafe { self.finish(b, self.taken_size(b), need, 0) });
             }
             return self.allocate_fallback(need);
         }

@@ -36,7 +36,7 @@
 //! list is consistently doubly linked and holds exactly the free blocks; the
 //! rover is 0 or a block on the list.
 
-use super::blocks::{list, size_of_block, BoundaryHeap, FreeIndex};
+use super::blocks::{list, size_of_block, BoundaryHeap, Env, FreeIndex};
 use crate::heap::CheckError;
 
 /// How [`FreeList`] chooses among the free blocks that fit.
@@ -71,6 +71,8 @@ pub struct FitIndex {
     head: [usize; 1],
     /// Next fit: where the next search starts (0: at the head).
     rover: usize,
+    /// Where blocks can lie: every link is checked against it.
+    env: Env,
 }
 
 /// A boundary-tag heap with one free list and a fit policy.
@@ -83,6 +85,7 @@ impl FitIndex {
             policy,
             head: [0],
             rover: 0,
+            env: Env::EMPTY,
         }
     }
 
@@ -96,7 +99,7 @@ impl FitIndex {
     ///
     /// # Safety
     /// `from` must be 0 or on the list.
-    unsafe fn first_from(from: usize, to: usize, size: usize) -> Option<usize> {
+    unsafe fn first_from(&self, from: usize, to: usize, size: usize) -> Option<usize> {
         let mut b = from;
         while b != 0 && b != to {
             // SAFETY: `b` is on the list, so it is a free block.
@@ -104,7 +107,7 @@ impl FitIndex {
                 if size_of_block(b) >= size {
                     return Some(b);
                 }
-                b = list::next(b);
+                b = list::next_checked(b, self.env);
             }
         }
         None
@@ -132,7 +135,7 @@ impl FitIndex {
                 }
             }
             // SAFETY: as above.
-            b = unsafe { list::next(b) };
+            b = unsafe { list::next_checked(b, self.env) };
         }
         (found != 0).then_some(found)
     }
@@ -141,6 +144,10 @@ impl FitIndex {
 impl FreeIndex for FitIndex {
     fn name(&self) -> &'static str {
         self.policy.name()
+    }
+
+    fn set_env(&mut self, env: Env) {
+        self.env = env;
     }
 
     #[inline]
@@ -153,25 +160,25 @@ impl FreeIndex for FitIndex {
     unsafe fn remove(&mut self, b: usize, _size: usize) {
         if self.rover == b {
             // SAFETY: `b` is on the list.
-            self.rover = unsafe { list::next(b) };
+            self.rover = unsafe { list::next_checked(b, self.env) };
         }
         // SAFETY: `b` is on the list (caller's contract).
-        unsafe { list::unlink(&mut self.head, b) };
+        unsafe { list::unlink(&mut self.head, b, self.env) };
     }
 
     unsafe fn take(&mut self, size: usize) -> Option<usize> {
         // SAFETY: the list and the rover are consistent (module invariants).
         let b = unsafe {
             match self.policy {
-                FitPolicy::First => Self::first_from(self.head[0], 0, size),
+                FitPolicy::First => self.first_from(self.head[0], 0, size),
                 FitPolicy::Next => {
                     let start = if self.rover != 0 {
                         self.rover
                     } else {
                         self.head[0]
                     };
-                    Self::first_from(start, 0, size)
-                        .or_else(|| Self::first_from(self.head[0], start, size))
+                    self.first_from(start, 0, size)
+                        .or_else(|| self.first_from(self.head[0], start, size))
                 }
                 FitPolicy::Best => self.scan(size, true),
                 FitPolicy::Worst => self.scan(size, false),

@@ -34,7 +34,7 @@
 //! bit `k` of the bitmap is set iff list `k` is non-empty; every block on
 //! list `k` has `2^k <= size < 2^(k+1)`; lists are consistently doubly linked.
 
-use super::blocks::{list, size_of_block, BoundaryHeap, FreeIndex};
+use super::blocks::{list, size_of_block, BoundaryHeap, Env, FreeIndex};
 use crate::heap::CheckError;
 
 const CLASSES: usize = usize::BITS as usize;
@@ -44,6 +44,8 @@ const CLASSES: usize = usize::BITS as usize;
 pub struct SegIndex {
     bitmap: usize,
     heads: [usize; CLASSES],
+    /// Where blocks can lie: every link is checked against it.
+    env: Env,
 }
 
 /// A boundary-tag heap with power-of-two segregated free lists.
@@ -55,6 +57,7 @@ impl SegIndex {
         SegIndex {
             bitmap: 0,
             heads: [0; CLASSES],
+            env: Env::EMPTY,
         }
     }
 
@@ -76,6 +79,10 @@ impl FreeIndex for SegIndex {
         "segregated"
     }
 
+    fn set_env(&mut self, env: Env) {
+        self.env = env;
+    }
+
     #[inline]
     unsafe fn insert(&mut self, b: usize, size: usize) {
         let c = Self::class(size);
@@ -87,7 +94,7 @@ impl FreeIndex for SegIndex {
     #[inline]
     unsafe fn remove(&mut self, b: usize, _size: usize) {
         // SAFETY: `b` is on one of the lists (caller's contract).
-        if let Some(c) = unsafe { list::unlink(&mut self.heads, b) } {
+        if let Some(c) = unsafe { list::unlink(&mut self.heads, b, self.env) } {
             self.bitmap &= !(1 << c);
         }
     }
@@ -104,7 +111,7 @@ impl FreeIndex for SegIndex {
                 return Some(b);
             }
             // SAFETY: as above.
-            b = unsafe { list::next(b) };
+            b = unsafe { list::next_checked(b, self.env) };
         }
         // Any block of a higher class fits. `size < 2^63`, so `c + 1 < BITS`.
         let higher = self.bitmap & (usize::MAX << (c + 1));
@@ -113,7 +120,7 @@ impl FreeIndex for SegIndex {
         }
         let c = higher.trailing_zeros() as usize;
         // SAFETY: the bitmap says list `c` is non-empty.
-        let (b, empty) = unsafe { list::pop(&mut self.heads, c) };
+        let (b, empty) = unsafe { list::pop(&mut self.heads, c, self.env) };
         if empty {
             self.bitmap &= !(1 << c);
         }

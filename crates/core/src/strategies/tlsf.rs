@@ -67,7 +67,7 @@
 //! - every block on list `(fl, sl)` maps to `(fl, sl)`;
 //! - lists are doubly linked consistently (see [`blocks`](super::blocks)).
 
-use super::blocks::{list, size_of_block, BoundaryHeap, FreeIndex, GRAN_SHIFT};
+use super::blocks::{list, size_of_block, BoundaryHeap, Env, FreeIndex, GRAN_SHIFT};
 use crate::heap::CheckError;
 
 const BITS: u32 = usize::BITS;
@@ -83,6 +83,8 @@ pub struct TlsfIndex<const FL: usize, const SL: usize> {
     words: usize,
     lists: [usize; FL],
     heads: [[usize; SL]; FL],
+    /// Where blocks can lie: every link is checked against it.
+    env: Env,
 }
 
 /// A TLSF heap with `FL` first levels of `SL` second-level lists.
@@ -157,6 +159,7 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
             words: 0,
             lists: [0; FL],
             heads: [[0; SL]; FL],
+            env: Env::EMPTY,
         }
     }
 
@@ -268,7 +271,7 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
     #[inline(always)]
     unsafe fn pop(&mut self, i: usize) -> usize {
         // SAFETY: per the function contract.
-        let (b, empty) = unsafe { list::pop(self.heads.as_flattened_mut(), i) };
+        let (b, empty) = unsafe { list::pop(self.heads.as_flattened_mut(), i, self.env) };
         if empty {
             // SAFETY: as above.
             unsafe { self.clear_bit(i) };
@@ -317,6 +320,10 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
         "tlsf"
     }
 
+    fn set_env(&mut self, env: Env) {
+        self.env = env;
+    }
+
     #[inline(always)]
     unsafe fn insert(&mut self, b: usize, size: usize) {
         let i = Self::insert_index(size);
@@ -337,7 +344,7 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
         // SAFETY: `b` is on one of the lists (caller's contract); an
         // emptied list index is below FL * SL.
         unsafe {
-            if let Some(i) = list::unlink(self.heads.as_flattened_mut(), b) {
+            if let Some(i) = list::unlink(self.heads.as_flattened_mut(), b, self.env) {
                 self.clear_bit(i);
             }
         }
