@@ -78,6 +78,22 @@
 //! inconsistent metadata, `Corrupted`. The heap is not modified on any
 //! error.
 //!
+//! ## Damage found in the middle of an operation
+//!
+//! A free block's links, and the header of a block next to a used one, lie
+//! where a caller's bug can reach them (a write after free, an overflow).
+//! Before following or trusting them the heap checks, in a few compares
+//! each: a link is null or a header slot inside the heap's envelope (lowest
+//! span start to highest end, [`Env`]) whose neighbour links back; a block
+//! taken from the index, and a free neighbour met on free or in-place
+//! resize, says `FREE` with a size that ends inside the envelope; a used
+//! neighbour says `USED`. Anything else goes to
+//! [`corruption::report`](crate::corruption::report) with the payload
+//! address, which never returns; nothing is written through a damaged word.
+//! The checks cost about 15% of TLSF's instructions in the region
+//! benchmark's replay. A link into a gap between two regions of a
+//! multi-region heap would still be read.
+//!
 //! ## Drawbacks
 //!
 //! One word of overhead per used block and payloads rounded to 16 bytes; a
