@@ -2,10 +2,12 @@
 //! huge, remote) and the checks that name a bad pointer.
 //!
 //! ```text
-//!   free(p): seg = p & !(4 MiB-1) ── not in segment map ──> free_foreign (huge with
-//!              │                                            big alignment, else abort)
+//!   free(p): seg = p & !(4 MiB-1)
+//!            heap.own[slot(seg)] == seg ? ── no ──> free_checked: not in segment map
+//!              │                             ──> free_foreign (huge with big alignment,
+//!              │                             else abort); owner == me: cache seg, go on
 //!              page = seg.pages[(p-seg)>>16] - offset
-//!              owner == me && flags == 0 ?
+//!              block start && flags == 0 ?
 //!                yes: push on page.local_free, used -= 1      (no atomics)
 //!                no:  free_generic: huge / aligned / floating / remote push
 //! ```
@@ -18,7 +20,7 @@
 
 use core::sync::atomic::Ordering::*;
 
-use super::heap::{self, free_local_slow, heap, retire};
+use super::heap::{self, free_local_slow, heap, own_slot, retire};
 use super::huge;
 use super::page::{Block, Page, ALIGNED, TF_FULL};
 use super::segment::{segmap_contains, segment_of, Segment, SEGMENT_SIZE};
@@ -29,9 +31,31 @@ use super::segment::{segmap_contains, segment_of, Segment, SEGMENT_SIZE};
 /// `p` is null or a live block of the engine.
 #[inline]
 pub unsafe fn free(p: *mut u8) {
+    let seg = segment_of(p);
+    let h = heap();
+    // SAFETY: `h` is our heap (the empty heap's `own` slots are all empty).
+    // A hit in `own` means `seg` is one of our segments (mapped, owned by
+    // us; see the heap invariants); `p` lies inside it. Null's segment (0)
+    // never hits.
+    unsafe {
+        if (*h).own[own_slot(seg as usize)] == seg as usize {
+            let page = (*seg).page_of(p);
+            if (*page).is_plain_block_offset((p as usize).wrapping_sub((*page).start as usize)) {
+                return free_local(h, page, p);
+            }
+            return free_generic(seg, page, p);
+        }
+        free_checked(h, seg, p)
+    }
+}
+
+/// [`free`] when `p`'s segment is not in the heap's `own` cache: not
+/// ours (segment map), another thread's, or one of ours the cache does
+/// not hold (it is put there).
+#[inline(never)]
+unsafe fn free_checked(h: *mut heap::Heap, seg: *mut Segment, p: *mut u8) {
     // Null is not in the segment map (no segment starts at 0): it is
     // ignored by `free_foreign`, off the fast path.
-    let seg = segment_of(p);
     if !segmap_contains(seg) {
         // SAFETY: forwarded.
         return unsafe { free_foreign(p) };
@@ -39,38 +63,48 @@ pub unsafe fn free(p: *mut u8) {
     // SAFETY: `seg` is one of our mapped segments; `p` lies inside it.
     unsafe {
         let page = (*seg).page_of(p);
-        let h = heap();
-        if (*seg).owner.load(Relaxed) == (*h).id
-            && (*page).is_plain_block_offset((p as usize).wrapping_sub((*page).start as usize))
-        {
-            let b = p as *mut Block;
-            let key = (*page).key();
-            if (*b).key == key {
-                return free_suspect(h, page, p);
+        if (*seg).owner.load(Relaxed) == (*h).id {
+            // Owned by us, so in our segment list: cache it.
+            (*h).own[own_slot(seg as usize)] = seg as usize;
+            if (*page).is_plain_block_offset((p as usize).wrapping_sub((*page).start as usize)) {
+                return free_local(h, page, p);
             }
-            (*b).next = (*page).local_free;
-            (*b).key = key;
-            (*page).local_free = b;
-            let u = (*page).used.wrapping_sub(1);
-            (*page).used = u;
-            // `used` hit 0 or wrapped; an empty page that is the only one
-            // of its small class stays (no call needed: no links), only
-            // flagged for `heap::span_from_empty`.
-            if u.wrapping_add(1) <= 1 {
-                if u == 0
-                    && (*page).prev.is_null()
-                    && (*page).next.is_null()
-                    && (*page).slice_count == 1
-                {
-                    let c = (*page).class as usize;
-                    (*h).emptied[c / 64] |= 1 << (c % 64);
-                } else {
-                    free_used_edge(h, page, p);
-                }
-            }
-            return;
         }
         free_generic(seg, page, p);
+    }
+}
+
+/// The plain local free: `p` is a block start on `page`, a queued page of
+/// our own with no flags.
+#[inline(always)]
+unsafe fn free_local(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
+    // SAFETY: per the contract; `p` is a block of `page`.
+    unsafe {
+        let b = p as *mut Block;
+        let key = (*page).key();
+        if (*b).key == key {
+            return free_suspect(h, page, p);
+        }
+        (*b).next = (*page).local_free;
+        (*b).key = key;
+        (*page).local_free = b;
+        let u = (*page).used.wrapping_sub(1);
+        (*page).used = u;
+        // `used` hit 0 or wrapped; an empty page that is the only one
+        // of its small class stays (no call needed: no links), only
+        // flagged for `heap::span_from_empty`.
+        if u.wrapping_add(1) <= 1 {
+            if u == 0
+                && (*page).prev.is_null()
+                && (*page).next.is_null()
+                && (*page).slice_count == 1
+            {
+                let c = (*page).class as usize;
+                (*h).emptied[c / 64] |= 1 << (c % 64);
+            } else {
+                free_used_edge(h, page, p);
+            }
+        }
     }
 }
 

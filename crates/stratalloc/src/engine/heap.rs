@@ -16,6 +16,10 @@
 //!   in `segs`; every in-use class page of those segments not in a queue is
 //!   floating (`FULL`); large pages are always floating
 //! - every segment in `segs` has `owner == id`
+//! - `own[k]` is [`OWN_EMPTY`] or a segment in `segs` with
+//!   `own_slot(seg) == k` (a cache of owned segments for the free fast
+//!   path: a hit proves the pointer's segment is ours and mapped without
+//!   the segment map; a miss proves nothing)
 //! - `emptied` and `retired` are hints with no invariant (a flagged class
 //!   may have no empty page)
 //!
@@ -48,6 +52,9 @@ pub struct Queue {
 pub struct Heap {
     pub direct: [*mut Page; DIRECT_SLOTS],
     pub id: usize,
+    /// Segments of ours by `own_slot` (see the invariants): the free fast
+    /// path's whole "ours, mapped, owned by me" test is one compare.
+    pub own: [usize; OWN_SLOTS],
     pub queues: [Queue; CLASSES],
     pub segs: *mut Segment,
     pub nsegs: usize,
@@ -60,6 +67,18 @@ pub struct Heap {
     /// hint: the page may be in use again; `span_from_empty` clears the
     /// bit of a class it finds no empty page of).
     pub emptied: [u64; CLASSES.div_ceil(64)],
+}
+
+/// Slots of `Heap::own`.
+pub const OWN_SLOTS: usize = 8;
+/// An empty `Heap::own` slot: no segment address (nor null's segment, 0)
+/// equals it.
+pub const OWN_EMPTY: usize = 1;
+
+/// The `Heap::own` slot of segment address `seg`.
+#[inline(always)]
+pub fn own_slot(seg: usize) -> usize {
+    (seg >> segment::SEGMENT_SHIFT) % OWN_SLOTS
 }
 
 /// A page with no free blocks, shared by every uninitialised slot, so the
@@ -78,6 +97,7 @@ impl Heap {
     pub const INIT: Heap = Heap {
         direct: [&EMPTY_PAGE as *const EmptyPage as *mut Page; DIRECT_SLOTS],
         id: UNINIT,
+        own: [OWN_EMPTY; OWN_SLOTS],
         queues: [Queue {
             first: ptr::null_mut(),
             last: ptr::null_mut(),
@@ -415,9 +435,14 @@ impl Heap {
         }
         self.segs = seg;
         self.nsegs += 1;
+        self.own[own_slot(seg as usize)] = seg as usize;
     }
 
     fn seg_remove(&mut self, seg: *mut Segment) {
+        let k = own_slot(seg as usize);
+        if self.own[k] == seg as usize {
+            self.own[k] = OWN_EMPTY;
+        }
         // SAFETY: `seg` is in our list.
         unsafe {
             let (n, p) = ((*seg).next, (*seg).prev);
@@ -1167,6 +1192,19 @@ pub unsafe fn check(h: *mut Heap) -> Result<(), &'static str> {
     }
     if n != h.nsegs {
         return Err("segment count wrong");
+    }
+    for (k, &o) in h.own.iter().enumerate() {
+        if o == OWN_EMPTY {
+            continue;
+        }
+        let mut seg = h.segs;
+        while !seg.is_null() && seg as usize != o {
+            // SAFETY: our segments.
+            seg = unsafe { (*seg).next };
+        }
+        if seg.is_null() || own_slot(o) != k {
+            return Err("own cache holds a segment not ours or in the wrong slot");
+        }
     }
     if queued != in_use_class_pages {
         return Err("non-floating page missing from the queues");
