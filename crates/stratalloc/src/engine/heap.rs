@@ -21,7 +21,7 @@
 //!   path: a hit proves the pointer's segment is ours and mapped without
 //!   the segment map; a miss proves nothing)
 //! - `emptied` and `retired` are hints with no invariant (a flagged class
-//!   may have no empty page)
+//!   may have no empty page); so are `stolen_at`, `fresh_pages`, `regrets`
 //!
 //! A thread's slot points to the static, read-only empty heap
 //! (`id == UNINIT`, every direct slot on the empty page, so the fast paths
@@ -67,7 +67,19 @@ pub struct Heap {
     /// hint: the page may be in use again; `span_from_empty` clears the
     /// bit of a class it finds no empty page of).
     pub emptied: [u64; CLASSES.div_ceil(64)],
+    /// Per class: `slow_count` (truncated, never 0) when `span_from_empty`
+    /// last freed a page of it; 0 if it never did.
+    pub stolen_at: [u32; CLASSES],
+    /// Fresh class pages set up, and how many of them were regrets (the
+    /// class lost a page to `span_from_empty` within [`STEAL_REGRET`] slow
+    /// paths), both halved every 256 fresh pages.
+    pub fresh_pages: u32,
+    pub regrets: u32,
 }
+
+/// Slow paths within which a class that lost an empty page to
+/// `span_from_empty` and asks for a fresh page counts as still in use.
+pub const STEAL_REGRET: u32 = 128;
 
 /// Slots of `Heap::own`.
 pub const OWN_SLOTS: usize = 8;
@@ -108,6 +120,9 @@ impl Heap {
         slow_count: 0,
         retired: [0; CLASSES.div_ceil(64)],
         emptied: [0; CLASSES.div_ceil(64)],
+        stolen_at: [0; CLASSES],
+        fresh_pages: 0,
+        regrets: 0,
     };
 }
 
@@ -490,12 +505,13 @@ pub unsafe fn page_free(h: &mut Heap, page: *mut Page, now: u64) {
 /// segments (`Segment::dirty_span`); else one made by freeing empty pages
 /// (`span_from_empty`); only then clean slices, which the page will fault
 /// in. A buffer that grows through the classes thus reuses the pages of
-/// the classes it left instead of touching new memory.
-unsafe fn span_alloc(h: &mut Heap, n: usize) -> *mut Page {
+/// the classes it left instead of touching new memory. Without `steal`
+/// the second step is skipped (see `alloc_class_slow`: regrets).
+unsafe fn span_alloc(h: &mut Heap, n: usize, steal: bool) -> *mut Page {
     // SAFETY: our heap and segments.
     unsafe {
         let mut at = find_span(h, n, Segment::dirty_span);
-        if at.is_none() {
+        if at.is_none() && steal {
             at = span_from_empty(h, n);
         }
         if at.is_none() {
@@ -526,7 +542,7 @@ unsafe fn span_alloc(h: &mut Heap, n: usize) -> *mut Page {
     // SAFETY: our heap.
     if unsafe { free_retired(h, 0, os::now_ms()) } {
         // SAFETY: as above (the list may have lost emptied segments).
-        unsafe { return span_alloc(h, n) };
+        unsafe { return span_alloc(h, n, steal) };
     }
     let seg = segment::segment_alloc(h.id);
     if seg.is_null() {
@@ -746,9 +762,26 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                 collect_pending(h);
             }
         }
-        // A fresh page.
+        // A fresh page. If this class lost its empty page to another
+        // class's span a moment ago (a regret), it was not done with it.
+        // When regrets are over a quarter of recent fresh pages, stealing
+        // is churning pages of classes still in use (a random churn: each
+        // regret steals from another class, which regrets in turn, a chain
+        // of page setups ending in clean slices, ~40% regrets), so a
+        // regret's page takes no other class's empty page. A program that
+        // left classes behind (a buffer grown through them: ~8% regrets,
+        // laggards) keeps reusing them.
+        let s = h.stolen_at[c];
+        let regret = s != 0 && (h.slow_count as u32).wrapping_sub(s) < STEAL_REGRET;
+        h.fresh_pages += 1;
+        h.regrets += regret as u32;
+        if h.fresh_pages >= 256 {
+            h.fresh_pages /= 2;
+            h.regrets /= 2;
+        }
+        let steal = !regret || h.regrets * 4 < h.fresh_pages;
         let n = class_slices(c);
-        let page = span_alloc(h, n);
+        let page = span_alloc(h, n, steal);
         if page.is_null() {
             return ptr::null_mut();
         }
@@ -808,10 +841,10 @@ pub unsafe fn alloc_large(h: *mut Heap, n: usize) -> *mut Page {
         let Some(h) = enter_slow(h) else {
             return ptr::null_mut();
         };
-        let mut page = span_alloc(h, n);
+        let mut page = span_alloc(h, n, true);
         if page.is_null() {
             collect_pending(h);
-            page = span_alloc(h, n);
+            page = span_alloc(h, n, true);
             if page.is_null() {
                 return page;
             }
@@ -984,6 +1017,8 @@ unsafe fn span_from_empty(h: &mut Heap, n: usize) -> Option<(*mut Segment, usize
             } else {
                 (now as u16).wrapping_sub((*page).retired_at) as u64
             };
+            let c = (*page).class as usize;
+            h.stolen_at[c] = (h.slow_count as u32).max(1);
             h.queue_remove(page);
             span_release(page, now.saturating_sub(idle));
         });

@@ -122,7 +122,9 @@
 //! So a buffer grown through the classes by `realloc` reuses the pages of
 //! the classes it left instead of touching new memory (the cost: a class
 //! whose page went that way sets up a new page when it is asked for
-//! again). A free slice is purged with
+//! again; when over a quarter of recent new pages are such re-asks, within
+//! 128 slow paths of the loss, a re-asking class takes no other class's
+//! empty page, which ends the chains of page setups a random churn makes). A free slice is purged with
 //! `MADV_DONTNEED` once it stayed free for 10 ms (per-slice free time),
 //! from the owner's slow path. Empty segments go to a global
 //! cache of 8 (their dirty slices purged when due) and are unmapped beyond
