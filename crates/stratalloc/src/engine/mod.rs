@@ -86,7 +86,7 @@
 //!   span head's offset per slice), block-boundary test (multiply, rotate, compare; it also
 //!   fails for a floating or aligned page, sending those to the generic
 //!   path), double-free key compare, push on `local_free`, `used -= 1`: no
-//!   lock, no atomic RMW; 37 x86-64 instructions (plus 4 in the C `free`).
+//!   lock, no atomic RMW; 35 x86-64 instructions (plus 4 in the C `free`).
 //! - remote free: one CAS on the page's `thread_free`.
 //! - slow path: collect the queue's pages (freed blocks in any of them go
 //!   before fresh blocks are carved), float full ones, reclaim abandoned

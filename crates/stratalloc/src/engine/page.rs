@@ -51,7 +51,10 @@ pub const TF_FULL: usize = 1;
 /// `class` of a page holding one large block.
 pub const LARGE: u8 = 0xff;
 
-const KEY_XOR: usize = 0x5bd1_e995_a5a5_3c3c;
+/// The key is the descriptor's address plus this odd constant (one `lea`
+/// on the free fast path): an odd value, never a block pointer, unlikely
+/// in data.
+const KEY_ADD: usize = 0x5bd1_e995;
 
 /// Per-page descriptor; lives in the segment header, one per slice (only
 /// the first slice of a span is a real page; the others point back to it
@@ -118,7 +121,7 @@ impl Page {
     /// The value of a free block's `key` word on this page.
     #[inline(always)]
     pub fn key(&self) -> usize {
-        (self as *const Page as usize) ^ KEY_XOR
+        (self as *const Page as usize).wrapping_add(KEY_ADD)
     }
 
     /// Make this span head an empty page of `class` with `reserved` blocks
@@ -149,7 +152,10 @@ impl Page {
         (off as u64)
             .wrapping_mul(self.div_inv)
             .rotate_right(self.div_shift as u32)
-            < self.fast_lim.load(Relaxed)
+            // SAFETY: only the owner writes `fast_lim` and only the owner
+            // calls this: a plain read (which the compiler can fold into
+            // the compare) races with nothing.
+            < unsafe { self.fast_lim.as_ptr().read() }
     }
 
     /// Set `block_size` and the constants of the divisibility test.
