@@ -186,13 +186,30 @@ mod engine_fast {
 /// `malloc(3)`.
 #[no_mangle]
 pub extern "C" fn malloc(size: usize) -> *mut c_void {
+    // Only the engine's fast path is inline here; everything else is a
+    // tail call, so the function saves no registers (it saved three when
+    // the other modes' errno bookkeeping shared its frame).
     if let Mode::Engine = select::mode() {
         let p = engine::engine::malloc(size);
         if p.is_null() {
-            set_errno(libc::ENOMEM);
+            return enomem();
         }
         return p.cast();
     }
+    malloc_other(size)
+}
+
+/// `errno = ENOMEM`, return null (cold tail of the allocation entry points).
+#[cold]
+#[inline(never)]
+fn enomem() -> *mut c_void {
+    set_errno(libc::ENOMEM);
+    ptr::null_mut()
+}
+
+/// `malloc` in every mode but the bare engine (strategies, wrappers).
+#[inline(never)]
+fn malloc_other(size: usize) -> *mut c_void {
     errno_contract(|| alloc(size, MIN_ALIGN))
 }
 
