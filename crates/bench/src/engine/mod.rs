@@ -107,7 +107,7 @@ impl Config {
         Config {
             scale: 1.0,
             strategy_scale: 0.1,
-            reps: 5,
+            reps: 9,
             timeout: Duration::from_secs(120),
             strategy_timeout: Duration::from_secs(30),
         }
