@@ -659,29 +659,6 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         unsafe { NonNull::new_unchecked(p as *mut u8) }
     }
 
-    /// The start of the span holding the block `b` (`b` when none does).
-    #[inline(always)]
-    fn span_start(&self, b: usize) -> usize {
-        if b.wrapping_sub(self.fast_base) < self.hot_len {
-            return self.fast_base;
-        }
-        self.span_start_cold(b)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn span_start_cold(&self, b: usize) -> usize {
-        self.find_span(b).map_or(b, |s| s.start)
-    }
-
-    /// Report damaged boundary tags found at the block whose payload is
-    /// `p` (never returns).
-    #[cold]
-    #[inline(never)]
-    fn damaged(p: usize, what: &'static str) -> ! {
-        crate::corruption::report(p, what)
-    }
-
     /// Whether the free-block header `h` at `b` checks out: kind FREE and a
     /// size that ends before the end of the heap's memory (the envelope of
     /// its spans: exact for a heap of one region), so nothing derived from
@@ -704,7 +681,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // SAFETY: indexed blocks are header slots of our spans.
         let h = unsafe { rd(b) };
         if !self.free_tags_ok(b, h) {
-            Self::damaged(
+            crate::corruption::report(
                 b + WORD,
                 "the boundary tags of this free block were overwritten \
                  (an overflow of the block before it, or a write after free?)",
@@ -718,15 +695,13 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// sentinel. Damage is reported against `b`, whose overflow is its
     /// likely cause.
     ///
-    /// # Safety
-    /// `b` must be a validated used block and `n` its end.
     #[inline(always)]
-    unsafe fn next_free_size(&self, b: usize, n: usize, nh: usize) -> usize {
+    fn next_free_size(&self, b: usize, n: usize, nh: usize) -> usize {
         if nh & KIND == USED {
             return 0;
         }
         if !self.free_tags_ok(n, nh) {
-            Self::damaged(
+            crate::corruption::report(
                 b + WORD,
                 "the boundary tag of the block after this one was overwritten \
                  (a heap buffer overflow of this block?)",
@@ -1072,8 +1047,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         let n = b + size;
         // SAFETY: `lookup` validated the block, so `n` is the next header.
         let nh = unsafe { rd(n) };
-        // SAFETY: as above.
-        let next_free = unsafe { self.next_free_size(b, n, nh) };
+        let next_free = self.next_free_size(b, n, nh);
         let new_block = if need <= size {
             let tail = size - need;
             if next_free != 0 && tail > 0 {
@@ -1208,9 +1182,9 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // SAFETY: `b` is a validated used block, so `b + size` is the next
         // header (a block or the sentinel), and when PREV_FREE is set the
         // word before `b` is the footer of the free block before it.
-        // Tags of the neighbours are checked before they are trusted (see
-        // `next_free_size`; the previous block's footer must lead to a free
-        // header that repeats it).
+        // The next block's tag is checked before it is trusted (see
+        // `next_free_size`); the previous block's footer and header were
+        // checked when `b` was validated (`validate` / `diagnose`).
         unsafe {
             let n = b + size;
             let nh = rd(n);
@@ -1223,14 +1197,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             }
             if h & PREV_FREE != 0 {
                 let ps = rd(b - WORD);
-                start = b.wrapping_sub(ps);
-                if ps < MIN_BLOCK || ps > b - self.span_start(b) || rd(start) != ps | FREE {
-                    Self::damaged(
-                        b + WORD,
-                        "the boundary tag of the free block before this one was \
-                         overwritten (a write after free?)",
-                    );
-                }
+                start = b - ps;
                 self.index.remove(start, ps);
                 size += ps;
             }
