@@ -90,7 +90,7 @@
 //! neighbour says `USED`. Anything else goes to
 //! [`corruption::report`](crate::corruption::report) with the payload
 //! address, which never returns; nothing is written through a damaged word.
-//! The checks cost about 15% of TLSF's instructions in the region
+//! The checks cost about 13% of TLSF's instructions in the region
 //! benchmark's replay. A link into a gap between two regions of a
 //! multi-region heap would still be read.
 //!
