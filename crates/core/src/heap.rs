@@ -157,19 +157,6 @@ pub trait RegionHeap {
     /// lies in one of the heap's regions.
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, HeapError>;
 
-    /// The usable size of a block the caller knows is live (one this heap
-    /// has just handed out, say), without validating `ptr`. The default
-    /// asks [`usable_size`](Self::usable_size); a heap whose validation
-    /// costs more than reading its header overrides it.
-    ///
-    /// # Safety
-    /// `ptr` must be a live block of this heap.
-    #[inline]
-    unsafe fn usable_size_of_live(&self, ptr: NonNull<u8>) -> usize {
-        // SAFETY: forwarded from the caller.
-        unsafe { self.usable_size(ptr) }.unwrap_or(0)
-    }
-
     /// `true` if `ptr` lies in one of the heap's regions (it says nothing of
     /// whether a block starts there).
     fn owns(&self, ptr: *const u8) -> bool;

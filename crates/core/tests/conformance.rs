@@ -113,8 +113,3 @@ conformance!(
     crate::s::slab::Slab::new(crate::s::buddy::Buddy::new()),
     restores = true
 );
-conformance!(
-    quick_tlsf,
-    crate::s::quick::QuickLists::<crate::s::tlsf::Tlsf>::new(crate::s::tlsf::Tlsf::new()),
-    restores = true
-);

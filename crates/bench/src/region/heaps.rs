@@ -419,13 +419,9 @@ pub fn contenders(v: &mut impl Visit) {
 
 /// The concrete strategy types called without `AnyHeap`'s dispatch.
 fn direct_contenders(v: &mut impl Visit) {
-    use stratalloc_core::strategies::quick::QuickLists;
     use stratalloc_core::strategies::tlsf::Tlsf;
     v.visit("tlsf (direct)", Kind::OursDirect, &|a| {
         Ours::over(Tlsf::new(), a)
-    });
-    v.visit("tlsf + quick lists", Kind::OursDirect, &|a| {
-        Ours::over(QuickLists::<Tlsf>::new(Tlsf::new()), a)
     });
 }
 

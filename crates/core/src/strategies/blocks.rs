@@ -1473,13 +1473,6 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
         Ok((h & !FLAGS) - WORD)
     }
 
-    #[inline(always)]
-    unsafe fn usable_size_of_live(&self, ptr: NonNull<u8>) -> usize {
-        // SAFETY: the caller guarantees a live block, whose header is the
-        // word before its payload.
-        (unsafe { rd(ptr.as_ptr() as usize - WORD) } & !FLAGS) - WORD
-    }
-
     fn owns(&self, ptr: *const u8) -> bool {
         self.hot.contains(ptr as usize) || self.regions.contains(ptr as usize, GRAN)
     }

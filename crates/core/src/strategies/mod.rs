@@ -6,7 +6,6 @@ pub mod buddy;
 pub mod bump;
 pub mod free_list;
 pub mod pool;
-pub mod quick;
 pub mod segregated;
 pub mod slab;
 pub mod tlsf;
