@@ -192,6 +192,7 @@ impl RegionList {
     }
 
     /// Number of regions.
+    #[inline]
     pub fn count(&self) -> usize {
         self.count
     }
@@ -255,13 +256,24 @@ impl RegionList {
 
     /// (header address, end) of each region.
     fn iter_raw(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let mut cur = self.head;
+        // SAFETY: `head` is this list's own head.
+        unsafe { Self::walk_from(self.head) }
+    }
+
+    /// (header address, end) of each region linked from `head`.
+    ///
+    /// # Safety
+    /// `head` must be null or a region header of a live list (the list's
+    /// head, or one reached from it), and the list must not change while
+    /// the iterator is used.
+    unsafe fn walk_from(head: *mut RegionHeader) -> impl Iterator<Item = (usize, usize)> {
+        let mut cur = head;
         core::iter::from_fn(move || {
             if cur.is_null() {
                 return None;
             }
             // SAFETY: every non-null link was written by `push` into memory
-            // the list owns.
+            // the list owns (the caller's contract).
             let h = unsafe { &*cur };
             let item = (cur as usize, h.end);
             cur = h.next;
@@ -269,14 +281,42 @@ impl RegionList {
         })
     }
 
+    /// The address of the newest region's header (0 with no region). It
+    /// lies in the region's own memory, so it stays valid when the list
+    /// (or the heap holding it) is moved: [`find_from`](Self::find_from)
+    /// walks the regions from it.
+    pub(crate) fn head_addr(&self) -> usize {
+        self.head as usize
+    }
+
+    /// [`find`](Self::find) over the regions linked from `head`, an address
+    /// [`head_addr`](Self::head_addr) returned.
+    ///
+    /// # Safety
+    /// `head` must be 0 or the `head_addr()` of a list that is still alive
+    /// (its regions still handed over) and not changed since.
+    pub(crate) unsafe fn find_from(head: usize, addr: usize, align: usize) -> Option<Span> {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::walk_from(head as *mut RegionHeader) }
+            .map(|(h, end)| Self::span_of(h, end, align))
+            .find(|s| s.contains(addr))
+    }
+
     /// The regions' managed spans, newest first. `align` must be the one
     /// given to `push`.
     pub fn spans(&self, align: usize) -> impl Iterator<Item = Span> + '_ {
+        self.iter_raw()
+            .map(move |(h, end)| Self::span_of(h, end, align))
+    }
+
+    /// The managed span of the region whose header is at `h` and which
+    /// ends at `end`, for the `align` given to `push`.
+    fn span_of(h: usize, end: usize, align: usize) -> Span {
         let align = align.max(16);
-        self.iter_raw().map(move |(h, end)| Span {
+        Span {
             start: (h + Self::HEADER + align - 1) & !(align - 1),
             end,
-        })
+        }
     }
 
     /// The span containing `addr`, if any.

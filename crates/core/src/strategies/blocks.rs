@@ -83,16 +83,18 @@
 //! A free block's links, and the header of a block next to a used one, lie
 //! where a caller's bug can reach them (a write after free, an overflow).
 //! Before following or trusting them the heap checks, in a few compares
-//! each: a link is null or a header slot inside the heap's envelope (lowest
-//! span start to highest end, [`Env`]) whose neighbour links back; a block
-//! taken from the index, and a free neighbour met on free or in-place
-//! resize, says `FREE` with a size that ends inside the envelope; a used
-//! neighbour says `USED`. Anything else goes to
+//! each: a link is null or a header slot inside one of the heap's regions
+//! ([`Env`]) whose neighbour links back; a block taken from the index, and
+//! a free neighbour met on free or in-place resize, says `FREE` with a size
+//! that ends inside its own region; a used neighbour says `USED`. The
+//! compares are against the region added last; only an address outside it
+//! (in a heap of several regions) looks the others up, so a link into a gap
+//! between regions is never read, and a size is never allowed to carry a
+//! block into the next region. Anything else goes to
 //! [`corruption::report`](crate::corruption::report) with the payload
 //! address, which never returns; nothing is written through a damaged word.
 //! The checks cost about 13% of TLSF's instructions in the region
-//! benchmark's replay. A link into a gap between two regions of a
-//! multi-region heap would still be read.
+//! benchmark's replay.
 //!
 //! ## Drawbacks
 //!
@@ -230,18 +232,58 @@ pub(crate) mod list {
     /// write after free can put anything there; damage is reported through
     /// [`crate::corruption::report`], never written through.
     ///
+    /// `MULTI` says the heap has more than one region: a link that fails
+    /// the test against the hot span is then looked up in the others (a
+    /// call that returns, so it is compiled only into the heap's
+    /// multi-region copy of each operation, see
+    /// [`BoundaryHeap`](super::BoundaryHeap)); with one region the test is
+    /// exact and a failure is reported at once.
+    ///
     /// # Safety
     /// `b` must be a free block.
     #[inline(always)]
-    pub(crate) unsafe fn next_checked(b: usize, env: Env) -> usize {
+    pub(crate) unsafe fn next_checked<const MULTI: bool>(b: usize, env: &Env) -> usize {
         // SAFETY: `b` is a free block (contract); `n` is read only once
         // `env` says it is a header slot inside the heap's memory.
         unsafe {
             let n = next(b);
             if n != 0 && !(env.holds(n) && prev(n) == b) {
-                damaged(b);
+                if MULTI {
+                    next_elsewhere(b, n, env);
+                } else {
+                    damaged(b);
+                }
             }
             n
+        }
+    }
+
+    /// The cold half of a `next` link check: `b`'s `next` link `n` failed
+    /// the test against the hot span; it is still good if `n` is a header
+    /// slot in another region of a multi-region heap (see [`Env`]) whose
+    /// `prev` points back at `b`. Anything else is damage,
+    /// reported.
+    ///
+    /// # Safety
+    /// `b` must be a free block.
+    #[inline(always)]
+    unsafe fn next_elsewhere(b: usize, n: usize, env: &Env) {
+        // SAFETY: `n` is read only once it is known to lie in a region.
+        if !(env.holds_anywhere(n) && unsafe { prev(n) } == b) {
+            damaged(b);
+        }
+    }
+
+    /// [`next_elsewhere`] for `b`'s `prev` link `p`, whose `next` must
+    /// point back at `b`.
+    ///
+    /// # Safety
+    /// `b` must be a free block.
+    #[inline(always)]
+    unsafe fn prev_elsewhere(b: usize, p: usize, env: &Env) {
+        // SAFETY: `p` is read only once it is known to lie in a region.
+        if !(env.holds_anywhere(p) && unsafe { next(p) } == b) {
+            damaged(b);
         }
     }
 
@@ -308,11 +350,15 @@ pub(crate) mod list {
     /// # Safety
     /// `b` must be on one of the lists of `heads`, whose blocks lie in `env`.
     #[inline(always)]
-    pub(crate) unsafe fn unlink(heads: &mut [usize], b: usize, env: Env) -> Option<usize> {
+    pub(crate) unsafe fn unlink<const MULTI: bool>(
+        heads: &mut [usize],
+        b: usize,
+        env: &Env,
+    ) -> Option<usize> {
         // SAFETY: `b` is on a list, so it is a free block with link words;
         // its neighbours are written only after they checked out.
         unsafe {
-            let n = next_checked(b, env);
+            let n = next_checked::<MULTI>(b, env);
             let p = prev(b);
             if p & 1 != 0 {
                 match heads.get_mut(p >> 1) {
@@ -324,7 +370,11 @@ pub(crate) mod list {
                 }
             } else {
                 if !(env.holds(p) && next(p) == b) {
-                    damaged(b);
+                    if MULTI {
+                        prev_elsewhere(b, p, env);
+                    } else {
+                        damaged(b);
+                    }
                 }
                 wr(p + WORD, n);
             }
@@ -342,13 +392,17 @@ pub(crate) mod list {
     /// `i < heads.len()` and list `i` must be non-empty; its blocks lie in
     /// `env`.
     #[inline(always)]
-    pub(crate) unsafe fn pop(heads: &mut [usize], i: usize, env: Env) -> (usize, bool) {
+    pub(crate) unsafe fn pop<const MULTI: bool>(
+        heads: &mut [usize],
+        i: usize,
+        env: &Env,
+    ) -> (usize, bool) {
         debug_assert!(i < heads.len());
         // SAFETY: per the function contract.
         let head = unsafe { heads.get_unchecked_mut(i) };
         let b = *head;
         // SAFETY: `b` heads the list, so it is a free block.
-        let n = unsafe { next_checked(b, env) };
+        let n = unsafe { next_checked::<MULTI>(b, env) };
         // The new head's `prev` takes the tag; with no new head the write
         // lands in `b`'s own `prev` word, dead once `b` is taken.
         let to = select_unpredictable(n != 0, n + 2 * WORD, b + 2 * WORD);
@@ -412,36 +466,100 @@ pub(crate) mod list {
     }
 }
 
-/// Where a heap's blocks can lie: the envelope of all its spans, from the
-/// lowest start to the highest end. Free-list links are checked against it
-/// before they are read (see `list::next_checked`): a link outside it, or
-/// not on a header slot, is damage. (A link into a gap between two regions
-/// would still be read; regions of one heap are usually few and close.)
+/// Spans of a multi-region heap that [`Env`] keeps inline (the newest
+/// regions); a heap with more regions looks the rest up in its region list.
+const ENV_SPANS: usize = 8;
+
+/// Where a heap's blocks can lie. Free-list links are checked against it
+/// before they are read (see `list::next_checked`): a link that is not a
+/// header slot inside one of the heap's regions is damage. The fast test
+/// is against the span of the region added last (exact for a heap of one
+/// region); in a heap of several, a link that fails it is looked up in the
+/// others ([`span_of`](Self::span_of): the newest [`ENV_SPANS`] inline,
+/// then the region list), so a link into a gap between two regions is
+/// never read.
 #[derive(Clone, Copy, Debug)]
 pub struct Env {
+    /// Start of the hot span.
     lo: usize,
     /// Highest offset from `lo` at which a block header (with its two link
-    /// words) still fits below the envelope's end.
+    /// words) still fits below the hot span's end.
     room: usize,
+    /// With more than one region: the newest region's header (the head of
+    /// the heap's region list, which lives in region memory and so stays
+    /// put when the heap moves); 0 with one region.
+    regions: usize,
+    /// Regions in the heap.
+    count: usize,
+    /// (start, end) of the newest `min(count, ENV_SPANS)` spans, newest
+    /// first.
+    spans: [(usize, usize); ENV_SPANS],
 }
 
 impl Env {
     /// No memory: only the null link passes.
-    pub const EMPTY: Env = Env { lo: 0, room: 0 };
+    pub const EMPTY: Env = Env {
+        lo: 0,
+        room: 0,
+        regions: 0,
+        count: 0,
+        spans: [(0, 0); ENV_SPANS],
+    };
 
-    /// The envelope `[lo, hi)` (`hi - lo >= MIN_BLOCK`).
-    fn new(lo: usize, hi: usize) -> Env {
-        Env {
-            lo,
-            room: hi - lo - MIN_BLOCK,
-        }
+    /// `self` with `hot` (`hot.len() >= MIN_BLOCK`) added as the newest
+    /// span of a heap whose region list now starts at `head`.
+    fn with_span(mut self, hot: Span, head: usize) -> Env {
+        self.lo = hot.start;
+        self.room = hot.len() - MIN_BLOCK;
+        self.count += 1;
+        self.regions = if self.count > 1 { head } else { 0 };
+        self.spans.copy_within(0..ENV_SPANS - 1, 1);
+        self.spans[0] = (hot.start, hot.end);
+        self
     }
 
-    /// Whether `b` is a header slot (`LEAD` past a granule) inside the
-    /// envelope, with room for a minimal block after it.
+    /// Whether `b` is a header slot (`LEAD` past a granule) inside the hot
+    /// span, with room for a minimal block after it.
     #[inline(always)]
-    pub(crate) fn holds(self, b: usize) -> bool {
+    pub(crate) fn holds(&self, b: usize) -> bool {
         b.wrapping_sub(self.lo) <= self.room && b & (GRAN - 1) == LEAD
+    }
+
+    /// Whether `b` is a header slot, with room for a minimal block after
+    /// it, in any region of the heap (the cold test behind
+    /// [`holds`](Self::holds)).
+    #[inline(always)]
+    fn holds_anywhere(&self, b: usize) -> bool {
+        b & (GRAN - 1) == LEAD
+            && self
+                .span_of(b)
+                .is_some_and(|s| s.len() >= MIN_BLOCK && b - s.start <= s.len() - MIN_BLOCK)
+    }
+
+    /// The span holding `addr`: the inline spans first, then (a heap of
+    /// more than [`ENV_SPANS`] regions) the region list.
+    #[inline(always)]
+    fn span_of(&self, addr: usize) -> Option<Span> {
+        let inline = self.count.min(ENV_SPANS);
+        for &(start, end) in &self.spans[..inline] {
+            if addr.wrapping_sub(start) < end - start {
+                return Some(Span { start, end });
+            }
+        }
+        if self.count <= ENV_SPANS {
+            return None;
+        }
+        self.span_in_list(addr)
+    }
+
+    /// [`span_of`](Self::span_of) past the inline spans: the region list.
+    #[cold]
+    #[inline(never)]
+    fn span_in_list(&self, addr: usize) -> Option<Span> {
+        // SAFETY: `regions` is the head of the heap's region list, set by
+        // `add_region` after the last change to the list; the regions stay
+        // handed over while the heap (and so this index) lives.
+        unsafe { RegionList::find_from(self.regions, addr, GRAN) }
     }
 }
 
@@ -467,11 +585,12 @@ pub trait FreeIndex {
     /// that is not in the index.
     unsafe fn insert(&mut self, b: usize, size: usize);
 
-    /// Take the block at `b` of `size` bytes out of the index.
+    /// Take the block at `b` of `size` bytes out of the index. `MULTI`: the
+    /// heap has more than one region (see `list::next_checked`).
     ///
     /// # Safety
     /// `b` must be in the index with this `size`.
-    unsafe fn remove(&mut self, b: usize, size: usize);
+    unsafe fn remove<const MULTI: bool>(&mut self, b: usize, size: usize);
 
     /// Take out and return a free block of at least `size` bytes, if the
     /// policy finds one.
@@ -479,7 +598,7 @@ pub trait FreeIndex {
     /// # Safety
     /// `size` must be a multiple of [`GRAN`], at least [`MIN_BLOCK`], at most
     /// `isize::MAX`.
-    unsafe fn take(&mut self, size: usize) -> Option<usize>;
+    unsafe fn take<const MULTI: bool>(&mut self, size: usize) -> Option<usize>;
 
     /// The quick part of [`take`](Self::take), for the allocation fast
     /// path: `None` may also mean "ask [`take`](Self::take)", which the
@@ -490,9 +609,9 @@ pub trait FreeIndex {
     /// # Safety
     /// As for [`take`](Self::take).
     #[inline(always)]
-    unsafe fn take_fast(&mut self, size: usize) -> Option<usize> {
+    unsafe fn take_fast<const MULTI: bool>(&mut self, size: usize) -> Option<usize> {
         // SAFETY: forwarded.
-        unsafe { self.take(size) }
+        unsafe { self.take::<MULTI>(size) }
     }
 
     /// Verify the index's own invariants. `visit(b)` checks that `b` is a
@@ -534,10 +653,11 @@ pub struct BoundaryHeap<I> {
     /// `hot.len()` (0 with no region): `p - fast_base < hot_len` says that
     /// `p` lies in the hot span, whose live map starts at `fast_base`.
     hot_len: usize,
-    /// Lowest start and highest end of all spans (`usize::MAX`, 0 with no
-    /// region): the [`Env`] the index checks links against.
-    env_lo: usize,
-    env_hi: usize,
+    /// More than one region: every operation runs its multi-region copy
+    /// (see [`free_tags_ok`](Self::free_tags_ok) and `list::next_checked`).
+    multi: bool,
+    /// The spans, as the index is also told them (for address lookups).
+    env: Env,
     counters: Counters,
     index: I,
 }
@@ -587,8 +707,8 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             fast_base: GRAN.wrapping_neg(),
             fast_max: 0,
             hot_len: 0,
-            env_lo: usize::MAX,
-            env_hi: 0,
+            multi: false,
+            env: Env::EMPTY,
             counters: Counters::new(),
             index,
         }
@@ -660,14 +780,31 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     }
 
     /// Whether the free-block header `h` at `b` checks out: kind FREE and a
-    /// size that ends before the end of the heap's memory (the envelope of
-    /// its spans: exact for a heap of one region), so nothing derived from
-    /// it is written past the heap. (A free block's header is in memory a
-    /// caller can overrun from the block before it.)
+    /// size that ends before the end of `b`'s region, so nothing derived
+    /// from it is written outside that region. (A free block's header is in
+    /// memory a caller can overrun from the block before it.) With one
+    /// region (`!MULTI`) every block lies in the hot span and one compare
+    /// is exact; with more, `b`'s region is looked up (out of line, in the
+    /// multi-region copy of the operation only).
     #[inline(always)]
-    fn free_tags_ok(&self, b: usize, h: usize) -> bool {
+    fn free_tags_ok<const MULTI: bool>(&self, b: usize, h: usize) -> bool {
         let size = h & !FLAGS;
-        h & KIND == FREE && size >= MIN_BLOCK && size < self.env_hi - b
+        h & KIND == FREE
+            && size >= MIN_BLOCK
+            && if MULTI {
+                let off = b.wrapping_sub(self.hot.start);
+                (off < self.hot_len && size < self.hot_len - off) || self.ends_in_region(b, size)
+            } else {
+                size < self.hot.end - b
+            }
+    }
+
+    /// [`free_tags_ok`](Self::free_tags_ok)'s size test in a heap of
+    /// several regions: a block of `size` bytes at `b` ends before the end
+    /// of `b`'s region. O(regions), the region added last first.
+    #[inline(always)]
+    fn ends_in_region(&self, b: usize, size: usize) -> bool {
+        self.find_span(b).is_some_and(|s| size < s.end - b)
     }
 
     /// The size of the free block `b` an index just handed out, its tags
@@ -677,10 +814,10 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// # Safety
     /// `b` must be a block the index held.
     #[inline(always)]
-    unsafe fn taken_size(&self, b: usize) -> usize {
+    unsafe fn taken_size<const MULTI: bool>(&self, b: usize) -> usize {
         // SAFETY: indexed blocks are header slots of our spans.
         let h = unsafe { rd(b) };
-        if !self.free_tags_ok(b, h) {
+        if !self.free_tags_ok::<MULTI>(b, h) {
             crate::corruption::report(
                 b + WORD,
                 "the boundary tags of this free block were overwritten \
@@ -696,11 +833,11 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// likely cause.
     ///
     #[inline(always)]
-    fn next_free_size(&self, b: usize, n: usize, nh: usize) -> usize {
+    fn next_free_size<const MULTI: bool>(&self, b: usize, n: usize, nh: usize) -> usize {
         if nh & KIND == USED {
             return 0;
         }
-        if !self.free_tags_ok(n, nh) {
+        if !self.free_tags_ok::<MULTI>(n, nh) {
             crate::corruption::report(
                 b + WORD,
                 "the boundary tag of the block after this one was overwritten \
@@ -764,11 +901,11 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// `take`, out of line (a tail call from the fast path).
     #[cold]
     #[inline(never)]
-    fn allocate_fallback(&mut self, need: usize) -> Option<NonNull<u8>> {
+    fn allocate_fallback<const MULTI: bool>(&mut self, need: usize) -> Option<NonNull<u8>> {
         // SAFETY: `need` is a valid request size (from `block_for`).
-        match unsafe { self.index.take(need) } {
+        match unsafe { self.index.take::<MULTI>(need) } {
             // SAFETY: as in the fast path.
-            Some(b) => Some(unsafe { self.finish(b, self.taken_size(b), need, 0) }),
+            Some(b) => Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b), need, 0) }),
             None => self.fail(),
         }
     }
@@ -783,27 +920,35 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// Requests that are huge, or whose alignment is not a power of two.
     #[cold]
     #[inline(never)]
-    fn allocate_slow(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+    fn allocate_slow<const MULTI: bool>(
+        &mut self,
+        size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
         let Some((rounded, align)) = checked_request(size, align, GRAN, WORD + MIN_BLOCK) else {
             return self.fail();
         };
         let need = block_for(rounded);
         if align <= GRAN {
             // SAFETY: `need` is a valid request size (below isize::MAX).
-            return match unsafe { self.index.take(need) } {
+            return match unsafe { self.index.take::<MULTI>(need) } {
                 // SAFETY: the index returned a free block of at least `need`
                 // bytes whose previous block is used.
-                Some(b) => Some(unsafe { self.finish(b, self.taken_size(b), need, 0) }),
+                Some(b) => Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b), need, 0) }),
                 None => self.fail(),
             };
         }
-        self.allocate_aligned(need, align)
+        self.allocate_aligned::<MULTI>(need, align)
     }
 
     /// A block of `need` bytes whose payload is aligned to `align` (a power
     /// of two above `GRAN`).
     #[inline(never)]
-    fn allocate_aligned(&mut self, need: usize, align: usize) -> Option<NonNull<u8>> {
+    fn allocate_aligned<const MULTI: bool>(
+        &mut self,
+        need: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
         // Worst-case front padding: up to `align - 16`, or `align` more when
         // the padding would be a sliver too small to be a free block.
         let search = match need.checked_add(align + (MIN_BLOCK - GRAN)) {
@@ -811,11 +956,11 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             _ => return self.fail(),
         };
         // SAFETY: `search` is a valid request size.
-        let Some(b) = (unsafe { self.index.take(search) }) else {
+        let Some(b) = (unsafe { self.index.take::<MULTI>(search) }) else {
             return self.fail();
         };
         // SAFETY: `b` is a free block just taken out of the index.
-        let size = unsafe { self.taken_size(b) };
+        let size = unsafe { self.taken_size::<MULTI>(b) };
         let payload = b + WORD;
         let mut pad = payload.wrapping_neg() & (align - 1);
         if pad != 0 && pad < MIN_BLOCK {
@@ -882,13 +1027,16 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// As for [`RegionHeap::deallocate`].
     #[cold]
     #[inline(never)]
-    unsafe fn deallocate_slow(&mut self, ptr: NonNull<u8>) -> Result<(), HeapError> {
+    unsafe fn deallocate_slow<const MULTI: bool>(
+        &mut self,
+        ptr: NonNull<u8>,
+    ) -> Result<(), HeapError> {
         let (b, h) = self.diagnose(ptr.as_ptr())?;
         self.counters.on_free((h & !FLAGS) - WORD);
         // SAFETY: `diagnose` validated `b` as a used block.
         unsafe {
             self.clear_live(b + WORD);
-            self.release(b, h);
+            self.release::<MULTI>(b, h);
         }
         Ok(())
     }
@@ -1037,7 +1185,12 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// # Safety
     /// `b` must be a used block that `lookup` validated.
     #[inline(always)]
-    unsafe fn resize_block(&mut self, b: usize, h: usize, new_size: usize) -> bool {
+    unsafe fn resize_block<const MULTI: bool>(
+        &mut self,
+        b: usize,
+        h: usize,
+        new_size: usize,
+    ) -> bool {
         if new_size > FAST_MAX {
             return false;
         }
@@ -1047,14 +1200,14 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         let n = b + size;
         // SAFETY: `lookup` validated the block, so `n` is the next header.
         let nh = unsafe { rd(n) };
-        let next_free = self.next_free_size(b, n, nh);
+        let next_free = self.next_free_size::<MULTI>(b, n, nh);
         let new_block = if need <= size {
             let tail = size - need;
             if next_free != 0 && tail > 0 {
                 // SAFETY: the tail and the free next block are adjacent; the
                 // merged block's next already has PREV_FREE.
                 unsafe {
-                    self.index.remove(n, next_free);
+                    self.index.remove::<MULTI>(n, next_free);
                     wr(b, need | USED | pf);
                     self.make_free(b + need, tail + next_free);
                 }
@@ -1075,7 +1228,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             // SAFETY: the next block is free and indexed; absorbing it keeps
             // the block inside the span.
             unsafe {
-                self.index.remove(n, next_free);
+                self.index.remove::<MULTI>(n, next_free);
                 if total - need >= MIN_BLOCK {
                     wr(b, need | USED | pf);
                     self.make_free(b + need, total - need);
@@ -1102,7 +1255,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// As for [`RegionHeap::reallocate`]; `align` is a power of two.
     #[cold]
     #[inline(never)]
-    unsafe fn reallocate_slow(
+    unsafe fn reallocate_slow<const MULTI: bool>(
         &mut self,
         ptr: NonNull<u8>,
         new_size: usize,
@@ -1110,7 +1263,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     ) -> Option<NonNull<u8>> {
         let (b, h) = self.diagnose(ptr.as_ptr()).ok()?;
         // SAFETY: `diagnose` validated the block.
-        unsafe { self.resize_or_move(b, h, new_size, align) }
+        unsafe { self.resize_or_move::<MULTI>(b, h, new_size, align) }
     }
 
     /// Reallocate the validated used block `b` (header `h`): in place if
@@ -1121,7 +1274,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// `b` must be a used block with header `h` that the pointer checks
     /// validated; `align` is a power of two.
     #[inline(always)]
-    unsafe fn resize_or_move(
+    unsafe fn resize_or_move<const MULTI: bool>(
         &mut self,
         b: usize,
         h: usize,
@@ -1130,12 +1283,12 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     ) -> Option<NonNull<u8>> {
         let p = b + WORD;
         // SAFETY: per the function contract.
-        if p & (align - 1) == 0 && unsafe { self.resize_block(b, h, new_size) } {
+        if p & (align - 1) == 0 && unsafe { self.resize_block::<MULTI>(b, h, new_size) } {
             // SAFETY: a payload address inside a region is not null.
             return Some(unsafe { NonNull::new_unchecked(p as *mut u8) });
         }
         // SAFETY: per the function contract.
-        unsafe { self.move_block(b, h, new_size, align) }
+        unsafe { self.move_block::<MULTI>(b, h, new_size, align) }
     }
 
     /// The moving half of a reallocation: allocate, copy, free. Out of
@@ -1145,7 +1298,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// # Safety
     /// As for [`resize_or_move`](Self::resize_or_move).
     #[inline(never)]
-    unsafe fn move_block(
+    unsafe fn move_block<const MULTI: bool>(
         &mut self,
         b: usize,
         h: usize,
@@ -1165,7 +1318,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             );
             self.counters.on_free(old);
             self.clear_live(b + WORD);
-            self.release(b, rd(b));
+            self.release::<MULTI>(b, rd(b));
         }
         Some(new)
     }
@@ -1176,7 +1329,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// # Safety
     /// `b` must be a used block that `lookup` validated.
     #[inline(always)]
-    unsafe fn release(&mut self, b: usize, h: usize) {
+    unsafe fn release<const MULTI: bool>(&mut self, b: usize, h: usize) {
         let mut start = b;
         let mut size = h & !FLAGS;
         // SAFETY: `b` is a validated used block, so `b + size` is the next
@@ -1188,9 +1341,9 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         unsafe {
             let n = b + size;
             let nh = rd(n);
-            let ns = self.next_free_size(b, n, nh);
+            let ns = self.next_free_size::<MULTI>(b, n, nh);
             if ns != 0 {
-                self.index.remove(n, ns);
+                self.index.remove::<MULTI>(n, ns);
                 size += ns;
             } else {
                 wr(n, nh | PREV_FREE);
@@ -1198,17 +1351,119 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             if h & PREV_FREE != 0 {
                 let ps = rd(b - WORD);
                 start = b - ps;
-                self.index.remove(start, ps);
+                self.index.remove::<MULTI>(start, ps);
                 size += ps;
             }
             self.make_free(start, size);
         }
     }
 
+    /// [`RegionHeap::allocate`] for a heap of one region (`!MULTI`) or
+    /// several.
+    #[inline(always)]
+    fn allocate_in<const MULTI: bool>(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        // `align` in 1..=16 and a power of two: the common case, one
+        // compare and one bit test.
+        if size <= FAST_MAX && align <= GRAN && (SMALL_ALIGNS >> align) & 1 != 0 {
+            let need = block_for(size);
+            // SAFETY: `need` is a multiple of GRAN, >= MIN_BLOCK, small.
+            if let Some(b) = unsafe { self.index.take_fast::<MULTI>(need) } {
+                // SAFETY: the index handed over a free block of at least
+                // `need` bytes; its previous block is used, its next has
+                // PREV_FREE set.
+                return Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b), need, 0) });
+            }
+            return self.allocate_fallback::<MULTI>(need);
+        }
+        if size <= FAST_MAX && align > GRAN && align & (align - 1) == 0 {
+            return self.allocate_aligned::<MULTI>(block_for(size), align);
+        }
+        self.allocate_slow::<MULTI>(size, align)
+    }
+
+    /// [`RegionHeap::deallocate`] for a heap of one region or several.
+    ///
+    /// # Safety
+    /// As for [`RegionHeap::deallocate`].
+    #[inline(always)]
+    unsafe fn deallocate_in<const MULTI: bool>(
+        &mut self,
+        ptr: NonNull<u8>,
+    ) -> Result<(), HeapError> {
+        let Some((b, h)) = self.lookup_fast(ptr.as_ptr()) else {
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.deallocate_slow::<MULTI>(ptr) };
+        };
+        self.counters.on_free((h & !FLAGS) - WORD);
+        let (w, m) = map_slot(self.fast_base, b + WORD);
+        // SAFETY: `lookup_fast` validated `b` as a used block of the hot
+        // span, whose live map starts at `fast_base`.
+        unsafe {
+            wr(w, rd(w) & !m);
+            self.release::<MULTI>(b, h);
+        }
+        Ok(())
+    }
+
+    /// [`RegionHeap::reallocate`] for a heap of one region or several: one
+    /// validation for the whole move, instead of one per step.
+    ///
+    /// # Safety
+    /// As for [`RegionHeap::reallocate`].
+    #[inline(always)]
+    unsafe fn reallocate_in<const MULTI: bool>(
+        &mut self,
+        ptr: NonNull<u8>,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        if align == 0 || align & (align - 1) != 0 {
+            return None;
+        }
+        let Some((b, h)) = self.lookup_fast(ptr.as_ptr()) else {
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.reallocate_slow::<MULTI>(ptr, new_size, align) };
+        };
+        // SAFETY: `lookup_fast` validated the block.
+        unsafe { self.resize_or_move::<MULTI>(b, h, new_size, align) }
+    }
+
+    /// The multi-region copies, out of line: a single-region heap never
+    /// runs them, and their out-of-line lookups cost its fast paths nothing.
+    #[inline(never)]
+    fn allocate_multi(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        self.allocate_in::<true>(size, align)
+    }
+
+    /// See [`allocate_multi`](Self::allocate_multi).
+    ///
+    /// # Safety
+    /// As for [`RegionHeap::deallocate`].
+    #[inline(never)]
+    unsafe fn deallocate_multi(&mut self, ptr: NonNull<u8>) -> Result<(), HeapError> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.deallocate_in::<true>(ptr) }
+    }
+
+    /// See [`allocate_multi`](Self::allocate_multi).
+    ///
+    /// # Safety
+    /// As for [`RegionHeap::reallocate`].
+    #[inline(never)]
+    unsafe fn reallocate_multi(
+        &mut self,
+        ptr: NonNull<u8>,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.reallocate_in::<true>(ptr, new_size, align) }
+    }
+
     #[cold]
     #[inline(never)]
     fn find_span(&self, addr: usize) -> Option<Span> {
-        self.regions.find(addr, GRAN)
+        self.env.span_of(addr)
     }
 
     fn spans(&self) -> impl Iterator<Item = Span> + '_ {
@@ -1387,9 +1642,9 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
         self.fast_base = span.start;
         self.fast_max = (span.len() - GRAN - MIN_BLOCK) >> GRAN_SHIFT;
         self.hot_len = span.len();
-        self.env_lo = self.env_lo.min(span.start);
-        self.env_hi = self.env_hi.max(span.end);
-        self.index.set_env(Env::new(self.env_lo, self.env_hi));
+        self.multi = self.regions.count() > 1;
+        self.env = self.env.with_span(span, self.regions.head_addr());
+        self.index.set_env(self.env);
         let b = span.start + map + LEAD;
         let sentinel = span.end - WORD;
         // SAFETY: the span is ours: the map is its first `map` bytes;
@@ -1405,40 +1660,20 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
 
     #[inline(always)]
     fn allocate(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        // `align` in 1..=16 and a power of two: the common case, one
-        // compare and one bit test.
-        if size <= FAST_MAX && align <= GRAN && (SMALL_ALIGNS >> align) & 1 != 0 {
-            let need = block_for(size);
-            // SAFETY: `need` is a multiple of GRAN, >= MIN_BLOCK, small.
-            if let Some(b) = unsafe { self.index.take_fast(need) } {
-                // SAFETY: the index handed over a free block of at least
-                // `need` bytes; its previous block is used, its next has
-                // PREV_FREE set.
-                return Some(unsafe { self.finish(b, self.taken_size(b), need, 0) });
-            }
-            return self.allocate_fallback(need);
+        if self.multi {
+            return self.allocate_multi(size, align);
         }
-        if size <= FAST_MAX && align > GRAN && align & (align - 1) == 0 {
-            return self.allocate_aligned(block_for(size), align);
-        }
-        self.allocate_slow(size, align)
+        self.allocate_in::<false>(size, align)
     }
 
     #[inline(always)]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>) -> Result<(), HeapError> {
-        let Some((b, h)) = self.lookup_fast(ptr.as_ptr()) else {
+        if self.multi {
             // SAFETY: forwarded from the caller.
-            return unsafe { self.deallocate_slow(ptr) };
-        };
-        self.counters.on_free((h & !FLAGS) - WORD);
-        let (w, m) = map_slot(self.fast_base, b + WORD);
-        // SAFETY: `lookup_fast` validated `b` as a used block of the hot
-        // span, whose live map starts at `fast_base`.
-        unsafe {
-            wr(w, rd(w) & !m);
-            self.release(b, h);
+            return unsafe { self.deallocate_multi(ptr) };
         }
-        Ok(())
+        // SAFETY: forwarded from the caller.
+        unsafe { self.deallocate_in::<false>(ptr) }
     }
 
     unsafe fn resize_in_place(&mut self, ptr: NonNull<u8>, new_size: usize) -> bool {
@@ -1446,7 +1681,13 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
             return false;
         };
         // SAFETY: `lookup` validated the block.
-        unsafe { self.resize_block(b, h, new_size) }
+        unsafe {
+            if self.multi {
+                self.resize_block::<true>(b, h, new_size)
+            } else {
+                self.resize_block::<false>(b, h, new_size)
+            }
+        }
     }
 
     /// One validation for the whole move, instead of one per step.
@@ -1457,15 +1698,12 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
         new_size: usize,
         align: usize,
     ) -> Option<NonNull<u8>> {
-        if align == 0 || align & (align - 1) != 0 {
-            return None;
-        }
-        let Some((b, h)) = self.lookup_fast(ptr.as_ptr()) else {
+        if self.multi {
             // SAFETY: forwarded from the caller.
-            return unsafe { self.reallocate_slow(ptr, new_size, align) };
-        };
-        // SAFETY: `lookup_fast` validated the block.
-        unsafe { self.resize_or_move(b, h, new_size, align) }
+            return unsafe { self.reallocate_multi(ptr, new_size, align) };
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.reallocate_in::<false>(ptr, new_size, align) }
     }
 
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, HeapError> {

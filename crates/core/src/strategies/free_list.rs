@@ -103,7 +103,12 @@ impl FitIndex {
     ///
     /// # Safety
     /// `from` must be 0 or on the list.
-    unsafe fn first_from(&self, from: usize, to: usize, size: usize) -> Option<usize> {
+    unsafe fn first_from<const MULTI: bool>(
+        &self,
+        from: usize,
+        to: usize,
+        size: usize,
+    ) -> Option<usize> {
         let mut b = from;
         while b != 0 && b != to {
             // SAFETY: `b` is on the list, so it is a free block.
@@ -111,7 +116,7 @@ impl FitIndex {
                 if size_of_block(b) >= size {
                     return Some(b);
                 }
-                b = list::next_checked(b, self.env);
+                b = list::next_checked::<MULTI>(b, &self.env);
             }
         }
         None
@@ -121,7 +126,7 @@ impl FitIndex {
     ///
     /// # Safety
     /// The list must be consistent.
-    unsafe fn scan(&self, size: usize, best: bool) -> Option<usize> {
+    unsafe fn scan<const MULTI: bool>(&self, size: usize, best: bool) -> Option<usize> {
         let mut found = 0;
         let mut found_size = 0;
         let mut b = self.head[0];
@@ -139,7 +144,7 @@ impl FitIndex {
                 }
             }
             // SAFETY: as above.
-            b = unsafe { list::next_checked(b, self.env) };
+            b = unsafe { list::next_checked::<MULTI>(b, &self.env) };
         }
         (found != 0).then_some(found)
     }
@@ -161,31 +166,31 @@ impl FreeIndex for FitIndex {
     }
 
     #[inline]
-    unsafe fn remove(&mut self, b: usize, _size: usize) {
+    unsafe fn remove<const MULTI: bool>(&mut self, b: usize, _size: usize) {
         if self.rover == b {
             // SAFETY: `b` is on the list.
-            self.rover = unsafe { list::next_checked(b, self.env) };
+            self.rover = unsafe { list::next_checked::<MULTI>(b, &self.env) };
         }
         // SAFETY: `b` is on the list (caller's contract).
-        unsafe { list::unlink(&mut self.head, b, self.env) };
+        unsafe { list::unlink::<MULTI>(&mut self.head, b, &self.env) };
     }
 
-    unsafe fn take(&mut self, size: usize) -> Option<usize> {
+    unsafe fn take<const MULTI: bool>(&mut self, size: usize) -> Option<usize> {
         // SAFETY: the list and the rover are consistent (module invariants).
         let b = unsafe {
             match self.policy {
-                FitPolicy::First => self.first_from(self.head[0], 0, size),
+                FitPolicy::First => self.first_from::<MULTI>(self.head[0], 0, size),
                 FitPolicy::Next => {
                     let start = if self.rover != 0 {
                         self.rover
                     } else {
                         self.head[0]
                     };
-                    self.first_from(start, 0, size)
-                        .or_else(|| self.first_from(self.head[0], start, size))
+                    self.first_from::<MULTI>(start, 0, size)
+                        .or_else(|| self.first_from::<MULTI>(self.head[0], start, size))
                 }
-                FitPolicy::Best => self.scan(size, true),
-                FitPolicy::Worst => self.scan(size, false),
+                FitPolicy::Best => self.scan::<MULTI>(size, true),
+                FitPolicy::Worst => self.scan::<MULTI>(size, false),
             }
         }?;
         if self.policy == FitPolicy::Next {
@@ -193,7 +198,7 @@ impl FreeIndex for FitIndex {
             self.rover = b;
         }
         // SAFETY: `b` is on the list.
-        unsafe { self.remove(b, 0) };
+        unsafe { self.remove::<MULTI>(b, 0) };
         Some(b)
     }
 

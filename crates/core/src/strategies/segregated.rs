@@ -92,14 +92,14 @@ impl FreeIndex for SegIndex {
     }
 
     #[inline]
-    unsafe fn remove(&mut self, b: usize, _size: usize) {
+    unsafe fn remove<const MULTI: bool>(&mut self, b: usize, _size: usize) {
         // SAFETY: `b` is on one of the lists (caller's contract).
-        if let Some(c) = unsafe { list::unlink(&mut self.heads, b, self.env) } {
+        if let Some(c) = unsafe { list::unlink::<MULTI>(&mut self.heads, b, &self.env) } {
             self.bitmap &= !(1 << c);
         }
     }
 
-    unsafe fn take(&mut self, size: usize) -> Option<usize> {
+    unsafe fn take<const MULTI: bool>(&mut self, size: usize) -> Option<usize> {
         let c = Self::class(size);
         // First fit within the request's own class.
         let mut b = self.heads[c];
@@ -107,11 +107,11 @@ impl FreeIndex for SegIndex {
             // SAFETY: `b` is on list `c`, so it is a free block.
             if unsafe { size_of_block(b) } >= size {
                 // SAFETY: as above.
-                unsafe { self.remove(b, size) };
+                unsafe { self.remove::<MULTI>(b, size) };
                 return Some(b);
             }
             // SAFETY: as above.
-            b = unsafe { list::next_checked(b, self.env) };
+            b = unsafe { list::next_checked::<MULTI>(b, &self.env) };
         }
         // Any block of a higher class fits. `size < 2^63`, so `c + 1 < BITS`.
         let higher = self.bitmap & (usize::MAX << (c + 1));
@@ -120,7 +120,7 @@ impl FreeIndex for SegIndex {
         }
         let c = higher.trailing_zeros() as usize;
         // SAFETY: the bitmap says list `c` is non-empty.
-        let (b, empty) = unsafe { list::pop(&mut self.heads, c, self.env) };
+        let (b, empty) = unsafe { list::pop::<MULTI>(&mut self.heads, c, &self.env) };
         if empty {
             self.bitmap &= !(1 << c);
         }

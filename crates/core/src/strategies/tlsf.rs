@@ -269,9 +269,9 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
     /// # Safety
     /// The list must be non-empty.
     #[inline(always)]
-    unsafe fn pop(&mut self, i: usize) -> usize {
+    unsafe fn pop<const MULTI: bool>(&mut self, i: usize) -> usize {
         // SAFETY: per the function contract.
-        let (b, empty) = unsafe { list::pop(self.heads.as_flattened_mut(), i, self.env) };
+        let (b, empty) = unsafe { list::pop::<MULTI>(self.heads.as_flattened_mut(), i, &self.env) };
         if empty {
             // SAFETY: as above.
             unsafe { self.clear_bit(i) };
@@ -297,13 +297,13 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
     /// The rounded search failed: try the head of `size`'s own list.
     #[cold]
     #[inline(never)]
-    unsafe fn take_exact_head(&mut self, size: usize) -> Option<usize> {
+    unsafe fn take_exact_head<const MULTI: bool>(&mut self, size: usize) -> Option<usize> {
         let i = Self::insert_index(size);
         let h = self.heads.as_flattened()[i];
         // SAFETY: a non-zero head is a free block of the heap.
         if h != 0 && unsafe { size_of_block(h) } >= size {
             // SAFETY: the list is non-empty.
-            return Some(unsafe { self.pop(i) });
+            return Some(unsafe { self.pop::<MULTI>(i) });
         }
         None
     }
@@ -338,34 +338,34 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
     }
 
     #[inline(always)]
-    unsafe fn remove(&mut self, b: usize, _size: usize) {
+    unsafe fn remove<const MULTI: bool>(&mut self, b: usize, _size: usize) {
         // The block's list tag, not its size, says which list it is on: no
         // mapping needed.
         // SAFETY: `b` is on one of the lists (caller's contract); an
         // emptied list index is below FL * SL.
         unsafe {
-            if let Some(i) = list::unlink(self.heads.as_flattened_mut(), b, self.env) {
+            if let Some(i) = list::unlink::<MULTI>(self.heads.as_flattened_mut(), b, &self.env) {
                 self.clear_bit(i);
             }
         }
     }
 
     #[inline(always)]
-    unsafe fn take(&mut self, size: usize) -> Option<usize> {
+    unsafe fn take<const MULTI: bool>(&mut self, size: usize) -> Option<usize> {
         // SAFETY: forwarded.
-        if let Some(b) = unsafe { self.take_fast(size) } {
+        if let Some(b) = unsafe { self.take_fast::<MULTI>(size) } {
             return Some(b);
         }
         // SAFETY: forwarded.
-        unsafe { self.take_exact_head(size) }
+        unsafe { self.take_exact_head::<MULTI>(size) }
     }
 
     /// The rounded-up search alone (the exact-head fallback is `take`'s).
     #[inline(always)]
-    unsafe fn take_fast(&mut self, size: usize) -> Option<usize> {
+    unsafe fn take_fast<const MULTI: bool>(&mut self, size: usize) -> Option<usize> {
         let i = self.find_suitable(Self::search_index(size)?)?;
         // SAFETY: the bitmaps say the list is non-empty.
-        Some(unsafe { self.pop(i) })
+        Some(unsafe { self.pop::<MULTI>(i) })
     }
 
     fn check(

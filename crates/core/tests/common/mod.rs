@@ -36,6 +36,11 @@ impl Arena {
         self.region(0, self.layout.size())
     }
 
+    /// The arena's first byte (64 KiB-aligned).
+    pub fn base(&self) -> usize {
+        self.ptr as usize
+    }
+
     pub fn contains(&self, p: usize) -> bool {
         p >= self.ptr as usize && p < self.ptr as usize + self.layout.size()
     }
