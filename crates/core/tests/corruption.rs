@@ -7,6 +7,7 @@
 mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
 
 use common::{heap_over, Arena};
 use stratalloc_core::{FitPolicy, FreeList, HeapErrorKind, RegionHeap, Segregated, Tlsf};
@@ -51,6 +52,31 @@ fn add(h: &mut dyn RegionHeap, arena: &Arena, offset: usize) {
     unsafe { h.add_region(arena.region(offset, 256 * KIB)) }.expect("add_region");
 }
 
+/// Free two 64-byte blocks `a` and `p` kept apart by used ones (so they do
+/// not merge); `p`, freed last, heads its list or follows `a`. Returns
+/// `p`, whose first words are now its links.
+fn two_free_blocks(h: &mut dyn RegionHeap) -> NonNull<u8> {
+    let a = h.allocate(64, 16).unwrap();
+    let _g1 = h.allocate(64, 16).unwrap();
+    let p = h.allocate(64, 16).unwrap();
+    let _g2 = h.allocate(64, 16).unwrap();
+    // SAFETY: `a` and `p` are live blocks of `h`.
+    unsafe {
+        h.deallocate(a).unwrap();
+        h.deallocate(p).unwrap();
+    }
+    p
+}
+
+/// Allocate until a damaged link is followed (it must be reported).
+fn allocate_a_few(name: &str, h: &mut dyn RegionHeap, p: NonNull<u8>) {
+    expect_report(name, p.as_ptr() as usize, "links", || {
+        for _ in 0..3 {
+            let _ = h.allocate(64, 16);
+        }
+    });
+}
+
 /// Run `f`, which must panic with a message naming `addr` and containing
 /// `what`.
 fn expect_report(name: &str, addr: usize, what: &str, f: impl FnOnce()) {
@@ -69,25 +95,12 @@ fn a_write_after_free_over_the_links_is_reported() {
         for garbage in [0x4141_4141_4141_4141_usize, 0x1000, usize::MAX] {
             let arena = Arena::new(1 << 20);
             let mut h = make(&arena);
-            // Used blocks between them keep `a` and `p` from merging.
-            let a = h.allocate(64, 16).unwrap();
-            let _g1 = h.allocate(64, 16).unwrap();
-            let p = h.allocate(64, 16).unwrap();
-            let _g2 = h.allocate(64, 16).unwrap();
-            // SAFETY: `a` and `p` are live blocks of `h`.
-            unsafe {
-                h.deallocate(a).unwrap();
-                h.deallocate(p).unwrap();
-            }
+            let p = two_free_blocks(&mut *h);
             // The bug under test: `p` is free (and on a list after `a`, or
             // heading it), its first words are its links.
             // SAFETY: the arena is ours and outlives the heap.
             unsafe { (p.as_ptr() as *mut [usize; 2]).write([garbage, garbage]) };
-            expect_report(name, p.as_ptr() as usize, "links", || {
-                for _ in 0..3 {
-                    let _ = h.allocate(64, 16);
-                }
-            });
+            allocate_a_few(name, &mut *h, p);
         }
     }
 }
@@ -125,15 +138,7 @@ fn a_link_into_a_gap_between_regions_is_reported() {
         let mut h = make();
         add(&mut *h, &arena, 0);
         add(&mut *h, &arena, 512 * KIB);
-        let a = h.allocate(64, 16).unwrap();
-        let _g1 = h.allocate(64, 16).unwrap();
-        let p = h.allocate(64, 16).unwrap();
-        let _g2 = h.allocate(64, 16).unwrap();
-        // SAFETY: `a` and `p` are live blocks of `h`.
-        unsafe {
-            h.deallocate(a).unwrap();
-            h.deallocate(p).unwrap();
-        }
+        let p = two_free_blocks(&mut *h);
         // A header slot (8 past a 16-byte granule) in the middle of the gap.
         let fake = arena.base() + 384 * KIB + 8;
         let hdr = p.as_ptr() as usize - WORD;
@@ -143,11 +148,7 @@ fn a_link_into_a_gap_between_regions_is_reported() {
             (p.as_ptr() as *mut usize).write(fake);
             ((fake + 2 * WORD) as *mut usize).write(hdr);
         }
-        expect_report(name, p.as_ptr() as usize, "links", || {
-            for _ in 0..3 {
-                let _ = h.allocate(64, 16);
-            }
-        });
+        allocate_a_few(name, &mut *h, p);
     }
 }
 
