@@ -989,10 +989,40 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// which repeats the checks in full and names the problem.
     #[inline(always)]
     fn lookup(&self, ptr: *const u8) -> Result<(usize, usize), HeapError> {
-        match self.lookup_fast(ptr) {
-            Some(found) => Ok(found),
-            None => self.diagnose(ptr),
+        if let Some(found) = self.lookup_fast(ptr) {
+            return Ok(found);
         }
+        if self.multi {
+            if let Some((b, h, _)) = self.lookup_other(ptr) {
+                return Ok((b, h));
+            }
+        }
+        self.diagnose(ptr)
+    }
+
+    /// [`lookup_fast`](Self::lookup_fast) for a heap of several regions,
+    /// whichever region `ptr` lies in: the region's span from [`Env`]'s
+    /// table, then the same checks against it. Also returns the span's
+    /// start, where its live map lies. `None`: ask
+    /// [`diagnose`](Self::diagnose).
+    #[inline(never)]
+    fn lookup_other(&self, ptr: *const u8) -> Option<(usize, usize, usize)> {
+        let p = ptr as usize;
+        let span = self.env.span_of(p)?;
+        if span.len() < GRAN + MIN_BLOCK {
+            return None;
+        }
+        let max = (span.len() - GRAN - MIN_BLOCK) >> GRAN_SHIFT;
+        let off = p - span.start;
+        // As in `lookup_fast`, with this span's `fast_max`.
+        let r = off.wrapping_sub(GRAN).rotate_right(GRAN_SHIFT);
+        if r > max {
+            return None;
+        }
+        // SAFETY: `p` is a payload slot of the span `[span.start,
+        // span.end)` (the test above), one of the heap's.
+        let (b, h) = unsafe { Self::validate(span.start, p, off, max - r) }?;
+        Some((b, h, span.start))
     }
 
     /// The fast stage of [`lookup`](Self::lookup) alone: `None` means
@@ -1390,14 +1420,19 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         &mut self,
         ptr: NonNull<u8>,
     ) -> Result<(), HeapError> {
-        let Some((b, h)) = self.lookup_fast(ptr.as_ptr()) else {
+        let found = match self.lookup_fast(ptr.as_ptr()) {
+            Some((b, h)) => Some((b, h, self.fast_base)),
+            None if MULTI => self.lookup_other(ptr.as_ptr()),
+            None => None,
+        };
+        let Some((b, h, base)) = found else {
             // SAFETY: forwarded from the caller.
             return unsafe { self.deallocate_slow::<MULTI>(ptr) };
         };
         self.counters.on_free((h & !FLAGS) - WORD);
-        let (w, m) = map_slot(self.fast_base, b + WORD);
-        // SAFETY: `lookup_fast` validated `b` as a used block of the hot
-        // span, whose live map starts at `fast_base`.
+        let (w, m) = map_slot(base, b + WORD);
+        // SAFETY: `lookup_fast` / `lookup_other` validated `b` as a used
+        // block of the span whose live map starts at `base`.
         unsafe {
             wr(w, rd(w) & !m);
             self.release::<MULTI>(b, h);
@@ -1420,7 +1455,12 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         if align == 0 || align & (align - 1) != 0 {
             return None;
         }
-        let Some((b, h)) = self.lookup_fast(ptr.as_ptr()) else {
+        let found = match self.lookup_fast(ptr.as_ptr()) {
+            Some(found) => Some(found),
+            None if MULTI => self.lookup_other(ptr.as_ptr()).map(|(b, h, _)| (b, h)),
+            None => None,
+        };
+        let Some((b, h)) = found else {
             // SAFETY: forwarded from the caller.
             return unsafe { self.reallocate_slow::<MULTI>(ptr, new_size, align) };
         };
