@@ -540,11 +540,17 @@ impl Env {
     /// more than [`ENV_SPANS`] regions) the region list.
     #[inline(always)]
     fn span_of(&self, addr: usize) -> Option<Span> {
-        let inline = self.count.min(ENV_SPANS);
-        for &(start, end) in &self.spans[..inline] {
-            if addr.wrapping_sub(start) < end - start {
-                return Some(Span { start, end });
-            }
+        // Every inline span is tested and the hit kept without a branch:
+        // which region an address falls in is data a predictor guesses
+        // badly, while the trip count is fixed for the heap.
+        let (mut start, mut end) = (0, 0);
+        for &(s, e) in &self.spans[..self.count.min(ENV_SPANS)] {
+            let m = ((addr.wrapping_sub(s) < e - s) as usize).wrapping_neg();
+            start = (s & m) | (start & !m);
+            end = (e & m) | (end & !m);
+        }
+        if end != 0 {
+            return Some(Span { start, end });
         }
         if self.count <= ENV_SPANS {
             return None;
