@@ -2,7 +2,8 @@
 //! reports at exit, on `malloc_stats()`, or whenever [`snapshot`] is called.
 //!
 //! What it keeps, per process (`Relaxed` atomics, no lock), fed by a small
-//! per-thread batch (plain `Cell`s in thread-local storage) that is added to
+//! per-thread batch (plain `Cell`s in a block from a pool of mapped memory,
+//! found through a pointer in thread-local storage) that is added to
 //! the atomics every 64 operations, when a snapshot or report is taken on
 //! that thread, and at exit:
 //!
@@ -170,8 +171,10 @@ struct Batch {
     dirty: Cell<u128>,
 }
 
-thread_local! {
-    static BATCH: Batch = const {
+impl Batch {
+    /// A batch with nothing in it and no owner (all zero bits, like the
+    /// pool's freshly mapped memory).
+    const fn empty() -> Batch {
         Batch {
             owner: Cell::new(core::ptr::null()),
             ops: Cell::new(0),
@@ -190,7 +193,111 @@ thread_local! {
             cls_total: [const { Cell::new(0) }; CLASS_SLOTS],
             dirty: Cell::new(0),
         }
+    }
+}
+
+thread_local! {
+    /// The calling thread's batch, taken from [`pool`] on first use (null
+    /// before). Only a pointer lives in TLS: the library is `STATIC_TLS`
+    /// (the engine's heap slot is initial-exec), so its whole TLS segment
+    /// comes out of the few hundred bytes glibc keeps for `dlopen`ed
+    /// libraries, and a 368-byte batch there left little room.
+    static BATCH: Cell<*const Batch> = const { Cell::new(core::ptr::null()) };
+}
+
+/// Batches in mapped memory, handed to threads and given back when they
+/// exit, under a spin lock (held for a few instructions; the wrapper's
+/// fork handlers hold it across `fork`). Never unmapped.
+mod pool {
+    use super::Batch;
+    use core::cell::UnsafeCell;
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    /// Bytes mapped at a time.
+    const CHUNK: usize = 64 * 1024;
+
+    struct Pool {
+        lock: AtomicBool,
+        /// Free batches, linked through their `owner` field.
+        free: UnsafeCell<*const Batch>,
+    }
+    // SAFETY: `free` is only touched with `lock` held.
+    unsafe impl Sync for Pool {}
+
+    static POOL: Pool = Pool {
+        lock: AtomicBool::new(false),
+        free: UnsafeCell::new(core::ptr::null()),
     };
+
+    /// Take the pool's lock (also for `fork`).
+    pub fn lock() {
+        while POOL
+            .lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Release the pool's lock.
+    pub fn unlock() {
+        POOL.lock.store(false, Ordering::Release);
+    }
+
+    /// Pop a free batch (empty, no owner); null if there is none.
+    fn pop() -> *const Batch {
+        lock();
+        // SAFETY: the lock is held; listed batches are pooled memory.
+        let b = unsafe { *POOL.free.get() };
+        if !b.is_null() {
+            // SAFETY: as above; a pooled batch links through `owner`.
+            unsafe { *POOL.free.get() = (*b).owner.get().cast() };
+            // SAFETY: as above.
+            unsafe { (*b).owner.set(core::ptr::null()) };
+        }
+        unlock();
+        b
+    }
+
+    /// An empty batch for the calling thread; null when the OS has no
+    /// memory.
+    #[cold]
+    pub fn take() -> *const Batch {
+        let b = pop();
+        if !b.is_null() {
+            return b;
+        }
+        let chunk = crate::os::map(CHUNK);
+        if chunk.is_null() {
+            return core::ptr::null();
+        }
+        let size = core::mem::size_of::<Batch>();
+        const _: () = assert!(core::mem::align_of::<Batch>() <= 4096);
+        // Fresh mappings are zero, which is an empty batch.
+        for i in 1..CHUNK / size {
+            // SAFETY: slot `i` lies in the fresh chunk (a page-aligned start
+            // and `size`, a multiple of the batch's alignment, apart).
+            unsafe { give(chunk.add(i * size).cast()) };
+        }
+        chunk.cast()
+    }
+
+    /// Give back a batch no thread uses any more (its figures flushed).
+    ///
+    /// # Safety
+    /// `b` came from [`take`] and nobody refers to it any more.
+    pub unsafe fn give(b: *const Batch) {
+        // SAFETY: the caller gives `b` up; empty it for its next thread.
+        unsafe { b.cast_mut().write(Batch::empty()) };
+        lock();
+        // SAFETY: the lock is held.
+        unsafe {
+            (*b).owner.set((*POOL.free.get()).cast());
+            *POOL.free.get() = b;
+        }
+        unlock();
+    }
 }
 
 /// A pthread key whose destructor flushes an exiting thread's batch (its
@@ -205,6 +312,14 @@ unsafe extern "C" fn flush_at_thread_exit(arg: *mut libc::c_void) {
     // SAFETY: the value set in `note_thread` is a `Counters` that lives for
     // the rest of the process (see `Stats::new`).
     unsafe { (*(arg as *const Counters)).flush_current_thread() };
+    // The thread is leaving: its batch goes back to the pool. (Should a
+    // later destructor allocate, it takes another and sets the key again.)
+    let b = BATCH.with(|slot| slot.replace(core::ptr::null()));
+    if !b.is_null() {
+        // SAFETY: `b` was this thread's, now flushed; the slot no longer
+        // refers to it.
+        unsafe { pool::give(b) };
+    }
 }
 
 /// Arrange for this thread's batch of `c` to be flushed when it exits.
@@ -266,24 +381,37 @@ impl Counters {
     /// flush the batch if it is full.
     #[inline]
     fn batch(&self, f: impl FnOnce(&Batch)) {
-        BATCH.with(|b| {
-            let me = self as *const Counters;
-            let owner = b.owner.get();
-            if owner != me {
-                if !owner.is_null() {
-                    // SAFETY: every `Counters` that ever owned a batch lives
-                    // for the rest of the process (see `Stats::new`).
-                    unsafe { (*owner).flush(b) };
-                }
-                b.owner.set(me);
-                note_thread(me);
+        let mut p = BATCH.with(Cell::get);
+        if p.is_null() {
+            p = pool::take();
+            if p.is_null() {
+                // No memory for a batch: count through one on the stack.
+                let b = Batch::empty();
+                f(&b);
+                self.flush(&b);
+                return;
             }
-            f(b);
-            b.ops.set(b.ops.get() + 1);
-            if b.ops.get() >= BATCH_OPS {
-                self.flush(b);
+            BATCH.with(|slot| slot.set(p));
+        }
+        // SAFETY: the thread's own batch, pooled memory that is never
+        // unmapped and given back only when this thread exits.
+        let b = unsafe { &*p };
+        let me = self as *const Counters;
+        let owner = b.owner.get();
+        if owner != me {
+            if !owner.is_null() {
+                // SAFETY: every `Counters` that ever owned a batch lives
+                // for the rest of the process (see `Stats::new`).
+                unsafe { (*owner).flush(b) };
             }
-        })
+            b.owner.set(me);
+            note_thread(me);
+        }
+        f(b);
+        b.ops.set(b.ops.get() + 1);
+        if b.ops.get() >= BATCH_OPS {
+            self.flush(b);
+        }
     }
 
     /// Add batch `b` (which must belong to `self`) to the atomics.
@@ -400,11 +528,13 @@ impl Counters {
 
     /// Flush the calling thread's batch, if it holds figures of `self`.
     pub fn flush_current_thread(&self) {
-        BATCH.with(|b| {
+        let p = BATCH.with(Cell::get);
+        // SAFETY: the thread's own batch (see `batch`), if it has one.
+        if let Some(b) = unsafe { p.as_ref() } {
             if core::ptr::eq(b.owner.get(), self) {
                 self.flush(b);
             }
-        })
+        }
     }
 
     /// Copy the figures (after flushing the calling thread's batch).
@@ -666,13 +796,16 @@ unsafe impl Backend for Stats {
         self.inner.trim()
     }
     fn fork_prepare(&self) {
+        pool::lock();
         self.inner.fork_prepare()
     }
     fn fork_parent(&self) {
-        self.inner.fork_parent()
+        self.inner.fork_parent();
+        pool::unlock();
     }
     fn fork_child(&self) {
-        self.inner.fork_child()
+        self.inner.fork_child();
+        pool::unlock();
     }
     fn stats(&self) -> BackendStats {
         self.inner.stats()
@@ -754,6 +887,50 @@ mod tests {
         assert_eq!(snap.allocs, 40);
         assert_eq!(snap.frees, 40);
         assert_eq!(snap.in_use, 0);
+    }
+
+    /// Every batch the pool hands out is empty and no other thread's, also
+    /// across a second chunk, and batches given back come out empty again.
+    #[test]
+    fn pool_batches_are_distinct_and_empty() {
+        let empty = |b: *const Batch| {
+            // SAFETY: a batch from the pool, ours until given back.
+            let b = unsafe { &*b };
+            b.owner.get().is_null()
+                && b.ops.get() == 0
+                && b.allocs.get() == 0
+                && b.delta.get() == 0
+                && b.dirty.get() == 0
+                && b.cls_live.iter().all(|c| c.get() == 0)
+        };
+        // More than one 64 KiB chunk holds.
+        let n = 2 * 64 * 1024 / core::mem::size_of::<Batch>() + 1;
+        let taken: Vec<*const Batch> = (0..n).map(|_| pool::take()).collect();
+        let mut sorted = taken.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), n, "a batch was handed out twice");
+        for &b in &taken {
+            assert!(!b.is_null() && empty(b));
+            // Dirty it the way a thread would before giving it back.
+            // SAFETY: as above.
+            unsafe {
+                (*b).allocs.set(3);
+                (*b).ops.set(3);
+                (*b).cls_live[5].set(-2);
+                (*b).owner.set(core::ptr::dangling());
+            }
+        }
+        for &b in &taken {
+            // SAFETY: taken above, no longer used.
+            unsafe { pool::give(b) };
+        }
+        let again: Vec<*const Batch> = (0..n).map(|_| pool::take()).collect();
+        assert!(again.iter().all(|&b| !b.is_null() && empty(b)));
+        for b in again {
+            // SAFETY: as above.
+            unsafe { pool::give(b) };
+        }
     }
 
     #[test]
