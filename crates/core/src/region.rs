@@ -321,7 +321,8 @@ impl RegionList {
 
     /// The span containing `addr`, if any.
     pub fn find(&self, addr: usize, align: usize) -> Option<Span> {
-        self.spans(align).find(|s| s.contains(addr))
+        // SAFETY: this list's own head.
+        unsafe { Self::find_from(self.head_addr(), addr, align) }
     }
 
     /// `true` if `addr` lies in some region's managed span.

@@ -249,7 +249,7 @@ pub(crate) mod list {
             let n = next(b);
             if n != 0 && !(env.holds(n) && prev(n) == b) {
                 if MULTI {
-                    next_elsewhere(b, n, env);
+                    linked_elsewhere(b, n, env, prev);
                 } else {
                     damaged(b);
                 }
@@ -258,31 +258,18 @@ pub(crate) mod list {
         }
     }
 
-    /// The cold half of a `next` link check: `b`'s `next` link `n` failed
-    /// the test against the hot span; it is still good if `n` is a header
-    /// slot in another region of a multi-region heap (see [`Env`]) whose
-    /// `prev` points back at `b`. Anything else is damage,
-    /// reported.
+    /// The multi-region half of a link check: `b`'s link `l` failed the
+    /// test against the hot span; it is still good if `l` is a header slot
+    /// in another region (see [`Env`]) whose opposite link (read by
+    /// `back`: `prev` for a `next` link, `next` for a `prev` link) points
+    /// back at `b`. Anything else is damage, reported.
     ///
     /// # Safety
     /// `b` must be a free block.
     #[inline(always)]
-    unsafe fn next_elsewhere(b: usize, n: usize, env: &Env) {
-        // SAFETY: `n` is read only once it is known to lie in a region.
-        if !(env.holds_anywhere(n) && unsafe { prev(n) } == b) {
-            damaged(b);
-        }
-    }
-
-    /// [`next_elsewhere`] for `b`'s `prev` link `p`, whose `next` must
-    /// point back at `b`.
-    ///
-    /// # Safety
-    /// `b` must be a free block.
-    #[inline(always)]
-    unsafe fn prev_elsewhere(b: usize, p: usize, env: &Env) {
-        // SAFETY: `p` is read only once it is known to lie in a region.
-        if !(env.holds_anywhere(p) && unsafe { next(p) } == b) {
+    unsafe fn linked_elsewhere(b: usize, l: usize, env: &Env, back: unsafe fn(usize) -> usize) {
+        // SAFETY: `l` is read only once it is known to lie in a region.
+        if !(env.holds_anywhere(l) && unsafe { back(l) } == b) {
             damaged(b);
         }
     }
@@ -371,7 +358,7 @@ pub(crate) mod list {
             } else {
                 if !(env.holds(p) && next(p) == b) {
                     if MULTI {
-                        prev_elsewhere(b, p, env);
+                        linked_elsewhere(b, p, env, next);
                     } else {
                         damaged(b);
                     }
@@ -485,9 +472,8 @@ pub struct Env {
     /// Highest offset from `lo` at which a block header (with its two link
     /// words) still fits below the hot span's end.
     room: usize,
-    /// With more than one region: the newest region's header (the head of
-    /// the heap's region list, which lives in region memory and so stays
-    /// put when the heap moves); 0 with one region.
+    /// The newest region's header: the head of the heap's region list,
+    /// which lives in region memory and so stays put when the heap moves.
     regions: usize,
     /// Regions in the heap.
     count: usize,
@@ -512,7 +498,7 @@ impl Env {
         self.lo = hot.start;
         self.room = hot.len() - MIN_BLOCK;
         self.count += 1;
-        self.regions = if self.count > 1 { head } else { 0 };
+        self.regions = head;
         self.spans.copy_within(0..ENV_SPANS - 1, 1);
         self.spans[0] = (hot.start, hot.end);
         self
@@ -1013,21 +999,11 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// [`diagnose`](Self::diagnose).
     #[inline(never)]
     fn lookup_other(&self, ptr: *const u8) -> Option<(usize, usize, usize)> {
-        let p = ptr as usize;
-        let span = self.env.span_of(p)?;
-        if span.len() < GRAN + MIN_BLOCK {
-            return None;
-        }
+        let span = self.env.span_of(ptr as usize)?;
+        // `add_region` takes no span shorter than GRAN + MIN_BLOCK.
         let max = (span.len() - GRAN - MIN_BLOCK) >> GRAN_SHIFT;
-        let off = p - span.start;
-        // As in `lookup_fast`, with this span's `fast_max`.
-        let r = off.wrapping_sub(GRAN).rotate_right(GRAN_SHIFT);
-        if r > max {
-            return None;
-        }
-        // SAFETY: `p` is a payload slot of the span `[span.start,
-        // span.end)` (the test above), one of the heap's.
-        let (b, h) = unsafe { Self::validate(span.start, p, off, max - r) }?;
+        // SAFETY: `span` is one of the heap's, `max` its `fast_max`.
+        let (b, h) = unsafe { Self::lookup_in(span.start, max, ptr as usize) }?;
         Some((b, h, span.start))
     }
 
@@ -1037,22 +1013,33 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     #[inline(always)]
     fn lookup_fast(&self, ptr: *const u8) -> Option<(usize, usize)> {
         let p = ptr as usize;
-        let off = p.wrapping_sub(self.fast_base);
+        // SAFETY: with no region the test accepts only `p == 0`, which
+        // no caller passes (every caller has a `NonNull`).
+        unsafe { Self::lookup_in(self.fast_base, self.fast_max, p) }
+    }
+
+    /// [`lookup_fast`](Self::lookup_fast)'s test and checks for `p` against
+    /// the span starting at `base` whose `fast_max` (see `fast_base`) is
+    /// `max`.
+    ///
+    /// # Safety
+    /// `base` and `max` describe one of the heap's spans.
+    #[inline(always)]
+    unsafe fn lookup_in(base: usize, max: usize, p: usize) -> Option<(usize, usize)> {
+        let off = p.wrapping_sub(base);
         // A payload is 16-aligned, at least 16 bytes into the span (the
         // first block's payload) and at most `len - MIN_BLOCK` (the last
         // possible block ends at the sentinel): one compare for the three
         // (see `fast_base`).
         let r = off.wrapping_sub(GRAN).rotate_right(GRAN_SHIFT);
-        if r <= self.fast_max {
-            // `r = (off - GRAN) / GRAN` now, so `fast_max - r` is
-            // `(len - off - MIN_BLOCK) / GRAN`: how far a block at `p` may
-            // exceed MIN_BLOCK, in granules, and still end at the sentinel.
-            // SAFETY: `p` is non-null (every caller passes a `NonNull`), so
-            // a heap with a region is the only way here, and `p` is a
-            // payload slot of its hot span `[fast_base, hot.end)`.
-            return unsafe { Self::validate(self.fast_base, p, off, self.fast_max - r) };
+        if r > max {
+            return None;
         }
-        None
+        // `r = (off - GRAN) / GRAN` now, so `max - r` is `(len - off -
+        // MIN_BLOCK) / GRAN`: how far a block at `p` may exceed MIN_BLOCK,
+        // in granules, and still end at the sentinel.
+        // SAFETY: `p` is a payload slot of the span (the test above).
+        unsafe { Self::validate(base, p, off, max - r) }
     }
 
     /// [`RegionHeap::deallocate`] for a pointer the fast stage did not
@@ -1470,7 +1457,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             // SAFETY: forwarded from the caller.
             return unsafe { self.reallocate_slow::<MULTI>(ptr, new_size, align) };
         };
-        // SAFETY: `lookup_fast` validated the block.
+        // SAFETY: `lookup_fast` / `lookup_other` validated the block.
         unsafe { self.resize_or_move::<MULTI>(b, h, new_size, align) }
     }
 
