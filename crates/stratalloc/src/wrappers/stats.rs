@@ -205,82 +205,61 @@ thread_local! {
     static BATCH: Cell<*const Batch> = const { Cell::new(core::ptr::null()) };
 }
 
-/// Batches in mapped memory, handed to threads and given back when they
-/// exit, under a spin lock (held for a few instructions; the wrapper's
-/// fork handlers hold it across `fork`). Never unmapped.
+/// Batches in mapped memory (the wrappers' own [`map`](crate::wrappers::sys::map)),
+/// handed to threads and given back when they exit, under a
+/// [`SpinLock`](crate::wrappers::sys::SpinLock) that the wrapper's fork
+/// handlers hold across `fork`. Never unmapped.
 mod pool {
     use super::Batch;
-    use core::cell::UnsafeCell;
-    use core::sync::atomic::{AtomicBool, Ordering};
+    use crate::wrappers::sys::{map, SpinLock};
 
     /// Bytes mapped at a time.
     const CHUNK: usize = 64 * 1024;
+    const SIZE: usize = core::mem::size_of::<Batch>();
+    const _: () = assert!(core::mem::align_of::<Batch>() <= 4096 && SIZE <= CHUNK);
 
-    struct Pool {
-        lock: AtomicBool,
-        /// Free batches, linked through their `owner` field.
-        free: UnsafeCell<*const Batch>,
-    }
-    // SAFETY: `free` is only touched with `lock` held.
-    unsafe impl Sync for Pool {}
-
-    static POOL: Pool = Pool {
-        lock: AtomicBool::new(false),
-        free: UnsafeCell::new(core::ptr::null()),
-    };
-
-    /// Take the pool's lock (also for `fork`).
-    pub fn lock() {
-        while POOL
-            .lock
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            core::hint::spin_loop();
-        }
+    /// Addresses: the free batches (linked through their `owner` field)
+    /// and the untouched rest `next..end` of the newest chunk.
+    struct State {
+        free: usize,
+        next: usize,
+        end: usize,
     }
 
-    /// Release the pool's lock.
-    pub fn unlock() {
-        POOL.lock.store(false, Ordering::Release);
-    }
-
-    /// Pop a free batch (empty, no owner); null if there is none.
-    fn pop() -> *const Batch {
-        lock();
-        // SAFETY: the lock is held; listed batches are pooled memory.
-        let b = unsafe { *POOL.free.get() };
-        if !b.is_null() {
-            // SAFETY: as above; a pooled batch links through `owner`.
-            unsafe { *POOL.free.get() = (*b).owner.get().cast() };
-            // SAFETY: as above.
-            unsafe { (*b).owner.set(core::ptr::null()) };
-        }
-        unlock();
-        b
-    }
+    static POOL: SpinLock<State> = SpinLock::new(State {
+        free: 0,
+        next: 0,
+        end: 0,
+    });
 
     /// An empty batch for the calling thread; null when the OS has no
     /// memory.
     #[cold]
     pub fn take() -> *const Batch {
-        let b = pop();
-        if !b.is_null() {
+        let mut s = POOL.lock();
+        if s.free != 0 {
+            let b = s.free as *const Batch;
+            // SAFETY: a pooled batch, linked through `owner`; the lock is
+            // held.
+            unsafe {
+                s.free = (*b).owner.get() as usize;
+                (*b).owner.set(core::ptr::null());
+            }
             return b;
         }
-        let chunk = crate::os::map(CHUNK);
-        if chunk.is_null() {
-            return core::ptr::null();
+        if s.end - s.next < SIZE {
+            let chunk = map(CHUNK);
+            if chunk.is_null() {
+                return core::ptr::null();
+            }
+            s.next = chunk as usize;
+            s.end = s.next + CHUNK;
         }
-        let size = core::mem::size_of::<Batch>();
-        const _: () = assert!(core::mem::align_of::<Batch>() <= 4096);
-        // Fresh mappings are zero, which is an empty batch.
-        for i in 1..CHUNK / size {
-            // SAFETY: slot `i` lies in the fresh chunk (a page-aligned start
-            // and `size`, a multiple of the batch's alignment, apart).
-            unsafe { give(chunk.add(i * size).cast()) };
-        }
-        chunk.cast()
+        // Fresh mappings are zero, which is an empty batch; slots are
+        // `SIZE` (a multiple of the alignment) apart from a page start.
+        let b = s.next;
+        s.next += SIZE;
+        b as *const Batch
     }
 
     /// Give back a batch no thread uses any more (its figures flushed).
@@ -290,13 +269,24 @@ mod pool {
     pub unsafe fn give(b: *const Batch) {
         // SAFETY: the caller gives `b` up; empty it for its next thread.
         unsafe { b.cast_mut().write(Batch::empty()) };
-        lock();
-        // SAFETY: the lock is held.
-        unsafe {
-            (*b).owner.set((*POOL.free.get()).cast());
-            *POOL.free.get() = b;
-        }
-        unlock();
+        let mut s = POOL.lock();
+        // SAFETY: as above; the lock is held.
+        unsafe { (*b).owner.set(s.free as *const _) };
+        s.free = b as usize;
+    }
+
+    /// Hold the pool's lock across `fork` (see `SpinLock::raw_lock`).
+    pub fn lock_for_fork() {
+        POOL.raw_lock();
+    }
+
+    /// Release what [`lock_for_fork`] took.
+    ///
+    /// # Safety
+    /// [`lock_for_fork`] was called, in this process or its parent.
+    pub unsafe fn unlock_after_fork() {
+        // SAFETY: forwarded from the caller.
+        unsafe { POOL.raw_unlock() };
     }
 }
 
@@ -796,16 +786,18 @@ unsafe impl Backend for Stats {
         self.inner.trim()
     }
     fn fork_prepare(&self) {
-        pool::lock();
+        pool::lock_for_fork();
         self.inner.fork_prepare()
     }
     fn fork_parent(&self) {
         self.inner.fork_parent();
-        pool::unlock();
+        // SAFETY: taken in fork_prepare.
+        unsafe { pool::unlock_after_fork() };
     }
     fn fork_child(&self) {
         self.inner.fork_child();
-        pool::unlock();
+        // SAFETY: taken in fork_prepare (by the parent).
+        unsafe { pool::unlock_after_fork() };
     }
     fn stats(&self) -> BackendStats {
         self.inner.stats()
