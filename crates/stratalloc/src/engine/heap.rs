@@ -51,6 +51,10 @@ pub struct Queue {
 #[repr(C)]
 pub struct Heap {
     pub direct: [*mut Page; DIRECT_SLOTS],
+    /// The process's free-list secret (`page::secret()`), copied here so
+    /// the fast paths read it next to the heap (0 in the empty heap,
+    /// whose pages have no blocks).
+    pub secret: usize,
     pub id: usize,
     /// Segments of ours by `own_slot` (see the invariants): the free fast
     /// path's whole "ours, mapped, owned by me" test is one compare.
@@ -108,6 +112,7 @@ pub fn empty_page() -> *mut Page {
 impl Heap {
     pub const INIT: Heap = Heap {
         direct: [&EMPTY_PAGE as *const EmptyPage as *mut Page; DIRECT_SLOTS],
+        secret: 0,
         id: UNINIT,
         own: [OWN_EMPTY; OWN_SLOTS],
         queues: [Queue {
@@ -159,7 +164,7 @@ pub fn heap() -> *mut Heap {
     tls::get()
 }
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
 mod tls {
     use super::Heap;
 
@@ -211,7 +216,7 @@ mod tls {
     }
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(miri))))]
 mod tls {
     use super::Heap;
     use core::cell::Cell;
@@ -348,6 +353,7 @@ unsafe fn init() -> *mut Heap {
     unsafe {
         h.write(Heap::INIT);
         (*h).id = NEXT_ID.fetch_add(1, Relaxed);
+        (*h).secret = super::page::secret();
     }
     tls::set(h);
     // pthread_setspecific may call malloc (calloc for high keys): the heap
@@ -735,7 +741,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                         h.queue_remove(page);
                         h.queue_push_front(page);
                     }
-                    return Page::pop(page);
+                    return Page::pop(page, h.secret);
                 }
                 if (*page).carved() < (*page).reserved {
                     if extendable.is_null() {
@@ -749,7 +755,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                 if !(*page).try_mark_full() {
                     (*page).collect();
                     h.queue_push_front(page);
-                    return Page::pop(page);
+                    return Page::pop(page, h.secret);
                 }
                 page = next;
             }
@@ -759,7 +765,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                     h.queue_remove(extendable);
                     h.queue_push_front(extendable);
                 }
-                return Page::pop(extendable);
+                return Page::pop(extendable, h.secret);
             }
             if attempt == 0 {
                 collect_pending(h);
@@ -793,7 +799,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
         p.init(c as u8, bs, ((n * SLICE_SIZE) / bs) as u32);
         p.extend();
         h.queue_push_front(page);
-        Page::pop(page)
+        Page::pop(page, h.secret)
     }
 }
 
@@ -901,8 +907,8 @@ pub unsafe fn free_local_slow(h: *mut Heap, page: *mut Page, b: *mut u8) {
             crate::fatal!("double free of {:p} (page has no blocks in use)", b);
         }
         let blk = b as *mut super::page::Block;
-        (*blk).next = super::page::Block::link(blk, p.local_free);
-        (*blk).key = Page::key(page);
+        (*blk).next = super::page::Block::link(blk, p.local_free, h.secret);
+        (*blk).key = Page::key(page, h.secret);
         p.local_free = blk;
         p.used -= 1;
         let floating = p.flags.load(Relaxed) & FULL != 0;
