@@ -19,8 +19,9 @@
 //! - `realloc(p, 0)` frees `p` and returns `NULL`; a failed `realloc` leaves
 //!   the block as it was.
 //! - `posix_memalign`: `EINVAL` for an alignment that is not a power-of-two
-//!   multiple of `sizeof(void *)`, `ENOMEM` on failure; `*out` is only
-//!   written on success; `errno` untouched.
+//!   multiple of `sizeof(void *)` (`errno` untouched), `ENOMEM` on failure
+//!   (and `errno = ENOMEM`, as glibc sets it); `*out` is only written on
+//!   success.
 //! - `aligned_alloc`: an alignment that is not a power of two gives `NULL`
 //!   with `EINVAL` (C17 / glibc 2.38). `memalign` rounds such an alignment
 //!   up to a power of two, as glibc does.
@@ -287,7 +288,8 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> 
 }
 
 /// `posix_memalign(3)`: 0, `EINVAL` or `ENOMEM`; `*out` written on success
-/// only; `errno` untouched.
+/// only. Like glibc's, a failure also leaves `errno = ENOMEM`; success and
+/// `EINVAL` leave `errno` alone.
 ///
 /// # Safety
 /// `out` is valid for a pointer-sized write.
@@ -296,14 +298,12 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     if align % core::mem::size_of::<*mut c_void>() != 0 || !align.is_power_of_two() {
         return libc::EINVAL;
     }
-    let saved = get_errno();
-    let p = alloc(size, align.max(MIN_ALIGN));
-    set_errno(saved);
+    let p = errno_contract(|| alloc(size, align.max(MIN_ALIGN)));
     if p.is_null() {
         return libc::ENOMEM;
     }
     // SAFETY: the caller's contract.
-    unsafe { *out = p.cast() };
+    unsafe { *out = p };
     0
 }
 
