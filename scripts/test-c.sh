@@ -15,7 +15,8 @@
 # threads), fork (fork while threads allocate and print; fork from a signal
 # handler), oom (RLIMIT_AS: NULL/ENOMEM, then recovery), dlopen (library
 # loaded with dlopen, not preloaded), badfree (invalid and double frees abort
-# with a message naming the pointer), and the unknown-strategy message.
+# with a message naming the pointer), stats_cancel (malloc_stats is not a
+# cancellation point), and the unknown-strategy message.
 # Last line: "N passed, M failed"; exit status 1 if anything failed.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +31,7 @@ for a in "$@"; do
     case "$a" in
         --no-build) build=0 ;;
         --wrappers) wrappers=1 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) only+=("$a") ;;
     esac
 done
@@ -101,6 +102,7 @@ for s in "${strategies[@]}"; do
         run "$s" oom "${pre[@]}" "$TMP/oom"
     fi
     run "$s" dlopen "$TMP/dlopen" "$LIB"
+    run "$s" stats_cancel "${pre[@]}" "$TMP/stats_cancel"
     for c in static interior double double-mid; do
         # (the subshell keeps bash's "Aborted" notice out of the report)
         (env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$TMP/badfree" $c \

@@ -508,14 +508,37 @@ pub extern "C" fn mallopt(_param: c_int, _value: c_int) -> c_int {
     1
 }
 
+/// glibc's `PTHREAD_CANCEL_DISABLE` (`<pthread.h>`).
+const PTHREAD_CANCEL_DISABLE: c_int = 1;
+
+extern "C" {
+    // Not in the `libc` crate; glibc has exported it since 2.0.
+    fn pthread_setcancelstate(state: c_int, oldstate: *mut c_int) -> c_int;
+}
+
 /// `malloc_stats(3)`: figures on standard error.
+///
+/// Not a cancellation point, as in glibc: the report is written with
+/// cancellation disabled (`write(2)` is one), so a pending cancel neither
+/// cuts the report short nor kills the thread here; the previous state is
+/// restored after, and the cancel acts at the next cancellation point.
 #[no_mangle]
 pub extern "C" fn malloc_stats() {
     let saved = get_errno();
+    let mut cancel_state: c_int = 0;
+    // SAFETY: `cancel_state` is a valid place for the old state; the call
+    // has no other precondition and is not itself a cancellation point.
+    let disabled =
+        unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut cancel_state) } == 0;
     // The full statistics report when STRATALLOC_STATS is on, otherwise a
     // one-line summary from the backend's figures; written to stderr as
     // glibc's is, without allocating.
     engine::wrappers::malloc_stats(select::top(), 2);
+    if disabled {
+        let mut ignored: c_int = 0;
+        // SAFETY: as above; restores the state the caller had.
+        unsafe { pthread_setcancelstate(cancel_state, &mut ignored) };
+    }
     set_errno(saved);
 }
 
