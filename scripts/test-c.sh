@@ -13,7 +13,8 @@
 #
 # Cases: edge (glibc edge cases, errno), threads (cross-thread frees, >= 1000
 # threads), fork (fork while threads allocate and print; fork from a signal
-# handler), oom (RLIMIT_AS: NULL/ENOMEM, then recovery), dlopen (library
+# handler), oom (RLIMIT_AS: NULL/ENOMEM, then recovery; also in check
+# mode), dlopen (library
 # loaded with dlopen, not preloaded), badfree (invalid and double frees abort
 # with a message naming the pointer), stats_cancel (malloc_stats is not a
 # cancellation point), and the unknown-strategy message.
@@ -31,7 +32,7 @@ for a in "$@"; do
     case "$a" in
         --no-build) build=0 ;;
         --wrappers) wrappers=1 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) only+=("$a") ;;
     esac
 done
@@ -95,12 +96,12 @@ for s in "${strategies[@]}"; do
     run "$s" edge "${pre[@]}" "$TMP/edge"
     run "$s" threads "${pre[@]}" "$TMP/threads"
     run "$s" fork "${pre[@]}" "$TMP/fork"
-    if [ "$s" = bump ]; then
-        # bump reuses nothing freed out of order while other blocks live.
-        run "$s" oom "${pre[@]}" OOM_NO_REUSE=1 "$TMP/oom"
-    else
-        run "$s" oom "${pre[@]}" "$TMP/oom"
-    fi
+    # bump reuses nothing freed out of order while other blocks live.
+    reuse=()
+    [ "$s" = bump ] && reuse=(OOM_NO_REUSE=1)
+    run "$s" oom "${pre[@]}" "${reuse[@]}" "$TMP/oom"
+    # Check mode out of memory too (its block table and quarantine).
+    run "$s" oom+check "${pre[@]}" "${reuse[@]}" STRATALLOC_CHECK=1 "$TMP/oom"
     run "$s" dlopen "$TMP/dlopen" "$LIB"
     run "$s" stats_cancel "${pre[@]}" "$TMP/stats_cancel"
     for c in static interior double double-mid; do

@@ -21,7 +21,11 @@
 //! | overflow / underflow (guard bytes changed) | `free`, `realloc`, at exit for live blocks |
 //! | double free | the block is still in quarantine, marked freed |
 //! | invalid / interior pointer free | the pointer is not a key of the table (a scan tells an interior pointer) |
-//! | write after free | freed blocks are filled with 0xDD (first 64 KiB) and held in a FIFO quarantine (up to 4096 blocks, 16 MiB); the fill is verified when a block leaves quarantine to be reused, and at exit |
+//! | write after free | freed blocks are filled with 0xDD (first 64 KiB) and held in a FIFO quarantine (up to 4096 blocks, 16 MiB of poisoned bytes); the fill is verified when a block leaves quarantine to be reused, and at exit |
+//!
+//! Out of memory (the backend's, or the table's when it cannot grow) is
+//! the C contract's: the quarantine is emptied, the backend trimmed and
+//! the call retried once, then it returns null (`ENOMEM`), never aborts.
 //!
 //! `realloc` always moves the block, so a stale pointer to the old block
 //! lands in quarantine where writes through it are caught.
@@ -149,6 +153,10 @@ impl Check {
         }
     }
 
+    /// A guarded block of `size` bytes, recorded in the table; null when
+    /// the backend or the table is out of memory even after the quarantine
+    /// was emptied (the quarantine only delays reuse: memory for the
+    /// program comes first).
     fn alloc_with(&self, size: usize, align: usize, zeroed: bool) -> *mut u8 {
         if !align.is_power_of_two() {
             return core::ptr::null_mut();
@@ -161,6 +169,19 @@ impl Check {
             Some(t) => t,
             None => return core::ptr::null_mut(),
         };
+        let p = self.try_alloc(size, total, front, zeroed);
+        if !p.is_null() || !self.drain_quarantine() {
+            return p;
+        }
+        // The released blocks may sit in the backend's caches (empty pages
+        // of the engine): hand them to the OS so the retry can map anew.
+        self.inner.trim();
+        self.try_alloc(size, total, front, zeroed)
+    }
+
+    /// One attempt of [`alloc_with`](Self::alloc_with): `total` bytes from
+    /// the backend with `front` guard bytes before the user's `size`.
+    fn try_alloc(&self, size: usize, total: usize, front: usize, zeroed: bool) -> *mut u8 {
         let inner = if zeroed {
             self.inner.alloc_zeroed(total, front)
         } else {
@@ -178,13 +199,31 @@ impl Check {
             user
         };
         if !self.table.insert(user as usize, size, tag(LIVE, front)) {
-            fatal!(
-                "check: out of memory for the block table (block {:p} of {} bytes)",
-                user,
-                size
-            );
+            // The table could not grow: give the block back and fail the
+            // call, as any other out-of-memory.
+            // SAFETY: `inner` came from `self.inner` above and was never
+            // handed out.
+            unsafe { self.inner.free(inner) };
+            return core::ptr::null_mut();
         }
         user
+    }
+
+    /// Release every quarantined block (each verified as it leaves);
+    /// `false` if the quarantine was empty.
+    #[cold]
+    fn drain_quarantine(&self) -> bool {
+        let mut any = false;
+        loop {
+            let v = self.quarantine.lock().pop();
+            match v {
+                Some(v) => {
+                    self.release(v);
+                    any = true;
+                }
+                None => return any,
+            }
+        }
     }
 
     /// Abort if the guard bytes around the live block `p` were changed.
