@@ -17,7 +17,9 @@
 # mode), dlopen (library
 # loaded with dlopen, not preloaded), badfree (invalid and double frees abort
 # with a message naming the pointer), stats_cancel (malloc_stats is not a
-# cancellation point), and the unknown-strategy message.
+# cancellation point), cxx (C++ operator new/delete: served by the library,
+# aligned, nothrow, new handler; a wrong sized delete and a failed throwing
+# new abort with a message), and the unknown-strategy message.
 # Last line: "N passed, M failed"; exit status 1 if anything failed.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +34,7 @@ for a in "$@"; do
     case "$a" in
         --no-build) build=0 ;;
         --wrappers) wrappers=1 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) only+=("$a") ;;
     esac
 done
@@ -58,6 +60,10 @@ for src in "$ROOT"/tests/c/*.c; do
         fail "compile $name"; cat "$TMP/$name.cc.log"
     fi
 done
+# -O0: the optimiser may pair up and remove a new with its delete.
+if ! c++ -O0 -g -std=c++17 -Wall -o "$TMP/cxx" "$ROOT/tests/c/cxx.cpp" -ldl 2>"$TMP/cxx.cc.log"; then
+    fail "compile cxx"; cat "$TMP/cxx.cc.log"
+fi
 
 # The valid names, as the library itself prints them for an unknown one;
 # checking that message is the first test.
@@ -91,6 +97,23 @@ run() { # run <strategy> <label> <cmd...>: pass if exit 0 within the timeout
     fi
 }
 
+aborts() { # aborts <strategy> <program> <case>: the program prints a pointer
+    # (or size) on its first line, then must abort with a message naming it.
+    local s=$1 prog=$2 c=$3
+    # (the subshell keeps bash's "Aborted" notice out of the report)
+    (env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$TMP/$prog" "$c" \
+        >"$TMP/$prog.out" 2>&1; exit $?) 2>/dev/null
+    local rc=$?
+    local out ptr
+    out=$(tr -cd '[:print:]\n' <"$TMP/$prog.out")
+    ptr=$(head -n 1 <<<"$out")
+    if [ $rc = 134 ] && grep -q "^stratalloc: .*$ptr" <<<"$out"; then
+        pass "$s $prog $c"
+    else
+        fail "$s $prog $c (exit $rc): $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+    fi
+}
+
 for s in "${strategies[@]}"; do
     pre=(env LD_PRELOAD="$LIB")
     run "$s" edge "${pre[@]}" "$TMP/edge"
@@ -105,23 +128,16 @@ for s in "${strategies[@]}"; do
     run "$s" dlopen "$TMP/dlopen" "$LIB"
     run "$s" stats_cancel "${pre[@]}" "$TMP/stats_cancel"
     for c in static interior double double-mid; do
-        # (the subshell keeps bash's "Aborted" notice out of the report)
-        (env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$TMP/badfree" $c \
-            >"$TMP/badfree.out" 2>&1; exit $?) 2>/dev/null
-        rc=$?
-        out=$(tr -cd '[:print:]\n' <"$TMP/badfree.out")
-        ptr=$(head -n 1 <<<"$out")
-        if [ $rc = 134 ] && grep -q "^stratalloc: .*$ptr" <<<"$out"; then
-            pass "$s badfree $c"
-        else
-            fail "$s badfree $c (exit $rc): $(tail -n 2 <<<"$out" | tr '\n' ' ')"
-        fi
+        aborts "$s" badfree "$c"
     done
+    run "$s" cxx "${pre[@]}" "$TMP/cxx"
+    aborts "$s" cxx wrong-delete
+    aborts "$s" cxx new-fails
 done
 
 if [ $wrappers = 1 ]; then
     for s in engine tlsf; do
-        for p in edge threads fork oom; do
+        for p in edge threads fork oom cxx; do
             run "$s" "$p+check+stats" env LD_PRELOAD="$LIB" STRATALLOC_CHECK=1 \
                 STRATALLOC_STATS="$TMP/stats.$s.$p" "$TMP/$p"
         done

@@ -51,6 +51,9 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use engine::select::{self, Mode};
 
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+pub mod cxx;
+
 /// `MALLOC_ALIGNMENT` on 64-bit glibc.
 const MIN_ALIGN: usize = 16;
 
@@ -362,13 +365,50 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     unsafe { usable_impl(p.cast()) }
 }
 
-/// A `free_sized`/`free_aligned_sized` whose size cannot be the one the
-/// block was allocated with (larger than the block), or whose alignment the
-/// pointer does not have: undefined behaviour in C23, so we abort naming it.
+/// A sized free (`free_sized`, `free_aligned_sized`, C++ sized `delete`)
+/// whose size cannot be the one the block was allocated with (larger than
+/// the block), or whose alignment the pointer does not have: undefined
+/// behaviour in C23 and C++, so we abort naming it.
 #[cold]
 #[inline(never)]
 fn sized_mismatch(what: &str, p: *const u8, detail: core::fmt::Arguments<'_>) -> ! {
     engine::fatal!("{what}({p:p}): {detail}")
+}
+
+/// Free `p` after checking a caller-supplied size and alignment where that
+/// is cheap: a size larger than the block's usable size is a caller bug
+/// and aborts (a smaller wrong size cannot be told from slack in the
+/// block), as does a pointer without the alignment (`align` 0: none
+/// given). `what` names the entry point in the message.
+///
+/// # Safety
+/// As [`free`].
+#[inline]
+unsafe fn free_checked(what: &str, p: *mut u8, align: usize, size: usize) {
+    if !p.is_null() {
+        if align.is_power_of_two() && p as usize % align != 0 {
+            sized_mismatch(
+                what,
+                p,
+                format_args!(
+                    "pointer is not aligned to {align}: not a block allocated with that alignment"
+                ),
+            );
+        }
+        // SAFETY: the caller's contract (a live block).
+        let usable = unsafe { usable_impl(p) };
+        if size > usable {
+            sized_mismatch(
+                what,
+                p,
+                format_args!(
+                    "size {size} is larger than the block ({usable} usable bytes): not the size it was allocated with"
+                ),
+            );
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { free_impl(p) }
 }
 
 /// `free_sized` (C23). The size is checked against the block where that is
@@ -379,21 +419,8 @@ fn sized_mismatch(what: &str, p: *const u8, detail: core::fmt::Arguments<'_>) ->
 /// As [`free`].
 #[no_mangle]
 pub unsafe extern "C" fn free_sized(p: *mut c_void, size: usize) {
-    if !p.is_null() {
-        // SAFETY: the caller's contract (a live block).
-        let usable = unsafe { usable_impl(p.cast()) };
-        if size > usable {
-            sized_mismatch(
-                "free_sized",
-                p.cast(),
-                format_args!(
-                    "size {size} is larger than the block ({usable} usable bytes): not the size it was allocated with"
-                ),
-            );
-        }
-    }
     // SAFETY: the caller's contract.
-    unsafe { free_impl(p.cast()) }
+    unsafe { free_checked("free_sized", p.cast(), 0, size) }
 }
 
 /// `free_aligned_sized` (C23): size checked as in [`free_sized`], and the
@@ -403,17 +430,8 @@ pub unsafe extern "C" fn free_sized(p: *mut c_void, size: usize) {
 /// As [`free`].
 #[no_mangle]
 pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
-    if !p.is_null() && align.is_power_of_two() && p as usize % align != 0 {
-        sized_mismatch(
-            "free_aligned_sized",
-            p.cast(),
-            format_args!(
-                "pointer is not aligned to {align}: not a block allocated with that alignment"
-            ),
-        );
-    }
     // SAFETY: the caller's contract.
-    unsafe { free_sized(p, size) }
+    unsafe { free_checked("free_aligned_sized", p.cast(), align, size) }
 }
 
 /// `malloc_trim(3)`: 1 if memory went back to the OS.
