@@ -1,5 +1,5 @@
 //! The statistics wrapper: counts every call with relaxed atomics and
-//! reports at exit, on `malloc_stats()`, or whenever [`snapshot`] is called.
+//! reports at exit, on `malloc_stats()`, or whenever [`Stats::snapshot`] is called.
 //!
 //! What it keeps, per process (`Relaxed` atomics, no lock), fed by a small
 //! per-thread batch (plain `Cell`s in a block from a pool of mapped memory,
