@@ -513,6 +513,80 @@ mod tests {
         Box::leak(Box::new(Check::new(SysBackend::leaked(), "check(sys)")))
     }
 
+    /// The C library's allocator with a budget of live bytes: past it,
+    /// `alloc` fails as an exhausted heap would.
+    struct Budget {
+        live: core::sync::atomic::AtomicUsize,
+        limit: usize,
+    }
+
+    // SAFETY: blocks come from `SysBackend`, which keeps the contract.
+    unsafe impl Backend for Budget {
+        fn name(&self) -> &'static str {
+            "budget"
+        }
+        fn alloc(&self, size: usize, align: usize) -> *mut u8 {
+            use core::sync::atomic::Ordering::Relaxed;
+            if self.live.load(Relaxed) + size > self.limit {
+                return core::ptr::null_mut();
+            }
+            let p = SysBackend.alloc(size, align);
+            if !p.is_null() {
+                // SAFETY: live block just made.
+                let n = unsafe { SysBackend.usable_size(p) };
+                self.live.fetch_add(n, Relaxed);
+            }
+            p
+        }
+        unsafe fn free(&self, p: *mut u8) {
+            use core::sync::atomic::Ordering::Relaxed;
+            // SAFETY: the caller passes a live block of this backend.
+            let n = unsafe { SysBackend.usable_size(p) };
+            self.live.fetch_sub(n, Relaxed);
+            // SAFETY: as above.
+            unsafe { SysBackend.free(p) }
+        }
+        unsafe fn realloc(&self, _p: *mut u8, _new_size: usize) -> *mut u8 {
+            unreachable!("the check wrapper never reallocates in place")
+        }
+        unsafe fn usable_size(&self, p: *const u8) -> usize {
+            // SAFETY: forwarded.
+            unsafe { SysBackend.usable_size(p) }
+        }
+    }
+
+    #[test]
+    fn out_of_memory_returns_null_and_the_quarantine_yields_its_blocks() {
+        let budget: &'static Budget = Box::leak(Box::new(Budget {
+            live: core::sync::atomic::AtomicUsize::new(0),
+            limit: 64 << 10,
+        }));
+        let c: &'static Check = Box::leak(Box::new(Check::new(budget, "check(budget)")));
+        let mut blocks = Vec::new();
+        loop {
+            let p = c.alloc(1000, 16);
+            if p.is_null() {
+                break;
+            }
+            blocks.push(p);
+        }
+        assert!(blocks.len() > 10, "only {} blocks fit", blocks.len());
+        for p in blocks {
+            // SAFETY: live blocks of `c`.
+            unsafe { c.free(p) };
+        }
+        // Every freed block sits in quarantine, the budget is spent: the
+        // next block is served by emptying the quarantine.
+        assert!(c.quarantine.lock().len > 10);
+        let p = c.alloc(1000, 16);
+        assert!(!p.is_null());
+        assert_eq!(c.quarantine.lock().len, 0);
+        c.check().unwrap();
+        // SAFETY: live block of `c`.
+        unsafe { c.free(p) };
+        c.check().unwrap();
+    }
+
     #[test]
     fn internal_blocks_bypass_the_checks_and_tracked_ones_do_not() {
         let c = checker();
