@@ -132,7 +132,6 @@ for s in "${strategies[@]}"; do
     done
     run "$s" cxx "${pre[@]}" "$TMP/cxx"
     aborts "$s" cxx wrong-delete
-    aborts "$s" cxx new-fails
 done
 
 if [ $wrappers = 1 ]; then

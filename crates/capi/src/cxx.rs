@@ -20,29 +20,40 @@
 //!
 //! ## What happens when memory runs out
 //!
-//! The library is Rust built with `panic = "abort"` and links no C++
-//! runtime, so it cannot throw `std::bad_alloc`, and no C++ exception can
-//! unwind through its frames. What it does instead, as close to the
-//! standard's loop as that allows:
+//! The standard's loop, done without linking a C++ runtime:
 //!
 //! 1. Allocate; on success return the block.
 //! 2. Look up `std::get_new_handler` (`_ZSt15get_new_handlerv`) in the
-//!    process with `dlsym`: it is there when the program uses libstdc++.
-//!    If it returns a handler, call it and go back to 1 (the standard's
-//!    contract: a handler that returns has made memory available; one that
-//!    never does loops here as it would in libstdc++).
-//! 3. With no handler: the throwing forms print `stratalloc: operator
-//!    new(N): out of memory ...` and abort (where libstdc++ would throw
-//!    `std::bad_alloc`); the `nothrow` forms return null.
+//!    process with `dlsym` (it is there when the program uses libstdc++).
+//!    If it returns a handler, call it and go back to 1. (A handler that
+//!    returns has made memory available, says the standard; one that never
+//!    does loops here as it would in libstdc++.)
+//! 3. With no handler, the throwing forms throw `std::bad_alloc` by calling
+//!    the process's `std::__throw_bad_alloc` (`_ZSt17__throw_bad_allocv`),
+//!    and the `nothrow` forms return null.
 //!
-//! A handler that throws (usually `std::bad_alloc`) cannot unwind through
-//! this library: the call is declared `"C-unwind"`, and Rust aborts the
-//! process when an unwind reaches a frame built with `panic = "abort"`.
-//! So `try { new T[huge]; } catch (std::bad_alloc &)` ends the process
-//! under this library instead of reaching the `catch`.
+//! A C++ exception cannot unwind through a Rust frame of a library built
+//! with `panic = "abort"` (Rust aborts the process), so on x86_64 the
+//! throwing forms are small assembly functions (naked, with unwind info):
+//! they call Rust for an attempt and for the next step (the handler or
+//! `__throw_bad_alloc`), and make that call themselves, so an exception
+//! from the handler or the throw passes through assembly frames only and
+//! reaches the caller's `catch`, as with libstdc++'s own `operator new`.
+//!
+//! What differs from libstdc++:
+//!
+//! - On other architectures, and on x86_64 if the process has no
+//!   `std::__throw_bad_alloc` (no libstdc++), a throwing form with no
+//!   handler prints `stratalloc: operator new(N, align A): out of memory`
+//!   and aborts; a handler that throws ends the process (the exception
+//!   reaches a Rust frame).
+//! - A `nothrow` form whose handler throws ends the process (libstdc++
+//!   catches the exception and returns null; catching needs a C++
+//!   personality routine, which this library does not have).
 //!
 //! An aligned form with an alignment that is not a power of two (undefined
-//! behaviour in C++) fails as out of memory does.
+//! behaviour in C++) fails at once, without calling the handler, as in
+//! libstdc++.
 //!
 //! ## Sized deletes
 //!
@@ -63,18 +74,25 @@ pub struct NoThrow {
     _private: [u8; 0],
 }
 
-/// A C++ new handler. `"C-unwind"`: it may throw, and an unwind that
-/// reaches our frame then aborts instead of being undefined behaviour.
+/// A C++ new handler, or `std::__throw_bad_alloc`: `"C-unwind"`, both may
+/// throw. Called from Rust, an exception then ends the process; called from
+/// the assembly of [`throwing`], it reaches the caller.
 type NewHandler = unsafe extern "C-unwind" fn();
 
-/// `std::get_new_handler()`, looked up in the process (libstdc++ when the
-/// program is C++); `None` when absent or when no handler is installed.
-#[cold]
-fn new_handler() -> Option<NewHandler> {
-    const NAME: &[u8] = b"_ZSt15get_new_handlerv\0";
+/// A function of the process's C++ runtime by its mangled name
+/// (NUL-terminated), or null.
+fn cxx_runtime(name: &[u8]) -> *mut c_void {
+    debug_assert_eq!(name.last(), Some(&0));
     // SAFETY: a NUL-terminated name; RTLD_DEFAULT searches the whole
     // process. dlsym may allocate: we hold no allocator lock here.
-    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, NAME.as_ptr().cast::<c_char>()) };
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr().cast::<c_char>()) }
+}
+
+/// `std::get_new_handler()`, looked up in the process; `None` when absent
+/// or when no handler is installed.
+#[cold]
+fn new_handler() -> Option<NewHandler> {
+    let f = cxx_runtime(b"_ZSt15get_new_handlerv\0");
     if f.is_null() {
         return None;
     }
@@ -91,23 +109,38 @@ fn new_handler() -> Option<NewHandler> {
     }
 }
 
-/// Whether a failed `operator new` throws (aborts here) or returns null.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum OnFailure {
-    Abort,
-    Null,
+/// One allocation attempt of an `operator new`: null on failure (and for
+/// an alignment that is not a power of two).
+#[inline(always)]
+fn attempt(size: usize, align: usize) -> *mut c_void {
+    if align.is_power_of_two() {
+        alloc(size, align.max(MIN_ALIGN)).cast()
+    } else {
+        ptr::null_mut()
+    }
 }
 
-/// The standard's allocation loop (module docs): allocate, else call the
-/// new handler and retry, else abort or return null.
+/// The `operator new` that cannot throw: out of memory with no new
+/// handler left, print and abort.
 #[cold]
 #[inline(never)]
-fn new_slow(size: usize, align: usize, on_failure: OnFailure) -> *mut c_void {
+fn out_of_memory(size: usize, align: usize) -> ! {
+    engine::fatal!(
+        "operator new({size}, align {align}): out of memory and no new handler \
+         (std::bad_alloc cannot be thrown without the C++ runtime)"
+    )
+}
+
+/// The standard's loop (module docs) in Rust: allocate, else call the new
+/// handler and retry; null when there is no handler.
+#[cold]
+#[inline(never)]
+fn new_slow(size: usize, align: usize) -> *mut c_void {
     if align.is_power_of_two() {
         loop {
-            let p = alloc(size, align.max(MIN_ALIGN));
+            let p = attempt(size, align);
             if !p.is_null() {
-                return p.cast();
+                return p;
             }
             match new_handler() {
                 // SAFETY: the program's own handler, called as the C++
@@ -117,66 +150,173 @@ fn new_slow(size: usize, align: usize, on_failure: OnFailure) -> *mut c_void {
             }
         }
     }
-    match on_failure {
-        OnFailure::Null => ptr::null_mut(),
-        OnFailure::Abort => engine::fatal!(
-            "operator new({size}, align {align}): out of memory and no new handler \
-             (std::bad_alloc cannot be thrown from libstratalloc)"
-        ),
-    }
+    ptr::null_mut()
 }
 
+/// A `nothrow` `operator new`: the block or null.
 #[inline(always)]
-fn new_impl(size: usize, align: usize, on_failure: OnFailure) -> *mut c_void {
-    if align.is_power_of_two() {
-        let p = alloc(size, align.max(MIN_ALIGN));
-        if !p.is_null() {
-            return p.cast();
-        }
+fn new_nothrow(size: usize, align: usize) -> *mut c_void {
+    let p = attempt(size, align);
+    if !p.is_null() {
+        return p;
     }
-    new_slow(size, align, on_failure)
+    new_slow(size, align)
 }
 
-/// Defines each `operator new` form as a call to [`new_impl`].
+/// A throwing `operator new` where [`throwing`] does not exist: aborts
+/// where the C++ runtime would throw.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn new_or_abort(size: usize, align: usize) -> *mut c_void {
+    let p = new_nothrow(size, align);
+    if p.is_null() {
+        out_of_memory(size, align)
+    }
+    p
+}
+
+/// The throwing forms on x86_64: assembly that can be unwound through.
+#[cfg(target_arch = "x86_64")]
+mod throwing {
+    use super::{attempt, cxx_runtime, new_handler, out_of_memory, NewHandler, MIN_ALIGN};
+    use core::arch::naked_asm;
+    use core::ffi::c_void;
+
+    /// One attempt, for the assembly loop.
+    extern "C" fn try_new(size: usize, align: usize) -> *mut c_void {
+        attempt(size, align)
+    }
+
+    /// After a failed attempt, the function [`new_loop`] calls next: the new
+    /// handler (then it retries), else `std::__throw_bad_alloc` (which does
+    /// not return); aborts if there is neither.
+    #[cold]
+    extern "C" fn next_step(size: usize, align: usize) -> NewHandler {
+        if align.is_power_of_two() {
+            if let Some(h) = new_handler() {
+                return h;
+            }
+        }
+        let t = cxx_runtime(b"_ZSt17__throw_bad_allocv\0");
+        if t.is_null() {
+            out_of_memory(size, align)
+        }
+        // SAFETY: `void std::__throw_bad_alloc()`: no arguments, throws.
+        unsafe { core::mem::transmute::<*mut c_void, NewHandler>(t) }
+    }
+
+    /// `new_loop(size, align)`: `try_new` until it succeeds, calling what
+    /// `next_step` returns after each failure. The unwind info (`.cfi_*`)
+    /// lets an exception thrown by that call pass through to our caller.
+    #[unsafe(naked)]
+    unsafe extern "C" fn new_loop(size: usize, align: usize) -> *mut c_void {
+        naked_asm!(
+            ".cfi_startproc",
+            "push rbx",
+            ".cfi_adjust_cfa_offset 8",
+            ".cfi_offset rbx, -16",
+            "push r12",
+            ".cfi_adjust_cfa_offset 8",
+            ".cfi_offset r12, -24",
+            // 16-byte stack alignment at each call.
+            "sub rsp, 8",
+            ".cfi_adjust_cfa_offset 8",
+            "mov rbx, rdi",
+            "mov r12, rsi",
+            "2:",
+            "mov rdi, rbx",
+            "mov rsi, r12",
+            "call {try_new}",
+            "test rax, rax",
+            "jnz 3f",
+            "mov rdi, rbx",
+            "mov rsi, r12",
+            "call {next_step}",
+            "call rax",
+            "jmp 2b",
+            "3:",
+            "add rsp, 8",
+            ".cfi_adjust_cfa_offset -8",
+            "pop r12",
+            ".cfi_adjust_cfa_offset -8",
+            ".cfi_restore r12",
+            "pop rbx",
+            ".cfi_adjust_cfa_offset -8",
+            ".cfi_restore rbx",
+            "ret",
+            ".cfi_endproc",
+            try_new = sym try_new,
+            next_step = sym next_step,
+        )
+    }
+
+    /// Defines a throwing form: a tail jump to [`new_loop`] (after setting
+    /// `align` to the default for the unaligned ones).
+    macro_rules! throwing_new {
+        ($($name:ident ( $($arg:ident : $ty:ty),* ) { $($asm:literal)? } $($op:ident = $val:expr)?;)*) => {$(
+            #[doc = concat!("`", stringify!($name), "`: see the module docs.")]
+            #[unsafe(naked)]
+            #[no_mangle]
+            pub extern "C" fn $name($($arg: $ty),*) -> *mut c_void {
+                naked_asm!(
+                    $($asm,)?
+                    "jmp {new_loop}",
+                    new_loop = sym new_loop,
+                    $($op = const $val,)?
+                )
+            }
+        )*};
+    }
+
+    throwing_new! {
+        _Znwm(size: usize) { "mov esi, {align}" } align = MIN_ALIGN;
+        _Znam(size: usize) { "mov esi, {align}" } align = MIN_ALIGN;
+        _ZnwmSt11align_val_t(size: usize, align: usize) {};
+        _ZnamSt11align_val_t(size: usize, align: usize) {};
+    }
+}
+
+/// Defines each `operator new` form written in Rust.
 macro_rules! operator_new {
-    ($($name:ident ( $($arg:ident : $ty:ty),* ) => $size:ident, $align:expr, $fail:expr;)*) => {$(
+    ($($name:ident ( $($arg:ident : $ty:ty),* ) => $body:expr;)*) => {$(
         #[doc = concat!("`", stringify!($name), "`: see the module docs.")]
         #[no_mangle]
         pub extern "C" fn $name($($arg: $ty),*) -> *mut c_void {
-            $(let _ = $arg;)*
-            new_impl($size, $align, $fail)
+            $body
         }
     )*};
 }
 
+#[cfg(not(target_arch = "x86_64"))]
 operator_new! {
-    _Znwm(size: usize) => size, MIN_ALIGN, OnFailure::Abort;
-    _Znam(size: usize) => size, MIN_ALIGN, OnFailure::Abort;
-    _ZnwmRKSt9nothrow_t(size: usize, nt: *const NoThrow) => size, MIN_ALIGN, OnFailure::Null;
-    _ZnamRKSt9nothrow_t(size: usize, nt: *const NoThrow) => size, MIN_ALIGN, OnFailure::Null;
-    _ZnwmSt11align_val_t(size: usize, align: usize) => size, align, OnFailure::Abort;
-    _ZnamSt11align_val_t(size: usize, align: usize) => size, align, OnFailure::Abort;
-    _ZnwmSt11align_val_tRKSt9nothrow_t(size: usize, align: usize, nt: *const NoThrow)
-        => size, align, OnFailure::Null;
-    _ZnamSt11align_val_tRKSt9nothrow_t(size: usize, align: usize, nt: *const NoThrow)
-        => size, align, OnFailure::Null;
+    _Znwm(size: usize) => new_or_abort(size, MIN_ALIGN);
+    _Znam(size: usize) => new_or_abort(size, MIN_ALIGN);
+    _ZnwmSt11align_val_t(size: usize, align: usize) => new_or_abort(size, align);
+    _ZnamSt11align_val_t(size: usize, align: usize) => new_or_abort(size, align);
+}
+
+operator_new! {
+    _ZnwmRKSt9nothrow_t(size: usize, _nt: *const NoThrow) => new_nothrow(size, MIN_ALIGN);
+    _ZnamRKSt9nothrow_t(size: usize, _nt: *const NoThrow) => new_nothrow(size, MIN_ALIGN);
+    _ZnwmSt11align_val_tRKSt9nothrow_t(size: usize, align: usize, _nt: *const NoThrow)
+        => new_nothrow(size, align);
+    _ZnamSt11align_val_tRKSt9nothrow_t(size: usize, align: usize, _nt: *const NoThrow)
+        => new_nothrow(size, align);
 }
 
 /// Defines each `operator delete` form: unsized ones free, sized and
 /// aligned ones check first ([`free_checked`]).
 macro_rules! operator_delete {
-    ($($name:ident ( $($arg:ident : $ty:ty),* ) => $body:expr;)*) => {$(
+    ($($name:ident ( $p:ident $(, $arg:ident : $ty:ty)* ) => $body:expr;)*) => {$(
         #[doc = concat!("`", stringify!($name), "`: see the module docs.")]
         ///
         /// # Safety
         /// `p` is null or a live pointer from this library's `operator new`
         /// (or `malloc` family).
         #[no_mangle]
-        pub unsafe extern "C" fn $name(p: *mut c_void, $($arg: $ty),*) {
-            $(let _ = $arg;)*
-            let p = p.cast::<u8>();
+        pub unsafe extern "C" fn $name($p: *mut c_void $(, $arg: $ty)*) {
             // SAFETY: the caller's contract.
-            unsafe { $body(p) }
+            unsafe { $body }
         }
     )*};
 }
@@ -185,20 +325,20 @@ const DELETE: &str = "operator delete";
 const DELETE_ARRAY: &str = "operator delete[]";
 
 operator_delete! {
-    _ZdlPv() => |p| free_impl(p);
-    _ZdaPv() => |p| free_impl(p);
-    _ZdlPvRKSt9nothrow_t(nt: *const NoThrow) => |p| free_impl(p);
-    _ZdaPvRKSt9nothrow_t(nt: *const NoThrow) => |p| free_impl(p);
-    _ZdlPvm(size: usize) => |p| free_checked(DELETE, p, 0, size);
-    _ZdaPvm(size: usize) => |p| free_checked(DELETE_ARRAY, p, 0, size);
-    _ZdlPvSt11align_val_t(align: usize) => |p| free_checked(DELETE, p, align, 0);
-    _ZdaPvSt11align_val_t(align: usize) => |p| free_checked(DELETE_ARRAY, p, align, 0);
-    _ZdlPvmSt11align_val_t(size: usize, align: usize)
-        => |p| free_checked(DELETE, p, align, size);
-    _ZdaPvmSt11align_val_t(size: usize, align: usize)
-        => |p| free_checked(DELETE_ARRAY, p, align, size);
-    _ZdlPvSt11align_val_tRKSt9nothrow_t(align: usize, nt: *const NoThrow)
-        => |p| free_checked(DELETE, p, align, 0);
-    _ZdaPvSt11align_val_tRKSt9nothrow_t(align: usize, nt: *const NoThrow)
-        => |p| free_checked(DELETE_ARRAY, p, align, 0);
+    _ZdlPv(p) => free_impl(p.cast());
+    _ZdaPv(p) => free_impl(p.cast());
+    _ZdlPvRKSt9nothrow_t(p, _nt: *const NoThrow) => free_impl(p.cast());
+    _ZdaPvRKSt9nothrow_t(p, _nt: *const NoThrow) => free_impl(p.cast());
+    _ZdlPvm(p, size: usize) => free_checked(DELETE, p.cast(), 0, size);
+    _ZdaPvm(p, size: usize) => free_checked(DELETE_ARRAY, p.cast(), 0, size);
+    _ZdlPvSt11align_val_t(p, align: usize) => free_checked(DELETE, p.cast(), align, 0);
+    _ZdaPvSt11align_val_t(p, align: usize) => free_checked(DELETE_ARRAY, p.cast(), align, 0);
+    _ZdlPvmSt11align_val_t(p, size: usize, align: usize)
+        => free_checked(DELETE, p.cast(), align, size);
+    _ZdaPvmSt11align_val_t(p, size: usize, align: usize)
+        => free_checked(DELETE_ARRAY, p.cast(), align, size);
+    _ZdlPvSt11align_val_tRKSt9nothrow_t(p, align: usize, _nt: *const NoThrow)
+        => free_checked(DELETE, p.cast(), align, 0);
+    _ZdaPvSt11align_val_tRKSt9nothrow_t(p, align: usize, _nt: *const NoThrow)
+        => free_checked(DELETE_ARRAY, p.cast(), align, 0);
 }

@@ -298,7 +298,7 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> 
 /// `out` is valid for a pointer-sized write.
 #[no_mangle]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
-    if align % core::mem::size_of::<*mut c_void>() != 0 || !align.is_power_of_two() {
+    if !align.is_multiple_of(core::mem::size_of::<*mut c_void>()) || !align.is_power_of_two() {
         return libc::EINVAL;
     }
     let p = errno_contract(|| alloc(size, align.max(MIN_ALIGN)));
@@ -386,7 +386,7 @@ fn sized_mismatch(what: &str, p: *const u8, detail: core::fmt::Arguments<'_>) ->
 #[inline]
 unsafe fn free_checked(what: &str, p: *mut u8, align: usize, size: usize) {
     if !p.is_null() {
-        if align.is_power_of_two() && p as usize % align != 0 {
+        if align.is_power_of_two() && !(p as usize).is_multiple_of(align) {
             sized_mismatch(
                 what,
                 p,
