@@ -42,14 +42,16 @@
 //!
 //! What differs from libstdc++:
 //!
-//! - On other architectures, and on x86_64 if the process has no
-//!   `std::__throw_bad_alloc` (no libstdc++), a throwing form with no
-//!   handler prints `stratalloc: operator new(N, align A): out of memory`
-//!   and aborts; a handler that throws ends the process (the exception
-//!   reaches a Rust frame).
-//! - A `nothrow` form whose handler throws ends the process (libstdc++
-//!   catches the exception and returns null; catching needs a C++
-//!   personality routine, which this library does not have).
+//! - On other architectures, and on x86_64 in a process without
+//!   `_ZSt17__throw_bad_allocv` (libstdc++ exports it; a program on another
+//!   C++ runtime may not), a throwing form with no handler prints
+//!   `stratalloc: operator new(N, align A): out of memory ...` and aborts.
+//!   On other architectures a handler that throws ends the process: the
+//!   exception reaches a Rust frame, and Rust prints "panic in a function
+//!   that cannot unwind" and aborts.
+//! - A `nothrow` form whose handler throws ends the process the same way
+//!   (libstdc++ catches the exception and returns null; catching needs a
+//!   C++ personality routine, which this library does not have).
 //!
 //! An aligned form with an alignment that is not a power of two (undefined
 //! behaviour in C++) fails at once, without calling the handler, as in
