@@ -7,19 +7,21 @@
 #   scripts/test-c.sh --no-build       # use the library already built
 #   scripts/test-c.sh tlsf buddy       # only these (plus "engine" if named)
 #   STRATALLOC_LIB=/path/libstratalloc.so scripts/test-c.sh --no-build
-#   scripts/test-c.sh --wrappers       # also edge/threads/fork/oom with the
+#   scripts/test-c.sh --wrappers       # also edge/threads/fork/oom/cxx/
+#                                      # stats_cancel with the
 #                                      # check and stats wrappers stacked on
 #                                      # the engine and on tlsf
 #
 # Cases: edge (glibc edge cases, errno), threads (cross-thread frees, >= 1000
 # threads), fork (fork while threads allocate and print; fork from a signal
 # handler), oom (RLIMIT_AS: NULL/ENOMEM, then recovery; also in check
-# mode), dlopen (library
-# loaded with dlopen, not preloaded), badfree (invalid and double frees abort
-# with a message naming the pointer), stats_cancel (malloc_stats is not a
-# cancellation point), cxx (C++ operator new/delete: served by the library,
-# aligned, nothrow, new handler; a wrong sized delete and a failed throwing
-# new abort with a message), and the unknown-strategy message.
+# mode), dlopen (library loaded with dlopen, not preloaded), badfree
+# (invalid and double frees abort with a message naming the pointer),
+# stats_cancel (malloc_stats is not a cancellation point), cxx (C++
+# operator new/delete: served by the library, aligned, nothrow, new
+# handler, std::bad_alloc caught; a sized delete larger than the block
+# aborts with a message naming the pointer), and the unknown-strategy
+# message.
 # Last line: "N passed, M failed"; exit status 1 if anything failed.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,7 +36,7 @@ for a in "$@"; do
     case "$a" in
         --no-build) build=0 ;;
         --wrappers) wrappers=1 ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) only+=("$a") ;;
     esac
 done
@@ -136,7 +138,7 @@ done
 
 if [ $wrappers = 1 ]; then
     for s in engine tlsf; do
-        for p in edge threads fork oom cxx; do
+        for p in edge threads fork oom cxx stats_cancel; do
             run "$s" "$p+check+stats" env LD_PRELOAD="$LIB" STRATALLOC_CHECK=1 \
                 STRATALLOC_STATS="$TMP/stats.$s.$p" "$TMP/$p"
         done
