@@ -12,7 +12,10 @@ use std::ptr::NonNull;
 use common::{heap_over, Arena};
 use stratalloc_core::{FitPolicy, FreeList, HeapErrorKind, RegionHeap, Segregated, Tlsf};
 
-fn heaps() -> Vec<(&'static str, Box<dyn Fn(&Arena) -> Box<dyn RegionHeap>>)> {
+/// Builds a heap of one strategy over an arena.
+type MakeHeap = Box<dyn Fn(&Arena) -> Box<dyn RegionHeap>>;
+
+fn heaps() -> Vec<(&'static str, MakeHeap)> {
     vec![
         (
             "first-fit",

@@ -30,7 +30,7 @@
 //! - **region**: a span mapped here and handed to the heap with
 //!   `add_region`; never returned (the heap contract has no way to take a
 //!   region back), but its free pages can be dropped with [`Backend::trim`].
-//! - **huge block**: a mapping of its own with a [`HugeHeader`] just before
+//! - **huge block**: a mapping of its own with a `HugeHeader` just before
 //!   the payload; `free` unmaps it, `realloc` grows it with `mremap`.
 //!
 //! ## Invariants

@@ -12,7 +12,7 @@
 //! ## Re-entrancy and threads
 //!
 //! Initialisation may call back into `malloc` (a wrapper opening its file,
-//! the engine's set-up, libc internals). [`STATE`] goes `UNINIT → BUSY →
+//! the engine's set-up, libc internals). `STATE` goes `UNINIT → BUSY →
 //! READY` with one compare-and-swap, and the thread that won records itself
 //! in `INIT_OWNER`:
 //! - the initialising thread calling `malloc` again is served from a static
@@ -48,7 +48,7 @@ use crate::process::ProcessHeap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Mode {
-    /// Not initialised yet: call [`init`] (through [`top`]).
+    /// Not initialised yet: call `init` (through [`top`]).
     Uninit = 0,
     /// The engine with no wrapper: call the engine directly.
     Engine = 1,
@@ -65,7 +65,7 @@ static MODE: AtomicU8 = AtomicU8::new(Mode::Uninit as u8);
 static INIT_OWNER: AtomicUsize = AtomicUsize::new(0);
 
 /// The process heap used when a core strategy is chosen (the strategy is
-/// set by [`init`] before anything is allocated from it).
+/// set by `init` before anything is allocated from it).
 pub static PROCESS: ProcessHeap = ProcessHeap::new(Strategy::ALL[0]);
 
 struct TopCell(UnsafeCell<Option<&'static dyn Backend>>);
@@ -104,7 +104,7 @@ pub fn top() -> &'static dyn Backend {
     init_slow()
 }
 
-/// The options the process started with (defaults before [`init`]).
+/// The options the process started with (defaults before `init`).
 pub fn options() -> Options {
     top();
     // SAFETY: written before READY, which `top` waited for (or we are the

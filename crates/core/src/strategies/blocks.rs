@@ -462,7 +462,7 @@ const ENV_SPANS: usize = 8;
 /// header slot inside one of the heap's regions is damage. The fast test
 /// is against the span of the region added last (exact for a heap of one
 /// region); in a heap of several, a link that fails it is looked up in the
-/// others ([`span_of`](Self::span_of): the newest [`ENV_SPANS`] inline,
+/// others (`span_of`: the newest `ENV_SPANS` inline,
 /// then the region list), so a link into a gap between two regions is
 /// never read.
 #[derive(Clone, Copy, Debug)]

@@ -102,7 +102,7 @@ struct Stripe {
 unsafe impl Send for Stripe {}
 
 /// Deduplicated call stacks: frames → a `u32` id (0 = none). Fixed
-/// capacity, [`STRIPES`] locks; a full stripe answers 0.
+/// capacity, `STRIPES` locks; a full stripe answers 0.
 pub struct StackTable {
     stripes: [SpinLock<Stripe>; STRIPES],
 }

@@ -1,5 +1,5 @@
 //! The statistics wrapper: counts every call with relaxed atomics and
-//! reports at exit, on `malloc_stats()`, or whenever [`snapshot`] is called.
+//! reports at exit, on `malloc_stats()`, or whenever [`Stats::snapshot`] is called.
 //!
 //! What it keeps, per process (`Relaxed` atomics, no lock), fed by a small
 //! per-thread batch (plain `Cell`s in a block from a pool of mapped memory,
@@ -651,11 +651,7 @@ pub fn write_report(out: &mut dyn Write, name: &str, s: &Snapshot) -> fmt::Resul
         // allocations and 0 bytes in use: then the wrapper's own count of
         // live bytes is the one to compare with what is mapped.
         let counts = b.allocs != 0 || b.in_use != 0;
-        let live = if counts {
-            b.in_use
-        } else {
-            s.in_use.max(0) as usize
-        };
+        let live = if counts { b.in_use } else { s.in_use };
         let unused = b.mapped.saturating_sub(live);
         let frag = if b.mapped == 0 {
             0.0

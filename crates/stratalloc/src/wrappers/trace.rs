@@ -15,7 +15,7 @@
 //! ```
 //!
 //! **Cost** per event: one atomic add (sequence), one clock read (the TSC,
-//! see [`Clock`](crate::wrappers::sys::Clock)),
+//! see [`Clock`]),
 //! an uncontended lock in the common case, 10–16 bytes of encoding; one
 //! `write(2)` per ~4000 events.
 //!
