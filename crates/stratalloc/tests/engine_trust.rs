@@ -239,7 +239,7 @@ fn a_forged_free_list_link_is_reported_not_followed() {
                 (a as *mut usize).write(TARGET.as_ptr() as usize);
             }
             for _ in 0..10_000 {
-                if engine::malloc(64) as usize == TARGET.as_ptr() as usize {
+                if core::ptr::eq(engine::malloc(64), TARGET.as_ptr().cast()) {
                     return 1; // the forged address was handed out
                 }
             }
