@@ -20,7 +20,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 LIB=${STRATALLOC_LIB:-$TARGET/release/libstratalloc.so}
-TIMEOUT=${FORK_TIMEOUT:-30}
+TIMEOUT=${FORK_TIMEOUT:-60}
 
 build=1
 only=()
@@ -85,8 +85,8 @@ run() { # run <mode> <label> <cmd...>
 
 for m in "${order[@]}"; do
     run "$m" deadlock "$TMP/fork_deadlock" 1
-    run "$m" signal "$TMP/fork_signal" 300
-    run "$m" signal-threads "$TMP/fork_signal" threads 300
+    run "$m" signal "$TMP/fork_signal" 200
+    run "$m" signal-threads "$TMP/fork_signal" threads 200
     run "$m" signal-nested "$TMP/fork_signal" nested 100
 done
 echo "$passed passed, $failed failed"

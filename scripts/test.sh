@@ -30,6 +30,7 @@ suite() {
 suite build cargo build --release --workspace
 suite rust-tests cargo test --release --workspace --no-fail-fast
 suite c-library scripts/test-c.sh
+suite fork scripts/test-fork.sh --no-build
 suite real-programs scripts/test-programs.sh
 suite wrappers scripts/test-wrappers.sh
 suite misuse scripts/test-misuse.sh

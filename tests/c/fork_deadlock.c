@@ -9,7 +9,8 @@
  *
  * Each child allocates before it exits (small, large and huge blocks, and a
  * thread of its own), so a child that inherited allocator state in a bad
- * way fails too.
+ * way fails too; a churn thread keeps the allocators' shared state busy at
+ * the forks (huge blocks, threads started and ended).
  *
  *   fork_deadlock [SECONDS]     (default 1)
  */
@@ -91,6 +92,21 @@ static void *reader(void *arg) {
     return NULL;
 }
 
+static void *churn(void *arg) {
+    (void)arg;
+    while (!atomic_load(&stop)) {
+        char *h = malloc(3 << 20);
+        CHECK(h != NULL);
+        if (h) h[0] = 1;
+        free(h);
+        pthread_t t;
+        void *r = (void *)1;
+        CHECK(pthread_create(&t, NULL, child_thread, NULL) == 0 && pthread_join(t, &r) == 0);
+        CHECK(r == NULL);
+    }
+    return NULL;
+}
+
 static void *flusher(void *arg) {
     (void)arg;
     while (!atomic_load(&stop)) {
@@ -110,11 +126,12 @@ int main(int argc, char **argv) {
     fputc('\n', w);
     CHECK(fclose(w) == 0);
 
-    pthread_t t[FORKERS + READERS + 1];
+    pthread_t t[FORKERS + READERS + 2];
     int n = 0;
     for (int i = 0; i < FORKERS; i++) pthread_create(&t[n++], NULL, forker, NULL);
     for (int i = 0; i < READERS; i++) pthread_create(&t[n++], NULL, reader, NULL);
     pthread_create(&t[n++], NULL, flusher, NULL);
+    pthread_create(&t[n++], NULL, churn, NULL);
     usleep((useconds_t)(secs * 1e6));
     atomic_store(&stop, 1);
     for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
