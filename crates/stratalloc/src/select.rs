@@ -58,6 +58,7 @@ use stratalloc_core::Strategy;
 use crate::backend::Backend;
 use crate::options::{Choice, Options};
 use crate::process::ProcessHeap;
+use crate::sync::this_thread;
 
 /// What the C front end does on each call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,11 +135,6 @@ pub fn base_name() -> &'static str {
         Choice::Engine => "engine",
         Choice::Strategy(s) => s.name(),
     }
-}
-
-fn this_thread() -> usize {
-    // SAFETY: pthread_self has no preconditions.
-    unsafe { libc::pthread_self() as usize }
 }
 
 #[cold]

@@ -208,11 +208,12 @@ thread_local! {
 
 /// Batches in mapped memory (the wrappers' own [`map`](crate::wrappers::sys::map)),
 /// handed to threads and given back when they exit, under a
-/// [`SpinLock`](crate::wrappers::sys::SpinLock) that the wrapper's fork
+/// [`SpinLock`](crate::sync::SpinLock) that the wrapper's fork
 /// handlers hold across `fork`. Never unmapped.
 mod pool {
     use super::Batch;
-    use crate::wrappers::sys::{map, SpinLock};
+    use crate::sync::SpinLock;
+    use crate::wrappers::sys::map;
 
     /// Bytes mapped at a time.
     const CHUNK: usize = 64 * 1024;
