@@ -15,11 +15,13 @@
 //! the critical section: taking the lock would deadlock, so prepare skips
 //! it and the parent and child handlers leave it; the section finishes
 //! after the handler returns) from "held by another thread" (prepare waits
-//! for it): `fork_prepare`, `fork_parent` and `fork_child` on each lock.
+//! for it): `RawLock::fork_prepare` / `fork_release`, `SpinLock::raw_lock` /
+//! `raw_unlock`, `FutexLock::fork_prepare` / `fork_parent` / `fork_child`.
 //!
 //! Glossary:
-//! - **owner**: the holding thread's `pthread_self()` (never 0 or 1); the
-//!   forking thread keeps its `pthread_self()` in the child.
+//! - **owner**: the holding thread's `pthread_self()` (never 0 or 1), or
+//!   for [`FutexLock`] its [`thread_id`] (a 31-bit number, to fit the futex
+//!   word); the forking thread keeps both in the child.
 //! - **gone**: in a fork child, a thread of the parent that does not exist
 //!   there; what it held stays held forever unless the child resets it.
 //!
@@ -31,7 +33,7 @@
 //! lock guards possibly half-updated: [`RawLock::reset_in_child`] frees the
 //! lock and the caller must not trust that state.
 //!
-//! Neither type allocates, panics or unwinds. Waiting is bounded by how long
+//! None of them allocates, panics or unwinds. Waiting is bounded by how long
 //! the other thread holds the lock (a few instructions to a system call),
 //! not by anything this code does.
 
