@@ -142,14 +142,6 @@ impl<T> SpinLock<T> {
         self.lock.fork_prepare();
     }
 
-    /// The value, unguarded.
-    ///
-    /// # Safety
-    /// The caller holds the lock (taken with `raw_lock`).
-    pub unsafe fn value_ptr(&self) -> *mut T {
-        self.value.get()
-    }
-
     /// Release a lock taken by [`raw_lock`](Self::raw_lock), in the parent
     /// or the child of `fork`.
     ///
@@ -157,6 +149,22 @@ impl<T> SpinLock<T> {
     /// The caller took the lock with `raw_lock` and holds no guard.
     pub unsafe fn raw_unlock(&self) {
         self.lock.fork_release();
+    }
+
+    /// In a fork child: [`raw_unlock`](Self::raw_unlock), after `reset`
+    /// has set the value up for the child, unless `raw_lock` found the
+    /// lock held by this thread (then the interrupted critical section
+    /// still uses the value, and it is left alone).
+    ///
+    /// # Safety
+    /// As [`raw_unlock`](Self::raw_unlock).
+    pub unsafe fn raw_unlock_child(&self, reset: impl FnOnce(&mut T)) {
+        self.lock.fork.finish(|| {
+            // SAFETY: `raw_lock` took the lock for this thread, which no
+            // guard of ours refers to (the caller's contract).
+            reset(unsafe { &mut *self.value.get() });
+            self.lock.unlock();
+        });
     }
 }
 
@@ -241,6 +249,25 @@ mod tests {
         unsafe { l.raw_unlock() };
         *l.lock() += 1;
         assert_eq!(*l.lock(), 6);
+    }
+
+    #[test]
+    fn the_child_resets_only_a_value_fork_prepare_locked() {
+        let l = SpinLock::new(5);
+        l.raw_lock();
+        // SAFETY: taken just above, no guard held.
+        unsafe { l.raw_unlock_child(|v| *v = 0) };
+        assert_eq!(*l.lock(), 0);
+        let mut g = l.lock();
+        *g = 7;
+        l.raw_lock();
+        // SAFETY: paired with raw_lock; the guard (the interrupted section)
+        // keeps the lock and the value.
+        unsafe { l.raw_unlock_child(|v| *v = 0) };
+        assert!(l.lock.held_by_me());
+        assert_eq!(*g, 7);
+        drop(g);
+        assert!(!l.lock.held_by_me());
     }
 
     #[test]

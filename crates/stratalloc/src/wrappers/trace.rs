@@ -235,12 +235,9 @@ unsafe impl Backend for Trace {
         self.inner.fork_child();
         self.pid.store(pid(), Ordering::Relaxed);
         for s in &self.stripes {
-            // SAFETY: taken in fork_prepare; we hold it, so we may reset the
-            // stripe: the parent writes the events it buffered.
-            unsafe {
-                (*s.value_ptr()).state = ChunkState::new();
-                s.raw_unlock();
-            }
+            // SAFETY: taken in fork_prepare. The child starts the stripe
+            // afresh: the parent writes the events it buffered.
+            unsafe { s.raw_unlock_child(|st| st.state = ChunkState::new()) };
         }
     }
     fn stats(&self) -> BackendStats {
