@@ -47,7 +47,7 @@ fn use_global() -> bool {
 }
 
 /// A signal handler that forks while its thread holds the global lock:
-/// `fork_prepare` must return (it took that lock and spun forever).
+/// `fork_prepare` must return (taking the lock there would spin forever).
 #[test]
 fn fork_prepare_with_the_global_lock_held_by_this_thread_returns() {
     assert!(in_child(|| {
