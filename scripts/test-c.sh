@@ -16,6 +16,8 @@
 # handler), oom (RLIMIT_AS: NULL/ENOMEM, then recovery), dlopen (library
 # loaded with dlopen, not preloaded), badfree (invalid and double frees abort
 # with a message naming the pointer), and the unknown-strategy message.
+# (Every tests/c/*.c is compiled here; fork_deadlock and fork_signal are run
+# by scripts/test-fork.sh.)
 # Last line: "N passed, M failed"; exit status 1 if anything failed.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +32,7 @@ for a in "$@"; do
     case "$a" in
         --no-build) build=0 ;;
         --wrappers) wrappers=1 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) only+=("$a") ;;
     esac
 done
