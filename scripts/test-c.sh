@@ -21,7 +21,8 @@
 # operator new/delete: served by the library, aligned, nothrow, new
 # handler, std::bad_alloc caught; a sized delete larger than the block
 # aborts with a message naming the pointer), and the unknown-strategy
-# message.
+# message. (Every tests/c/*.c is compiled here; fork_deadlock and
+# fork_signal are run by scripts/test-fork.sh.)
 # Last line: "N passed, M failed"; exit status 1 if anything failed.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +37,7 @@ for a in "$@"; do
     case "$a" in
         --no-build) build=0 ;;
         --wrappers) wrappers=1 ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) only+=("$a") ;;
     esac
 done

@@ -51,6 +51,7 @@ suite rust-tests cargo test --release --workspace --no-fail-fast
 # The same tests in the dev profile: debug_assert! and overflow checks on.
 suite rust-tests-debug cargo test --workspace --no-fail-fast
 suite c-library scripts/test-c.sh
+suite fork scripts/test-fork.sh --no-build
 suite real-programs scripts/test-programs.sh
 suite wrappers scripts/test-wrappers.sh
 suite misuse scripts/test-misuse.sh

@@ -38,6 +38,7 @@ use super::page::{Page, FULL, LARGE, TF_FULL};
 use super::segment::{self, Segment, SLICES_PER_SEGMENT, SLICE_SIZE};
 use super::size_class::*;
 use crate::os;
+use crate::sync::KeyOnce;
 
 /// The id of a heap that has not been initialised yet (never an owner).
 pub const UNINIT: usize = usize::MAX;
@@ -244,7 +245,8 @@ mod tls {
 const HEAP_CHUNK: usize = 64 * 1024;
 
 /// Heaps given back at thread exit, linked through their `segs` field
-/// (under [`segment::GLOBAL`], which `fork` handling already covers).
+/// (under [`segment::GLOBAL`]; a fork child forgets it if a gone thread held
+/// the lock, see [`fork_child`]).
 struct HeapPool(UnsafeCell<*mut Heap>);
 // SAFETY: only touched under `segment::GLOBAL`.
 unsafe impl Sync for HeapPool {}
@@ -300,8 +302,8 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
 // ------------------------------------------------------ thread-exit hook
 
-static KEY_STATE: AtomicUsize = AtomicUsize::new(0); // 0 none, 1 creating, 2 ready
-static mut KEY: libc::pthread_key_t = 0;
+/// The key whose destructor abandons an exiting thread's heap.
+static KEY: KeyOnce = KeyOnce::new();
 
 unsafe extern "C" fn on_thread_exit(_arg: *mut libc::c_void) {
     let h = heap();
@@ -309,31 +311,17 @@ unsafe extern "C" fn on_thread_exit(_arg: *mut libc::c_void) {
     unsafe { abandon(h) };
 }
 
-fn key() -> Option<libc::pthread_key_t> {
-    loop {
-        match KEY_STATE.load(Acquire) {
-            // SAFETY: written once before state 2 was published.
-            2 => return Some(unsafe { KEY }),
-            0 => {
-                if KEY_STATE.compare_exchange(0, 1, AcqRel, Acquire).is_ok() {
-                    let mut k: libc::pthread_key_t = 0;
-                    // SAFETY: valid out-pointer and destructor.
-                    let r = unsafe { libc::pthread_key_create(&mut k, Some(on_thread_exit)) };
-                    if r != 0 {
-                        KEY_STATE.store(0, Release);
-                        return None;
-                    }
-                    // SAFETY: only the thread that won the CAS writes KEY.
-                    unsafe { KEY = k };
-                    KEY_STATE.store(2, Release);
-                    return Some(k);
-                }
-            }
-            // SAFETY: sched_yield has no preconditions.
-            _ => unsafe {
-                libc::sched_yield();
-            },
-        }
+/// The engine's part of a fork child's repair (see `Engine::fork_child`):
+/// a key creation a gone thread started is forgotten, and if a gone thread
+/// held [`segment::GLOBAL`], the heap pool is forgotten with the rest of
+/// what the lock guards.
+pub fn fork_child(global_held_by_gone: bool) {
+    KEY.fork_child();
+    if global_held_by_gone {
+        segment::GLOBAL.lock();
+        // SAFETY: GLOBAL is held.
+        unsafe { *HEAP_POOL.0.get() = ptr::null_mut() };
+        segment::GLOBAL.unlock();
     }
 }
 
@@ -358,7 +346,7 @@ unsafe fn init() -> *mut Heap {
     tls::set(h);
     // pthread_setspecific may call malloc (calloc for high keys): the heap
     // is already in place, so that call is served normally.
-    if let Some(k) = key() {
+    if let Some(k) = KEY.get(on_thread_exit) {
         // SAFETY: a valid key; a non-null value makes the destructor run.
         unsafe { libc::pthread_setspecific(k, 1 as *const libc::c_void) };
     }

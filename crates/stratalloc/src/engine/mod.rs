@@ -143,6 +143,9 @@
 //!   runs out of pages in that class.
 //! - Huge blocks cost one `mmap`/`munmap` each unless the huge cache
 //!   holds a mapping of about the same size.
+//! - `fork` holds no engine lock; a child in which a thread gone there held
+//!   the global lock forgets the segment and huge caches, the abandoned
+//!   list and the heap pool (their memory stays mapped, unused).
 //! - After `fork`, segments owned by threads other than the forking one
 //!   are never reused in the child.
 //! - A thread that still allocates in pthread-key destructors after
@@ -153,6 +156,8 @@
 //!   owner's page, not one already reused.
 
 mod alloc;
+#[cfg(test)]
+mod fork_tests;
 mod free;
 mod heap;
 mod huge;
@@ -165,6 +170,7 @@ pub use free::{free, owns, page_info, usable_size, PageInfo};
 
 use crate::backend::{Backend, BackendStats};
 use crate::os;
+use crate::sync::Holder;
 
 /// Return free memory to the OS now; `true` if anything was returned.
 pub fn trim() -> bool {
@@ -247,14 +253,15 @@ unsafe impl Backend for Engine {
     fn trim(&self) -> bool {
         trim()
     }
-    fn fork_prepare(&self) {
-        segment::GLOBAL.lock();
-    }
-    fn fork_parent(&self) {
-        segment::GLOBAL.unlock();
-    }
+    // No lock is held across `fork` (so none can close a cycle with
+    // libc's own locks); the child repairs what a gone thread may have
+    // left half-done: see ARCHITECTURE.md, "fork".
     fn fork_child(&self) {
-        segment::GLOBAL.force_unlock();
+        let gone = segment::GLOBAL.reset_in_child() == Holder::Gone;
+        if gone {
+            segment::forget_shared();
+        }
+        heap::fork_child(gone);
     }
     fn stats(&self) -> BackendStats {
         let o = os::stats();

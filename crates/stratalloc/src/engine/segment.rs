@@ -34,6 +34,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 
 use super::page::Page;
 use crate::os;
+use crate::sync::RawLock;
 
 pub const SLICE_SHIFT: usize = 16;
 /// Bytes per slice.
@@ -496,39 +497,11 @@ fn segmap_set(seg: *const Segment, on: bool) -> bool {
 
 // ------------------------------------------------------------- global lock
 
-/// The one global lock: segment cache and abandoned list. Held briefly,
-/// never across an OS call that could block for long, never re-entered.
-pub struct SpinLock(AtomicBool);
-
-impl SpinLock {
-    pub const fn new() -> Self {
-        SpinLock(AtomicBool::new(false))
-    }
-    pub fn lock(&self) {
-        loop {
-            if self
-                .0
-                .compare_exchange_weak(false, true, Acquire, Relaxed)
-                .is_ok()
-            {
-                return;
-            }
-            while self.0.load(Relaxed) {
-                // SAFETY: sched_yield has no preconditions.
-                unsafe { libc::sched_yield() };
-            }
-        }
-    }
-    pub fn unlock(&self) {
-        self.0.store(false, Release);
-    }
-    /// For the child after fork: the lock is free whatever state it had.
-    pub fn force_unlock(&self) {
-        self.0.store(false, Release);
-    }
-}
-
-pub static GLOBAL: SpinLock = SpinLock::new();
+/// The one global lock: segment cache, huge cache, abandoned list and the
+/// heap pool. Held briefly, never across an OS call that could block for
+/// long, never re-entered. Not held across `fork`: a child in which a gone
+/// thread held it forgets what it guards ([`forget_shared`]).
+pub static GLOBAL: RawLock = RawLock::new();
 
 struct Shared {
     cache: [*mut Segment; CACHE_MAX],
@@ -568,6 +541,21 @@ fn with_shared<R>(f: impl FnOnce(&mut Shared) -> R) -> R {
     let r = f(unsafe { &mut *SHARED.0.get() });
     GLOBAL.unlock();
     r
+}
+
+/// In a fork child whose parent's [`GLOBAL`] was held by a thread gone in
+/// the child: that thread may have been half-way through changing the
+/// caches or the abandoned list, so the child starts them empty. What they
+/// held stays mapped and unused in the child (cached segments, cached huge
+/// mappings; abandoned segments, whose live blocks can still be freed).
+pub fn forget_shared() {
+    with_shared(|s| {
+        s.cached = 0;
+        s.abandoned = ptr::null_mut();
+        s.abandoned_count = 0;
+        s.nhuge = 0;
+        s.huge_bytes = 0;
+    });
 }
 
 /// Abandoned segments right now.

@@ -46,7 +46,8 @@
 
 use crate::backend::{Backend, BackendStats};
 use crate::fatal;
-use crate::wrappers::sys::{in_internal, map, SpinLock};
+use crate::sync::SpinLock;
+use crate::wrappers::sys::{in_internal, map};
 use crate::wrappers::table::PtrTable;
 use stratalloc_core::CheckError;
 

@@ -37,7 +37,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::backend::{Backend, BackendStats};
 use crate::options::Output;
-use crate::wrappers::sys::{map, pid, FdWriter, ReportFd, SpinLock};
+use crate::sync::SpinLock;
+use crate::wrappers::sys::{map, pid, FdWriter, ReportFd};
 use crate::wrappers::table::PtrTable;
 use stratalloc_core::CheckError;
 
