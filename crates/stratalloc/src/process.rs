@@ -47,7 +47,7 @@
 //!
 //! ## The lock
 //!
-//! [`FutexLock`](crate::sync::FutexLock): a compare-and-swap fast path, a short bounded spin, then
+//! [`FutexLock`]: a compare-and-swap fast path, a short bounded spin, then
 //! a futex mutex in the style of the classic three-state one (free, held,
 //! held with waiters), so with many threads on few cores the losers sleep in the
 //! kernel instead of burning the holder's time slice. Its one word holds the
