@@ -180,15 +180,20 @@
 //!   forged by someone who knows the secret could point elsewhere in the
 //!   same 4 MiB. The exact checks run on the slow paths.
 
+mod abandon;
 mod alloc;
 #[cfg(test)]
 mod fork_tests;
 mod free;
 mod heap;
 mod huge;
+mod init;
 mod page;
+mod queue;
 mod segment;
 pub mod size_class;
+mod slow;
+mod span;
 
 pub use alloc::{aligned_alloc, alloc_zeroed, calloc, malloc, realloc, LARGE_MAX};
 pub use free::{free, owns, page_info, usable_size, PageInfo};
