@@ -49,6 +49,7 @@ use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
 use core::sync::atomic::{AtomicU8, Ordering};
 
+use engine::os::page_size;
 use engine::select::{self, Mode};
 
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
@@ -88,16 +89,6 @@ fn errno_contract(f: impl FnOnce() -> *mut u8) -> *mut c_void {
         set_errno(saved);
     }
     p.cast()
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let s = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if s > 0 {
-        s as usize
-    } else {
-        4096
-    }
 }
 
 // ------------------------------------------------------------ core paths

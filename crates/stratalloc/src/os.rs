@@ -10,6 +10,7 @@
 //! | function | preconditions | result |
 //! |---|---|---|
 //! | [`map`] | `size > 0`, multiple of [`page_size`] | zeroed read-write memory, page aligned, or null |
+//! | [`map_meta`], [`unmap_meta`] | as `map` / `unmap` | the same, not counted in [`stats`] (an allocator's own tables) |
 //! | [`map_aligned`] | as `map`; `align` a power of two ≥ page size | like `map`, start a multiple of `align`, or null |
 //! | [`unmap`] | `(p, size)` page aligned, inside one earlier mapping | the range is gone |
 //! | [`purge`] | `(p, size)` page aligned, inside a mapping | `true`: physical pages dropped, the range reads as zeros afterwards; `false`: refused, contents unchanged |
@@ -105,6 +106,40 @@ pub fn map(size: usize) -> *mut u8 {
         note_mapped(size);
     }
     p
+}
+
+/// Map `size` bytes (rounded up to pages) of zeroed read-write memory for
+/// an allocator's own tables (the wrappers' block tables, quarantine,
+/// call-site slots, statistics batches): like [`map`], but not counted in
+/// [`stats`], whose figures describe the memory the allocator serves.
+/// Null on failure.
+pub fn map_meta(size: usize) -> *mut u8 {
+    #[cfg(miri)]
+    return sim::map(size, page_size(), 0);
+    #[cfg(not(miri))]
+    // SAFETY: see raw_map; a null hint lets the kernel choose.
+    unsafe {
+        raw_map(ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE)
+    }
+}
+
+/// Give back a mapping made by [`map_meta`]. A failing `munmap` leaves the
+/// mapping in place (and `errno` unchanged): tables are given back at
+/// moments where failing is not worth a process.
+///
+/// # Safety
+/// `p..p + size` is a mapping from [`map_meta`] nobody uses any more.
+pub unsafe fn unmap_meta(p: *mut u8, size: usize) {
+    #[cfg(miri)]
+    // SAFETY: forwarded.
+    return unsafe { sim::unmap(p, size) };
+    #[cfg(not(miri))]
+    // SAFETY: forwarded from the caller; errno is this thread's.
+    unsafe {
+        let errno = *libc::__errno_location();
+        libc::munmap(p.cast(), size);
+        *libc::__errno_location() = errno;
+    }
 }
 
 /// Map `size` bytes whose start is a multiple of `align`, by mapping

@@ -46,8 +46,9 @@
 
 use crate::backend::{Backend, BackendStats};
 use crate::fatal;
+use crate::os::map_meta as map;
 use crate::sync::SpinLock;
-use crate::wrappers::sys::{in_internal, map};
+use crate::wrappers::sys::in_internal;
 use crate::wrappers::table::PtrTable;
 use stratalloc_core::CheckError;
 

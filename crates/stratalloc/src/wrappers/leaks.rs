@@ -37,8 +37,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::backend::{Backend, BackendStats};
 use crate::options::Output;
+use crate::os::map_meta as map;
 use crate::sync::SpinLock;
-use crate::wrappers::sys::{map, pid, FdWriter, ReportFd};
+use crate::wrappers::sys::{pid, FdWriter, ReportFd};
 use crate::wrappers::table::PtrTable;
 use stratalloc_core::CheckError;
 

@@ -206,14 +206,14 @@ thread_local! {
     static BATCH: Cell<*const Batch> = const { Cell::new(core::ptr::null()) };
 }
 
-/// Batches in mapped memory (the wrappers' own [`map`](crate::wrappers::sys::map)),
+/// Batches in mapped memory ([`map_meta`](crate::os::map_meta)),
 /// handed to threads and given back when they exit, under a
 /// [`SpinLock`](crate::sync::SpinLock) that the wrapper's fork
 /// handlers hold across `fork`. Never unmapped.
 mod pool {
     use super::Batch;
+    use crate::os::map_meta as map;
     use crate::sync::SpinLock;
-    use crate::wrappers::sys::map;
 
     /// Bytes mapped at a time.
     const CHUNK: usize = 64 * 1024;

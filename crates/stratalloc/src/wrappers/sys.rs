@@ -1,6 +1,6 @@
 //! What the wrappers need from the OS and from each other, none of which
-//! allocates: anonymous mappings for tables (their lock is
-//! [`crate::sync::SpinLock`]), a write-once static slot, a buffered writer to a file
+//! allocates (their tables are mapped with [`crate::os::map_meta`] and
+//! locked with [`crate::sync::SpinLock`]): a write-once static slot, a buffered writer to a file
 //! descriptor, report files, the clock and a small per-thread number.
 
 use core::cell::{Cell, UnsafeCell};
@@ -10,35 +10,6 @@ use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use crate::diag::write_fd;
 use crate::options::{Output, PathBuf};
-
-/// Map `bytes` of zeroed, private, anonymous memory; null on failure.
-pub fn map(bytes: usize) -> *mut u8 {
-    // SAFETY: an anonymous private mapping touches no existing memory.
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        core::ptr::null_mut()
-    } else {
-        p.cast()
-    }
-}
-
-/// Give back a mapping made by [`map`].
-///
-/// # Safety
-/// `p..p + bytes` is a mapping from [`map`] nobody uses any more.
-pub unsafe fn unmap(p: *mut u8, bytes: usize) {
-    // SAFETY: forwarded from the caller.
-    unsafe { libc::munmap(p.cast(), bytes) };
-}
 
 /// A `static` that is written once at start-up and read forever after.
 pub struct Slot<T> {

@@ -26,9 +26,10 @@
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use crate::backend::{Backend, BackendStats};
+use crate::os::map_meta as map;
 use crate::sync::SpinLock;
 use crate::trace::{op, ChunkState, RawEvent};
-use crate::wrappers::sys::{map, pid, thread_no, Clock};
+use crate::wrappers::sys::{pid, thread_no, Clock};
 
 /// Number of stripe buffers.
 pub const STRIPES: usize = 16;
