@@ -22,6 +22,7 @@ pub mod process;
 pub mod select;
 pub mod sync;
 pub mod trace;
+pub mod tuning;
 pub mod wrappers;
 
 pub use backend::Backend;

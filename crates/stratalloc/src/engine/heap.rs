@@ -87,9 +87,7 @@ pub struct Heap {
     pub regrets: u32,
 }
 
-/// Slow paths within which a class that lost an empty page to
-/// `span_from_empty` and asks for a fresh page counts as still in use.
-pub const STEAL_REGRET: u32 = 128;
+pub use crate::tuning::STEAL_REGRET;
 
 /// Slots of `Heap::own`.
 pub const OWN_SLOTS: usize = 8;

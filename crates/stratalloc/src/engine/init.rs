@@ -123,8 +123,7 @@ pub(super) mod tls {
 
 // ------------------------------------------------------------- heap pool
 
-/// Bytes mapped at a time for heaps.
-const HEAP_CHUNK: usize = 64 * 1024;
+use crate::tuning::HEAP_CHUNK;
 
 /// Heaps given back at thread exit, linked through their `segs` field
 /// (under [`segment::GLOBAL`]; a fork child forgets it if a gone thread held

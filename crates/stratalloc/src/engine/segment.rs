@@ -389,8 +389,7 @@ impl Segment {
     }
 }
 
-/// Purge delay for empty pages.
-pub const PURGE_DELAY_MS: u64 = 10;
+pub use crate::tuning::PURGE_DELAY_MS;
 
 /// Where a span of `n` dirty (resident) slices would best go, given the
 /// free and dirty masks (`dirty ⊆ free`): where it fills a free run

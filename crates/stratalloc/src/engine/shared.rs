@@ -26,13 +26,7 @@ struct Shared {
     huge_bytes: usize,
 }
 
-/// Empty segments kept for reuse (their free slices purged after the
-/// delay).
-const CACHE_MAX: usize = 8;
-/// Freed huge mappings kept for reuse, at most this many...
-const HUGE_CACHE_MAX: usize = 8;
-/// ...holding at most this many bytes; each is unmapped after the delay.
-const HUGE_CACHE_BYTES: usize = 64 << 20;
+use crate::tuning::{HUGE_CACHE_BYTES, HUGE_CACHE_MAX, SEGMENT_CACHE as CACHE_MAX};
 
 struct SharedCell(core::cell::UnsafeCell<Shared>);
 // SAFETY: only accessed while GLOBAL is held.

@@ -56,9 +56,7 @@ const FRONT: u8 = 0xFA;
 const BACK: u8 = 0xFB;
 const POISON: u8 = 0xDD;
 const BACK_LEN: usize = 16;
-const POISON_MAX: usize = 64 * 1024;
-const QUARANTINE_BLOCKS: usize = 4096;
-const QUARANTINE_BYTES: usize = 16 << 20;
+use crate::tuning::{POISON_MAX, QUARANTINE_BLOCKS, QUARANTINE_BYTES};
 
 const LIVE: u64 = 1;
 const FREED: u64 = 2;

@@ -43,10 +43,10 @@ use crate::wrappers::sys::{pid, FdWriter, ReportFd};
 use crate::wrappers::table::PtrTable;
 use stratalloc_core::CheckError;
 
+use crate::tuning::LEAK_SITES_PER_STRIPE as PER_STRIPE;
 /// Frames kept per stack.
-pub const DEPTH: usize = 24;
+pub use crate::tuning::LEAK_STACK_DEPTH as DEPTH;
 const STRIPES: usize = 16;
-const PER_STRIPE: usize = 4096;
 
 extern "C" {
     fn _Unwind_Backtrace(

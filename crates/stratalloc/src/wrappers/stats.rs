@@ -146,7 +146,7 @@ pub fn bucket(size: usize) -> usize {
     }
 }
 
-const BATCH_OPS: u32 = 64;
+use crate::tuning::STATS_BATCH_OPS as BATCH_OPS;
 // The dirty mask has a bit per class; byte-sized deltas hold a full batch.
 const _: () = assert!(CLASS_SLOTS <= 128 && BUCKETS <= 64 && BATCH_OPS <= 127);
 

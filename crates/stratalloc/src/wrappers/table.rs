@@ -35,7 +35,7 @@ use stratalloc_core::CheckError;
 /// Number of shards (each with its own lock).
 pub const SHARDS: usize = 64;
 const SHARD_BITS: u32 = 6;
-const FIRST_CAP: usize = 512;
+use crate::tuning::TABLE_FIRST_CAP as FIRST_CAP;
 
 /// One slot: `key` 0 means empty.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -34,7 +34,7 @@ use crate::wrappers::sys::{pid, thread_no, Clock};
 /// Number of stripe buffers.
 pub const STRIPES: usize = 16;
 /// Bytes of one stripe buffer (one chunk).
-pub const BUF: usize = 64 * 1024;
+pub use crate::tuning::TRACE_BUF as BUF;
 
 struct Stripe {
     buf: *mut u8,

@@ -1,0 +1,57 @@
+//! Every tuning constant of the process allocators in one place: how long
+//! memory waits before it goes back to the OS, how much is cached, how
+//! much the checking and reporting wrappers keep. Each says what it trades.
+//! (Constants that define a format or a layout, such as the slice and
+//! segment sizes or the size classes, stay with the code they shape.)
+
+// ---------------------------------------------------------------- engine
+
+/// How long a free slice, an empty page or a cached huge mapping waits
+/// before it goes back to the OS (ms). Shorter returns memory sooner and
+/// costs more `madvise` calls and page faults when it is wanted again.
+pub const PURGE_DELAY_MS: u64 = 10;
+
+/// Empty segments (4 MiB) kept for reuse, their free slices purged after
+/// the delay; beyond this many they are unmapped.
+pub const SEGMENT_CACHE: usize = 8;
+
+/// Freed huge mappings kept for a request of about the same size, at most
+/// this many...
+pub const HUGE_CACHE_MAX: usize = 8;
+/// ...holding at most this many bytes; each is unmapped after the delay.
+pub const HUGE_CACHE_BYTES: usize = 64 << 20;
+
+/// Slow paths within which a class that lost an empty page to another
+/// class's new span, and asks for a fresh page, counts as still in use
+/// (a "regret": too many of them stop such stealing).
+pub const STEAL_REGRET: u32 = 128;
+
+/// Bytes mapped at a time for thread heaps (about 2.2 KB each).
+pub const HEAP_CHUNK: usize = 64 * 1024;
+
+// -------------------------------------------------------------- wrappers
+
+/// Check mode: freed blocks held back (poisoned) before they are really
+/// freed, at most this many...
+pub const QUARANTINE_BLOCKS: usize = 4096;
+/// ...and at most this many bytes: more catches later writes after free,
+/// at the price of memory.
+pub const QUARANTINE_BYTES: usize = 16 << 20;
+/// Check mode: bytes of a freed block poisoned (and verified when it
+/// leaves the quarantine); the rest of a larger block is not.
+pub const POISON_MAX: usize = 64 * 1024;
+
+/// Leak reports: frames kept per allocation stack.
+pub const LEAK_STACK_DEPTH: usize = 24;
+/// Leak reports: distinct call sites per stripe (16 stripes).
+pub const LEAK_SITES_PER_STRIPE: usize = 4096;
+
+/// Statistics: operations a thread batches before it flushes them to the
+/// shared counters (at most 127: deltas are bytes).
+pub const STATS_BATCH_OPS: u32 = 64;
+
+/// Check and leak wrappers' block tables: first capacity of each shard.
+pub const TABLE_FIRST_CAP: usize = 512;
+
+/// Trace: bytes of one stripe buffer (one chunk written at a time).
+pub const TRACE_BUF: usize = 64 * 1024;
