@@ -99,9 +99,12 @@ pub type Tlsf = TlsfHeap<25, 32>;
 #[cfg(not(target_pointer_width = "64"))]
 pub type Tlsf = TlsfHeap<23, 32>;
 
-// The default configurations are valid (the generic check also runs
-// whenever `new` is instantiated for any other configuration).
+// The default configuration of this target is valid (the generic check also
+// runs whenever `new` is instantiated for any other configuration). Only this
+// target's: the 64-bit one is too large for a 32-bit word.
+#[cfg(target_pointer_width = "64")]
 const _: () = TlsfIndex::<25, 32>::VALID;
+#[cfg(not(target_pointer_width = "64"))]
 const _: () = TlsfIndex::<23, 32>::VALID;
 
 impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
