@@ -35,6 +35,7 @@ suite wrappers scripts/test-wrappers.sh
 suite misuse scripts/test-misuse.sh
 suite misuse-strategies scripts/test-misuse.sh --strategies
 suite bare-metal scripts/test-bare-metal.sh
+suite cross scripts/test-cross.sh
 suite bench-smoke scripts/bench.sh --smoke
 
 echo
