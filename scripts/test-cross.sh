@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The region heaps beyond x86_64:
-# 1. build stratalloc-core and stratalloc-gc (no default features) for every
-#    bare-metal target: thumbv7m-none-eabi, thumbv7em-none-eabihf,
-#    riscv32imac-unknown-none-elf, aarch64-unknown-none;
+# 1. build stratalloc-core and stratalloc-gc (no default features), and the
+#    C library libstratalloc_embedded.a, for every bare-metal target:
+#    thumbv7m-none-eabi, thumbv7em-none-eabihf, riscv32imac-unknown-none-elf,
+#    aarch64-unknown-none;
 # 2. run the core and gc test suites (unit, conformance, property, corruption,
 #    doc tests) on 32-bit ARM Linux and AArch64 Linux under qemu-user, with
 #    the cross gcc as linker (scripts/cross-env.sh).
@@ -44,8 +45,8 @@ else
 fi
 
 for t in "${BARE_TARGETS[@]}"; do
-    step "build core, gc: $t" \
-        cargo build --release --target "$t" -p stratalloc-core -p stratalloc-gc --no-default-features
+    step "build core, gc, embedded: $t" \
+        cargo build --release --target "$t" -p stratalloc-core -p stratalloc-gc -p stratalloc-embedded --no-default-features
 done
 
 if [ $build_only = 0 ]; then
