@@ -1,6 +1,7 @@
-# Sourced by the cross scripts (test-cross.sh, test-qemu.sh,
-# test-aarch64-lib.sh): the targets we build for, and how cargo links and
-# runs the Linux ones (cross gcc as the linker, qemu-user as the runner).
+# Sourced by the cross scripts (test-cross.sh, test-embedded.sh,
+# test-bare-metal.sh, test-aarch64-lib.sh): the targets we build for, and how
+# cargo links and runs the Linux ones (cross gcc as the linker, qemu-user as
+# the runner).
 # CARGO_TARGET_<TRIPLE>_{LINKER,RUNNER} already set in the environment win.
 
 # Bare-metal targets: Cortex-M3, Cortex-M4F, RISC-V 32 (IMAC), AArch64.

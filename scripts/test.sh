@@ -36,7 +36,7 @@ suite misuse scripts/test-misuse.sh
 suite misuse-strategies scripts/test-misuse.sh --strategies
 suite bare-metal scripts/test-bare-metal.sh
 suite cross scripts/test-cross.sh
-suite qemu scripts/test-qemu.sh
+suite embedded scripts/test-embedded.sh
 suite bench-smoke scripts/bench.sh --smoke
 
 echo

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The heaps on real ISAs under QEMU system emulation (semihosting for output
-# and exit status), and the same C test on the host:
+# The C library libstratalloc_embedded.a as kernels use it, on the host and
+# on a Cortex-M3 under QEMU system emulation (semihosting for output and exit status):
 #   c-host        crates/embedded/demo/heap_test.c linked with the host build
 #                 of libstratalloc_embedded.a (gcc), run natively
 #   c-cortex-m3   the C kernel crates/embedded/demo/cortex-m3 (own vector
@@ -21,7 +21,7 @@ pass=0
 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $1"; }
 ko() { fail=$((fail + 1)); echo "FAIL $1"; }
-tmp=$(mktemp -d /tmp/stratalloc-test-qemu.XXXXXX)
+tmp=$(mktemp -d /tmp/stratalloc-test-embedded.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
 # run NAME WANT_STATUS CMD...: run with a timeout, output in $tmp/NAME.out.
