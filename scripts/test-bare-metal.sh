@@ -14,6 +14,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/cross-env.sh
+. scripts/tally.sh
 TIMEOUT=${TEST_TIMEOUT:-120}
 target_dir="${CARGO_TARGET_DIR:-target}"
 
@@ -24,10 +25,6 @@ platforms=(
     "riscv32|riscv32imac-unknown-none-elf|qemu-system-riscv32 -M virt -nographic -monitor none -bios none -kernel"
 )
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-ko() { fail=$((fail + 1)); echo "FAIL $1"; }
 
 for platform in "${platforms[@]}"; do
     IFS='|' read -r pname target runner <<<"$platform"
@@ -99,5 +96,4 @@ for platform in "${platforms[@]}"; do
     done
 done
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -16,22 +16,19 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/cross-env.sh
+. scripts/tally.sh
 
 build_only=0
 [ "${1:-}" = "--build-only" ] && build_only=1
 
-pass=0
-fail=0
 step() {
     local name=$1
     shift
     local t0=$SECONDS
     if "$@" >"$log" 2>&1; then
-        pass=$((pass + 1))
-        echo "ok   $name ($((SECONDS - t0)) s)"
+        ok "$name ($((SECONDS - t0)) s)"
     else
-        fail=$((fail + 1))
-        echo "FAIL $name ($((SECONDS - t0)) s)"
+        ko "$name ($((SECONDS - t0)) s)"
         tail -40 "$log"
     fi
 }
@@ -56,5 +53,4 @@ if [ $build_only = 0 ]; then
     done
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -14,13 +14,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/cross-env.sh
+. scripts/tally.sh
 TIMEOUT=${TEST_TIMEOUT:-120}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-ko() { fail=$((fail + 1)); echo "FAIL $1"; }
 tmp=$(mktemp -d /tmp/stratalloc-test-embedded.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -103,5 +100,4 @@ else
     cat "$tmp/build-m3.log" "$tmp/cc-m3.log" | tail -30
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -37,6 +37,7 @@ suite misuse-strategies scripts/test-misuse.sh --strategies
 suite bare-metal scripts/test-bare-metal.sh
 suite cross scripts/test-cross.sh
 suite embedded scripts/test-embedded.sh
+suite aarch64-lib scripts/test-aarch64-lib.sh
 suite bench-smoke scripts/bench.sh --smoke
 
 echo
