@@ -47,8 +47,8 @@
 //! Built for `thumbv7m-none-eabi`, `thumbv7em-none-eabihf`,
 //! `riscv32imac-unknown-none-elf` and `aarch64-unknown-none` by
 //! `scripts/test-cross.sh`; a C kernel for the Cortex-M3 board `mps2-an385`
-//! links it and runs under `qemu-system-arm` (`scripts/test-qemu.sh`, see
-//! `examples/cortex-m3/`). The unit tests run on the host.
+//! links it and runs under `qemu-system-arm` (`scripts/test-embedded.sh`, see
+//! `demo/cortex-m3/`). The unit tests run on the host.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
