@@ -59,7 +59,7 @@ pub unsafe fn parse(name: *const c_char) -> Option<Strategy> {
     for (i, b) in buf.iter_mut().enumerate() {
         // SAFETY: byte `i` is at or before the NUL (earlier bytes were not
         // NUL), and within NAME_BYTES: readable per the contract.
-        *b = unsafe { *name.add(i) } as u8;
+        *b = unsafe { *name.cast::<u8>().add(i) };
         if *b == 0 {
             return Strategy::from_bytes(&buf[..i]).ok();
         }
