@@ -57,6 +57,9 @@ suite wrappers scripts/test-wrappers.sh
 suite misuse scripts/test-misuse.sh
 suite misuse-strategies scripts/test-misuse.sh --strategies
 suite bare-metal scripts/test-bare-metal.sh
+suite cross scripts/test-cross.sh
+suite embedded scripts/test-embedded.sh
+suite aarch64-lib scripts/test-aarch64-lib.sh
 suite miri scripts/miri.sh
 suite bench-smoke scripts/bench.sh --smoke
 

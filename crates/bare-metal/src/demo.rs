@@ -27,10 +27,19 @@ use stratalloc_core::{BlockState, HeapStats, Locked, Region, RegionError, Region
 use crate::outln;
 
 /// Bytes in the static heap.
+#[cfg(target_os = "linux")]
 pub const HEAP_SIZE: usize = 10 << 20;
+/// Bytes in the static heap (the Cortex-M3 board has 4 MiB of RAM).
+#[cfg(not(target_os = "linux"))]
+pub const HEAP_SIZE: usize = 2 << 20;
 
 /// Words in the generated text.
+#[cfg(target_os = "linux")]
 pub const WORDS: usize = 150_000;
+/// Words in the generated text (the text, doubling as it grows, must fit
+/// the smaller heap).
+#[cfg(not(target_os = "linux"))]
+pub const WORDS: usize = 30_000;
 
 /// Life generations simulated.
 pub const GENERATIONS: usize = 300;

@@ -1,14 +1,15 @@
 //! # stratalloc bare-metal demo (TLSF)
 //!
-//! A program with no libc and no C run-time: its own `_start`, raw `write`
-//! and `exit_group` system calls, its own panic handler, and a 10 MiB heap
-//! in `.bss` managed by a stratalloc strategy behind `Locked<_>` as the
-//! `#[global_allocator]`. See `demo.rs` for the workload and `rt.rs` for the
-//! run-time. The same program over the buddy strategy is the second binary,
+//! A program with no OS library under it (x86_64 Linux without libc, a
+//! Cortex-M3 or a RISC-V board under QEMU): its own entry point, output and
+//! exit, its own panic handler, and a heap in `.bss` (10 MiB on Linux, 2 MiB
+//! on the boards) managed by a stratalloc strategy behind `Locked<_>` as the
+//! `#[global_allocator]`. See `demo.rs` for the workload and `rt/` for the
+//! run-time of each platform. The same program over the buddy strategy is the second binary,
 //! `stratalloc-bare-metal-buddy` (`src/bin/buddy.rs`).
 //!
 //! ```text
-//!   .bss: HEAP_MEM [10 MiB] --heap_init--> Locked<Tlsf> (#[global_allocator])
+//!   .bss: HEAP_MEM [HEAP_SIZE] --heap_init--> Locked<Tlsf> (#[global_allocator])
 //!                                             ^ Vec, Box, String, BTreeMap
 //! ```
 #![no_std]

@@ -6,7 +6,7 @@ mod common;
 
 use std::ptr::NonNull;
 
-use common::{heap_over, Arena};
+use common::{heap_over, Arena, GARBAGE_WORD};
 use stratalloc_core::{BlockState, Buddy, HeapErrorKind, RegionHeap};
 
 fn usable(h: &Buddy, p: NonNull<u8>) -> usize {
@@ -240,7 +240,7 @@ fn overwritten_free_list_links_are_reported_not_followed() {
         let mut h = heap_over(Buddy::new(), &arena);
         let keep = h.allocate(64, 16).unwrap();
         let p = h.allocate(64, 16).unwrap();
-        let garbage = [0x4141_4141_4141_4141_usize, 0x10, keep.as_ptr() as usize][k];
+        let garbage = [GARBAGE_WORD, 0x10, keep.as_ptr() as usize][k];
         // SAFETY: `p` is live.
         unsafe { h.deallocate(p) }.unwrap();
         // The bug under test: write over a freed block's first two words.

@@ -9,7 +9,7 @@ mod common;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
-use common::{heap_over, Arena};
+use common::{heap_over, Arena, GARBAGE_WORD};
 use stratalloc_core::{FitPolicy, FreeList, HeapErrorKind, RegionHeap, Segregated, Tlsf};
 
 /// Builds a heap of one strategy over an arena.
@@ -95,7 +95,7 @@ fn expect_report(name: &str, addr: usize, what: &str, f: impl FnOnce()) {
 #[test]
 fn a_write_after_free_over_the_links_is_reported() {
     for (name, make) in heaps() {
-        for garbage in [0x4141_4141_4141_4141_usize, 0x1000, usize::MAX] {
+        for garbage in [GARBAGE_WORD, 0x1000, usize::MAX] {
             let arena = Arena::new(1 << 20);
             let mut h = make(&arena);
             let p = two_free_blocks(&mut *h);

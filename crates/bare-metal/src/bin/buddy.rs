@@ -12,7 +12,7 @@ extern crate alloc;
 mod demo;
 #[path = "../gc_demo.rs"]
 mod gc_demo;
-#[path = "../rt.rs"]
+#[path = "../rt/mod.rs"]
 mod rt;
 #[path = "../static_heap.rs"]
 mod static_heap;

@@ -99,9 +99,12 @@ pub type Tlsf = TlsfHeap<25, 32>;
 #[cfg(not(target_pointer_width = "64"))]
 pub type Tlsf = TlsfHeap<23, 32>;
 
-// The default configurations are valid (the generic check also runs
-// whenever `new` is instantiated for any other configuration).
+// The default configuration of this target is valid (the generic check also
+// runs whenever `new` is instantiated for any other configuration). Only this
+// target's: the 64-bit one is too large for a 32-bit word.
+#[cfg(target_pointer_width = "64")]
 const _: () = TlsfIndex::<25, 32>::VALID;
+#[cfg(not(target_pointer_width = "64"))]
 const _: () = TlsfIndex::<23, 32>::VALID;
 
 impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
@@ -446,7 +449,14 @@ mod tests {
     use crate::region::Region;
     use crate::RegionHeap;
 
+    /// The index of this target's default [`Tlsf`], and its top list.
+    #[cfg(target_pointer_width = "64")]
     type T = TlsfIndex<25, 32>;
+    #[cfg(not(target_pointer_width = "64"))]
+    type T = TlsfIndex<23, 32>;
+    const TOP_FL: usize = if BITS == 64 { 24 } else { 22 };
+    /// The lower bound of the top list `(TOP_FL, 31)`, in bytes.
+    const TOP_LOWER: usize = ((32 + 31) << (TOP_FL - 1)) << 4;
 
     #[repr(C, align(65536))]
     struct Mem([u8; 1 << 20]);
@@ -503,10 +513,10 @@ mod tests {
         if u < 32 {
             return (0, u);
         }
-        let f = 63 - u.leading_zeros() as usize;
+        let f = (BITS - 1 - u.leading_zeros()) as usize;
         let fl = f - 5 + 1;
-        if fl >= 25 {
-            return (24, 31);
+        if fl > TOP_FL {
+            return (TOP_FL, 31);
         }
         (fl, (u >> (f - 5)) - 32)
     }
@@ -523,7 +533,7 @@ mod tests {
                 let width = if fl <= 1 { 16 } else { 16 << (fl - 1) };
                 let up = (size + width - 1) & !(width - 1);
                 let expect = match reference_insert(up) {
-                    (24, 31) if up > ((32 + 31) << 23) << 4 => None,
+                    (TOP_FL, 31) if up > TOP_LOWER => None,
                     m => Some(m),
                 };
                 assert_eq!(T::mapping_search(size), expect, "search {size}");
@@ -537,7 +547,7 @@ mod tests {
         // Every size in the list mapping_search picks is >= the request, and
         // mapping_insert of a size puts it at or below the searched list.
         let mut s = 32usize;
-        while s < 1 << 34 {
+        while s < TOP_LOWER + TOP_LOWER / 2 {
             for d in [0usize, 16, 48, 4096] {
                 let size = (s + d) & !15;
                 if let Some((fl, sl)) = T::mapping_search(size) {
@@ -552,20 +562,18 @@ mod tests {
                     assert_eq!(T::mapping_insert(lower), (fl, sl));
                 }
             }
-            s = s * 9 / 8 + 16;
+            s += s / 8 + 16;
         }
     }
 
     #[test]
     fn mapping_top_level_clamps() {
-        // The top list starts at (32 + 31) << 23 units.
-        let top_lower = ((32 + 31) << 23) << 4;
-        assert_eq!(T::mapping_insert(top_lower), (24, 31));
-        assert_eq!(T::mapping_insert(top_lower - 16), (24, 30));
-        assert_eq!(T::mapping_insert(1 << 40), (24, 31));
-        assert_eq!(T::mapping_insert(isize::MAX as usize & !15), (24, 31));
-        assert_eq!(T::mapping_search(top_lower), Some((24, 31)));
-        assert_eq!(T::mapping_search(top_lower + 16), None);
+        assert_eq!(T::mapping_insert(TOP_LOWER), (TOP_FL, 31));
+        assert_eq!(T::mapping_insert(TOP_LOWER - 16), (TOP_FL, 30));
+        assert_eq!(T::mapping_insert(TOP_LOWER + (1 << 24)), (TOP_FL, 31));
+        assert_eq!(T::mapping_insert(isize::MAX as usize & !15), (TOP_FL, 31));
+        assert_eq!(T::mapping_search(TOP_LOWER), Some((TOP_FL, 31)));
+        assert_eq!(T::mapping_search(TOP_LOWER + 16), None);
         assert_eq!(T::mapping_search(isize::MAX as usize & !15), None);
         // A tiny configuration.
         type Small = TlsfIndex<3, 4>;

@@ -9,6 +9,10 @@ use std::ptr::NonNull;
 
 use stratalloc_core::{BlockState, HeapErrorKind, Region, RegionError, RegionHeap, MIN_ALIGN};
 
+/// Bytes of 0x41 over a whole word, at any word size: a wild link that lies
+/// in no region.
+pub const GARBAGE_WORD: usize = usize::MAX / 0xff * 0x41;
+
 /// Test memory from the system allocator, freed on drop (after the heap that
 /// uses it, since tests declare the arena first).
 pub struct Arena {

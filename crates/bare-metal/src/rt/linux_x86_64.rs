@@ -1,5 +1,5 @@
-//! The whole run-time of the demo: an entry point, two system calls, a panic
-//! handler and a writer that formats into a stack buffer. No libc, no crt.
+//! x86_64 Linux with no libc and no crt: an entry point, two system calls,
+//! and the C memory primitives.
 //!
 //! ```text
 //!   kernel execve ──> _start (naked)          rsp = &argc, 16-aligned
@@ -14,12 +14,8 @@
 //! hands `_start` a 16-aligned `rsp` with no return address pushed, so a
 //! plain `extern "C" fn _start` would run with a misaligned stack (and SSE
 //! spills would fault). The naked entry aligns and then *calls*.
-//!
-//! Only x86_64 Linux is supported; elsewhere the crate does not compile,
-//! which is the honest answer.
 
 use core::arch::{asm, naked_asm};
-use core::fmt;
 
 const SYS_WRITE: usize = 1;
 const SYS_EXIT_GROUP: usize = 231;
@@ -86,74 +82,6 @@ pub fn exit(code: i32) -> ! {
             options(noreturn, nostack),
         );
     }
-}
-
-/// A `core::fmt::Write` sink over a fixed stack buffer, flushed to a file
-/// descriptor when full and when dropped. It never allocates, so it works
-/// whatever state the heap is in (and while its lock is held).
-pub struct Out {
-    fd: usize,
-    len: usize,
-    buf: [u8; 512],
-}
-
-impl Out {
-    /// A writer to standard output.
-    pub const fn stdout() -> Self {
-        Out {
-            fd: 1,
-            len: 0,
-            buf: [0; 512],
-        }
-    }
-
-    /// A writer to standard error.
-    pub const fn stderr() -> Self {
-        Out {
-            fd: 2,
-            len: 0,
-            buf: [0; 512],
-        }
-    }
-
-    /// Write out what is buffered.
-    pub fn flush(&mut self) {
-        write_all(self.fd, &self.buf[..self.len]);
-        self.len = 0;
-    }
-}
-
-impl fmt::Write for Out {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut bytes = s.as_bytes();
-        while !bytes.is_empty() {
-            if self.len == self.buf.len() {
-                self.flush();
-            }
-            let n = bytes.len().min(self.buf.len() - self.len);
-            self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
-            self.len += n;
-            bytes = &bytes[n..];
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Out {
-    fn drop(&mut self) {
-        self.flush();
-    }
-}
-
-/// `println!` for the demo: formats into an [`Out`] on the stack.
-#[macro_export]
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        let mut o = $crate::rt::Out::stdout();
-        // An `Out` never fails to accept bytes.
-        let _ = core::fmt::Write::write_fmt(&mut o, format_args!($($arg)*));
-        let _ = core::fmt::Write::write_str(&mut o, "\n");
-    }};
 }
 
 // ---------------------------------------------------------------------------
@@ -265,11 +193,3 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 /// it. Defining it keeps the link closed without a libgcc.
 #[unsafe(no_mangle)]
 pub extern "C" fn rust_eh_personality() {}
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    let mut o = Out::stderr();
-    let _ = fmt::Write::write_fmt(&mut o, format_args!("bare-metal demo panicked: {info}\n"));
-    o.flush();
-    exit(101)
-}
