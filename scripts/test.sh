@@ -28,13 +28,15 @@ suite() {
 }
 
 # Rust code quality: formatting, lints and docs, each warning an error.
-# clippy: the bare-metal demo is linted on its own, because with the other
+# clippy: the bare-metal demo and the embedded C library are linted on their own, because with the other
 # members it would be built with `std` features they enable (see its
 # Cargo.toml); its bins have no test targets.
 suite fmt cargo fmt --all --check
 clippy() {
-    cargo clippy --workspace --exclude stratalloc-bare-metal --all-targets -- -D warnings &&
-        cargo clippy -p stratalloc-bare-metal -- -D warnings
+    cargo clippy --workspace --exclude stratalloc-bare-metal --exclude stratalloc-embedded \
+        --all-targets -- -D warnings &&
+        cargo clippy -p stratalloc-bare-metal -- -D warnings &&
+        cargo clippy -p stratalloc-embedded --all-targets -- -D warnings
 }
 suite clippy clippy
 # docs: libstratalloc's lib is also named `stratalloc` and is left out of

@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 /// `void write(const char *buf, size_t len)`: the kernel's console.
 pub type WriteFn = unsafe extern "C" fn(buf: *const c_char, len: usize);
 /// `void on_error(void *ptr, const char *msg)`: told the address and a
-/// NUL-terminated message; should not return (if it does, [`halt`]).
+/// NUL-terminated message; should not return (if it does, the library halts).
 pub type ErrorFn = unsafe extern "C" fn(ptr: *mut c_void, msg: *const c_char);
 /// `uintptr_t lock(void *ctx)`: enter the heap (disable interrupts); the
 /// value returned is handed back to the unlock hook (the saved state).
