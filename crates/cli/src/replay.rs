@@ -30,23 +30,16 @@ pub struct Mapping {
 }
 
 impl Mapping {
-    /// Reserve `len` bytes.
+    /// Reserve `len` bytes (a power of two), aligned to `len`: a strategy
+    /// whose layout depends on addresses (buddy's orders, TLSF's first
+    /// block) then lays a trace out the same way in every run, whatever
+    /// address the kernel picks, so replays and heap maps are repeatable.
     pub fn new(len: usize) -> Result<Mapping, String> {
-        // SAFETY: an anonymous private mapping touches no existing memory.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
+        let p = stratalloc::os::map_aligned(len, len.next_power_of_two());
+        if p.is_null() {
             return Err(format!("cannot map {len} bytes"));
         }
-        Ok(Mapping { ptr: p.cast(), len })
+        Ok(Mapping { ptr: p, len })
     }
 }
 
@@ -54,7 +47,7 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: we mapped it; the heap using it is dropped before us
         // (field order in `Replayer`).
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        unsafe { stratalloc::os::unmap(self.ptr, self.len) };
     }
 }
 
