@@ -1,8 +1,12 @@
-//! Damage that a caller does to the boundary-tag heaps' metadata in default
-//! use (no checking wrapper): a write after free over a free block's list
-//! links, an overflow into the next block's header. Each must be reported
-//! through `stratalloc_core::corruption::report` (by default a panic whose
-//! message names the block), never followed into a wild write.
+//! Damage that a caller does to a heap's own metadata in default use (no
+//! checking wrapper), for every strategy: a write after free over a free
+//! block's list links (free list ×4, segregated, TLSF, buddy, pool, slab),
+//! an overflow into the next block's header (the boundary-tag heaps, bump,
+//! a slab page's header). Each must be reported through
+//! `stratalloc_core::corruption::report` (by default a panic whose message
+//! names the block), or refused with a `HeapError` by a `deallocate` that
+//! can say so; never followed into a wild write, a hang or a false "out of
+//! memory".
 
 mod common;
 
@@ -10,25 +14,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
 use common::{heap_over, Arena};
-use stratalloc_core::{FitPolicy, FreeList, HeapErrorKind, RegionHeap, Segregated, Tlsf};
-
-fn heaps() -> Vec<(&'static str, Box<dyn Fn(&Arena) -> Box<dyn RegionHeap>>)> {
-    vec![
-        (
-            "first-fit",
-            Box::new(|a| Box::new(heap_over(FreeList::new(FitPolicy::First), a))),
-        ),
-        (
-            "best-fit",
-            Box::new(|a| Box::new(heap_over(FreeList::new(FitPolicy::Best), a))),
-        ),
-        (
-            "segregated",
-            Box::new(|a| Box::new(heap_over(Segregated::new(), a))),
-        ),
-        ("tlsf", Box::new(|a| Box::new(heap_over(Tlsf::new(), a)))),
-    ]
-}
+use stratalloc_core::{
+    Buddy, Bump, FitPolicy, FreeList, HeapErrorKind, Pool, RegionHeap, Segregated, Slab, Tlsf,
+};
 
 /// A strategy's name and a maker of empty heaps of it.
 type EmptyHeap = (&'static str, fn() -> Box<dyn RegionHeap>);
@@ -37,10 +25,31 @@ type EmptyHeap = (&'static str, fn() -> Box<dyn RegionHeap>);
 fn empty_heaps() -> Vec<EmptyHeap> {
     vec![
         ("first-fit", || Box::new(FreeList::new(FitPolicy::First))),
+        ("next-fit", || Box::new(FreeList::new(FitPolicy::Next))),
         ("best-fit", || Box::new(FreeList::new(FitPolicy::Best))),
+        ("worst-fit", || Box::new(FreeList::new(FitPolicy::Worst))),
         ("segregated", || Box::new(Segregated::new())),
         ("tlsf", || Box::new(Tlsf::new())),
     ]
+}
+
+/// Every strategy whose free blocks are linked through their own first
+/// words: each free block holds links a write after free can reach.
+fn linked_empty_heaps() -> Vec<EmptyHeap> {
+    let mut v = empty_heaps();
+    v.push(("buddy", || Box::new(Buddy::new())));
+    v.push(("pool", || Box::new(Pool::new(64, 16))));
+    v.push(("slab", || Box::new(Slab::new(Tlsf::new()))));
+    v
+}
+
+/// A heap made by `make` over all of `arena`.
+fn over(make: fn() -> Box<dyn RegionHeap>, arena: &Arena) -> Box<dyn RegionHeap> {
+    let mut h = make();
+    // SAFETY: the arena outlives the heap in each test.
+    unsafe { h.add_region(arena.whole()) }.expect("add_region");
+    h.check().expect("check after add_region");
+    h
 }
 
 const KIB: usize = 1024;
@@ -56,8 +65,13 @@ fn add(h: &mut dyn RegionHeap, arena: &Arena, offset: usize) {
 /// not merge); `p`, freed last, heads its list or follows `a`. Returns
 /// `p`, whose first words are now its links.
 fn two_free_blocks(h: &mut dyn RegionHeap) -> NonNull<u8> {
+    two_free_blocks_and_a_used_one(h).0
+}
+
+/// [`two_free_blocks`], and the used block between them.
+fn two_free_blocks_and_a_used_one(h: &mut dyn RegionHeap) -> (NonNull<u8>, NonNull<u8>) {
     let a = h.allocate(64, 16).unwrap();
-    let _g1 = h.allocate(64, 16).unwrap();
+    let g1 = h.allocate(64, 16).unwrap();
     let p = h.allocate(64, 16).unwrap();
     let _g2 = h.allocate(64, 16).unwrap();
     // SAFETY: `a` and `p` are live blocks of `h`.
@@ -65,12 +79,13 @@ fn two_free_blocks(h: &mut dyn RegionHeap) -> NonNull<u8> {
         h.deallocate(a).unwrap();
         h.deallocate(p).unwrap();
     }
-    p
+    (p, g1)
 }
 
-/// Allocate until a damaged link is followed (it must be reported).
+/// Allocate until a damaged link is followed; the report must name `p`
+/// (the free block or slot that held it) and say it was overwritten.
 fn allocate_a_few(name: &str, h: &mut dyn RegionHeap, p: NonNull<u8>) {
-    expect_report(name, p.as_ptr() as usize, "links", || {
+    expect_report(name, p.as_ptr() as usize, "overwritten", || {
         for _ in 0..3 {
             let _ = h.allocate(64, 16);
         }
@@ -80,21 +95,42 @@ fn allocate_a_few(name: &str, h: &mut dyn RegionHeap, p: NonNull<u8>) {
 /// Run `f`, which must panic with a message naming `addr` and containing
 /// `what`.
 fn expect_report(name: &str, addr: usize, what: &str, f: impl FnOnce()) {
+    expect_report_in(name, addr..=addr, what, f)
+}
+
+/// Run `f`, which must panic with a message containing `what` and naming
+/// an address in `range` ("heap corruption at 0x...").
+fn expect_report_in(
+    name: &str,
+    range: std::ops::RangeInclusive<usize>,
+    what: &str,
+    f: impl FnOnce(),
+) {
     let err =
         catch_unwind(AssertUnwindSafe(f)).expect_err(&format!("{name}: damage went unreported"));
     let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    let named = msg
+        .split("0x")
+        .skip(1)
+        .filter_map(|t| {
+            let hex: String = t.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+            usize::from_str_radix(&hex, 16).ok()
+        })
+        .any(|a| range.contains(&a));
     assert!(
-        msg.contains(&format!("{addr:#x}")) && msg.contains(what),
-        "{name}: the report does not name {addr:#x} and '{what}': {msg:?}"
+        named && msg.contains(what),
+        "{name}: the report does not name {:#x}..={:#x} and '{what}': {msg:?}",
+        range.start(),
+        range.end()
     );
 }
 
 #[test]
 fn a_write_after_free_over_the_links_is_reported() {
-    for (name, make) in heaps() {
+    for (name, make) in linked_empty_heaps() {
         for garbage in [0x4141_4141_4141_4141_usize, 0x1000, usize::MAX] {
             let arena = Arena::new(1 << 20);
-            let mut h = make(&arena);
+            let mut h = over(make, &arena);
             let p = two_free_blocks(&mut *h);
             // The bug under test: `p` is free (and on a list after `a`, or
             // heading it), its first words are its links.
@@ -107,10 +143,10 @@ fn a_write_after_free_over_the_links_is_reported() {
 
 #[test]
 fn an_overflow_into_the_next_header_is_reported_on_free() {
-    for (name, make) in heaps() {
+    for (name, make) in empty_heaps() {
         for by in [1usize, 8] {
             let arena = Arena::new(1 << 20);
-            let mut h = make(&arena);
+            let mut h = over(make, &arena);
             let p = h.allocate(40, 16).unwrap();
             // SAFETY: `p` is live.
             let usable = unsafe { h.usable_size(p) }.unwrap();
@@ -216,5 +252,165 @@ fn a_free_size_reaching_into_another_region_is_reported() {
                 }
             }
         }
+    }
+}
+
+/// A pool and a slab count their free slots, so a link zeroed by a write
+/// after free cannot pass for the end of the list: it is reported instead
+/// of ending the list early (a pool would then answer "out of memory"
+/// with free slots left).
+#[test]
+fn a_null_link_is_not_taken_for_the_end_of_the_list() {
+    let heaps: [EmptyHeap; 2] = [
+        ("pool", || Box::new(Pool::new(64, 16))),
+        ("slab", || Box::new(Slab::new(Tlsf::new()))),
+    ];
+    for (name, make) in heaps {
+        let arena = Arena::new(1 << 20);
+        let mut h = over(make, &arena);
+        let p = two_free_blocks(&mut *h);
+        // SAFETY: the arena is ours; `p` is free, its first word its link.
+        unsafe { (p.as_ptr() as *mut usize).write(0) };
+        allocate_a_few(name, &mut *h, p);
+    }
+}
+
+/// A link forged to name a block that is handed out, with that block's
+/// words made to link back (the caller owns them): following it would hand
+/// the live block out a second time. Buddy, pool and slab know from memory
+/// no caller reaches (side table, bitmaps) that the block is used.
+#[test]
+fn a_link_to_a_used_block_is_reported() {
+    let heaps: [EmptyHeap; 3] = [
+        ("buddy", || Box::new(Buddy::new())),
+        ("pool", || Box::new(Pool::new(64, 16))),
+        ("slab", || Box::new(Slab::new(Tlsf::new()))),
+    ];
+    for (name, make) in heaps {
+        let arena = Arena::new(1 << 20);
+        let mut h = over(make, &arena);
+        let (p, used) = two_free_blocks_and_a_used_one(&mut *h);
+        // SAFETY: the arena is ours: `p` is free (its first word its next
+        // link), `used` is live and ours to write.
+        unsafe {
+            (p.as_ptr() as *mut usize).write(used.as_ptr() as usize);
+            (used.as_ptr() as *mut [usize; 2]).write([0, p.as_ptr() as usize]);
+        }
+        allocate_a_few(name, &mut *h, p);
+    }
+}
+
+/// Next fit starts its search at the rover. Two free blocks whose links a
+/// write after free rewrote to point at each other, both ways, pass every
+/// link check there; a search for a size no block has must report the loop
+/// instead of spinning in it.
+#[test]
+fn a_loop_in_the_next_fit_list_is_reported() {
+    let arena = Arena::new(1 << 20);
+    let mut h = FreeList::new(FitPolicy::Next);
+    // SAFETY: the arena outlives the heap.
+    unsafe { h.add_region(arena.region(0, 64 * KIB)) }.unwrap();
+    // Free blocks a, b, c separated by used ones; the rest used up.
+    let mut blocks = Vec::new();
+    while let Some(q) = h.allocate(64, 16) {
+        blocks.push(q);
+    }
+    let (a, b, c) = (blocks[0], blocks[2], blocks[4]);
+    // SAFETY: live blocks of `h`.
+    unsafe {
+        h.deallocate(a).unwrap();
+        h.deallocate(b).unwrap();
+        h.deallocate(c).unwrap();
+    }
+    // List: c, b, a. Taking c (the head) leaves the rover on b.
+    let taken = h.allocate(64, 16).unwrap();
+    assert_eq!(taken, c, "next fit took the head");
+    let hdr = |q: NonNull<u8>| q.as_ptr() as usize - WORD;
+    // The bug under test: b <-> a now link to each other both ways.
+    // SAFETY: the arena is ours; `a` and `b` are free (their first two
+    // words are their next and prev links).
+    unsafe {
+        (b.as_ptr() as *mut [usize; 2]).write([hdr(a), hdr(a)]);
+        (a.as_ptr() as *mut [usize; 2]).write([hdr(b), hdr(b)]);
+    }
+    // Either block of the loop may be where the search runs out.
+    let (lo, hi) = (a.min(b).as_ptr() as usize, a.max(b).as_ptr() as usize);
+    expect_report_in("next-fit", lo..=hi, "loops", || {
+        let _ = h.allocate(4096, 16);
+    });
+}
+
+/// An overflow that rewrites the start word of the next bump block's header
+/// (where `top` goes back to when that block, the last, is freed) is
+/// refused: trusting it would move `top` below live blocks, and the next
+/// allocation would overlap them.
+#[test]
+fn bump_refuses_a_damaged_header() {
+    let arena = Arena::new(1 << 20);
+    let mut h = heap_over(Bump::new(), &arena);
+    let a = h.allocate(40, 16).unwrap();
+    let b = h.allocate(40, 16).unwrap();
+    // SAFETY: live.
+    let usable = unsafe { h.usable_size(a) }.unwrap();
+    let hdr_b = b.as_ptr() as usize - 16;
+    assert_eq!(a.as_ptr() as usize + usable, hdr_b, "blocks are adjacent");
+    // The bug under test: `a` overflows into b's start word, naming a's
+    // own header.
+    // SAFETY: the arena is ours.
+    unsafe { ((hdr_b + WORD) as *mut usize).write(a.as_ptr() as usize - 16) };
+    // SAFETY: `b` is live.
+    let r = unsafe { h.deallocate(b) };
+    assert_eq!(
+        r.map_err(|e| e.kind),
+        Err(HeapErrorKind::Corrupted),
+        "bump: a damaged header was trusted"
+    );
+    let c = h.allocate(40, 16).unwrap();
+    assert!(
+        c.as_ptr() as usize > b.as_ptr() as usize,
+        "bump: new block overlaps"
+    );
+    // And an overflow of garbage is refused too.
+    // SAFETY: as above.
+    unsafe { std::ptr::write_bytes(hdr_b as *mut u8, 0x42, 16) };
+    // SAFETY: `b` is still live (its free was refused).
+    let again = unsafe { h.deallocate(b) };
+    assert!(again.is_err(), "bump: garbage header accepted");
+}
+
+/// An overflow of the backing block before a slab page runs over the
+/// page's header (partial-list links, free-list head, class, counts): the
+/// next use of the page reports it.
+#[test]
+fn a_slab_page_header_overrun_is_reported() {
+    // How many bytes of the header the overflow rewrites: the links only,
+    // up to the free-list head, and up to the class and counts.
+    for by in [2 * WORD, 3 * WORD, 6 * WORD] {
+        let arena = Arena::new(1 << 20);
+        let mut h = heap_over(Slab::new(Tlsf::new()), &arena);
+        // Two pages of the 64-byte class, so the first has a neighbour on
+        // its partial list; keep both partial.
+        let per_page = (16 * KIB - 256) / 64;
+        let first: Vec<_> = (0..per_page + 2)
+            .map(|_| h.allocate(64, 16).unwrap())
+            .collect();
+        let page = first[0].as_ptr() as usize & !(16 * KIB - 1);
+        let other = first[per_page + 1].as_ptr() as usize & !(16 * KIB - 1);
+        assert_ne!(page, other);
+        // SAFETY: live.
+        unsafe { h.deallocate(first[1]).unwrap() };
+        // SAFETY: the arena is ours; the header lies at the page's start.
+        unsafe { std::ptr::write_bytes(page as *mut u8, 0x42, by) };
+        // Reported at the page, or at an object of it whose link took the
+        // damaged head when it was freed.
+        expect_report_in("slab", page..=page + 16 * KIB - 1, "overwritten", || {
+            for q in &first[2..per_page] {
+                // SAFETY: live blocks.
+                let _ = unsafe { h.deallocate(*q) };
+            }
+            for _ in 0..2 * per_page {
+                let _ = h.allocate(64, 16);
+            }
+        });
     }
 }
