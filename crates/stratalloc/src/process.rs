@@ -40,7 +40,20 @@
 //!   (`check == HUGE_MAGIC ^ base ^ len ^ p`); never both.
 //! - `mapped_regions` is the sum of the lengths of the regions added;
 //!   `huge_bytes`/`huge_count` the sum/number of live huge mappings.
-//! - The heap is only touched with the lock held.
+//! - The heap is only touched with the lock held, and never again once it
+//!   is poisoned.
+//!
+//! ## Aborting
+//!
+//! A refused pointer (`free` of a pointer that is no live block) and damage
+//! the strategy finds in its own metadata (reported through
+//! `stratalloc_core::corruption`) both end in `abort` with a message. Each
+//! first releases the lock the thread holds (a thread-local says which
+//! heap's), so a SIGABRT handler that calls `malloc` does not deadlock.
+//! Damage also **poisons** the heap: from then on `malloc` serves every
+//! request from a mapping of its own (the huge path) and `free` of a heap
+//! block leaves it where it is, so nothing follows the damaged metadata
+//! again while the process dies.
 //!
 //! [`ProcessHeap::check`] verifies the heap's own invariants (through
 //! `RegionHeap::check`) and the region accounting.
@@ -444,6 +457,46 @@ pub struct ProcessHeap {
     /// `fork_prepare` found the lock held by the forking thread itself (a
     /// fork from a signal handler that interrupted `malloc`) and left it.
     fork_skipped: AtomicBool,
+    /// The strategy reported its metadata damaged: the process is
+    /// aborting, and the heap is never touched again (see
+    /// [`release_before_abort`]).
+    poisoned: AtomicBool,
+}
+
+thread_local! {
+    /// The process heap whose lock this thread holds (null: none), so a
+    /// path that aborts can release it first. Const-initialised, no
+    /// destructor: native TLS, no allocation.
+    static HELD: core::cell::Cell<*const ProcessHeap> = const { core::cell::Cell::new(ptr::null()) };
+}
+
+/// Whether the heap is still sound when the process aborts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HeapState {
+    /// A pointer was refused; the heap itself is intact.
+    Intact,
+    /// The strategy found its own metadata damaged mid-operation.
+    Damaged,
+}
+
+/// Before aborting: release the lock of the process heap this thread holds,
+/// if any, so a SIGABRT handler that calls `malloc` does not wait forever
+/// on it. A damaged heap is poisoned first: from then on `malloc` maps
+/// blocks of its own, and `free` of a heap block leaves it alone, so
+/// nothing follows the damage again.
+fn release_before_abort(state: HeapState) {
+    let held = HELD.with(|h| h.replace(ptr::null()));
+    // SAFETY: `HELD` names a heap only between `guard()` and the guard's
+    // drop, while the heap is borrowed by that guard, so it is alive.
+    let Some(heap) = (unsafe { held.as_ref() }) else {
+        return;
+    };
+    if state == HeapState::Damaged {
+        heap.poisoned.store(true, Ordering::Release);
+    }
+    if heap.lock.held_by_me() {
+        heap.lock.unlock();
+    }
 }
 
 // SAFETY: `inner` is only touched with `lock` held (see `with_heap`), the
@@ -457,6 +510,7 @@ struct Guard<'a> {
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
+        HELD.with(|h| h.set(ptr::null()));
         self.owner.lock.unlock();
     }
 }
@@ -472,6 +526,7 @@ impl Guard<'_> {
 /// The process heaps' [`stratalloc_core::corruption`] handler: the message
 /// on stderr (no allocation), then abort.
 fn on_corruption(addr: usize, what: &'static str) -> ! {
+    release_before_abort(HeapState::Damaged);
     fatal!("heap corruption at {addr:#x}: {what}")
 }
 
@@ -496,6 +551,7 @@ impl ProcessHeap {
             huge_returned: AtomicU64::new(0),
             peak_mapped: AtomicUsize::new(0),
             fork_skipped: AtomicBool::new(false),
+            poisoned: AtomicBool::new(false),
         }
     }
 
@@ -518,7 +574,14 @@ impl ProcessHeap {
 
     fn guard(&self) -> Guard<'_> {
         self.lock.lock();
+        HELD.with(|h| h.set(self));
         Guard { owner: self }
+    }
+
+    /// The heap was poisoned by a corruption report (the process is
+    /// aborting): leave it alone.
+    fn poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
     }
 
     /// Verify the heap's invariants and the region accounting.
@@ -592,6 +655,10 @@ impl ProcessHeap {
         align: usize,
         growth: Growth,
     ) -> *mut u8 {
+        if self.poisoned() {
+            // The callers fall back on a mapping of its own.
+            return ptr::null_mut();
+        }
         if let Some(p) = g.inner().heap.allocate(size, align) {
             return p.as_ptr();
         }
@@ -825,6 +892,7 @@ impl ProcessHeap {
     #[cold]
     #[inline(never)]
     fn bad_pointer(&self, what: &str, p: *const u8, e: Option<HeapError>) -> ! {
+        release_before_abort(HeapState::Intact);
         match e {
             Some(e) => fatal!("{what}({p:p}): {e} ({} heap)", self.name()),
             None => fatal!(
@@ -850,6 +918,9 @@ impl ProcessHeap {
         let Some(nn) = NonNull::new(p) else {
             return ptr::null_mut();
         };
+        if self.poisoned() {
+            return ptr::null_mut();
+        }
         // SAFETY: `p` is a live heap block (usable_size accepted it).
         if unsafe { g.inner().heap.resize_in_place(nn, new_size) } {
             return p;
@@ -979,6 +1050,9 @@ unsafe impl Backend for ProcessHeap {
         let mut g = self.guard();
         let inner = g.inner();
         if inner.heap.owns(p) {
+            if self.poisoned() {
+                return;
+            }
             // SAFETY: the caller hands `p` back; it lies in a region, so it
             // is readable, and the heap validates it.
             if let Err(e) = unsafe { inner.heap.deallocate(nn) } {
