@@ -12,6 +12,7 @@
 //! | [`map`] | `size > 0`, multiple of [`page_size`] | zeroed read-write memory, page aligned, or null |
 //! | [`map_aligned`] | as `map`; `align` a power of two ≥ page size | like `map`, start a multiple of `align`, or null |
 //! | [`unmap`] | `(p, size)` page aligned, inside one earlier mapping | the range is gone |
+//! | [`release`] | as `unmap` | `true`: the range is gone; `false`: refused (ENOMEM: splitting the mapping would pass `vm.max_map_count`), the range stays mapped; `errno` kept either way |
 //! | [`purge`] | `(p, size)` page aligned, inside a mapping | physical pages dropped; the range reads as zeros afterwards |
 //! | [`remap`] | `(p, old)` is a whole mapping; `new` page multiple | the mapping resized, maybe moved to a multiple of `align`; contents kept; or null and the old mapping untouched |
 //!
@@ -161,6 +162,27 @@ pub unsafe fn unmap(p: *mut u8, size: usize) {
     } else {
         crate::fatal!("munmap({:p}, {}) failed", p, size);
     }
+}
+
+/// [`unmap`] for a caller that can live with the range staying mapped (a
+/// block `free` gives back: glibc ignores a failing `munmap` there, and
+/// `free` must not change `errno`). `munmap` fails with ENOMEM when
+/// unmapping part of a mapping would split it past `vm.max_map_count`.
+///
+/// # Safety
+/// As for [`unmap`].
+pub unsafe fn release(p: *mut u8, size: usize) -> bool {
+    debug_assert!((p as usize) % page_size() == 0 && size % page_size() == 0);
+    // SAFETY: errno is this thread's; the caller owns the range.
+    unsafe {
+        let errno = *libc::__errno_location();
+        if libc::munmap(p.cast(), size) == 0 {
+            note_unmapped(size);
+            return true;
+        }
+        *libc::__errno_location() = errno;
+    }
+    false
 }
 
 /// Give the physical pages of `[p, p + size)` back to the OS; the range

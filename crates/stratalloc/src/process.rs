@@ -281,13 +281,15 @@ fn os_map(len: usize) -> *mut u8 {
     crate::os::map(len)
 }
 
+/// Give `(p, len)` back to the kernel. A refusal (ENOMEM past
+/// `vm.max_map_count`) leaves the range mapped and unused, as glibc's
+/// `free` does; `errno` is kept. `true` if the range is gone.
+///
 /// # Safety
 /// `(p, len)` is page-aligned and inside a mapping nobody uses any more.
-unsafe fn os_unmap(p: usize, len: usize) {
-    if len != 0 {
-        // SAFETY: the caller's contract.
-        unsafe { crate::os::unmap(p as *mut u8, len) };
-    }
+unsafe fn os_unmap(p: usize, len: usize) -> bool {
+    // SAFETY: the caller's contract.
+    len == 0 || unsafe { crate::os::release(p as *mut u8, len) }
 }
 
 // ---------------------------------------------------------------- the heap
@@ -832,13 +834,15 @@ impl ProcessHeap {
         unsafe { ((p as usize - HUGE_HDR) as *mut HugeHeader).write_bytes(0, 1) };
         // SAFETY: (base, len) is the whole mapping of a block the caller
         // gave up.
-        unsafe { os_unmap(base, len) };
+        let returned = unsafe { os_unmap(base, len) };
         self.huge_bytes.fetch_sub(len, Ordering::Relaxed);
         self.huge_count.fetch_sub(1, Ordering::Relaxed);
         self.huge_in_use
             .fetch_sub(base + len - p as usize, Ordering::Relaxed);
         self.huge_frees.fetch_add(1, Ordering::Relaxed);
-        self.huge_returned.fetch_add(len as u64, Ordering::Relaxed);
+        if returned {
+            self.huge_returned.fetch_add(len as u64, Ordering::Relaxed);
+        }
     }
 
     /// Resize a huge block with `mremap`, keeping it huge.
