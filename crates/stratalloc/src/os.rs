@@ -13,7 +13,7 @@
 //! | [`map_aligned`] | as `map`; `align` a power of two ≥ page size | like `map`, start a multiple of `align`, or null |
 //! | [`unmap`] | `(p, size)` page aligned, inside one earlier mapping | the range is gone |
 //! | [`release`] | as `unmap` | `true`: the range is gone; `false`: refused (ENOMEM: splitting the mapping would pass `vm.max_map_count`), the range stays mapped; `errno` kept either way |
-//! | [`purge`] | `(p, size)` page aligned, inside a mapping | physical pages dropped; the range reads as zeros afterwards |
+//! | [`purge`] | `(p, size)` page aligned, inside a mapping | `true`: physical pages dropped, the range reads as zeros afterwards; `false`: refused, contents unchanged |
 //! | [`remap`] | `(p, old)` is a whole mapping; `new` page multiple | the mapping resized, maybe moved to a multiple of `align`; contents kept; or null and the old mapping untouched |
 //!
 //! Nothing here allocates, panics or takes a lock. Failure is a null
@@ -185,22 +185,32 @@ pub unsafe fn release(p: *mut u8, size: usize) -> bool {
     false
 }
 
-/// Give the physical pages of `[p, p + size)` back to the OS; the range
-/// stays mapped and reads as zeros afterwards (`MADV_DONTNEED`).
+/// Give the physical pages of `[p, p + size)` back to the OS; on success
+/// (`true`) the range stays mapped and reads as zeros afterwards
+/// (`MADV_DONTNEED`). On failure (`false`: the kernel refuses, for example
+/// for memory locked by `mlockall`) the contents are unchanged, and the
+/// caller must not treat the range as zeroed. `errno` is preserved.
 ///
 /// # Safety
 /// The range is page aligned, inside a mapping made here, and holds no live
 /// data.
-pub unsafe fn purge(p: *mut u8, size: usize) {
+#[must_use]
+pub unsafe fn purge(p: *mut u8, size: usize) -> bool {
     debug_assert!((p as usize) % page_size() == 0 && size % page_size() == 0);
     if size == 0 {
-        return;
+        return true;
     }
-    // SAFETY: the caller owns the range and needs none of its contents.
-    let r = unsafe { libc::madvise(p.cast(), size, libc::MADV_DONTNEED) };
-    if r == 0 {
-        RETURNED.fetch_add(size as u64, Relaxed);
+    // SAFETY: errno is this thread's; the caller owns the range and needs
+    // none of its contents.
+    unsafe {
+        let errno = *libc::__errno_location();
+        if libc::madvise(p.cast(), size, libc::MADV_DONTNEED) == 0 {
+            RETURNED.fetch_add(size as u64, Relaxed);
+            return true;
+        }
+        *libc::__errno_location() = errno;
     }
+    false
 }
 
 /// Resize the whole mapping `(p, old)` to `new` bytes, keeping its

@@ -1154,8 +1154,9 @@ unsafe impl Backend for ProcessHeap {
                 // SAFETY: page-aligned pages strictly inside a free block's
                 // payload, in a region mapped by os::map; the heap keeps no
                 // data there (they read as zeros afterwards).
-                unsafe { crate::os::purge(start as *mut u8, end - start) };
-                dropped += end - start;
+                if unsafe { crate::os::purge(start as *mut u8, end - start) } {
+                    dropped += end - start;
+                }
             }
         });
         inner.returned += dropped as u64;

@@ -12,56 +12,8 @@ use stratalloc::engine::{self, ENGINE};
 use stratalloc::os;
 use stratalloc::Backend;
 
-/// Run `f` in a forked child with stderr captured; returns (exit status
-/// as from waitpid, stderr text).
-fn in_child(f: fn() -> i32) -> (i32, String) {
-    let mut fds = [0i32; 2];
-    // SAFETY: valid out-array.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    ENGINE.fork_prepare();
-    // SAFETY: the child only calls the engine and async-signal-safe libc.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        ENGINE.fork_child();
-        // SAFETY: plain syscalls in the child.
-        unsafe {
-            libc::dup2(fds[1], 2);
-            libc::close(fds[0]);
-            libc::_exit(f());
-        }
-    }
-    ENGINE.fork_parent();
-    assert!(pid > 0);
-    // SAFETY: our pipe end.
-    unsafe { libc::close(fds[1]) };
-    let mut status = 0;
-    // SAFETY: our child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: buffer valid for its length.
-    let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
-    // SAFETY: our fd.
-    unsafe { libc::close(fds[0]) };
-    buf.truncate(n.max(0) as usize);
-    (status, String::from_utf8_lossy(&buf).into_owned())
-}
-
-fn aborted(status: i32) -> bool {
-    libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT
-}
-
-fn expect_abort(f: fn() -> i32, words: &str) {
-    let (st, err) = in_child(f);
-    assert!(
-        aborted(st),
-        "child did not abort (status {st:#x}), stderr: {err}"
-    );
-    assert!(err.contains(words), "stderr {err:?} lacks {words:?}");
-    assert!(
-        err.contains("0x"),
-        "message does not name the pointer: {err:?}"
-    );
-}
+mod common;
+use common::{expect_abort, in_child};
 
 #[test]
 fn double_free_of_a_small_block_aborts() {

@@ -7,8 +7,8 @@ use core::sync::atomic::Ordering::Relaxed;
 use super::free;
 use super::heap::{alloc_class_slow, alloc_large, heap, large_resize_in_place, Heap};
 use super::huge;
-use super::page::ALIGNED;
-use super::segment::{segmap_contains, segment_of, SEGMENT_SIZE, SLICE_SIZE};
+use super::page::{Page, ALIGNED};
+use super::segment::{segmap_contains, segment_of, Segment, SEGMENT_SIZE, SLICE_SIZE};
 use super::size_class::*;
 
 /// Largest block served from a span of slices; above it blocks are huge.
@@ -23,7 +23,7 @@ pub fn malloc(size: usize) -> *mut u8 {
         // SAFETY: our heap; direct slots always point to a valid page (the
         // static empty page has no free blocks, so `pop` writes nothing).
         unsafe {
-            let p = (*(*h).direct[w]).pop();
+            let p = Page::pop((*h).direct[w]);
             if !p.is_null() {
                 return p;
             }
@@ -42,7 +42,7 @@ unsafe fn malloc_generic(h: *mut Heap, size: usize) -> *mut u8 {
         unsafe {
             let page = (*h).queues[c].first;
             if !page.is_null() {
-                let p = (*page).pop();
+                let p = Page::pop(page);
                 if !p.is_null() {
                     return p;
                 }
@@ -120,7 +120,7 @@ fn aligned_within(p: *mut u8, align: usize) -> *mut u8 {
         let seg = segment_of(p);
         // SAFETY: `p` is a live block we just allocated on our own page.
         unsafe {
-            let page = (*seg).page_of(p);
+            let page = Segment::page_of(seg, p);
             let f = (*page).flags.load(Relaxed);
             (*page).set_flags(f | ALIGNED);
         }
@@ -183,10 +183,10 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize) -> *mut u8 {
     // SAFETY: `p` is live; registered segments have valid headers.
     unsafe {
         if segmap_contains(seg) && !huge::is_huge(seg) {
-            let page = &*(*seg).page_of(p);
-            let usable = page.block_size;
-            if page.in_use
-                && page.is_block_offset((p as usize).wrapping_sub(page.start as usize))
+            let page = Segment::page_of(seg, p);
+            let usable = (*page).block_size;
+            if (*page).in_use
+                && Page::is_block_offset(page, (p as usize).wrapping_sub((*page).start as usize))
                 && new_size <= usable
                 && new_size >= usable / 2
             {

@@ -39,7 +39,7 @@ pub unsafe fn free(p: *mut u8) {
     // never hits.
     unsafe {
         if (*h).own[own_slot(seg as usize)] == seg as usize {
-            let page = (*seg).page_of(p);
+            let page = Segment::page_of(seg, p);
             if (*page).is_plain_block_offset((p as usize).wrapping_sub((*page).start as usize)) {
                 return free_local(h, page, p);
             }
@@ -62,7 +62,7 @@ unsafe fn free_checked(h: *mut heap::Heap, seg: *mut Segment, p: *mut u8) {
     }
     // SAFETY: `seg` is one of our mapped segments; `p` lies inside it.
     unsafe {
-        let page = (*seg).page_of(p);
+        let page = Segment::page_of(seg, p);
         if (*seg).owner.load(Relaxed) == (*h).id {
             // Owned by us, so in our segment list: cache it.
             (*h).own[own_slot(seg as usize)] = seg as usize;
@@ -74,18 +74,18 @@ unsafe fn free_checked(h: *mut heap::Heap, seg: *mut Segment, p: *mut u8) {
     }
 }
 
-/// The plain local free: `p` is a block start on `page`, a queued page of
+/// The plain local free: `p` is a carved block on `page`, a queued page of
 /// our own with no flags.
 #[inline(always)]
 unsafe fn free_local(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
     // SAFETY: per the contract; `p` is a block of `page`.
     unsafe {
         let b = p as *mut Block;
-        let key = (*page).key();
+        let key = Page::key(page);
         if (*b).key == key {
             return free_suspect(h, page, p);
         }
-        (*b).next = (*page).local_free;
+        (*b).next = Block::link(b, (*page).local_free);
         (*b).key = key;
         (*page).local_free = b;
         let u = (*page).used.wrapping_sub(1);
@@ -130,7 +130,7 @@ unsafe fn free_used_edge(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
     unsafe {
         let pg = &mut *page;
         if pg.used == u32::MAX || !pg.in_use {
-            pg.local_free = (*(p as *mut Block)).next;
+            pg.local_free = Block::next_of(p.cast());
             pg.used = 0;
             crate::fatal!(
                 "free of {:p}: block not in use (double free or invalid pointer)",
@@ -145,7 +145,11 @@ unsafe fn free_used_edge(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
 #[cold]
 #[inline(never)]
 unsafe fn free_generic(seg: *mut Segment, page: *mut Page, p: *mut u8) {
-    // SAFETY: `seg` is registered; `page` its descriptor for `p`.
+    // SAFETY: `seg` is registered; `page` its descriptor for `p`. Another
+    // thread may own this page and be changing it: its fields are read
+    // through the raw pointer, and only those fixed while the page is in
+    // use (`in_use`, `start`, `block_size`, the division constants) or
+    // atomic (`flags`, `capacity`, `thread_free`), unless the page is ours.
     unsafe {
         if !(*seg).cookie_ok() {
             crate::fatal!("free of {:p}: segment header {:p} is corrupted", p, seg);
@@ -154,56 +158,55 @@ unsafe fn free_generic(seg: *mut Segment, page: *mut Page, p: *mut u8) {
             return huge::free(seg, p);
         }
         let h = heap();
-        // Shared, not `&mut`: another thread may own this page and be
-        // changing it; only fields fixed while the page is in use are read
-        // below unless the page is ours.
-        let pg = &*page;
         let mine = (*seg).owner.load(Relaxed) == (*h).id;
-        if !pg.in_use {
+        if !(*page).in_use {
             crate::fatal!(
                 "free of {:p}: not an allocated block (double free or invalid pointer)",
                 p
             );
         }
-        let b = if pg.flags.load(Relaxed) & ALIGNED != 0 {
-            pg.block_start(p)
+        let b = if (*page).flags.load(Relaxed) & ALIGNED != 0 {
+            Page::block_start(page, p)
         } else {
             p
         };
-        let off = b as usize - pg.start as usize;
-        // `capacity` grows under the owner's hands (`Page::extend`), so a
-        // remote free bounds the offset by `reserved`, fixed while the page
-        // is in use (reading `capacity` here was a data race, found by TSan).
-        let blocks = if mine {
-            pg.capacity.max(1) as usize
-        } else {
-            pg.reserved as usize
-        };
-        if !pg.is_block_offset(off) || off >= blocks * pg.block_size {
+        // Only carved blocks were ever handed out: `capacity` only grows
+        // while the page is in use, and the carving of a block another
+        // thread holds happened before that thread got it, so a remote
+        // free reads a bound at least as large as the block's index.
+        if !(*page).is_carved_block(b.cast()) {
             crate::fatal!(
                 "free of {:p}: not the start of a block (invalid pointer)",
                 p
             );
         }
+        let key = Page::key(page);
         if mine {
-            if (*(b as *mut Block)).key == pg.key() && pg.is_listed(b.cast()) {
+            if (*(b as *mut Block)).key == key && (*page).is_listed(b.cast()) {
                 crate::fatal!("double free of {:p}", p);
             }
             return free_local_slow(h, page, b);
         }
-        free_remote(seg, pg, b);
+        // A block still free carries the key (malloc clears it): another
+        // thread cannot scan the owner's lists, and the key mixes in the
+        // process secret, so a match is a double free, not data.
+        if (*(b as *mut Block)).key == key {
+            crate::fatal!("double free of {:p} (by a thread that does not own it)", p);
+        }
+        free_remote(seg, page, b);
     }
 }
 
 /// Push `b` on the page's atomic list (another thread owns the page, or
 /// nobody does while its segment is abandoned).
-unsafe fn free_remote(seg: *mut Segment, pg: &Page, b: *mut u8) {
+unsafe fn free_remote(seg: *mut Segment, page: *mut Page, b: *mut u8) {
     let blk = b as *mut Block;
     // SAFETY: `b` is a block we are giving up; it keeps the page alive until
-    // the push below succeeds.
+    // the push below succeeds. `thread_free` is atomic; no other field of
+    // the page is touched.
     unsafe {
-        (*blk).key = pg.key();
-        let tf = &pg.thread_free;
+        (*blk).key = Page::key(page);
+        let tf = &(*page).thread_free;
         let mut old = tf.load(Relaxed);
         loop {
             if old & TF_FULL != 0 {
@@ -220,7 +223,7 @@ unsafe fn free_remote(seg: *mut Segment, pg: &Page, b: *mut u8) {
                     }
                 }
             }
-            (*blk).next = old as *mut Block;
+            (*blk).next = Block::link(blk, old as *mut Block);
             match tf.compare_exchange_weak(old, blk as usize, Release, Relaxed) {
                 Ok(_) => return,
                 Err(o) => old = o,
@@ -298,11 +301,67 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
             let blk = (*seg).huge_block as usize;
             return (*seg).huge_size - (p as usize - blk);
         }
-        let page = &*(*seg).page_of(p);
-        if !page.in_use {
+        let page = Segment::page_of(seg, p);
+        if !(*page).in_use {
             crate::fatal!("usable_size of {:p}: not an allocated block", p);
         }
-        let b = page.block_start(p);
-        page.block_size - (p as usize - b as usize)
+        let b = Page::block_start(page, p);
+        (*page).block_size - (p as usize - b as usize)
+    }
+}
+
+/// What the engine records of the page holding `p` (see [`page_info`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageInfo {
+    /// First byte of the page's span.
+    pub start: usize,
+    /// Bytes per block.
+    pub block_size: usize,
+    /// Blocks carved so far.
+    pub capacity: u32,
+    /// Blocks that fit in the span.
+    pub reserved: u32,
+    /// Blocks handed out (including ones other threads freed and the owner
+    /// has not collected yet).
+    pub used: u32,
+    /// Some pointer handed out from the page is not a block start.
+    pub aligned: bool,
+    /// The page is unlinked from its queue (full, or one large block).
+    pub floating: bool,
+}
+
+/// The page holding `p`, if `p` lies in an in-use span of one of the
+/// engine's normal segments: a diagnostic for tests and tools. The figures
+/// are exact only for a page of the calling thread's heap (another
+/// thread's may be changing).
+// `p` is only an address: no byte of it is read, and the header is read
+// only once the segment map says it is mapped.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
+pub fn page_info(p: *const u8) -> Option<PageInfo> {
+    let seg = segment_of(p);
+    if !segmap_contains(seg) {
+        return None;
+    }
+    // SAFETY: a registered segment's header is mapped; its descriptors are
+    // read field by field through raw pointers (no reference to a page that
+    // another thread may be writing).
+    unsafe {
+        if !(*seg).cookie_ok() || huge::is_huge(seg) {
+            return None;
+        }
+        let page = Segment::page_of(seg, p);
+        if !(*page).in_use {
+            return None;
+        }
+        let flags = (*page).flags.load(Relaxed);
+        Some(PageInfo {
+            start: (*page).start as usize,
+            block_size: (*page).block_size,
+            capacity: (*page).carved(),
+            reserved: (*page).reserved,
+            used: (*page).used,
+            aligned: flags & ALIGNED != 0,
+            floating: flags & super::page::FULL != 0,
+        })
     }
 }

@@ -337,6 +337,9 @@ fn key() -> Option<libc::pthread_key_t> {
 #[cold]
 #[inline(never)]
 unsafe fn init() -> *mut Heap {
+    // Before this thread's first page: every free-list link is encoded
+    // with the secret.
+    super::page::init_secret();
     let h = heap_pool_take();
     if h.is_null() {
         return h;
@@ -668,7 +671,7 @@ unsafe fn purge_due(h: &mut Heap, now: u64, force: bool) -> bool {
             let s = &mut *seg;
             if s.dirty_mask != 0 {
                 if force {
-                    s.purge();
+                    s.purge(now);
                     any = true;
                 } else if s.purge_at != 0 && s.purge_at <= now {
                     any |= s.purge_aged(now);
@@ -732,9 +735,9 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                         h.queue_remove(page);
                         h.queue_push_front(page);
                     }
-                    return (*page).pop();
+                    return Page::pop(page);
                 }
-                if (*page).capacity < (*page).reserved {
+                if (*page).carved() < (*page).reserved {
                     if extendable.is_null() {
                         extendable = page;
                     }
@@ -746,7 +749,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                 if !(*page).try_mark_full() {
                     (*page).collect();
                     h.queue_push_front(page);
-                    return (*page).pop();
+                    return Page::pop(page);
                 }
                 page = next;
             }
@@ -756,7 +759,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                     h.queue_remove(extendable);
                     h.queue_push_front(extendable);
                 }
-                return (*extendable).pop();
+                return Page::pop(extendable);
             }
             if attempt == 0 {
                 collect_pending(h);
@@ -790,7 +793,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
         p.init(c as u8, bs, ((n * SLICE_SIZE) / bs) as u32);
         p.extend();
         h.queue_push_front(page);
-        p.pop()
+        Page::pop(page)
     }
 }
 
@@ -852,7 +855,7 @@ pub unsafe fn alloc_large(h: *mut Heap, n: usize) -> *mut Page {
         let p = &mut *page;
         p.init(LARGE, n * SLICE_SIZE, 1);
         // The one block is handed out at once; the page floats.
-        p.capacity = 1;
+        p.set_capacity(1);
         p.used = 1;
         p.thread_free.store(TF_FULL, Relaxed);
         p.set_flags(FULL);
@@ -873,7 +876,7 @@ pub unsafe fn large_resize_in_place(p: *mut u8, new_size: usize) -> bool {
         if (*seg).kind != segment::Kind::Normal || (*seg).owner.load(Relaxed) != (*heap()).id {
             return false;
         }
-        let page = (*seg).page_of(p);
+        let page = Segment::page_of(seg, p);
         if (*page).class != LARGE || (*page).start != p {
             return false;
         }
@@ -898,8 +901,8 @@ pub unsafe fn free_local_slow(h: *mut Heap, page: *mut Page, b: *mut u8) {
             crate::fatal!("double free of {:p} (page has no blocks in use)", b);
         }
         let blk = b as *mut super::page::Block;
-        (*blk).next = p.local_free;
-        (*blk).key = p.key();
+        (*blk).next = super::page::Block::link(blk, p.local_free);
+        (*blk).key = Page::key(page);
         p.local_free = blk;
         p.used -= 1;
         let floating = p.flags.load(Relaxed) & FULL != 0;
@@ -909,6 +912,7 @@ pub unsafe fn free_local_slow(h: *mut Heap, page: *mut Page, b: *mut u8) {
             settle(h, page, os::now_ms());
             seg_free_if_empty(h, segment::segment_of(b));
         } else if p.used == 0 {
+            p.reset_if_empty();
             retire(h, page);
         }
     }
@@ -1091,7 +1095,7 @@ pub unsafe fn abandon(h: *mut Heap) {
             if (*seg).is_empty() {
                 segment::segment_free(seg);
             } else {
-                (*seg).purge();
+                (*seg).purge(now);
                 (*seg).owner.store(0, Release);
                 segment::abandon_push(seg);
             }

@@ -161,7 +161,7 @@ mod segment;
 pub mod size_class;
 
 pub use alloc::{aligned_alloc, alloc_zeroed, calloc, malloc, realloc, LARGE_MAX};
-pub use free::{free, owns, usable_size};
+pub use free::{free, owns, page_info, usable_size, PageInfo};
 
 use crate::backend::{Backend, BackendStats};
 use crate::os;

@@ -23,6 +23,14 @@
 //!   it was unlinked and the FULL bit was set on `thread_free`, or a remote
 //!   free cleared that bit and set its segment's `pending` flag.
 //!
+//! Free-list links are stored encoded (see [`Block`]): the word kept in a
+//! free block is `next ^ slot ^ secret`, where `slot` is the block's own
+//! address and `secret` a per-process random word. A write after free that
+//! stores a plain pointer there decodes to noise, and every decoded link is
+//! checked to be a block start in the carved part of its own page before it
+//! is followed (malloc's pop, the owner's collection of remote frees, the
+//! double-free scan), so a forged link is reported, never handed out.
+//!
 //! The FULL bit protocol: the owner sets bit 0 of `thread_free` (by CAS)
 //! when it unlinks a full page. A remote free that finds the bit set first
 //! clears it and sets `segment.pending` (while its own block still keeps the
@@ -32,14 +40,79 @@
 //! memory that may already be unmapped.
 
 use core::ptr;
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
-/// A free block: its first word links the list; its second word holds the
-/// page's double-free key while it is free.
+/// A free block: its first word links the list (encoded: see
+/// [`Block::link`]); its second word holds the page's double-free key
+/// ([`Page::key`]) while it is free.
 #[repr(C)]
 pub struct Block {
-    pub next: *mut Block,
+    pub next: usize,
     pub key: usize,
+}
+
+/// The per-process secret mixed into every free-list link and free key.
+/// Set once by [`init_secret`] before the first page is made; never 0
+/// after that.
+static SECRET: AtomicUsize = AtomicUsize::new(0);
+
+/// Draw the secret (first call only): `getrandom(2)` without blocking,
+/// else the kernel's `AT_RANDOM` bytes mixed with addresses that ASLR
+/// moves. Makes no allocation; safe to call from malloc's slow path.
+pub fn init_secret() {
+    if SECRET.load(Relaxed) != 0 {
+        return;
+    }
+    let mut v = 0usize;
+    // SAFETY: `v` is a valid buffer of its size; GRND_NONBLOCK never waits.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_getrandom,
+            (&mut v as *mut usize).cast::<libc::c_void>(),
+            core::mem::size_of::<usize>(),
+            libc::GRND_NONBLOCK,
+        )
+    };
+    if n != core::mem::size_of::<usize>() as libc::c_long {
+        // SAFETY: getauxval has no preconditions; AT_RANDOM points at 16
+        // bytes the kernel placed on the initial stack.
+        let r = unsafe { libc::getauxval(libc::AT_RANDOM) } as *const usize;
+        let stack = &v as *const usize as usize;
+        v = if r.is_null() {
+            0
+        } else {
+            // SAFETY: as above; the second word (the first is glibc's
+            // stack guard).
+            unsafe { r.add(1).read_unaligned() }
+        };
+        v ^= stack.rotate_left(29) ^ (init_secret as fn() as usize).rotate_left(47);
+    }
+    // Odd: never 0, and never a block address (16-aligned).
+    v |= 1;
+    let _ = SECRET.compare_exchange(0, v, Relaxed, Relaxed);
+}
+
+#[inline(always)]
+fn secret() -> usize {
+    SECRET.load(Relaxed)
+}
+
+impl Block {
+    /// The word stored in the free block at `slot` to link it to `next`.
+    #[inline(always)]
+    pub fn link(slot: *mut Block, next: *mut Block) -> usize {
+        next as usize ^ slot as usize ^ secret()
+    }
+
+    /// The link stored at `slot`, decoded (not yet checked).
+    ///
+    /// # Safety
+    /// `slot` is a readable block.
+    #[inline(always)]
+    pub unsafe fn next_of(slot: *mut Block) -> *mut Block {
+        // SAFETY: per the contract.
+        (unsafe { (*slot).next } ^ slot as usize ^ secret()) as *mut Block
+    }
 }
 
 /// `flags`: the page is floating (not in a queue).
@@ -50,11 +123,6 @@ pub const ALIGNED: u8 = 2;
 pub const TF_FULL: usize = 1;
 /// `class` of a page holding one large block.
 pub const LARGE: u8 = 0xff;
-
-/// The key is the descriptor's address plus this odd constant (one `lea`
-/// on the free fast path): an odd value, never a block pointer, unlikely
-/// in data.
-const KEY_ADD: usize = 0x5bd1_e995;
 
 /// Per-page descriptor; lives in the segment header, one per slice (only
 /// the first slice of a span is a real page; the others point back to it
@@ -72,8 +140,9 @@ pub struct Page {
     pub local_free: *mut Block,
     /// Blocks handed out, including ones waiting on `thread_free` (owner).
     pub used: u32,
-    /// Blocks carved from the span so far (owner).
-    pub capacity: u32,
+    /// Blocks carved from the span so far (written by the owner; read by
+    /// remote frees to bound the offsets they accept).
+    pub capacity: AtomicU32,
     /// `FULL | ALIGNED` (written by the owner only; read by anyone).
     pub flags: AtomicU8,
     /// Size class, or [`LARGE`].
@@ -93,10 +162,11 @@ pub struct Page {
     pub start: *mut u8,
     /// Inverse of `m` modulo 2^64.
     pub div_inv: u64,
-    /// `div_lim + 1` while `flags == 0`, else 0: the free fast path's
-    /// block-boundary test (`< fast_lim`) then also fails for a floating
-    /// or aligned page, with no separate test of `flags`. Written with
-    /// `flags` (owner only), read by the owner only.
+    /// `capacity` while `flags == 0`, else 0: the free fast path's test
+    /// (`off / block_size < fast_lim` for a block boundary) then accepts
+    /// only carved blocks, and fails for a floating or aligned page or a
+    /// released span, with no separate test of `flags`. Written with
+    /// `flags` and `capacity` (owner only), read by the owner only.
     pub fast_lim: AtomicU64,
     /// Bytes per block.
     pub block_size: usize,
@@ -118,10 +188,28 @@ const _: () = assert!(core::mem::offset_of!(Page, div_lim) == 64);
 const _: () = assert!(core::mem::size_of::<Page>() == 128);
 
 impl Page {
-    /// The value of a free block's `key` word on this page.
+    /// The value of a free block's `key` word on this page: the
+    /// descriptor's address mixed with the secret, so no data a program
+    /// writes matches it by chance.
     #[inline(always)]
-    pub fn key(&self) -> usize {
-        (self as *const Page as usize).wrapping_add(KEY_ADD)
+    pub fn key(page: *const Page) -> usize {
+        (page as usize).rotate_left(32) ^ secret()
+    }
+
+    /// Blocks carved so far (owner, or anyone bounding a block it holds).
+    #[inline(always)]
+    pub fn carved(&self) -> u32 {
+        self.capacity.load(Relaxed)
+    }
+
+    /// Is `b` a block start in the carved part of this page? (Any address:
+    /// a wrapped offset fails.)
+    #[inline(always)]
+    pub fn is_carved_block(&self, b: *const Block) -> bool {
+        let off = (b as usize).wrapping_sub(self.start as usize) as u64;
+        off.wrapping_mul(self.div_inv)
+            .rotate_right(self.div_shift as u32)
+            < self.carved() as u64
     }
 
     /// Make this span head an empty page of `class` with `reserved` blocks
@@ -130,7 +218,7 @@ impl Page {
         self.class = class;
         self.set_block_size(block_size);
         self.reserved = reserved;
-        self.capacity = 0;
+        self.capacity.store(0, Relaxed);
         self.used = 0;
         self.free = ptr::null_mut();
         self.local_free = ptr::null_mut();
@@ -142,11 +230,37 @@ impl Page {
     #[inline]
     pub fn set_flags(&self, f: u8) {
         self.flags.store(f, Relaxed);
-        let lim = if f == 0 { self.div_lim + 1 } else { 0 };
-        self.fast_lim.store(lim, Relaxed);
+        self.fast_lim.store(self.fast_lim_for(f), Relaxed);
     }
 
-    /// The owner's fast test: `off` is a block boundary and `flags == 0`.
+    fn fast_lim_for(&self, flags: u8) -> u64 {
+        if flags == 0 {
+            self.carved() as u64
+        } else {
+            0
+        }
+    }
+
+    /// Set `capacity` (and `fast_lim` to match). Owner only.
+    #[inline]
+    pub fn set_capacity(&self, n: u32) {
+        self.capacity.store(n, Relaxed);
+        self.fast_lim
+            .store(self.fast_lim_for(self.flags.load(Relaxed)), Relaxed);
+    }
+
+    /// The page has no block in use: flags set for one use of it go
+    /// (an aligned block made every free take the generic path). Owner
+    /// only; the page is queued (not floating).
+    #[inline]
+    pub fn reset_if_empty(&self) {
+        if self.used == 0 && self.flags.load(Relaxed) & ALIGNED != 0 {
+            self.set_flags(self.flags.load(Relaxed) & !ALIGNED);
+        }
+    }
+
+    /// The owner's fast test: `off` is the offset of a carved block and
+    /// `flags == 0`.
     #[inline(always)]
     pub fn is_plain_block_offset(&self, off: usize) -> bool {
         (off as u64)
@@ -183,27 +297,48 @@ impl Page {
     /// (multiples map to `off / d`, which is at most that bound; for any
     /// other `off` either a low bit rotates to the top or the odd part
     /// lands above `u64::MAX / m`).
+    ///
+    /// Reads the three constants through the raw pointer: any thread may
+    /// ask about a page whose block it holds (they are fixed while the page
+    /// is in use), without a reference to a descriptor its owner writes.
+    ///
+    /// # Safety
+    /// `page` is a descriptor in a mapped segment header.
     #[inline(always)]
-    pub fn is_block_offset(&self, off: usize) -> bool {
-        (off as u64)
-            .wrapping_mul(self.div_inv)
-            .rotate_right(self.div_shift as u32)
-            <= self.div_lim
+    pub unsafe fn is_block_offset(page: *const Page, off: usize) -> bool {
+        // SAFETY: per the contract; plain field reads.
+        unsafe {
+            (off as u64)
+                .wrapping_mul((*page).div_inv)
+                .rotate_right((*page).div_shift as u32)
+                <= (*page).div_lim
+        }
     }
 
     /// Pop a block from `free`; null if empty. Owner only.
+    ///
+    /// Takes a raw pointer: the static empty page (read-only, every field
+    /// zero) is popped from too, and only read.
+    ///
+    /// # Safety
+    /// `page` is a page of the calling thread's heap, or the empty page.
     #[inline(always)]
-    pub unsafe fn pop(&mut self) -> *mut u8 {
-        let b = self.free;
-        if !b.is_null() {
-            // SAFETY: blocks on `free` are valid blocks of this page.
-            unsafe {
-                self.free = (*b).next;
+    pub unsafe fn pop(page: *mut Page) -> *mut u8 {
+        // SAFETY: per the contract; blocks on `free` were checked to be
+        // carved blocks of this page when they became its head.
+        unsafe {
+            let b = (*page).free;
+            if !b.is_null() {
+                let next = Block::next_of(b);
+                if !next.is_null() && !(*page).is_carved_block(next) {
+                    bad_link(page, b);
+                }
+                (*page).free = next;
                 (*b).key = 0;
+                (*page).used += 1;
             }
-            self.used += 1;
+            b.cast()
         }
-        b.cast()
     }
 
     /// Move remote frees to `local_free` and, if `free` is empty, make
@@ -232,56 +367,86 @@ impl Page {
         }
     }
 
+    /// Put the remote frees `head..` on `local_free`. The list was written
+    /// by other threads (and a program can write freed blocks): each link
+    /// is checked to be a carved block of this page, and the walk stops
+    /// after `used` blocks, so a cycle or a forged link is reported, not
+    /// followed.
     unsafe fn splice(&mut self, head: *mut Block) {
         if head.is_null() {
             return;
         }
+        if !self.is_carved_block(head) {
+            crate::fatal!(
+                "heap corruption: free of {:p}: not a block of page {:p} (invalid pointer)",
+                head,
+                self.start
+            );
+        }
         let mut n = 1u32;
         let mut tail = head;
-        // SAFETY: a well-formed list of blocks of this page.
+        // SAFETY: `tail` is checked to be a carved block of this page
+        // before it is read.
         unsafe {
-            while !(*tail).next.is_null() {
-                tail = (*tail).next;
+            loop {
+                let next = Block::next_of(tail);
+                if next.is_null() {
+                    break;
+                }
+                if n >= self.used {
+                    crate::fatal!(
+                        "double free of a block of page {:p}: more blocks freed by other threads than in use ({:p} among them)",
+                        self.start,
+                        next
+                    );
+                }
+                if !self.is_carved_block(next) {
+                    bad_link(self, tail);
+                }
+                tail = next;
                 n += 1;
             }
-            (*tail).next = self.local_free;
+            (*tail).next = Block::link(tail, self.local_free);
         }
         self.local_free = head;
         if n > self.used {
             crate::fatal!(
-                "heap corruption: page {:p} got more frees than blocks in use (double free?)",
-                self.start
+                "double free of a block of page {:p}: more blocks freed by other threads than in use ({:p} among them)",
+                self.start,
+                head
             );
         }
         self.used -= n;
+        self.reset_if_empty();
     }
 
     /// Carve more blocks (about one OS page's worth) onto `free`. Owner
     /// only; `free` must be empty and `capacity < reserved`.
     pub unsafe fn extend(&mut self) {
-        debug_assert!(self.free.is_null() && self.capacity < self.reserved);
+        let cap = self.carved();
+        debug_assert!(self.free.is_null() && cap < self.reserved);
         let bs = self.block_size;
         let want = (4096 / bs).max(1) as u32;
-        let n = want.min(self.reserved - self.capacity);
+        let n = want.min(self.reserved - cap);
         // SAFETY: blocks [capacity, capacity + n) lie inside the span.
         unsafe {
-            let first = self.start.add(self.capacity as usize * bs);
+            let first = self.start.add(cap as usize * bs);
             let mut b = first;
             for _ in 1..n {
                 let nx = b.add(bs);
-                (*(b as *mut Block)).next = nx.cast();
+                (*(b as *mut Block)).next = Block::link(b.cast(), nx.cast());
                 b = nx;
             }
-            (*(b as *mut Block)).next = ptr::null_mut();
+            (*(b as *mut Block)).next = Block::link(b.cast(), ptr::null_mut());
             self.free = first.cast();
         }
-        self.capacity += n;
+        self.set_capacity(cap + n);
     }
 
     /// A block is available right now or after `extend` (after `collect`).
     #[inline]
     pub fn has_room(&self) -> bool {
-        !self.free.is_null() || self.capacity < self.reserved
+        !self.free.is_null() || self.carved() < self.reserved
     }
 
     /// Try to mark this (full) page floating: sets the FULL bit on
@@ -312,24 +477,36 @@ impl Page {
     }
 
     /// Start of the block containing `p` (for pages with `ALIGNED`).
+    ///
+    /// # Safety
+    /// `page` is an in-use descriptor and `p` lies in its span; the fields
+    /// read (`start`, `block_size`) are fixed while the page is in use.
     #[inline]
-    pub fn block_start(&self, p: *const u8) -> *mut u8 {
-        let off = p as usize - self.start as usize;
-        // SAFETY: stays inside the span.
-        unsafe { self.start.add(off - off % self.block_size) }
+    pub unsafe fn block_start(page: *const Page, p: *const u8) -> *mut u8 {
+        // SAFETY: per the contract; stays inside the span.
+        unsafe {
+            let start = (*page).start;
+            let off = p as usize - start as usize;
+            start.add(off - off % (*page).block_size)
+        }
     }
 
-    /// Is `b` on `free` or `local_free`? O(blocks). Owner only.
+    /// Is `b` on `free`, `local_free` or `thread_free`? O(blocks). Owner
+    /// only (other threads only push on `thread_free`; the blocks already
+    /// on it do not change). A walk stops at a link that is not a carved
+    /// block and after `capacity` steps.
     pub unsafe fn is_listed(&self, b: *mut Block) -> bool {
-        for head in [self.free, self.local_free] {
+        let tf = (self.thread_free.load(Acquire) & !TF_FULL) as *mut Block;
+        let cap = self.carved();
+        for head in [self.free, self.local_free, tf] {
             let mut x = head;
             let mut steps = 0u32;
-            while !x.is_null() && steps <= self.capacity {
+            while !x.is_null() && steps <= cap && self.is_carved_block(x) {
                 if x == b {
                     return true;
                 }
-                // SAFETY: list of this page's blocks.
-                x = unsafe { (*x).next };
+                // SAFETY: a carved block of this page.
+                x = unsafe { Block::next_of(x) };
                 steps += 1;
             }
         }
@@ -342,11 +519,10 @@ impl Page {
             return Err("page not in use");
         }
         let flags = self.flags.load(Relaxed);
-        let want = if flags == 0 { self.div_lim + 1 } else { 0 };
-        if self.fast_lim.load(Relaxed) != want {
+        if self.fast_lim.load(Relaxed) != self.fast_lim_for(flags) {
             return Err("fast_lim does not match flags");
         }
-        if self.capacity > self.reserved {
+        if self.carved() > self.reserved {
             return Err("capacity > reserved");
         }
         if self.reserved as usize * self.block_size
@@ -354,28 +530,24 @@ impl Page {
         {
             return Err("reserved blocks exceed the span");
         }
-        let end = self.start as usize + self.capacity as usize * self.block_size;
+        let cap = self.carved();
         let tf = (self.thread_free.load(Acquire) & !TF_FULL) as *mut Block;
         let mut counts = [0u32; 3];
         for (k, head) in [self.free, self.local_free, tf].into_iter().enumerate() {
             let mut x = head;
             while !x.is_null() {
-                let a = x as usize;
-                if a < self.start as usize
-                    || a >= end
-                    || (a - self.start as usize) % self.block_size != 0
-                {
+                if !self.is_carved_block(x) {
                     return Err("free block outside the carved part or misaligned");
                 }
                 counts[k] += 1;
-                if counts[k] > self.capacity {
+                if counts[k] > cap {
                     return Err("free list longer than capacity (cycle or double free)");
                 }
                 // SAFETY: verified to be a block of this page.
-                x = unsafe { (*x).next };
+                x = unsafe { Block::next_of(x) };
             }
         }
-        if self.used + counts[0] + counts[1] != self.capacity {
+        if self.used + counts[0] + counts[1] != cap {
             return Err("used + |free| + |local_free| != capacity");
         }
         if counts[2] > self.used {
@@ -383,6 +555,19 @@ impl Page {
         }
         Ok(())
     }
+}
+
+/// A free block's link does not decode to a carved block of its page: the
+/// block was written after it was freed (or the list was forged).
+#[cold]
+#[inline(never)]
+fn bad_link(page: *const Page, b: *mut Block) -> ! {
+    crate::fatal!(
+        "heap corruption: the free block {:p} of page {:p} has a damaged link (write after free?)",
+        b,
+        // SAFETY: `page` is a descriptor the caller read.
+        unsafe { (*page).start }
+    )
 }
 
 #[cfg(test)]
@@ -397,16 +582,20 @@ mod tests {
         let larges = (1..=32).map(|n| n * super::super::segment::SLICE_SIZE);
         for bs in (0..CLASSES).map(class_size).chain(larges) {
             p.set_block_size(bs);
+            let pp: *const Page = &p;
             for off in (0..4096)
                 .chain((1..64).map(|i| i * bs - 1))
                 .chain((0..64).map(|i| i * bs + 16))
                 .chain((1..64).map(|i| (i * bs).wrapping_neg()))
                 .chain((0..64).map(|i| usize::MAX - i))
             {
-                assert_eq!(p.is_block_offset(off), off % bs == 0, "bs {bs} off {off}");
+                // SAFETY: a live local descriptor.
+                let ok = unsafe { Page::is_block_offset(pp, off) };
+                assert_eq!(ok, off % bs == 0, "bs {bs} off {off}");
             }
             for i in 0..4096 {
-                assert!(p.is_block_offset(i * bs));
+                // SAFETY: as above.
+                assert!(unsafe { Page::is_block_offset(pp, i * bs) });
             }
         }
     }

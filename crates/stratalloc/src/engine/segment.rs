@@ -109,13 +109,23 @@ impl Segment {
     }
 
     /// The page descriptor heading the span that holds `p`.
+    ///
+    /// Takes the header as a raw pointer and reads one `page_off` entry
+    /// through it: any thread may ask (a free of another thread's block),
+    /// and no reference to a header its owner is writing is made.
+    ///
+    /// # Safety
+    /// `seg` is a registered segment (its header is mapped).
     #[inline(always)]
-    pub unsafe fn page_of(&mut self, p: *const u8) -> *mut Page {
+    pub unsafe fn page_of(seg: *mut Segment, p: *const u8) -> *mut Page {
         let i = (p as usize >> SLICE_SHIFT) & (SLICES_PER_SEGMENT - 1);
-        let base = self as *mut Segment as *mut u8;
         // SAFETY: `page_off` entries are offsets of descriptors inside this
-        // header (set by `link_slice`, checked by `check`).
-        unsafe { base.add(self.page_off[i] as usize).cast() }
+        // header (set by `link_slice`, checked by `check`); the entry of a
+        // slice of a live block does not change while the block is live.
+        unsafe {
+            let off = ptr::addr_of!((*seg).page_off[i]).read();
+            seg.cast::<u8>().add(off as usize).cast()
+        }
     }
 
     /// Byte offset of descriptor `i` from the segment start.
@@ -239,11 +249,11 @@ impl Segment {
         let head = &mut self.pages[i];
         head.in_use = false;
         head.used = 0;
-        head.capacity = 0;
         head.reserved = 0;
         head.free = ptr::null_mut();
         head.local_free = ptr::null_mut();
         head.thread_free.store(0, Relaxed);
+        head.set_capacity(0);
         head.set_flags(0);
         head.next = ptr::null_mut();
         head.prev = ptr::null_mut();
@@ -254,11 +264,16 @@ impl Segment {
         }
     }
 
-    /// madvise every dirty free slice away.
-    pub fn purge(&mut self) {
-        self.purge_mask(self.dirty_mask);
-        self.dirty_mask = 0;
-        self.purge_at = 0;
+    /// madvise every dirty free slice away. Slices the kernel refused to
+    /// purge (`madvise` fails on locked memory) stay dirty, to be tried
+    /// again after a delay: a clean slice must read as zeros.
+    pub fn purge(&mut self, now: u64) {
+        self.dirty_mask &= !self.purge_mask(self.dirty_mask);
+        self.purge_at = if self.dirty_mask != 0 {
+            now + PURGE_DELAY_MS
+        } else {
+            0
+        };
     }
 
     /// `purge_at` has come: madvise the dirty slices freed at least one
@@ -278,20 +293,31 @@ impl Segment {
                 wait = wait.min(PURGE_DELAY_MS - age);
             }
         }
-        self.purge_mask(m);
-        self.dirty_mask &= !m;
+        let done = self.purge_mask(m);
+        if done != m {
+            // Refused by the kernel: those slices stay dirty; try again
+            // after a delay.
+            wait = wait.min(PURGE_DELAY_MS);
+        }
+        self.dirty_mask &= !done;
         self.purge_at = if self.dirty_mask != 0 { now + wait } else { 0 };
-        m != 0
+        done != 0
     }
 
-    fn purge_mask(&self, mut m: u64) {
+    /// Purge the runs of slices in `m`; returns the slices purged (those
+    /// whose `madvise` succeeded).
+    fn purge_mask(&self, mut m: u64) -> u64 {
+        let mut done = 0;
         while m != 0 {
             let i = m.trailing_zeros() as usize;
             let len = (!(m >> i)).trailing_zeros() as usize;
             // SAFETY: free slices hold no live data; page aligned.
-            unsafe { os::purge(self.slice_addr(i), len << SLICE_SHIFT) };
+            if unsafe { os::purge(self.slice_addr(i), len << SLICE_SHIFT) } {
+                done |= span_bits(i, len);
+            }
             m &= !span_bits(i, len);
         }
+        done
     }
 
     /// Call `f` on the head descriptor of every in-use span of `seg`, in
@@ -825,7 +851,7 @@ pub fn global_purge(now: u64) {
     for &seg in &segs[..ns] {
         // SAFETY: taken off the cache: ours until pushed back.
         unsafe {
-            (*seg).purge();
+            (*seg).purge(now);
             cache_push(seg);
         }
     }
