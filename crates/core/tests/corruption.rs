@@ -414,3 +414,113 @@ fn a_slab_page_header_overrun_is_reported() {
         });
     }
 }
+
+/// Random damage, random operations: whatever a write after free or an
+/// overflow puts in a heap's metadata, an operation either works, returns
+/// an error, or reports corruption; it never panics any other way (an index
+/// out of bounds, an arithmetic overflow in a debug build), hangs or
+/// faults. The garbage is random words and plausible pointers (into the
+/// arena, at block-like offsets), written into freed blocks and just past
+/// live ones.
+#[test]
+fn random_damage_is_reported_or_refused_never_panics() {
+    let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng as usize
+    };
+    let mut heaps = linked_empty_heaps();
+    heaps.push(("bump", || Box::new(Bump::new())));
+    // The default hook would print every expected report: print only the
+    // others.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info.to_string();
+        if !msg.contains("heap corruption") {
+            eprintln!("{msg}\n{}", std::backtrace::Backtrace::force_capture());
+        }
+    }));
+    let (mut reported, mut bad) = (0, Vec::new());
+    for (name, make) in heaps {
+        for round in 0..40 {
+            let arena = Arena::new(1 << 20);
+            let mut h = over(make, &arena);
+            let mut live: Vec<(NonNull<u8>, usize)> = Vec::new();
+            let mut freed: Vec<(NonNull<u8>, usize)> = Vec::new();
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                for step in 0..400 {
+                    let size = [16, 24, 64, 100, 500, 2000][next() % 6];
+                    match next() % 4 {
+                        0 | 1 => {
+                            if let Some(p) = h.allocate(size, 16) {
+                                live.push((p, size));
+                            }
+                        }
+                        2 if !live.is_empty() => {
+                            let (p, n) = live.swap_remove(next() % live.len());
+                            // SAFETY: `p` is a block of `h` (its metadata
+                            // may be damaged: the heap must cope).
+                            if unsafe { h.deallocate(p) }.is_ok() {
+                                freed.push((p, n));
+                            }
+                        }
+                        3 if !live.is_empty() => {
+                            let i = next() % live.len();
+                            let (p, _) = live[i];
+                            // SAFETY: as above.
+                            if let Some(q) = unsafe { h.reallocate(p, size, 16) } {
+                                live[i] = (q, size);
+                            }
+                        }
+                        _ => {}
+                    }
+                    if step % 50 == 49 {
+                        // The bug under test: a word of garbage in a freed
+                        // block, or just past a live one.
+                        let target = if next() % 2 == 0 && !freed.is_empty() {
+                            let (p, n) = freed[next() % freed.len()];
+                            p.as_ptr() as usize + (next() % n.min(32)) / WORD * WORD
+                        } else if let Some(&(p, n)) = live.get(next() % live.len().max(1)) {
+                            // SAFETY: `p` is live.
+                            let us = unsafe { h.usable_size(p) }.unwrap_or(n);
+                            (p.as_ptr() as usize + us) & !(WORD - 1)
+                        } else {
+                            continue;
+                        };
+                        if !arena.contains(target) || !arena.contains(target + WORD - 1) {
+                            continue;
+                        }
+                        let garbage = match next() % 4 {
+                            0 => next(),
+                            1 => arena.base() + (next() % (1 << 20)) / 16 * 16 + 8,
+                            2 => arena.base() + (next() % (1 << 20)) / 16 * 16,
+                            _ => next() % 4096,
+                        };
+                        // SAFETY: the arena is ours.
+                        unsafe { (target as *mut usize).write(garbage) };
+                    }
+                }
+            }));
+            if let Err(err) = r {
+                let msg = err
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                if msg.contains("heap corruption") {
+                    reported += 1;
+                } else {
+                    bad.push(format!("{name} round {round}: {msg}"));
+                }
+            }
+        }
+    }
+    std::panic::set_hook(hook);
+    assert!(
+        bad.is_empty(),
+        "panics that are no corruption report: {bad:#?}"
+    );
+    assert!(reported > 0, "no damage was ever reported");
+}

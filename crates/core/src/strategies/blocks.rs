@@ -799,17 +799,20 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         self.find_span(b).is_some_and(|s| size < s.end - b)
     }
 
-    /// The size of the free block `b` an index just handed out, its tags
-    /// checked first ([`free_tags_ok`](Self::free_tags_ok)); damage is
-    /// reported, never split or written through.
+    /// The size of the free block `b` an index just handed out for a
+    /// request of `need` bytes, its tags checked first
+    /// ([`free_tags_ok`](Self::free_tags_ok)), and the size at least
+    /// `need` (an index picks a block by the list it is on, so a size
+    /// rewritten smaller would otherwise be split with a wrapped remainder);
+    /// damage is reported, never split or written through.
     ///
     /// # Safety
     /// `b` must be a block the index held.
     #[inline(always)]
-    unsafe fn taken_size<const MULTI: bool>(&self, b: usize) -> usize {
+    unsafe fn taken_size<const MULTI: bool>(&self, b: usize, need: usize) -> usize {
         // SAFETY: indexed blocks are header slots of our spans.
         let h = unsafe { rd(b) };
-        if !self.free_tags_ok::<MULTI>(b, h) {
+        if !self.free_tags_ok::<MULTI>(b, h) || h & !FLAGS < need {
             crate::corruption::report(
                 b + WORD,
                 "the boundary tags of this free block were overwritten \
@@ -897,7 +900,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // SAFETY: `need` is a valid request size (from `block_for`).
         match unsafe { self.index.take::<MULTI>(need) } {
             // SAFETY: as in the fast path.
-            Some(b) => Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b), need, 0) }),
+            Some(b) => Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b, need), need, 0) }),
             None => self.fail(),
         }
     }
@@ -924,9 +927,11 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         if align <= GRAN {
             // SAFETY: `need` is a valid request size (below isize::MAX).
             return match unsafe { self.index.take::<MULTI>(need) } {
-                // SAFETY: the index returned a free block of at least `need`
-                // bytes whose previous block is used.
-                Some(b) => Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b), need, 0) }),
+                Some(b) => {
+                    // SAFETY: the index returned a free block of at least
+                    // `need` bytes (checked) whose previous block is used.
+                    Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b, need), need, 0) })
+                }
                 None => self.fail(),
             };
         }
@@ -952,7 +957,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             return self.fail();
         };
         // SAFETY: `b` is a free block just taken out of the index.
-        let size = unsafe { self.taken_size::<MULTI>(b) };
+        let size = unsafe { self.taken_size::<MULTI>(b, search) };
         let payload = b + WORD;
         let mut pad = payload.wrapping_neg() & (align - 1);
         if pad != 0 && pad < MIN_BLOCK {
@@ -1394,7 +1399,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
                 // SAFETY: the index handed over a free block of at least
                 // `need` bytes; its previous block is used, its next has
                 // PREV_FREE set.
-                return Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b), need, 0) });
+                return Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b, need), need, 0) });
             }
             return self.allocate_fallback::<MULTI>(need);
         }
