@@ -524,3 +524,62 @@ fn random_damage_is_reported_or_refused_never_panics() {
     );
     assert!(reported > 0, "no damage was ever reported");
 }
+
+/// A heap of many regions (past the inline span table: sorted lookups,
+/// then the region list for the smallest): blocks of every region stay
+/// linked together without a false report, and a link into a gap between
+/// two of them is still reported.
+#[test]
+fn links_across_many_regions_are_checked_exactly() {
+    for (name, make) in empty_heaps() {
+        for regions in [6usize, 30, 90] {
+            let arena = Arena::new(regions * 16 * KIB);
+            let mut h = make();
+            // Regions of 8 KiB (every fourth 12 KiB) every 16 KiB, so there
+            // are gaps, added in a shuffled order.
+            let mut order: Vec<usize> = (0..regions).collect();
+            order.sort_by_key(|&i| (i * 7919) % regions);
+            for &i in &order {
+                let len = if i % 4 == 0 { 12 * KIB } else { 8 * KIB };
+                // SAFETY: the arena outlives the heap.
+                unsafe { h.add_region(arena.region(i * 16 * KIB, len)) }.expect("add_region");
+            }
+            let mut live = Vec::new();
+            while let Some(p) = h.allocate(48, 16) {
+                live.push(p);
+            }
+            // Free every other block (in address order, so no two freed
+            // blocks are neighbours): a long list through every region.
+            live.sort();
+            for p in live.iter().step_by(2) {
+                // SAFETY: live blocks of `h`.
+                unsafe { h.deallocate(*p) }.unwrap();
+            }
+            h.check()
+                .unwrap_or_else(|e| panic!("{name} ({regions} regions): {e}"));
+            // Searches that walk the whole list (no block fits).
+            let q = h.allocate(4 * KIB, 16);
+            assert!(
+                q.is_none(),
+                "{name} ({regions} regions): {q:?} {:?}",
+                h.stats()
+            );
+            h.check()
+                .unwrap_or_else(|e| panic!("{name} ({regions} regions): {e}"));
+            let p = live[2 * (live.len() / 4)];
+            let fake = arena.base() + 14 * KIB + 8; // in the gap after region 0
+                                                    // SAFETY: the arena is ours; `p` is free (its first word is
+                                                    // its next link), `fake` lies in a gap, and links back.
+            unsafe {
+                (p.as_ptr() as *mut usize).write(fake);
+                ((fake + 2 * WORD) as *mut usize).write(p.as_ptr() as usize - WORD);
+            }
+            expect_report(name, p.as_ptr() as usize, "overwritten", || {
+                let _ = h.allocate(4 * KIB, 16);
+                for _ in 0..live.len() {
+                    let _ = h.allocate(48, 16);
+                }
+            });
+        }
+    }
+}

@@ -54,9 +54,11 @@
 //!   next neighbour); growing absorbs a free next neighbour. O(1) + index.
 //! - **walk, check, stats**: O(blocks) (check: O(blocks × list length)).
 //! - **finding the region of a pointer**: O(1) for the region added last
-//!   (the heap keeps its span at hand), O(regions) for the others. The
-//!   live map needs it on allocation too, so allocating a block of an older
-//!   region also costs O(regions).
+//!   (the heap keeps its span at hand); for the others, O(1) up to 8
+//!   regions, O(log regions) up to 64 (a sorted table, [`Env`]), and
+//!   O(regions) only for the smallest older regions past 64. Every link a
+//!   search follows outside the newest region is looked up this way, and
+//!   so is the live map's word on allocation from an older region.
 //!
 //! ## Checking the pointers it is handed
 //!
@@ -453,18 +455,26 @@ pub(crate) mod list {
     }
 }
 
-/// Spans of a multi-region heap that [`Env`] keeps inline (the newest
-/// regions); a heap with more regions looks the rest up in its region list.
-const ENV_SPANS: usize = 8;
+/// Spans of a multi-region heap that [`Env`] keeps inline, sorted by
+/// address; a heap with more regions keeps the newest and the largest
+/// there and looks the rest up in its region list.
+const ENV_SPANS: usize = 64;
+/// Up to this many inline spans, [`Env::span_of`] tests each in turn
+/// (branch-free); past it, a binary search.
+const ENV_LINEAR: usize = 8;
 
 /// Where a heap's blocks can lie. Free-list links are checked against it
 /// before they are read (see `list::next_checked`): a link that is not a
 /// header slot inside one of the heap's regions is damage. The fast test
 /// is against the span of the region added last (exact for a heap of one
 /// region); in a heap of several, a link that fails it is looked up in the
-/// others ([`span_of`](Self::span_of): the newest [`ENV_SPANS`] inline,
+/// others ([`span_of`](Self::span_of): up to [`ENV_SPANS`] inline, sorted,
 /// then the region list), so a link into a gap between two regions is
-/// never read.
+/// never read. A free-list search checks every link it follows, so the
+/// lookup must stay cheap however many regions the heap has: O(1) for up
+/// to [`ENV_LINEAR`] regions, O(log regions) up to [`ENV_SPANS`], and a
+/// region-list walk only for links into the smallest older regions past
+/// that.
 #[derive(Clone, Copy, Debug)]
 pub struct Env {
     /// Start of the hot span.
@@ -477,8 +487,9 @@ pub struct Env {
     regions: usize,
     /// Regions in the heap.
     count: usize,
-    /// (start, end) of the newest `min(count, ENV_SPANS)` spans, newest
-    /// first.
+    /// (start, end) of `min(count, ENV_SPANS)` spans in address order:
+    /// every span while there are at most `ENV_SPANS`, then the newest
+    /// and the largest others.
     spans: [(usize, usize); ENV_SPANS],
 }
 
@@ -497,10 +508,24 @@ impl Env {
     fn with_span(mut self, hot: Span, head: usize) -> Env {
         self.lo = hot.start;
         self.room = hot.len() - MIN_BLOCK;
+        let mut n = self.count.min(ENV_SPANS);
         self.count += 1;
         self.regions = head;
-        self.spans.copy_within(0..ENV_SPANS - 1, 1);
-        self.spans[0] = (hot.start, hot.end);
+        if n == ENV_SPANS {
+            // Full: drop the smallest span (the fewest blocks to look up
+            // the slow way); the new one, the hot span, always stays.
+            let (i, _) = self
+                .spans
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, &(s, e))| e - s)
+                .unwrap_or((0, &(0, 0)));
+            self.spans.copy_within(i + 1..n, i);
+            n -= 1;
+        }
+        let at = self.spans[..n].partition_point(|&(s, _)| s < hot.start);
+        self.spans.copy_within(at..n, at + 1);
+        self.spans[at] = (hot.start, hot.end);
         self
     }
 
@@ -526,15 +551,35 @@ impl Env {
     /// more than [`ENV_SPANS`] regions) the region list.
     #[inline(always)]
     fn span_of(&self, addr: usize) -> Option<Span> {
-        // Every inline span is tested and the hit kept without a branch:
-        // which region an address falls in is data a predictor guesses
-        // badly, while the trip count is fixed for the heap.
-        let (mut start, mut end) = (0, 0);
-        for &(s, e) in &self.spans[..self.count.min(ENV_SPANS)] {
-            let m = ((addr.wrapping_sub(s) < e - s) as usize).wrapping_neg();
-            start = (s & m) | (start & !m);
-            end = (e & m) | (end & !m);
-        }
+        let n = self.count.min(ENV_SPANS);
+        let (start, end) = if n <= ENV_LINEAR {
+            // Every inline span is tested and the hit kept without a
+            // branch: which region an address falls in is data a predictor
+            // guesses badly, while the trip count is fixed for the heap.
+            let (mut start, mut end) = (0, 0);
+            for &(s, e) in &self.spans[..n] {
+                let m = ((addr.wrapping_sub(s) < e - s) as usize).wrapping_neg();
+                start = (s & m) | (start & !m);
+                end = (e & m) | (end & !m);
+            }
+            (start, end)
+        } else {
+            // The last span starting at or before `addr` (branch-free
+            // halving), then one test.
+            let (mut base, mut len) = (0, n);
+            while len > 1 {
+                let half = len / 2;
+                let m = ((self.spans[base + half].0 <= addr) as usize).wrapping_neg();
+                base += half & m;
+                len -= half;
+            }
+            let (s, e) = self.spans[base];
+            if addr.wrapping_sub(s) < e - s {
+                (s, e)
+            } else {
+                (0, 0)
+            }
+        };
         if end != 0 {
             return Some(Span { start, end });
         }
