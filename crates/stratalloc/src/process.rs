@@ -681,20 +681,8 @@ impl ProcessHeap {
         for attempt in 0..2 {
             let inner = g.inner();
             let want = inner.next_region.max(need << attempt);
-            let (base, len) = {
-                let p = os_map(want);
-                if !p.is_null() {
-                    (p, want)
-                } else if want > need << attempt {
-                    // Address space tight (RLIMIT_AS): just what this needs.
-                    let p = os_map(need << attempt);
-                    if p.is_null() {
-                        return ptr::null_mut();
-                    }
-                    (p, need << attempt)
-                } else {
-                    return ptr::null_mut();
-                }
+            let Some((base, len)) = map_region(want, need << attempt, inner.mapped_regions) else {
+                return ptr::null_mut();
             };
             // Damage a strategy finds mid-operation (a free-list link
             // overwritten after free, say) aborts with a message naming the
@@ -979,6 +967,30 @@ impl ProcessHeap {
             None => self.bad_pointer(what, p, Some(HeapError::new(HeapErrorKind::Corrupted, p))),
         }
     }
+}
+
+/// Map a region of `want` bytes or, when the address space is tight
+/// (`RLIMIT_AS`), of `max(need, mapped / 16)`, then of `need` (page
+/// multiples, `need <= want`; `mapped`: the regions' bytes so far). The
+/// middle size keeps the region count logarithmic in the heap's size
+/// where request-sized regions alone made thousands of them (glibc's
+/// tst-malloc-thread-fail), while taking at most a sixteenth more address
+/// space than the heap holds, which other mappings (thread stacks) may
+/// need.
+fn map_region(want: usize, need: usize, mapped: usize) -> Option<(*mut u8, usize)> {
+    let floor = round_to_page(mapped / 16).unwrap_or(need).max(need);
+    let mut tried = 0;
+    for len in [want, floor.min(want), need] {
+        if len == tried {
+            continue;
+        }
+        tried = len;
+        let p = os_map(len);
+        if !p.is_null() {
+            return Some((p, len));
+        }
+    }
+    None
 }
 
 /// May `alloc_locked` map a new region?
