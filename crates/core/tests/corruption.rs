@@ -444,7 +444,7 @@ fn random_damage_is_reported_or_refused_never_panics() {
     }));
     let (mut reported, mut bad) = (0, Vec::new());
     for (name, make) in heaps {
-        for round in 0..40 {
+        for round in 0..300 {
             let arena = Arena::new(1 << 20);
             let mut h = over(make, &arena);
             let mut live: Vec<(NonNull<u8>, usize)> = Vec::new();
