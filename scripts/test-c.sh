@@ -7,19 +7,25 @@
 #   scripts/test-c.sh --no-build       # use the library already built
 #   scripts/test-c.sh tlsf buddy       # only these (plus "engine" if named)
 #   STRATALLOC_LIB=/path/libstratalloc.so scripts/test-c.sh --no-build
-#   scripts/test-c.sh --wrappers       # also edge/threads/fork/oom with the
+#   scripts/test-c.sh --wrappers       # also edge/threads/fork/oom/cxx/
+#                                      # stats_cancel with the
 #                                      # check and stats wrappers stacked on
 #                                      # the engine and on tlsf
 #
 # Cases: edge (glibc edge cases, errno), threads (cross-thread frees, >= 1000
 # threads), fork (fork while threads allocate and print; fork from a signal
-# handler), oom (RLIMIT_AS: NULL/ENOMEM, then recovery), dlopen (library
-# loaded with dlopen, not preloaded), badfree (invalid and double frees abort
-# with a message naming the pointer), corrupt (region strategies: a forged
-# free-list link aborts naming the block, also with a SIGABRT handler that
-# calls malloc, as does a double free; a failing munmap is ignored by
-# free), and the
-# unknown-strategy message.
+# handler), oom (RLIMIT_AS: NULL/ENOMEM, then recovery; also in check
+# mode), dlopen (library loaded with dlopen, not preloaded), badfree
+# (invalid and double frees abort with a message naming the pointer),
+# stats_cancel (malloc_stats is not a cancellation point), cxx (C++
+# operator new/delete: served by the library, aligned, nothrow, new
+# handler, std::bad_alloc caught; a sized delete larger than the block
+# aborts with a message naming the pointer), corrupt (region strategies:
+# a forged free-list link aborts naming the block, also with a SIGABRT
+# handler that calls malloc, as does a double free; a failing munmap is
+# ignored by free), and the unknown-strategy message. (Every tests/c/*.c
+# is compiled here; fork_deadlock and fork_signal are run by
+# scripts/test-fork.sh.)
 # Last line: "N passed, M failed"; exit status 1 if anything failed.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,7 +40,7 @@ for a in "$@"; do
     case "$a" in
         --no-build) build=0 ;;
         --wrappers) wrappers=1 ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) only+=("$a") ;;
     esac
 done
@@ -60,6 +66,10 @@ for src in "$ROOT"/tests/c/*.c; do
         fail "compile $name"; cat "$TMP/$name.cc.log"
     fi
 done
+# -O0: the optimiser may pair up and remove a new with its delete.
+if ! c++ -O0 -g -std=c++17 -Wall -o "$TMP/cxx" "$ROOT/tests/c/cxx.cpp" -ldl 2>"$TMP/cxx.cc.log"; then
+    fail "compile cxx"; cat "$TMP/cxx.cc.log"
+fi
 
 # The valid names, as the library itself prints them for an unknown one;
 # checking that message is the first test.
@@ -93,31 +103,41 @@ run() { # run <strategy> <label> <cmd...>: pass if exit 0 within the timeout
     fi
 }
 
+aborts() { # aborts <strategy> <program> <case>: the program prints a pointer
+    # (or size) on its first line, then must abort with a message naming it.
+    local s=$1 prog=$2 c=$3
+    # (the subshell keeps bash's "Aborted" notice out of the report)
+    (env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$TMP/$prog" "$c" \
+        >"$TMP/$prog.out" 2>&1; exit $?) 2>/dev/null
+    local rc=$?
+    local out ptr
+    out=$(tr -cd '[:print:]\n' <"$TMP/$prog.out")
+    ptr=$(head -n 1 <<<"$out")
+    if [ $rc = 134 ] && grep -q "^stratalloc: .*$ptr" <<<"$out"; then
+        pass "$s $prog $c"
+    else
+        fail "$s $prog $c (exit $rc): $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+    fi
+}
+
 for s in "${strategies[@]}"; do
     pre=(env LD_PRELOAD="$LIB")
     run "$s" edge "${pre[@]}" "$TMP/edge"
     run "$s" threads "${pre[@]}" "$TMP/threads"
     run "$s" fork "${pre[@]}" "$TMP/fork"
-    if [ "$s" = bump ]; then
-        # bump reuses nothing freed out of order while other blocks live.
-        run "$s" oom "${pre[@]}" OOM_NO_REUSE=1 "$TMP/oom"
-    else
-        run "$s" oom "${pre[@]}" "$TMP/oom"
-    fi
+    # bump reuses nothing freed out of order while other blocks live.
+    reuse=()
+    [ "$s" = bump ] && reuse=(OOM_NO_REUSE=1)
+    run "$s" oom "${pre[@]}" "${reuse[@]}" "$TMP/oom"
+    # Check mode out of memory too (its block table and quarantine).
+    run "$s" oom+check "${pre[@]}" "${reuse[@]}" STRATALLOC_CHECK=1 "$TMP/oom"
     run "$s" dlopen "$TMP/dlopen" "$LIB"
+    run "$s" stats_cancel "${pre[@]}" "$TMP/stats_cancel"
     for c in static interior double double-mid; do
-        # (the subshell keeps bash's "Aborted" notice out of the report)
-        (env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$TMP/badfree" $c \
-            >"$TMP/badfree.out" 2>&1; exit $?) 2>/dev/null
-        rc=$?
-        out=$(tr -cd '[:print:]\n' <"$TMP/badfree.out")
-        ptr=$(head -n 1 <<<"$out")
-        if [ $rc = 134 ] && grep -q "^stratalloc: .*$ptr" <<<"$out"; then
-            pass "$s badfree $c"
-        else
-            fail "$s badfree $c (exit $rc): $(tail -n 2 <<<"$out" | tr '\n' ' ')"
-        fi
+        aborts "$s" badfree "$c"
     done
+    run "$s" cxx "${pre[@]}" "$TMP/cxx"
+    aborts "$s" cxx wrong-delete
     [ "$s" = engine ] && continue
     # Damage to a region heap's own metadata (bump keeps no free lists),
     # and aborts with a SIGABRT handler that calls malloc.
@@ -148,7 +168,7 @@ done
 
 if [ $wrappers = 1 ]; then
     for s in engine tlsf; do
-        for p in edge threads fork oom; do
+        for p in edge threads fork oom cxx stats_cancel; do
             run "$s" "$p+check+stats" env LD_PRELOAD="$LIB" STRATALLOC_CHECK=1 \
                 STRATALLOC_STATS="$TMP/stats.$s.$p" "$TMP/$p"
         done

@@ -27,14 +27,37 @@ suite() {
     fi
 }
 
+# Rust code quality: formatting, lints and docs, each warning an error.
+# clippy: the bare-metal demo is linted on its own, because with the other
+# members it would be built with `std` features they enable (see its
+# Cargo.toml); its bins have no test targets.
+suite fmt cargo fmt --all --check
+clippy() {
+    cargo clippy --workspace --exclude stratalloc-bare-metal --all-targets -- -D warnings &&
+        cargo clippy -p stratalloc-bare-metal -- -D warnings
+}
+suite clippy clippy
+# docs: libstratalloc's lib is also named `stratalloc` and is left out of
+# `cargo doc` (crates/capi/Cargo.toml), so its docs are checked in a target
+# directory of their own.
+docs() {
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps &&
+        CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/capi-doc" cargo rustdoc -p stratalloc-capi --lib -- -D warnings
+}
+suite docs docs
+
 suite build cargo build --release --workspace
 suite rust-tests cargo test --release --workspace --no-fail-fast
+# The same tests in the dev profile: debug_assert! and overflow checks on.
+suite rust-tests-debug cargo test --workspace --no-fail-fast
 suite c-library scripts/test-c.sh
+suite fork scripts/test-fork.sh --no-build
 suite real-programs scripts/test-programs.sh
 suite wrappers scripts/test-wrappers.sh
 suite misuse scripts/test-misuse.sh
 suite misuse-strategies scripts/test-misuse.sh --strategies
 suite bare-metal scripts/test-bare-metal.sh
+suite miri scripts/miri.sh
 suite bench-smoke scripts/bench.sh --smoke
 
 echo

@@ -19,7 +19,8 @@
  * unique freeable pointers; sizes above PTRDIFF_MAX, calloc/reallocarray
  * overflow and every failure return NULL with errno = ENOMEM; realloc(p, 0)
  * frees p and returns NULL; a failed realloc leaves the block intact;
- * posix_memalign returns EINVAL/ENOMEM and writes *out only on success;
+ * posix_memalign returns EINVAL/ENOMEM (setting errno = ENOMEM too, as
+ * glibc) and writes *out only on success;
  * aligned_alloc with an alignment that is not a power of two returns NULL
  * with errno = EINVAL (C17); memalign rounds such an alignment up (glibc);
  * free and successful calls leave errno alone. Every pointer from any

@@ -19,8 +19,9 @@
 //! - `realloc(p, 0)` frees `p` and returns `NULL`; a failed `realloc` leaves
 //!   the block as it was.
 //! - `posix_memalign`: `EINVAL` for an alignment that is not a power-of-two
-//!   multiple of `sizeof(void *)`, `ENOMEM` on failure; `*out` is only
-//!   written on success; `errno` untouched.
+//!   multiple of `sizeof(void *)` (`errno` untouched), `ENOMEM` on failure
+//!   (and `errno = ENOMEM`, as glibc sets it); `*out` is only written on
+//!   success.
 //! - `aligned_alloc`: an alignment that is not a power of two gives `NULL`
 //!   with `EINVAL` (C17 / glibc 2.38). `memalign` rounds such an alignment
 //!   up to a power of two, as glibc does.
@@ -49,6 +50,9 @@ use core::ptr;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use engine::select::{self, Mode};
+
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+pub mod cxx;
 
 /// `MALLOC_ALIGNMENT` on 64-bit glibc.
 const MIN_ALIGN: usize = 16;
@@ -287,23 +291,22 @@ pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> 
 }
 
 /// `posix_memalign(3)`: 0, `EINVAL` or `ENOMEM`; `*out` written on success
-/// only; `errno` untouched.
+/// only. Like glibc's, a failure also leaves `errno = ENOMEM`; success and
+/// `EINVAL` leave `errno` alone.
 ///
 /// # Safety
 /// `out` is valid for a pointer-sized write.
 #[no_mangle]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
-    if align % core::mem::size_of::<*mut c_void>() != 0 || !align.is_power_of_two() {
+    if !align.is_multiple_of(core::mem::size_of::<*mut c_void>()) || !align.is_power_of_two() {
         return libc::EINVAL;
     }
-    let saved = get_errno();
-    let p = alloc(size, align.max(MIN_ALIGN));
-    set_errno(saved);
+    let p = errno_contract(|| alloc(size, align.max(MIN_ALIGN)));
     if p.is_null() {
         return libc::ENOMEM;
     }
     // SAFETY: the caller's contract.
-    unsafe { *out = p.cast() };
+    unsafe { *out = p };
     0
 }
 
@@ -362,13 +365,50 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     unsafe { usable_impl(p.cast()) }
 }
 
-/// A `free_sized`/`free_aligned_sized` whose size cannot be the one the
-/// block was allocated with (larger than the block), or whose alignment the
-/// pointer does not have: undefined behaviour in C23, so we abort naming it.
+/// A sized free (`free_sized`, `free_aligned_sized`, C++ sized `delete`)
+/// whose size cannot be the one the block was allocated with (larger than
+/// the block), or whose alignment the pointer does not have: undefined
+/// behaviour in C23 and C++, so we abort naming it.
 #[cold]
 #[inline(never)]
 fn sized_mismatch(what: &str, p: *const u8, detail: core::fmt::Arguments<'_>) -> ! {
     engine::fatal!("{what}({p:p}): {detail}")
+}
+
+/// Free `p` after checking a caller-supplied size and alignment where that
+/// is cheap: a size larger than the block's usable size is a caller bug
+/// and aborts (a smaller wrong size cannot be told from slack in the
+/// block), as does a pointer without the alignment (`align` 0: none
+/// given). `what` names the entry point in the message.
+///
+/// # Safety
+/// As [`free`].
+#[inline]
+unsafe fn free_checked(what: &str, p: *mut u8, align: usize, size: usize) {
+    if !p.is_null() {
+        if align.is_power_of_two() && !(p as usize).is_multiple_of(align) {
+            sized_mismatch(
+                what,
+                p,
+                format_args!(
+                    "pointer is not aligned to {align}: not a block allocated with that alignment"
+                ),
+            );
+        }
+        // SAFETY: the caller's contract (a live block).
+        let usable = unsafe { usable_impl(p) };
+        if size > usable {
+            sized_mismatch(
+                what,
+                p,
+                format_args!(
+                    "size {size} is larger than the block ({usable} usable bytes): not the size it was allocated with"
+                ),
+            );
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { free_impl(p) }
 }
 
 /// `free_sized` (C23). The size is checked against the block where that is
@@ -379,21 +419,8 @@ fn sized_mismatch(what: &str, p: *const u8, detail: core::fmt::Arguments<'_>) ->
 /// As [`free`].
 #[no_mangle]
 pub unsafe extern "C" fn free_sized(p: *mut c_void, size: usize) {
-    if !p.is_null() {
-        // SAFETY: the caller's contract (a live block).
-        let usable = unsafe { usable_impl(p.cast()) };
-        if size > usable {
-            sized_mismatch(
-                "free_sized",
-                p.cast(),
-                format_args!(
-                    "size {size} is larger than the block ({usable} usable bytes): not the size it was allocated with"
-                ),
-            );
-        }
-    }
     // SAFETY: the caller's contract.
-    unsafe { free_impl(p.cast()) }
+    unsafe { free_checked("free_sized", p.cast(), 0, size) }
 }
 
 /// `free_aligned_sized` (C23): size checked as in [`free_sized`], and the
@@ -403,17 +430,8 @@ pub unsafe extern "C" fn free_sized(p: *mut c_void, size: usize) {
 /// As [`free`].
 #[no_mangle]
 pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, align: usize, size: usize) {
-    if !p.is_null() && align.is_power_of_two() && p as usize % align != 0 {
-        sized_mismatch(
-            "free_aligned_sized",
-            p.cast(),
-            format_args!(
-                "pointer is not aligned to {align}: not a block allocated with that alignment"
-            ),
-        );
-    }
     // SAFETY: the caller's contract.
-    unsafe { free_sized(p, size) }
+    unsafe { free_checked("free_aligned_sized", p.cast(), align, size) }
 }
 
 /// `malloc_trim(3)`: 1 if memory went back to the OS.
@@ -508,14 +526,37 @@ pub extern "C" fn mallopt(_param: c_int, _value: c_int) -> c_int {
     1
 }
 
+/// glibc's `PTHREAD_CANCEL_DISABLE` (`<pthread.h>`).
+const PTHREAD_CANCEL_DISABLE: c_int = 1;
+
+extern "C" {
+    // Not in the `libc` crate; glibc has exported it since 2.0.
+    fn pthread_setcancelstate(state: c_int, oldstate: *mut c_int) -> c_int;
+}
+
 /// `malloc_stats(3)`: figures on standard error.
+///
+/// Not a cancellation point, as in glibc: the report is written with
+/// cancellation disabled (`write(2)` is one), so a pending cancel neither
+/// cuts the report short nor kills the thread here; the previous state is
+/// restored after, and the cancel acts at the next cancellation point.
 #[no_mangle]
 pub extern "C" fn malloc_stats() {
     let saved = get_errno();
+    let mut cancel_state: c_int = 0;
+    // SAFETY: `cancel_state` is a valid place for the old state; the call
+    // has no other precondition and is not itself a cancellation point.
+    let disabled =
+        unsafe { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &mut cancel_state) } == 0;
     // The full statistics report when STRATALLOC_STATS is on, otherwise a
     // one-line summary from the backend's figures; written to stderr as
     // glibc's is, without allocating.
     engine::wrappers::malloc_stats(select::top(), 2);
+    if disabled {
+        let mut ignored: c_int = 0;
+        // SAFETY: as above; restores the state the caller had.
+        unsafe { pthread_setcancelstate(cancel_state, &mut ignored) };
+    }
     set_errno(saved);
 }
 

@@ -68,8 +68,13 @@ pub unsafe trait Backend: Sync {
         false
     }
 
-    /// Called in the child after `fork` and around it: take and release
-    /// every lock so the child never inherits one held by a vanished thread.
+    /// Called before `fork` in a multi-threaded process (see `select`,
+    /// "fork"), after stdio's list lock is taken: make sure the child
+    /// inherits no lock held by a thread that does not exist there, either
+    /// by taking every lock here and releasing it in `fork_parent` /
+    /// `fork_child`, or by holding nothing and repairing in `fork_child`.
+    /// A lock the calling thread holds already (a fork from a signal
+    /// handler) must be skipped, not waited for.
     fn fork_prepare(&self) {}
     /// See [`fork_prepare`](Self::fork_prepare).
     fn fork_parent(&self) {}

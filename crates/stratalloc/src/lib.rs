@@ -20,6 +20,7 @@ pub mod options;
 pub mod os;
 pub mod process;
 pub mod select;
+pub mod sync;
 pub mod trace;
 pub mod wrappers;
 

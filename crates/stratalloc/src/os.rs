@@ -71,6 +71,7 @@ fn note_unmapped(size: usize) {
     RETURNED.fetch_add(size as u64, Relaxed);
 }
 
+#[cfg_attr(miri, allow(dead_code))]
 unsafe fn raw_map(hint: *mut u8, size: usize, prot: i32) -> *mut u8 {
     // SAFETY: anonymous private mapping; the kernel picks or checks the
     // address (no MAP_FIXED), so no existing mapping is replaced.
@@ -94,7 +95,10 @@ unsafe fn raw_map(hint: *mut u8, size: usize, prot: i32) -> *mut u8 {
 /// Map `size` bytes of zeroed read-write memory. Null on failure.
 ///
 /// Preconditions: `size > 0` and a multiple of [`page_size`].
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub fn map(size: usize) -> *mut u8 {
+    #[cfg(miri)]
+    return sim::map(size, page_size(), 0);
     debug_assert!(size > 0 && size % page_size() == 0);
     // SAFETY: see raw_map; a null hint lets the kernel choose.
     let p = unsafe { raw_map(ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE) };
@@ -116,7 +120,10 @@ pub fn map_aligned(size: usize, align: usize) -> *mut u8 {
 
 /// Like [`map_aligned`], but `p + offset` (not `p`) is the multiple of
 /// `align`. Preconditions as `map_aligned`; `offset` a page multiple.
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub fn map_aligned_at(size: usize, align: usize, offset: usize) -> *mut u8 {
+    #[cfg(miri)]
+    return sim::map(size, align, offset);
     let ps = page_size();
     debug_assert!(align.is_power_of_two() && align >= ps && size % ps == 0 && offset % ps == 0);
     let p = map(size);
@@ -153,7 +160,11 @@ pub fn map_aligned_at(size: usize, align: usize, offset: usize) -> *mut u8 {
 /// # Safety
 /// The range is page aligned, lies inside mappings made here, and holds no
 /// live data.
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub unsafe fn unmap(p: *mut u8, size: usize) {
+    #[cfg(miri)]
+    // SAFETY: forwarded.
+    return unsafe { sim::unmap(p, size) };
     debug_assert!((p as usize) % page_size() == 0 && size % page_size() == 0);
     // SAFETY: the caller owns the range.
     let r = unsafe { libc::munmap(p.cast(), size) };
@@ -195,7 +206,11 @@ pub unsafe fn release(p: *mut u8, size: usize) -> bool {
 /// The range is page aligned, inside a mapping made here, and holds no live
 /// data.
 #[must_use]
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub unsafe fn purge(p: *mut u8, size: usize) -> bool {
+    #[cfg(miri)]
+    // SAFETY: forwarded: the range is ours and holds no live data.
+    return unsafe { sim::purge(p, size) };
     debug_assert!((p as usize) % page_size() == 0 && size % page_size() == 0);
     if size == 0 {
         return true;
@@ -222,7 +237,11 @@ pub unsafe fn purge(p: *mut u8, size: usize) -> bool {
 /// # Safety
 /// `(p, old)` is exactly one mapping made here; `p` is a multiple of
 /// `align`; `new` is a nonzero page multiple; `align` is a power of two.
+#[cfg_attr(miri, allow(unreachable_code, unused_variables))]
 pub unsafe fn remap(p: *mut u8, old: usize, new: usize, align: usize) -> *mut u8 {
+    #[cfg(miri)]
+    // SAFETY: forwarded.
+    return unsafe { sim::remap(p, old, new, align) };
     let ps = page_size();
     debug_assert!(new > 0 && new % ps == 0 && old % ps == 0);
     if new == old {
@@ -311,7 +330,18 @@ pub fn now_ms() -> u64 {
     };
     // SAFETY: `ts` is a valid out-parameter.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000 + CLOCK_SKEW_MS.load(Relaxed)
+}
+
+/// Milliseconds added to [`now_ms`] by [`advance_clock`].
+static CLOCK_SKEW_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Move the allocators' clock ([`now_ms`]) forward by `ms`: tests of
+/// delays (purging, huge-cache expiry, periodic visits) advance time
+/// instead of sleeping against a coarse clock. It never goes back.
+#[doc(hidden)]
+pub fn advance_clock(ms: u64) {
+    CLOCK_SKEW_MS.fetch_add(ms, Relaxed);
 }
 
 /// Resident set size of this process in bytes, from `/proc/self/statm`
@@ -342,6 +372,153 @@ pub fn resident_bytes() -> usize {
     pages * page_size()
 }
 
+/// The OS layer under Miri, which cannot split, move or purge mappings:
+/// one arena taken from the system allocator stands for the address
+/// space, handed out in pages (first fit, any alignment and offset), so
+/// partial unmaps, in-place growth and purges (zeroing) behave as the
+/// kernel's do and every pointer keeps the arena's provenance. Only built
+/// under `cfg(miri)` (`scripts/miri.sh`).
+#[cfg(miri)]
+mod sim {
+    use core::ptr;
+    use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering::*};
+    use std::alloc::{GlobalAlloc, Layout, System};
+
+    /// Bytes of the simulated address space.
+    const ARENA: usize = 160 << 20;
+    const ALIGN: usize = 4 << 20;
+    const PAGE: usize = 4096;
+    const PAGES: usize = ARENA / PAGE;
+
+    static BASE: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
+    static LOCK: AtomicBool = AtomicBool::new(false);
+    /// One bit per page: mapped.
+    static mut USED: [u64; PAGES / 64] = [0; PAGES / 64];
+
+    fn with<R>(f: impl FnOnce(*mut u8, &mut [u64; PAGES / 64]) -> R) -> R {
+        while LOCK
+            .compare_exchange(false, true, Acquire, Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        let mut base = BASE.load(Relaxed);
+        if base.is_null() {
+            // SAFETY: a valid nonzero layout; the arena is never freed.
+            base = unsafe { System.alloc(Layout::from_size_align(ARENA, ALIGN).unwrap()) };
+            assert!(!base.is_null(), "miri arena");
+            BASE.store(base, Relaxed);
+        }
+        // SAFETY: the lock gives exclusive access to the bitmap.
+        let r = f(base, unsafe { &mut *ptr::addr_of_mut!(USED) });
+        LOCK.store(false, Release);
+        r
+    }
+
+    fn used(m: &[u64; PAGES / 64], i: usize) -> bool {
+        m[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn set(m: &mut [u64; PAGES / 64], i: usize, n: usize, on: bool) {
+        for k in i..i + n {
+            if on {
+                m[k / 64] |= 1 << (k % 64);
+            } else {
+                m[k / 64] &= !(1 << (k % 64));
+            }
+        }
+    }
+
+    /// `size` zeroed bytes with `p + offset` a multiple of `align`.
+    pub fn map(size: usize, align: usize, offset: usize) -> *mut u8 {
+        let n = size.div_ceil(PAGE);
+        let p = with(|base, m| {
+            let mut i = 0;
+            while i + n <= PAGES {
+                let a = base as usize + i * PAGE;
+                if (a + offset) % align != 0 {
+                    i += 1;
+                    continue;
+                }
+                if (i..i + n).all(|k| !used(m, k)) {
+                    set(m, i, n, true);
+                    // SAFETY: inside the arena.
+                    return unsafe { base.add(i * PAGE) };
+                }
+                i += 1;
+            }
+            ptr::null_mut()
+        });
+        if !p.is_null() {
+            // SAFETY: pages just taken: ours.
+            unsafe { ptr::write_bytes(p, 0, n * PAGE) };
+            super::note_mapped(n * PAGE);
+        }
+        p
+    }
+
+    fn index(base: *mut u8, p: *mut u8) -> usize {
+        (p as usize - base as usize) / PAGE
+    }
+
+    /// # Safety
+    /// As [`super::unmap`].
+    pub unsafe fn unmap(p: *mut u8, size: usize) {
+        let n = size.div_ceil(PAGE);
+        with(|base, m| {
+            let i = index(base, p);
+            assert!((i..i + n).all(|k| used(m, k)), "unmap of pages not mapped");
+            set(m, i, n, false);
+        });
+        super::note_unmapped(n * PAGE);
+    }
+
+    /// # Safety
+    /// As [`super::purge`].
+    pub unsafe fn purge(p: *mut u8, size: usize) -> bool {
+        // SAFETY: per the contract.
+        unsafe { ptr::write_bytes(p, 0, size) };
+        super::RETURNED.fetch_add(size as u64, super::Relaxed);
+        true
+    }
+
+    /// # Safety
+    /// As [`super::remap`].
+    pub unsafe fn remap(p: *mut u8, old: usize, new: usize, align: usize) -> *mut u8 {
+        if new <= old {
+            if new < old {
+                // SAFETY: the tail of the caller's mapping.
+                unsafe { unmap(p.add(new), old - new) };
+            }
+            return p;
+        }
+        let grown = with(|base, m| {
+            let (i, a, b) = (index(base, p), old / PAGE, new / PAGE);
+            if i + b <= PAGES && (i + a..i + b).all(|k| !used(m, k)) {
+                set(m, i + a, b - a, true);
+                true
+            } else {
+                false
+            }
+        });
+        if grown {
+            // SAFETY: the pages just added.
+            unsafe { ptr::write_bytes(p.add(old), 0, new - old) };
+            super::note_mapped(new - old);
+            return p;
+        }
+        let q = map(new, align, 0);
+        if !q.is_null() {
+            // SAFETY: both ranges are ours and distinct.
+            unsafe {
+                ptr::copy_nonoverlapping(p, q, old);
+                unmap(p, old);
+            }
+        }
+        q
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,7 +536,7 @@ mod tests {
             assert!(!q.is_null());
             assert_eq!(q as usize % a, 0);
             assert_eq!(*q, 7);
-            purge(q, 4096);
+            assert!(purge(q, 4096));
             assert_eq!(*q, 0);
             unmap(q, 16 << 20);
         }

@@ -30,7 +30,7 @@
 //! - **region**: a span mapped here and handed to the heap with
 //!   `add_region`; never returned (the heap contract has no way to take a
 //!   region back), but its free pages can be dropped with [`Backend::trim`].
-//! - **huge block**: a mapping of its own with a [`HugeHeader`] just before
+//! - **huge block**: a mapping of its own with a `HugeHeader` just before
 //!   the payload; `free` unmaps it, `realloc` grows it with `mremap`.
 //!
 //! ## Invariants
@@ -88,7 +88,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use stratalloc_core::{
     AnyHeap, CheckError, HeapError, HeapErrorKind, Region, RegionHeap, Strategy,
@@ -96,6 +96,7 @@ use stratalloc_core::{
 
 use crate::backend::{Backend, BackendStats};
 use crate::fatal;
+use crate::sync::FutexLock;
 
 /// Requests of at least this many bytes get a mapping of their own.
 pub const HUGE_THRESHOLD: usize = 1 << 20;
@@ -123,152 +124,6 @@ const HUGE_HDR: usize = core::mem::size_of::<HugeHeader>();
 const HUGE_OFFSET: usize = 64;
 const HUGE_MAGIC: usize = 0x5354_5241_5441_4c4c; // "STRATALL"
 const _: () = assert!(HUGE_HDR == 32 && HUGE_OFFSET >= HUGE_HDR);
-
-// ---------------------------------------------------------------- the lock
-
-/// A futex-based mutex whose one 32-bit word says who holds it (see the
-/// module docs).
-///
-/// `state == 0`: free; otherwise `owner_id << 1 | waiters`, where
-/// `owner_id` is the holder's [`thread_id`] and `waiters` says a thread
-/// may be asleep on the word. Taking and naming the owner is one
-/// compare-and-swap, so a signal can never land between the two.
-pub struct FutexLock {
-    state: AtomicU32,
-}
-
-/// Spins before sleeping (each a `spin_loop` hint).
-const SPINS: u32 = 64;
-
-/// A small number unique to the calling thread (1.., unique among the
-/// first 2^31 - 1 threads the process creates).
-pub fn thread_id() -> u32 {
-    use core::cell::Cell;
-    static NEXT: AtomicU32 = AtomicU32::new(1);
-    thread_local! {
-        // Const-initialised, no destructor: native TLS, no allocation.
-        static ID: Cell<u32> = const { Cell::new(0) };
-    }
-    ID.with(|c| {
-        let id = c.get();
-        if id != 0 {
-            return id;
-        }
-        let id = NEXT.fetch_add(1, Ordering::Relaxed) % ((1 << 31) - 1) + 1;
-        c.set(id);
-        id
-    })
-}
-
-impl FutexLock {
-    /// An unlocked lock.
-    pub const fn new() -> Self {
-        FutexLock {
-            state: AtomicU32::new(0),
-        }
-    }
-
-    /// Take the lock, sleeping in the kernel if it stays busy.
-    #[inline]
-    pub fn lock(&self) {
-        let me = thread_id() << 1;
-        if self
-            .state
-            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            self.lock_slow(me);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn lock_slow(&self, me: u32) {
-        for _ in 0..SPINS {
-            if self.state.load(Ordering::Relaxed) == 0
-                && self
-                    .state
-                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return;
-            }
-            core::hint::spin_loop();
-        }
-        loop {
-            let cur = self.state.load(Ordering::Relaxed);
-            if cur == 0 {
-                // Others may be asleep: take it with the waiters bit so our
-                // unlock wakes the next one.
-                if self
-                    .state
-                    .compare_exchange(0, me | 1, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return;
-                }
-                continue;
-            }
-            if cur & 1 == 0
-                && self
-                    .state
-                    .compare_exchange(cur, cur | 1, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
-            }
-            // SAFETY: FUTEX_WAIT on a live, aligned u32; returns at once if
-            // the word no longer holds `cur | 1`.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    self.state.as_ptr(),
-                    libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                    cur | 1,
-                    ptr::null::<libc::timespec>(),
-                )
-            };
-        }
-    }
-
-    /// Release the lock (the caller holds it).
-    #[inline]
-    pub fn unlock(&self) {
-        if self.state.swap(0, Ordering::Release) & 1 != 0 {
-            self.wake();
-        }
-    }
-
-    #[cold]
-    fn wake(&self) {
-        // SAFETY: FUTEX_WAKE on a live, aligned u32.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                self.state.as_ptr(),
-                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-                1i32,
-            )
-        };
-    }
-
-    /// `true` if the calling thread holds the lock.
-    pub fn held_by_me(&self) -> bool {
-        self.state.load(Ordering::Relaxed) >> 1 == thread_id()
-    }
-
-    /// In a fork child: the lock as if nobody held it (only the forking
-    /// thread exists there, and it took the lock in `fork_prepare`).
-    fn reset_in_child(&self) {
-        self.state.store(0, Ordering::Release);
-    }
-}
-
-impl Default for FutexLock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 // ------------------------------------------------------------------- OS
 // Everything goes through `crate::os` (which also keeps the process-wide
@@ -456,9 +311,6 @@ pub struct ProcessHeap {
     huge_frees: AtomicU64,
     huge_returned: AtomicU64,
     peak_mapped: AtomicUsize,
-    /// `fork_prepare` found the lock held by the forking thread itself (a
-    /// fork from a signal handler that interrupted `malloc`) and left it.
-    fork_skipped: AtomicBool,
     /// The strategy reported its metadata damaged: the process is
     /// aborting, and the heap is never touched again (see
     /// [`release_before_abort`]).
@@ -552,7 +404,6 @@ impl ProcessHeap {
             huge_frees: AtomicU64::new(0),
             huge_returned: AtomicU64::new(0),
             peak_mapped: AtomicUsize::new(0),
-            fork_skipped: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
         }
     }
@@ -1175,28 +1026,18 @@ unsafe impl Backend for ProcessHeap {
         dropped != 0
     }
 
+    // The lock is held across fork, unless the forking thread holds it
+    // (see `sync`): a half-done heap operation cannot be repaired.
     fn fork_prepare(&self) {
-        if self.lock.held_by_me() {
-            // fork from a signal handler that interrupted this thread inside
-            // malloc: taking the lock would deadlock. The interrupted call
-            // finishes (and unlocks) in parent and child alike once the
-            // handler returns.
-            self.fork_skipped.store(true, Ordering::Relaxed);
-            return;
-        }
-        self.lock.lock();
+        self.lock.fork_prepare();
     }
 
     fn fork_parent(&self) {
-        if !self.fork_skipped.swap(false, Ordering::Relaxed) {
-            self.lock.unlock();
-        }
+        self.lock.fork_parent();
     }
 
     fn fork_child(&self) {
-        if !self.fork_skipped.swap(false, Ordering::Relaxed) {
-            self.lock.reset_in_child();
-        }
+        self.lock.fork_child();
     }
 
     fn stats(&self) -> BackendStats {
@@ -1454,27 +1295,5 @@ mod tests {
         let b = Box::new([0u64; 64]);
         // SAFETY: the 32 bytes before the 5th word are inside the box.
         assert!(unsafe { ProcessHeap::huge_header((b.as_ptr() as *const u8).add(32)) }.is_none());
-    }
-
-    #[test]
-    fn lock_serialises() {
-        static L: FutexLock = FutexLock::new();
-        static mut N: u64 = 0;
-        std::thread::scope(|sc| {
-            for _ in 0..8 {
-                sc.spawn(|| {
-                    for _ in 0..20_000 {
-                        L.lock();
-                        assert!(L.held_by_me());
-                        // SAFETY: N is only touched with L held.
-                        unsafe { N += 1 };
-                        L.unlock();
-                    }
-                });
-            }
-        });
-        // SAFETY: all threads joined.
-        assert_eq!(unsafe { N }, 160_000);
-        assert!(!L.held_by_me());
     }
 }

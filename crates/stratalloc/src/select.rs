@@ -12,13 +12,28 @@
 //! ## Re-entrancy and threads
 //!
 //! Initialisation may call back into `malloc` (a wrapper opening its file,
-//! the engine's set-up, libc internals). [`STATE`] goes `UNINIT → BUSY →
+//! the engine's set-up, libc internals). `STATE` goes `UNINIT → BUSY →
 //! READY` with one compare-and-swap, and the thread that won records itself
 //! in `INIT_OWNER`:
 //! - the initialising thread calling `malloc` again is served from a static
 //!   bootstrap arena ([`Bootstrap`]; a bump over 256 KiB whose blocks are
 //!   never reused, freed silently, and copied out by `realloc`);
 //! - any other thread waits (yielding) until `READY`.
+//!
+//! ## fork
+//!
+//! The handlers registered here decide as glibc's `fork` does: in a
+//! single-threaded process (`__libc_single_threaded`, read by glibc before
+//! the prepare handlers run) nothing is locked and nothing repaired, since
+//! no other thread can hold anything (so `fork` from a signal handler that
+//! interrupted `malloc` works, as it does with glibc's malloc). In a
+//! multi-threaded one, `prepare` takes stdio's list lock (`_IO_list_lock`,
+//! recursive) before the backends' locks, the order glibc uses for its own
+//! malloc, then calls [`Backend::fork_prepare`] (the decision is kept per
+//! thread for the parent and child handlers); glibc's `fork` takes the
+//! list lock again, releases it once in the parent (our `parent` handler
+//! releases our hold after the backends') and re-initialises it in the child
+//! before the child handlers run. ARCHITECTURE.md ("fork") says why.
 //!
 //! ## The mode flag
 //!
@@ -43,12 +58,13 @@ use stratalloc_core::Strategy;
 use crate::backend::Backend;
 use crate::options::{Choice, Options};
 use crate::process::ProcessHeap;
+use crate::sync::this_thread;
 
 /// What the C front end does on each call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Mode {
-    /// Not initialised yet: call [`init`] (through [`top`]).
+    /// Not initialised yet: call `init` (through [`top`]).
     Uninit = 0,
     /// The engine with no wrapper: call the engine directly.
     Engine = 1,
@@ -65,7 +81,7 @@ static MODE: AtomicU8 = AtomicU8::new(Mode::Uninit as u8);
 static INIT_OWNER: AtomicUsize = AtomicUsize::new(0);
 
 /// The process heap used when a core strategy is chosen (the strategy is
-/// set by [`init`] before anything is allocated from it).
+/// set by `init` before anything is allocated from it).
 pub static PROCESS: ProcessHeap = ProcessHeap::new(Strategy::ALL[0]);
 
 struct TopCell(UnsafeCell<Option<&'static dyn Backend>>);
@@ -104,7 +120,7 @@ pub fn top() -> &'static dyn Backend {
     init_slow()
 }
 
-/// The options the process started with (defaults before [`init`]).
+/// The options the process started with (defaults before `init`).
 pub fn options() -> Options {
     top();
     // SAFETY: written before READY, which `top` waited for (or we are the
@@ -119,11 +135,6 @@ pub fn base_name() -> &'static str {
         Choice::Engine => "engine",
         Choice::Strategy(s) => s.name(),
     }
-}
-
-fn this_thread() -> usize {
-    // SAFETY: pthread_self has no preconditions.
-    unsafe { libc::pthread_self() as usize }
 }
 
 #[cold]
@@ -181,7 +192,8 @@ fn init() -> &'static dyn Backend {
     INIT_OWNER.store(0, Ordering::Relaxed);
     // Registered after READY: glibc's registration allocates. Registered
     // first of all handlers (we initialise at the first malloc), so our
-    // prepare runs last and our child handler first.
+    // prepare runs last (other handlers may allocate) and our child and
+    // parent handlers first.
     // SAFETY: the handlers are extern "C" functions with no arguments.
     unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
     top
@@ -200,14 +212,80 @@ fn print_strategy_names() {
     crate::diag::write_fd(2, b.as_bytes());
 }
 
+/// glibc's stdio list lock and its single-threaded flag (x86-64 Linux
+/// glibc is the one target; see the module docs, "fork").
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod libc_fork {
+    extern "C" {
+        fn _IO_list_lock();
+        fn _IO_list_unlock();
+        static __libc_single_threaded: core::ffi::c_char;
+    }
+
+    /// `true` if glibc's `fork` takes and resets its own locks.
+    pub fn multi_threaded() -> bool {
+        // SAFETY: a byte glibc exports for this purpose; a volatile read
+        // because other threads' `pthread_create` writes it.
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!(__libc_single_threaded)) == 0 }
+    }
+    pub fn list_lock() {
+        // SAFETY: glibc's recursive stdio list lock; no preconditions.
+        unsafe { _IO_list_lock() }
+    }
+    pub fn list_unlock() {
+        // SAFETY: the calling thread took it in `list_lock`.
+        unsafe { _IO_list_unlock() }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod libc_fork {
+    pub fn multi_threaded() -> bool {
+        true
+    }
+    pub fn list_lock() {}
+    pub fn list_unlock() {}
+}
+
+thread_local! {
+    /// The decisions of the calling thread's `fork`s in progress, newest in
+    /// bit 0: 1 if that fork's prepare handler took stdio's list lock and
+    /// the backends' locks. Per thread because glibc runs the handlers of
+    /// forks in different threads at the same time (it holds no lock while
+    /// a handler runs); a stack because a signal handler may fork while its
+    /// thread is inside `fork` (the inner fork ends first). Const, no
+    /// destructor: native TLS, no allocation.
+    static FORKS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+/// Pop the newest decision of this thread's forks.
+fn fork_decision() -> bool {
+    FORKS.with(|f| {
+        let v = f.get();
+        f.set(v >> 1);
+        v & 1 != 0
+    })
+}
+
 extern "C" fn fork_prepare() {
-    top().fork_prepare();
+    let mt = libc_fork::multi_threaded();
+    FORKS.with(|f| f.set(f.get() << 1 | mt as u32));
+    if mt {
+        libc_fork::list_lock();
+        top().fork_prepare();
+    }
 }
 extern "C" fn fork_parent() {
-    top().fork_parent();
+    if fork_decision() {
+        top().fork_parent();
+        libc_fork::list_unlock();
+    }
 }
 extern "C" fn fork_child() {
-    top().fork_child();
+    // glibc has re-initialised the list lock (we must not release it).
+    if fork_decision() {
+        top().fork_child();
+    }
 }
 
 // ------------------------------------------------------------ dyn path

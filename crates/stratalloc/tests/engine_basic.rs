@@ -179,7 +179,7 @@ fn an_idle_empty_page_is_released_by_later_slow_paths() {
         // ...and released once two periodic visits (10 ms apart, on slow
         // paths: here large blocks) found it still empty.
         for _ in 0..3 {
-            std::thread::sleep(std::time::Duration::from_millis(15));
+            stratalloc::os::advance_clock(15);
             for _ in 0..64 {
                 let q = engine::malloc(600 << 10);
                 // SAFETY: live block.

@@ -6,8 +6,6 @@
 //! Children are made with `fork` around the engine's fork hooks; a child
 //! uses only the engine and raw syscalls (no std allocation).
 
-use std::time::Duration;
-
 use stratalloc::engine::{self, ENGINE};
 use stratalloc::os;
 use stratalloc::Backend;
@@ -148,7 +146,7 @@ fn empty_pages_are_purged_after_the_delay() {
             unsafe { engine::free(p as *mut u8) };
         }
         let before = ENGINE.stats().returned;
-        std::thread::sleep(Duration::from_millis(40));
+        os::advance_clock(40);
         // Slow paths (one per 256 blocks of 16 bytes: page extension) run
         // the periodic purge; they create pages but free none.
         let small: Vec<usize> = (0..40_000).map(|_| engine::malloc(16) as usize).collect();
@@ -278,8 +276,7 @@ fn freed_huge_mappings_are_reused_then_unmapped_after_the_delay() {
         // SAFETY: live block.
         unsafe { engine::free(q) };
         let cached = ENGINE.stats().mapped;
-        // SAFETY: plain sleep.
-        unsafe { libc::usleep(40_000) };
+        os::advance_clock(40);
         // A huge request of another size runs the global purge first.
         let r = engine::malloc(3 << 20);
         let now = ENGINE.stats().mapped;

@@ -170,15 +170,15 @@ fn frees_to_full_pages_of_a_live_thread_are_reused() {
     let (to_owner, from_main) = mpsc::channel::<()>();
     let (to_main, from_owner) = mpsc::channel::<Vec<usize>>();
     let owner = thread::spawn(move || {
-        let mut mapped = Vec::new();
+        let mut pages = Vec::new();
         for round in 0..6 {
             let v: Vec<usize> = (0..20_000).map(|_| engine::malloc(48) as usize).collect();
             to_main.send(v).unwrap();
             from_main.recv().unwrap();
-            mapped.push((round, engine::engine_stats().os.mapped));
+            pages.push((round, engine::local_pages()));
         }
         engine::check().unwrap();
-        mapped
+        pages
     });
     for _ in 0..6 {
         let v = from_owner.recv().unwrap();
@@ -189,9 +189,11 @@ fn frees_to_full_pages_of_a_live_thread_are_reused() {
         to_owner.send(()).unwrap();
     }
     let m = owner.join().unwrap();
-    // After the first round the owner's pages are recycled: mapped memory
-    // stays flat (other tests run concurrently, so allow slack).
-    assert!(m[5].1 <= m[1].1 + (32 << 20), "{m:?}");
+    // Each round holds 20 000 x 48 B, about 15 one-slice pages. The owner's
+    // own page count (not shared with concurrent tests) stays flat when the
+    // freed blocks are reused; without reuse it would grow by ~15 a round.
+    eprintln!("own pages per round: {m:?}");
+    assert!(m[5].1 <= m[0].1 + 2, "{m:?}");
 }
 
 /// A pthread-key destructor created after the engine's own key, so glibc
@@ -282,7 +284,7 @@ fn abandoned_segments_are_adopted_by_active_threads() {
         go_rx.recv().unwrap();
         // Slow paths that reuse our own span: one large block at a time.
         for _ in 0..40 {
-            thread::sleep(std::time::Duration::from_millis(12));
+            stratalloc::os::advance_clock(12);
             for _ in 0..64 {
                 // SAFETY: a live block, freed at once.
                 unsafe { engine::free(engine::malloc(600 << 10)) };

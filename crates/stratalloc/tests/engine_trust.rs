@@ -222,3 +222,30 @@ fn an_empty_page_loses_its_aligned_flag() {
         }
     });
 }
+
+/// A write after free that stores a plain pointer in a freed block's link
+/// word: malloc used to hand that address out. Links are encoded and
+/// checked, so the damage is reported when the block is taken.
+#[test]
+fn a_forged_free_list_link_is_reported_not_followed() {
+    expect_abort(
+        || {
+            static TARGET: [u64; 16] = [0; 16];
+            let a = engine::malloc(64);
+            let keep = engine::malloc(64);
+            // SAFETY: deliberately wrong: a write after free over the link.
+            unsafe {
+                engine::free(a);
+                (a as *mut usize).write(TARGET.as_ptr() as usize);
+            }
+            for _ in 0..10_000 {
+                if core::ptr::eq(engine::malloc(64), TARGET.as_ptr().cast()) {
+                    return 1; // the forged address was handed out
+                }
+            }
+            core::hint::black_box(keep);
+            0
+        },
+        "damaged link",
+    );
+}

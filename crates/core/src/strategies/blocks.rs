@@ -474,7 +474,7 @@ const ENV_LINEAR: usize = 8;
 /// header slot inside one of the heap's regions is damage. The fast test
 /// is against the span of the region added last (exact for a heap of one
 /// region); in a heap of several, a link that fails it is looked up in the
-/// others ([`span_of`](Self::span_of): up to `ENV_SPANS` inline, sorted,
+/// others (`span_of`: up to `ENV_SPANS` inline, sorted,
 /// then the region list), so a link into a gap between two regions is
 /// never read. A free-list search checks every link it follows, so the
 /// lookup must stay cheap however many regions the heap has: O(1) for up

@@ -23,7 +23,7 @@ pub fn malloc(size: usize) -> *mut u8 {
         // SAFETY: our heap; direct slots always point to a valid page (the
         // static empty page has no free blocks, so `pop` writes nothing).
         unsafe {
-            let p = Page::pop((*h).direct[w]);
+            let p = Page::pop((*h).direct[w], (*h).secret);
             if !p.is_null() {
                 return p;
             }
@@ -42,7 +42,7 @@ unsafe fn malloc_generic(h: *mut Heap, size: usize) -> *mut u8 {
         unsafe {
             let page = (*h).queues[c].first;
             if !page.is_null() {
-                let p = Page::pop(page);
+                let p = Page::pop(page, (*h).secret);
                 if !p.is_null() {
                     return p;
                 }

@@ -22,7 +22,7 @@ use core::sync::atomic::Ordering::*;
 
 use super::heap::{self, free_local_slow, heap, own_slot, retire};
 use super::huge;
-use super::page::{Block, Page, ALIGNED, TF_FULL};
+use super::page::{secret, Block, Page, ALIGNED, TF_FULL};
 use super::segment::{segmap_contains, segment_of, Segment, SEGMENT_SIZE};
 
 /// Free `p` (null ignored).
@@ -81,11 +81,12 @@ unsafe fn free_local(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
     // SAFETY: per the contract; `p` is a block of `page`.
     unsafe {
         let b = p as *mut Block;
-        let key = Page::key(page);
+        let secret = (*h).secret;
+        let key = Page::key(page, secret);
         if (*b).key == key {
             return free_suspect(h, page, p);
         }
-        (*b).next = Block::link(b, (*page).local_free);
+        (*b).next = Block::link(b, (*page).local_free, secret);
         (*b).key = key;
         (*page).local_free = b;
         let u = (*page).used.wrapping_sub(1);
@@ -130,7 +131,7 @@ unsafe fn free_used_edge(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
     unsafe {
         let pg = &mut *page;
         if pg.used == u32::MAX || !pg.in_use {
-            pg.local_free = Block::next_of(p.cast());
+            pg.local_free = Block::next_of(p.cast(), (*h).secret);
             pg.used = 0;
             crate::fatal!(
                 "free of {:p}: block not in use (double free or invalid pointer)",
@@ -180,7 +181,7 @@ unsafe fn free_generic(seg: *mut Segment, page: *mut Page, p: *mut u8) {
                 p
             );
         }
-        let key = Page::key(page);
+        let key = Page::key(page, secret());
         if mine {
             if (*(b as *mut Block)).key == key && (*page).is_listed(b.cast()) {
                 crate::fatal!("double free of {:p}", p);
@@ -205,7 +206,7 @@ unsafe fn free_remote(seg: *mut Segment, page: *mut Page, b: *mut u8) {
     // the push below succeeds. `thread_free` is atomic; no other field of
     // the page is touched.
     unsafe {
-        (*blk).key = Page::key(page);
+        (*blk).key = Page::key(page, secret());
         let tf = &(*page).thread_free;
         let mut old = tf.load(Relaxed);
         loop {
@@ -223,7 +224,7 @@ unsafe fn free_remote(seg: *mut Segment, page: *mut Page, b: *mut u8) {
                     }
                 }
             }
-            (*blk).next = Block::link(blk, old as *mut Block);
+            (*blk).next = Block::link(blk, old as *mut Block, secret());
             match tf.compare_exchange_weak(old, blk as usize, Release, Relaxed) {
                 Ok(_) => return,
                 Err(o) => old = o,

@@ -54,7 +54,9 @@
 //! ## Invariants (as equations)
 //!
 //! - per page: `used + |free| + |local_free| == capacity <= reserved ==
-//!   span_bytes / block_size`, and `|thread_free| <= used`
+//!   span_bytes / block_size`, and `|thread_free| <= used`; every listed
+//!   block is a carved block of its page; `fast_lim == capacity` while the
+//!   page has no flags, else 0 (and 0 for a released span)
 //! - per segment: `dirty ⊆ free_slices`, `slice 0 ∉ free_slices`, and every
 //!   used slice belongs to exactly one span
 //! - per heap: `direct[w] == head(queues[class(16 w)])` (or the empty page);
@@ -68,7 +70,8 @@
 //!
 //! ## Paths and their cost
 //!
-//! - malloc ≤ 1 KiB: TLS load, table load, pop (`page.free`), `used += 1`:
+//! - malloc ≤ 1 KiB: TLS load, table load, pop (`page.free`, the link
+//!   decoded and checked to stay in its segment: 4 instructions), `used += 1`:
 //!   no lock, no atomic read-modify-write. The TLS load is an initial-exec
 //!   slot holding only the heap's address (no `__tls_get_addr` call in the
 //!   shared library; small enough that `dlopen` still finds room in glibc's
@@ -86,8 +89,10 @@
 //!   span head's offset per slice), block-boundary test (multiply, rotate, compare; it also
 //!   fails for a floating or aligned page, sending those to the generic
 //!   path), double-free key compare, push on `local_free`, `used -= 1`: no
-//!   lock, no atomic RMW; 35 x86-64 instructions (plus 4 in the C `free`).
-//! - remote free: one CAS on the page's `thread_free`.
+//!   lock, no atomic RMW; 40 x86-64 instructions (plus 4 in the C `free`;
+//!   5 of them encode the link and mix the key).
+//! - remote free: the block checks (carved, key), then one CAS on the
+//!   page's `thread_free`.
 //! - slow path: collect the queue's pages (freed blocks in any of them go
 //!   before fresh blocks are carved), float full ones, reclaim abandoned
 //!   segments, take a span (bitmap search over 64 slices), or map a
@@ -97,15 +102,32 @@
 //! ## Checks always on (each aborts with a message naming the pointer)
 //!
 //! - the pointer's segment is not in the segment map: not ours;
-//! - the pointer is not at a block boundary of its page (`off` not a
-//!   multiple of the block size, tested without a division): interior or
-//!   wild pointer;
-//! - the block carries its page's free key and is found on the page's free
-//!   lists: double free;
+//! - the pointer is not a carved block of its page (`off` not a multiple of
+//!   the block size, or past the blocks carved so far; tested without a
+//!   division, on the local and the remote path alike): interior, wild or
+//!   never-handed-out pointer;
+//! - the block carries its page's free key (the page's address mixed with
+//!   the process secret) and is found on the page's free, local-free or
+//!   thread-free list: double free; a thread that does not own the page
+//!   cannot scan those lists, so for it the key alone is the proof (data
+//!   matches the key only by guessing the secret);
 //! - the page (span) is not in use, or `used` would drop below 0: double
 //!   free or invalid pointer;
 //! - a huge header whose block is not the pointer (also a freed mapping
 //!   waiting in the huge cache): double or invalid free.
+//!
+//! ## Free lists are encoded and checked before they are followed
+//!
+//! A free block's first word holds `next ^ block ^ secret` (the end of a
+//! list: a link to the block itself), with a per-process random secret
+//! (`getrandom`, drawn at the first heap set-up; each heap keeps a copy).
+//! A write after free that stores a pointer there decodes to noise.
+//! malloc's pop checks that the decoded link stays in the block's segment
+//! (one compare); every walk off the fast path (the owner's collection of
+//! remote frees, bounded by `used`; the double-free scan, bounded by
+//! `capacity`; `check()`) checks each link is a carved block of the page.
+//! A damaged link aborts ("damaged link"), so it is never handed out and
+//! a cycle never spins. Cost: see docs/BENCHMARKS.md.
 //!
 //! ## Returning memory
 //!
@@ -143,6 +165,9 @@
 //!   runs out of pages in that class.
 //! - Huge blocks cost one `mmap`/`munmap` each unless the huge cache
 //!   holds a mapping of about the same size.
+//! - `fork` holds no engine lock; a child in which a thread gone there held
+//!   the global lock forgets the segment and huge caches, the abandoned
+//!   list and the heap pool (their memory stays mapped, unused).
 //! - After `fork`, segments owned by threads other than the forking one
 //!   are never reused in the child.
 //! - A thread that still allocates in pthread-key destructors after
@@ -150,21 +175,34 @@
 //!   owned by a dead heap: they are never reclaimed.
 //! - Double-free detection is a cheap check (a key word on free blocks),
 //!   not proof: it catches a second free of a block still free on its
-//!   owner's page, not one already reused.
+//!   page, not one already reused.
+//! - malloc's pop checks a link only against the block's segment; a link
+//!   forged by someone who knows the secret could point elsewhere in the
+//!   same 4 MiB. The exact checks run on the slow paths.
 
+mod abandon;
 mod alloc;
+#[cfg(test)]
+mod fork_tests;
 mod free;
 mod heap;
 mod huge;
+mod init;
 mod page;
+mod queue;
+mod segmap;
 mod segment;
+mod shared;
 pub mod size_class;
+mod slow;
+mod span;
 
 pub use alloc::{aligned_alloc, alloc_zeroed, calloc, malloc, realloc, LARGE_MAX};
 pub use free::{free, owns, page_info, usable_size, PageInfo};
 
 use crate::backend::{Backend, BackendStats};
 use crate::os;
+use crate::sync::Holder;
 
 /// Return free memory to the OS now; `true` if anything was returned.
 pub fn trim() -> bool {
@@ -247,14 +285,15 @@ unsafe impl Backend for Engine {
     fn trim(&self) -> bool {
         trim()
     }
-    fn fork_prepare(&self) {
-        segment::GLOBAL.lock();
-    }
-    fn fork_parent(&self) {
-        segment::GLOBAL.unlock();
-    }
+    // No lock is held across `fork` (so none can close a cycle with
+    // libc's own locks); the child repairs what a gone thread may have
+    // left half-done: see ARCHITECTURE.md, "fork".
     fn fork_child(&self) {
-        segment::GLOBAL.force_unlock();
+        let gone = segment::GLOBAL.reset_in_child() == Holder::Gone;
+        if gone {
+            segment::forget_shared();
+        }
+        heap::fork_child(gone);
     }
     fn stats(&self) -> BackendStats {
         let o = os::stats();

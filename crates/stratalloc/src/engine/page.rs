@@ -26,10 +26,11 @@
 //! Free-list links are stored encoded (see [`Block`]): the word kept in a
 //! free block is `next ^ slot ^ secret`, where `slot` is the block's own
 //! address and `secret` a per-process random word. A write after free that
-//! stores a plain pointer there decodes to noise, and every decoded link is
-//! checked to be a block start in the carved part of its own page before it
-//! is followed (malloc's pop, the owner's collection of remote frees, the
-//! double-free scan), so a forged link is reported, never handed out.
+//! stores a plain pointer there decodes to noise. malloc's pop checks that
+//! a decoded link stays in the block's own segment (three instructions);
+//! every other walk (the owner's collection of remote frees, the
+//! double-free scan, `check`) checks it is a block start in the carved part
+//! of its own page. So a forged link is reported, never handed out.
 //!
 //! The FULL bit protocol: the owner sets bit 0 of `thread_free` (by CAS)
 //! when it unlinks a full page. A remote free that finds the bit set first
@@ -92,26 +93,40 @@ pub fn init_secret() {
     let _ = SECRET.compare_exchange(0, v, Relaxed, Relaxed);
 }
 
+/// The secret (0 before [`init_secret`]). Each heap keeps a copy
+/// (`Heap::secret`), which the fast paths read instead: in the shared
+/// library a static costs a GOT load more.
 #[inline(always)]
-fn secret() -> usize {
+pub fn secret() -> usize {
     SECRET.load(Relaxed)
 }
 
 impl Block {
-    /// The word stored in the free block at `slot` to link it to `next`.
+    /// The word stored in the free block at `slot` to link it to `next`
+    /// (`secret` is [`secret()`]): `next ^ slot ^ secret`, and for the end
+    /// of a list (`next` null) `slot ^ slot ^ secret`, as if the block
+    /// linked to itself. So a decoded link `x = word ^ secret` is `next ^
+    /// slot`, 0 at the end, and small for a link within the block's own
+    /// segment: one compare checks both (see [`Page::pop`]).
     #[inline(always)]
-    pub fn link(slot: *mut Block, next: *mut Block) -> usize {
-        next as usize ^ slot as usize ^ secret()
+    pub fn link(slot: *mut Block, next: *mut Block, secret: usize) -> usize {
+        let to = if next.is_null() { slot } else { next };
+        to as usize ^ slot as usize ^ secret
     }
 
     /// The link stored at `slot`, decoded (not yet checked).
     ///
     /// # Safety
-    /// `slot` is a readable block.
+    /// `slot` is a readable block; `secret` is [`secret()`].
     #[inline(always)]
-    pub unsafe fn next_of(slot: *mut Block) -> *mut Block {
+    pub unsafe fn next_of(slot: *mut Block, secret: usize) -> *mut Block {
         // SAFETY: per the contract.
-        (unsafe { (*slot).next } ^ slot as usize ^ secret()) as *mut Block
+        let x = unsafe { (*slot).next } ^ secret;
+        if x == 0 {
+            ptr::null_mut()
+        } else {
+            (x ^ slot as usize) as *mut Block
+        }
     }
 }
 
@@ -192,8 +207,8 @@ impl Page {
     /// descriptor's address mixed with the secret, so no data a program
     /// writes matches it by chance.
     #[inline(always)]
-    pub fn key(page: *const Page) -> usize {
-        (page as usize).rotate_left(32) ^ secret()
+    pub fn key(page: *const Page, secret: usize) -> usize {
+        page as usize ^ secret
     }
 
     /// Blocks carved so far (owner, or anyone bounding a block it holds).
@@ -321,18 +336,31 @@ impl Page {
     /// zero) is popped from too, and only read.
     ///
     /// # Safety
-    /// `page` is a page of the calling thread's heap, or the empty page.
+    /// `page` is a page of the calling thread's heap, or the empty page;
+    /// `secret` is [`secret()`].
     #[inline(always)]
-    pub unsafe fn pop(page: *mut Page) -> *mut u8 {
+    pub unsafe fn pop(page: *mut Page, secret: usize) -> *mut u8 {
         // SAFETY: per the contract; blocks on `free` were checked to be
         // carved blocks of this page when they became its head.
         unsafe {
             let b = (*page).free;
             if !b.is_null() {
-                let next = Block::next_of(b);
-                if !next.is_null() && !(*page).is_carved_block(next) {
+                // `x = next ^ b` (0 at the end of the list): below the
+                // segment size iff the link stays in the block's own
+                // segment. That is the fast check: a forged or damaged word
+                // decodes to noise, whose odds of landing in the same 4 MiB
+                // without the secret are 2^-42. The exact check (a carved
+                // block of this page) runs wherever a list is walked off
+                // the fast path: collection, the double-free scan, `check`.
+                let x = (*b).next ^ secret;
+                if x >> super::segment::SEGMENT_SHIFT != 0 {
                     bad_link(page, b);
                 }
+                let next = if x == 0 {
+                    ptr::null_mut()
+                } else {
+                    (x ^ b as usize) as *mut Block
+                };
                 (*page).free = next;
                 (*b).key = 0;
                 (*page).used += 1;
@@ -389,7 +417,7 @@ impl Page {
         // before it is read.
         unsafe {
             loop {
-                let next = Block::next_of(tail);
+                let next = Block::next_of(tail, secret());
                 if next.is_null() {
                     break;
                 }
@@ -406,7 +434,7 @@ impl Page {
                 tail = next;
                 n += 1;
             }
-            (*tail).next = Block::link(tail, self.local_free);
+            (*tail).next = Block::link(tail, self.local_free, secret());
         }
         self.local_free = head;
         if n > self.used {
@@ -428,16 +456,17 @@ impl Page {
         let bs = self.block_size;
         let want = (4096 / bs).max(1) as u32;
         let n = want.min(self.reserved - cap);
+        let key = secret();
         // SAFETY: blocks [capacity, capacity + n) lie inside the span.
         unsafe {
             let first = self.start.add(cap as usize * bs);
             let mut b = first;
             for _ in 1..n {
                 let nx = b.add(bs);
-                (*(b as *mut Block)).next = Block::link(b.cast(), nx.cast());
+                (*(b as *mut Block)).next = Block::link(b.cast(), nx.cast(), key);
                 b = nx;
             }
-            (*(b as *mut Block)).next = Block::link(b.cast(), ptr::null_mut());
+            (*(b as *mut Block)).next = Block::link(b.cast(), ptr::null_mut(), key);
             self.free = first.cast();
         }
         self.set_capacity(cap + n);
@@ -506,7 +535,7 @@ impl Page {
                     return true;
                 }
                 // SAFETY: a carved block of this page.
-                x = unsafe { Block::next_of(x) };
+                x = unsafe { Block::next_of(x, secret()) };
                 steps += 1;
             }
         }
@@ -544,7 +573,7 @@ impl Page {
                     return Err("free list longer than capacity (cycle or double free)");
                 }
                 // SAFETY: verified to be a block of this page.
-                x = unsafe { Block::next_of(x) };
+                x = unsafe { Block::next_of(x, secret()) };
             }
         }
         if self.used + counts[0] + counts[1] != cap {

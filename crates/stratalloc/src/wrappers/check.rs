@@ -21,7 +21,11 @@
 //! | overflow / underflow (guard bytes changed) | `free`, `realloc`, at exit for live blocks |
 //! | double free | the block is still in quarantine, marked freed |
 //! | invalid / interior pointer free | the pointer is not a key of the table (a scan tells an interior pointer) |
-//! | write after free | freed blocks are filled with 0xDD (first 64 KiB) and held in a FIFO quarantine (up to 4096 blocks, 16 MiB); the fill is verified when a block leaves quarantine to be reused, and at exit |
+//! | write after free | freed blocks are filled with 0xDD (first 64 KiB) and held in a FIFO quarantine (up to 4096 blocks, 16 MiB of poisoned bytes); the fill is verified when a block leaves quarantine to be reused, and at exit |
+//!
+//! Out of memory (the backend's, or the table's when it cannot grow) is
+//! the C contract's: the quarantine is emptied, the backend trimmed and
+//! the call retried once, then it returns null (`ENOMEM`), never aborts.
 //!
 //! `realloc` always moves the block, so a stale pointer to the old block
 //! lands in quarantine where writes through it are caught.
@@ -42,7 +46,8 @@
 
 use crate::backend::{Backend, BackendStats};
 use crate::fatal;
-use crate::wrappers::sys::{in_internal, map, SpinLock};
+use crate::sync::SpinLock;
+use crate::wrappers::sys::{in_internal, map};
 use crate::wrappers::table::PtrTable;
 use stratalloc_core::CheckError;
 
@@ -149,6 +154,10 @@ impl Check {
         }
     }
 
+    /// A guarded block of `size` bytes, recorded in the table; null when
+    /// the backend or the table is out of memory even after the quarantine
+    /// was emptied (the quarantine only delays reuse: memory for the
+    /// program comes first).
     fn alloc_with(&self, size: usize, align: usize, zeroed: bool) -> *mut u8 {
         if !align.is_power_of_two() {
             return core::ptr::null_mut();
@@ -161,6 +170,19 @@ impl Check {
             Some(t) => t,
             None => return core::ptr::null_mut(),
         };
+        let p = self.try_alloc(size, total, front, zeroed);
+        if !p.is_null() || !self.drain_quarantine() {
+            return p;
+        }
+        // The released blocks may sit in the backend's caches (empty pages
+        // of the engine): hand them to the OS so the retry can map anew.
+        self.inner.trim();
+        self.try_alloc(size, total, front, zeroed)
+    }
+
+    /// One attempt of [`alloc_with`](Self::alloc_with): `total` bytes from
+    /// the backend with `front` guard bytes before the user's `size`.
+    fn try_alloc(&self, size: usize, total: usize, front: usize, zeroed: bool) -> *mut u8 {
         let inner = if zeroed {
             self.inner.alloc_zeroed(total, front)
         } else {
@@ -178,13 +200,31 @@ impl Check {
             user
         };
         if !self.table.insert(user as usize, size, tag(LIVE, front)) {
-            fatal!(
-                "check: out of memory for the block table (block {:p} of {} bytes)",
-                user,
-                size
-            );
+            // The table could not grow: give the block back and fail the
+            // call, as any other out-of-memory.
+            // SAFETY: `inner` came from `self.inner` above and was never
+            // handed out.
+            unsafe { self.inner.free(inner) };
+            return core::ptr::null_mut();
         }
         user
+    }
+
+    /// Release every quarantined block (each verified as it leaves);
+    /// `false` if the quarantine was empty.
+    #[cold]
+    fn drain_quarantine(&self) -> bool {
+        let mut any = false;
+        loop {
+            let v = self.quarantine.lock().pop();
+            match v {
+                Some(v) => {
+                    self.release(v);
+                    any = true;
+                }
+                None => return any,
+            }
+        }
     }
 
     /// Abort if the guard bytes around the live block `p` were changed.
@@ -472,6 +512,80 @@ mod tests {
 
     fn checker() -> &'static Check {
         Box::leak(Box::new(Check::new(SysBackend::leaked(), "check(sys)")))
+    }
+
+    /// The C library's allocator with a budget of live bytes: past it,
+    /// `alloc` fails as an exhausted heap would.
+    struct Budget {
+        live: core::sync::atomic::AtomicUsize,
+        limit: usize,
+    }
+
+    // SAFETY: blocks come from `SysBackend`, which keeps the contract.
+    unsafe impl Backend for Budget {
+        fn name(&self) -> &'static str {
+            "budget"
+        }
+        fn alloc(&self, size: usize, align: usize) -> *mut u8 {
+            use core::sync::atomic::Ordering::Relaxed;
+            if self.live.load(Relaxed) + size > self.limit {
+                return core::ptr::null_mut();
+            }
+            let p = SysBackend.alloc(size, align);
+            if !p.is_null() {
+                // SAFETY: live block just made.
+                let n = unsafe { SysBackend.usable_size(p) };
+                self.live.fetch_add(n, Relaxed);
+            }
+            p
+        }
+        unsafe fn free(&self, p: *mut u8) {
+            use core::sync::atomic::Ordering::Relaxed;
+            // SAFETY: the caller passes a live block of this backend.
+            let n = unsafe { SysBackend.usable_size(p) };
+            self.live.fetch_sub(n, Relaxed);
+            // SAFETY: as above.
+            unsafe { SysBackend.free(p) }
+        }
+        unsafe fn realloc(&self, _p: *mut u8, _new_size: usize) -> *mut u8 {
+            unreachable!("the check wrapper never reallocates in place")
+        }
+        unsafe fn usable_size(&self, p: *const u8) -> usize {
+            // SAFETY: forwarded.
+            unsafe { SysBackend.usable_size(p) }
+        }
+    }
+
+    #[test]
+    fn out_of_memory_returns_null_and_the_quarantine_yields_its_blocks() {
+        let budget: &'static Budget = Box::leak(Box::new(Budget {
+            live: core::sync::atomic::AtomicUsize::new(0),
+            limit: 64 << 10,
+        }));
+        let c: &'static Check = Box::leak(Box::new(Check::new(budget, "check(budget)")));
+        let mut blocks = Vec::new();
+        loop {
+            let p = c.alloc(1000, 16);
+            if p.is_null() {
+                break;
+            }
+            blocks.push(p);
+        }
+        assert!(blocks.len() > 10, "only {} blocks fit", blocks.len());
+        for p in blocks {
+            // SAFETY: live blocks of `c`.
+            unsafe { c.free(p) };
+        }
+        // Every freed block sits in quarantine, the budget is spent: the
+        // next block is served by emptying the quarantine.
+        assert!(c.quarantine.lock().len > 10);
+        let p = c.alloc(1000, 16);
+        assert!(!p.is_null());
+        assert_eq!(c.quarantine.lock().len, 0);
+        c.check().unwrap();
+        // SAFETY: live block of `c`.
+        unsafe { c.free(p) };
+        c.check().unwrap();
     }
 
     #[test]

@@ -37,7 +37,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::backend::{Backend, BackendStats};
 use crate::options::Output;
-use crate::wrappers::sys::{map, pid, FdWriter, ReportFd, SpinLock};
+use crate::sync::SpinLock;
+use crate::wrappers::sys::{map, pid, FdWriter, ReportFd};
 use crate::wrappers::table::PtrTable;
 use stratalloc_core::CheckError;
 
@@ -102,7 +103,7 @@ struct Stripe {
 unsafe impl Send for Stripe {}
 
 /// Deduplicated call stacks: frames → a `u32` id (0 = none). Fixed
-/// capacity, [`STRIPES`] locks; a full stripe answers 0.
+/// capacity, `STRIPES` locks; a full stripe answers 0.
 pub struct StackTable {
     stripes: [SpinLock<Stripe>; STRIPES],
 }

@@ -1,5 +1,5 @@
 //! The statistics wrapper: counts every call with relaxed atomics and
-//! reports at exit, on `malloc_stats()`, or whenever [`snapshot`] is called.
+//! reports at exit, on `malloc_stats()`, or whenever [`Stats::snapshot`] is called.
 //!
 //! What it keeps, per process (`Relaxed` atomics, no lock), fed by a small
 //! per-thread batch (plain `Cell`s in a block from a pool of mapped memory,
@@ -37,9 +37,10 @@
 
 use core::cell::Cell;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicI64, AtomicIsize, AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicI64, AtomicIsize, AtomicU64, Ordering::Relaxed};
 
 use crate::backend::{Backend, BackendStats};
+use crate::sync::KeyOnce;
 use crate::wrappers::sys::{peak_rss, pid, Bytes};
 use stratalloc_core::CheckError;
 
@@ -207,11 +208,12 @@ thread_local! {
 
 /// Batches in mapped memory (the wrappers' own [`map`](crate::wrappers::sys::map)),
 /// handed to threads and given back when they exit, under a
-/// [`SpinLock`](crate::wrappers::sys::SpinLock) that the wrapper's fork
+/// [`SpinLock`](crate::sync::SpinLock) that the wrapper's fork
 /// handlers hold across `fork`. Never unmapped.
 mod pool {
     use super::Batch;
-    use crate::wrappers::sys::{map, SpinLock};
+    use crate::sync::SpinLock;
+    use crate::wrappers::sys::map;
 
     /// Bytes mapped at a time.
     const CHUNK: usize = 64 * 1024;
@@ -292,11 +294,9 @@ mod pool {
 
 /// A pthread key whose destructor flushes an exiting thread's batch (its
 /// value is the `Counters` the batch belongs to), so no thread's last
-/// figures are lost. `u32::MAX` until created; creating it and setting its
-/// value allocate nothing in glibc (keys below 32 live in the thread
-/// descriptor).
-static EXIT_KEY: AtomicU32 = AtomicU32::new(u32::MAX);
-static EXIT_KEY_STATE: AtomicU32 = AtomicU32::new(0); // 0 none, 1 creating, 2 done
+/// figures are lost. Creating it and setting its value allocate nothing in
+/// glibc (keys below 32 live in the thread descriptor).
+static EXIT_KEY: KeyOnce = KeyOnce::new();
 
 unsafe extern "C" fn flush_at_thread_exit(arg: *mut libc::c_void) {
     // SAFETY: the value set in `note_thread` is a `Counters` that lives for
@@ -315,25 +315,10 @@ unsafe extern "C" fn flush_at_thread_exit(arg: *mut libc::c_void) {
 /// Arrange for this thread's batch of `c` to be flushed when it exits.
 #[cold]
 fn note_thread(c: *const Counters) {
-    if EXIT_KEY_STATE.load(core::sync::atomic::Ordering::Acquire) != 2
-        && EXIT_KEY_STATE
-            .compare_exchange(0, 1, core::sync::atomic::Ordering::AcqRel, Relaxed)
-            .is_ok()
-    {
-        let mut k: libc::pthread_key_t = 0;
-        // SAFETY: plain key creation with a destructor of the right type.
-        if unsafe { libc::pthread_key_create(&mut k, Some(flush_at_thread_exit)) } == 0 {
-            EXIT_KEY.store(k, Relaxed);
-        }
-        EXIT_KEY_STATE.store(2, core::sync::atomic::Ordering::Release);
-    }
-    if EXIT_KEY_STATE.load(core::sync::atomic::Ordering::Acquire) == 2 {
-        let k = EXIT_KEY.load(Relaxed);
-        if k != u32::MAX {
-            // SAFETY: `k` is a key we created; the value is only read back by
-            // `flush_at_thread_exit`.
-            unsafe { libc::pthread_setspecific(k, c as *const libc::c_void) };
-        }
+    if let Some(k) = EXIT_KEY.get(flush_at_thread_exit) {
+        // SAFETY: `k` is a key we created; the value is only read back by
+        // `flush_at_thread_exit`.
+        unsafe { libc::pthread_setspecific(k, c as *const libc::c_void) };
     }
 }
 
@@ -651,11 +636,7 @@ pub fn write_report(out: &mut dyn Write, name: &str, s: &Snapshot) -> fmt::Resul
         // allocations and 0 bytes in use: then the wrapper's own count of
         // live bytes is the one to compare with what is mapped.
         let counts = b.allocs != 0 || b.in_use != 0;
-        let live = if counts {
-            b.in_use
-        } else {
-            s.in_use.max(0) as usize
-        };
+        let live = if counts { b.in_use } else { s.in_use };
         let unused = b.mapped.saturating_sub(live);
         let frag = if b.mapped == 0 {
             0.0
@@ -796,6 +777,7 @@ unsafe impl Backend for Stats {
     }
     fn fork_child(&self) {
         self.inner.fork_child();
+        EXIT_KEY.fork_child();
         // SAFETY: taken in fork_prepare (by the parent).
         unsafe { pool::unlock_after_fork() };
     }

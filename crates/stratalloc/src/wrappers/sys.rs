@@ -1,13 +1,12 @@
 //! What the wrappers need from the OS and from each other, none of which
-//! allocates: anonymous mappings for tables, a spin lock that can be held
-//! across `fork`, a write-once static slot, a buffered writer to a file
+//! allocates: anonymous mappings for tables (their lock is
+//! [`crate::sync::SpinLock`]), a write-once static slot, a buffered writer to a file
 //! descriptor, report files, the clock and a small per-thread number.
 
 use core::cell::{Cell, UnsafeCell};
 use core::fmt;
 use core::mem::MaybeUninit;
-use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use crate::diag::write_fd;
 use crate::options::{Output, PathBuf};
@@ -39,122 +38,6 @@ pub fn map(bytes: usize) -> *mut u8 {
 pub unsafe fn unmap(p: *mut u8, bytes: usize) {
     // SAFETY: forwarded from the caller.
     unsafe { libc::munmap(p.cast(), bytes) };
-}
-
-/// A test-and-test-and-set spin lock around `T` whose lock can also be taken
-/// and released without a guard (for `fork_prepare` / `fork_parent`).
-///
-/// The lock word is the owner's `pthread_self()` (0 when free), set by one
-/// compare-and-swap, so the fork handlers can tell "held by this very
-/// thread": a `fork()` from a signal handler that interrupted this thread
-/// inside a critical section. Taking the lock again there would deadlock;
-/// skipping it is safe, because the interrupted code finishes its critical
-/// section in this thread once the handler returns, in parent and child alike.
-pub struct SpinLock<T> {
-    owner: AtomicUsize,
-    fork_skipped: AtomicBool,
-    value: UnsafeCell<T>,
-}
-
-// SAFETY: `value` is reached only while `owner` is held by the accessor.
-unsafe impl<T: Send> Sync for SpinLock<T> {}
-
-/// Access to the value of a [`SpinLock`]; unlocks on drop.
-pub struct SpinGuard<'a, T> {
-    lock: &'a SpinLock<T>,
-}
-
-fn this_thread() -> usize {
-    // SAFETY: pthread_self has no preconditions and never fails; it is
-    // non-zero for every thread (the address of its control block).
-    unsafe { libc::pthread_self() as usize }
-}
-
-impl<T> SpinLock<T> {
-    /// A lock around `value`.
-    pub const fn new(value: T) -> Self {
-        SpinLock {
-            owner: AtomicUsize::new(0),
-            fork_skipped: AtomicBool::new(false),
-            value: UnsafeCell::new(value),
-        }
-    }
-
-    fn acquire(&self, me: usize) {
-        loop {
-            if self
-                .owner
-                .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return;
-            }
-            while self.owner.load(Ordering::Relaxed) != 0 {
-                core::hint::spin_loop();
-            }
-        }
-    }
-
-    /// Take the lock, spinning.
-    #[inline]
-    pub fn lock(&self) -> SpinGuard<'_, T> {
-        self.acquire(this_thread());
-        SpinGuard { lock: self }
-    }
-
-    /// Take the lock with no guard, for `fork_prepare`; pair with
-    /// [`raw_unlock`](Self::raw_unlock). If this thread already holds it
-    /// (a fork from a signal handler), it is left as it is and `raw_unlock`
-    /// will not release it.
-    pub fn raw_lock(&self) {
-        let me = this_thread();
-        if self.owner.load(Ordering::Relaxed) == me {
-            self.fork_skipped.store(true, Ordering::Relaxed);
-            return;
-        }
-        self.acquire(me);
-    }
-
-    /// The value, unguarded.
-    ///
-    /// # Safety
-    /// The caller holds the lock (taken with `raw_lock`).
-    pub unsafe fn value_ptr(&self) -> *mut T {
-        self.value.get()
-    }
-
-    /// Release a lock taken by [`raw_lock`](Self::raw_lock) (or leave it to
-    /// the interrupted holder if `raw_lock` found it held by this thread).
-    ///
-    /// # Safety
-    /// The caller took the lock with `raw_lock` and holds no guard.
-    pub unsafe fn raw_unlock(&self) {
-        if self.fork_skipped.swap(false, Ordering::Relaxed) {
-            return;
-        }
-        self.owner.store(0, Ordering::Release);
-    }
-}
-
-impl<T> Deref for SpinGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: the guard exists only while the lock is held by us.
-        unsafe { &*self.lock.value.get() }
-    }
-}
-
-impl<T> DerefMut for SpinGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the guard exists only while the lock is held by us.
-        unsafe { &mut *self.lock.value.get() }
-    }
-}
-
-impl<T> Drop for SpinGuard<'_, T> {
-    fn drop(&mut self) {
-        self.lock.owner.store(0, Ordering::Release);
-    }
 }
 
 /// A `static` that is written once at start-up and read forever after.
@@ -590,15 +473,5 @@ mod tests {
             d.abs_diff(want) < want / 20,
             "clock {d} ns, monotonic {want} ns"
         );
-    }
-
-    #[test]
-    fn spin_lock_raw_pairs() {
-        let l = SpinLock::new(5);
-        l.raw_lock();
-        // SAFETY: taken just above, no guard held.
-        unsafe { l.raw_unlock() };
-        *l.lock() += 1;
-        assert_eq!(*l.lock(), 6);
     }
 }

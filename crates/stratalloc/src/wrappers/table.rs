@@ -28,7 +28,8 @@
 //! - every key is in the shard its hash names, and every slot from its home
 //!   slot to its position is occupied (the probe run is unbroken).
 
-use crate::wrappers::sys::{map, unmap, SpinLock};
+use crate::sync::SpinLock;
+use crate::wrappers::sys::{map, unmap};
 use stratalloc_core::CheckError;
 
 /// Number of shards (each with its own lock).

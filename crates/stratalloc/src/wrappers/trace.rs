@@ -15,7 +15,7 @@
 //! ```
 //!
 //! **Cost** per event: one atomic add (sequence), one clock read (the TSC,
-//! see [`Clock`](crate::wrappers::sys::Clock)),
+//! see [`Clock`]),
 //! an uncontended lock in the common case, 10–16 bytes of encoding; one
 //! `write(2)` per ~4000 events.
 //!
@@ -26,8 +26,9 @@
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use crate::backend::{Backend, BackendStats};
+use crate::sync::SpinLock;
 use crate::trace::{op, ChunkState, RawEvent};
-use crate::wrappers::sys::{map, pid, thread_no, Clock, SpinLock};
+use crate::wrappers::sys::{map, pid, thread_no, Clock};
 
 /// Number of stripe buffers.
 pub const STRIPES: usize = 16;
@@ -234,12 +235,9 @@ unsafe impl Backend for Trace {
         self.inner.fork_child();
         self.pid.store(pid(), Ordering::Relaxed);
         for s in &self.stripes {
-            // SAFETY: taken in fork_prepare; we hold it, so we may reset the
-            // stripe: the parent writes the events it buffered.
-            unsafe {
-                (*s.value_ptr()).state = ChunkState::new();
-                s.raw_unlock();
-            }
+            // SAFETY: taken in fork_prepare. The child starts the stripe
+            // afresh: the parent writes the events it buffered.
+            unsafe { s.raw_unlock_child(|st| st.state = ChunkState::new()) };
         }
     }
     fn stats(&self) -> BackendStats {

@@ -1,0 +1,114 @@
+//! Locks and once-only set-up that know their owner, for code `malloc`
+//! reaches, and what each does across `fork`: one module for the engine,
+//! the process heaps and the wrappers (`crates/core` keeps its own `no_std`
+//! lock for `Locked<H>`).
+//!
+//! | type | waits by | used by |
+//! |---|---|---|
+//! | [`RawLock`] | spinning, then `sched_yield` | the engine's global lock |
+//! | [`SpinLock<T>`] | a [`RawLock`] around a value, with a guard | the wrappers' tables |
+//! | [`FutexLock`] | a short spin, then sleeping on a futex | the process heap |
+//! | [`KeyOnce`] | spinning, then `sched_yield` | the thread-exit keys of the engine and the stats wrapper |
+//!
+//! Each lock's word names its owner, so fork handlers can tell "held by the
+//! forking thread" (a fork from a signal handler that interrupted it inside
+//! the critical section: taking the lock would deadlock, so prepare skips
+//! it and the parent and child handlers leave it; the section finishes
+//! after the handler returns) from "held by another thread" (prepare waits
+//! for it): `RawLock::fork_prepare` / `fork_release`, `SpinLock::raw_lock` /
+//! `raw_unlock`, `FutexLock::fork_prepare` / `fork_parent` / `fork_child`.
+//!
+//! Glossary:
+//! - **owner**: the holding thread's `pthread_self()` (never 0 or 1), or
+//!   for [`FutexLock`] its [`thread_id`] (a 31-bit number, to fit the futex
+//!   word); the forking thread keeps both in the child.
+//! - **gone**: in a fork child, a thread of the parent that does not exist
+//!   there; what it held stays held forever unless the child resets it.
+//!
+//! After `fork` only the forking thread runs in the child, so a lock word
+//! there says one of three things ([`Holder`]): free; held by the forking
+//! thread itself (a `fork` from a signal handler that interrupted it inside
+//! the critical section, which finishes when the handler returns, in parent
+//! and child alike); or held by a gone thread, which leaves the state the
+//! lock guards possibly half-updated: [`RawLock::reset_in_child`] frees the
+//! lock and the caller must not trust that state.
+//!
+//! None of them allocates, panics or unwinds. Waiting is bounded by how long
+//! the other thread holds the lock (a few instructions to a system call),
+//! not by anything this code does.
+
+mod futex;
+mod key;
+mod raw;
+
+pub use futex::{thread_id, FutexLock};
+pub use key::KeyOnce;
+pub use raw::{RawLock, SpinGuard, SpinLock};
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// The calling thread's id: `pthread_self()` (the address of its
+/// descriptor; never 0, and aligned, so never 1).
+#[inline]
+pub fn this_thread() -> usize {
+    // SAFETY: pthread_self has no preconditions and cannot fail.
+    unsafe { libc::pthread_self() as usize }
+}
+
+/// Spins (each a `spin_loop` hint) before a waiter yields the CPU.
+pub(crate) const SPINS: u32 = 64;
+
+/// Wait a little for a busy word: spin first, then yield (on a machine with
+/// fewer cores than threads the holder needs our time slice).
+#[inline]
+pub(crate) fn backoff(round: &mut u32) {
+    if *round < SPINS {
+        *round += 1;
+        core::hint::spin_loop();
+    } else {
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
+
+/// Who held a lock when the parent forked, as seen in the child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// Nobody: the state it guards is whole.
+    Free,
+    /// The forking thread itself, in a critical section a signal handler
+    /// interrupted: left held; the section finishes after the handler.
+    Me,
+    /// A thread that is gone in the child: the lock is now free, and the
+    /// state it guards may be half-updated.
+    Gone,
+}
+
+/// The "skipped because held by me" flag of a lock held across `fork`.
+pub(crate) struct ForkSkip(AtomicBool);
+
+impl ForkSkip {
+    pub(crate) const fn new() -> Self {
+        ForkSkip(AtomicBool::new(false))
+    }
+
+    /// `fork_prepare`: take the lock with `lock` unless the calling thread
+    /// holds it already (`mine`), which is remembered.
+    #[inline]
+    pub(crate) fn prepare(&self, mine: bool, lock: impl FnOnce()) {
+        if mine {
+            self.0.store(true, Ordering::Relaxed);
+        } else {
+            lock();
+        }
+    }
+
+    /// `fork_parent` / `fork_child`: release with `release` what
+    /// [`prepare`](Self::prepare) took, or leave a lock it skipped.
+    #[inline]
+    pub(crate) fn finish(&self, release: impl FnOnce()) {
+        if !self.0.swap(false, Ordering::Relaxed) {
+            release();
+        }
+    }
+}
