@@ -28,9 +28,12 @@
 # stats_cancel (malloc_stats is not a cancellation point), cxx (C++
 # operator new/delete: served by the library, aligned, nothrow, new
 # handler, std::bad_alloc caught; a sized delete larger than the block
-# aborts with a message naming the pointer), and the unknown-strategy
-# message. (Every tests/c/*.c is compiled here; fork_deadlock and
-# fork_signal are run by scripts/test-fork.sh.)
+# aborts with a message naming the pointer), corrupt (region strategies:
+# a forged free-list link aborts naming the block, also with a SIGABRT
+# handler that calls malloc, as does a double free; a failing munmap is
+# ignored by free), and the unknown-strategy message. (Every tests/c/*.c
+# is compiled here; fork_deadlock and fork_signal are run by
+# scripts/test-fork.sh.)
 # Last line: "N passed, M failed"; exit status 1 if anything failed.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,7 +48,7 @@ for a in "$@"; do
     case "$a" in
         --no-build) build=0 ;;
         --wrappers) wrappers=1 ;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
         *) only+=("$a") ;;
     esac
 done
@@ -154,10 +157,37 @@ for s in "${strategies[@]}"; do
     for c in static interior double double-mid; do
         aborts "$s" badfree "$c"
     done
-    if [ ${#runner[@]} -eq 0 ]; then
-        run "$s" cxx "${pre[@]}" "$TMP/cxx"
-        aborts "$s" cxx wrong-delete
-    fi
+    # Native only: the C++ runtime's exceptions are x86-64 here, and the
+    # corruption cases use seccomp and signal handlers.
+    [ ${#runner[@]} -eq 0 ] || continue
+    run "$s" cxx "${pre[@]}" "$TMP/cxx"
+    aborts "$s" cxx wrong-delete
+    [ "$s" = engine ] && continue
+    # Damage to a region heap's own metadata (bump keeps no free lists),
+    # and aborts with a SIGABRT handler that calls malloc.
+    cases=(double-free-handler)
+    [ "$s" = bump ] || cases+=(forged-link abort-handler)
+    for c in "${cases[@]}"; do
+        (env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$s" timeout 30 "$TMP/corrupt" $c \
+            >"$TMP/corrupt.out" 2>&1; exit $?) 2>/dev/null
+        rc=$?
+        out=$(tr -cd '[:print:]\n' <"$TMP/corrupt.out")
+        ptr=$(head -n 1 <<<"$out")
+        if [ $rc = 134 ] && grep -q "^stratalloc: .*$ptr" <<<"$out" &&
+            { [ "$c" = forged-link ] || grep -q "^abort handler: malloc ok" <<<"$out"; }; then
+            pass "$s corrupt $c"
+        else
+            fail "$s corrupt $c (exit $rc$([ $rc = 124 ] && echo ": hung")): $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+        fi
+    done
+    (env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$s" timeout "$TIMEOUT" "$TMP/corrupt" munmap-fails \
+        >"$TMP/corrupt.out" 2>&1; exit $?) 2>/dev/null
+    rc=$?
+    case $rc in
+        0) pass "$s corrupt munmap-fails" ;;
+        77) pass "$s corrupt munmap-fails (skipped: $(head -n 1 "$TMP/corrupt.out"))" ;;
+        *) fail "$s corrupt munmap-fails (exit $rc): $(tail -n 2 "$TMP/corrupt.out" | tr '\n' ' ')" ;;
+    esac
 done
 
 if [ $wrappers = 1 ]; then

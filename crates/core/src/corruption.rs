@@ -24,6 +24,16 @@ pub type Handler = fn(addr: usize, what: &'static str) -> !;
 /// The installed handler as an address (0: none, panic).
 static HANDLER: AtomicUsize = AtomicUsize::new(0);
 
+/// Reports made so far in this program.
+static REPORTS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many reports have been made so far. A lock whose holder took it
+/// before the latest report may be held by a reporter that will never
+/// release it (see [`Locked`](crate::Locked)).
+pub fn reports() -> usize {
+    REPORTS.load(Ordering::Acquire)
+}
+
 /// Install `h` for every heap of this program (replacing any earlier one).
 pub fn set_handler(h: Handler) {
     HANDLER.store(h as usize, Ordering::Release);
@@ -33,6 +43,7 @@ pub fn set_handler(h: Handler) {
 #[cold]
 #[inline(never)]
 pub fn report(addr: usize, what: &'static str) -> ! {
+    REPORTS.fetch_add(1, Ordering::AcqRel);
     let h = HANDLER.load(Ordering::Acquire);
     if h != 0 {
         // SAFETY: a non-zero value was stored by `set_handler` from a

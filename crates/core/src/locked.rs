@@ -11,17 +11,38 @@
 //! The lock is a test-and-test-and-set spin lock: no OS to park a thread on.
 //! It is not reentrant; a heap method never calls back into the lock.
 //!
+//! ## When the heap panics
+//!
 //! A pointer the heap rejects on free (double free, wild pointer) is a bug in
 //! the program: `GlobalAlloc::dealloc` then panics with a message naming the
 //! pointer, which on bare metal reaches the program's panic handler. (The std
 //! front ends in the `stratalloc` crate write the message with `write(2)` and
-//! abort instead.)
+//! abort instead.) The lock is released *before* that panic: the heap is
+//! intact, and a panic handler may allocate.
+//!
+//! Damage the heap finds in its own metadata mid-operation goes to
+//! [`corruption::report`](crate::corruption::report), which panics by
+//! default, with the lock held and the heap half-way through the operation.
+//! Then:
+//! - if the panic unwinds, the operation's guard releases the lock and
+//!   **poisons** the heap;
+//! - if it does not (`panic = "abort"`, or a handler that never returns), a
+//!   thread that finds the lock held by a holder that took it before the
+//!   latest report ([`corruption::reports`](crate::corruption::reports))
+//!   stops waiting and poisons the heap, so a panic handler that allocates
+//!   gets a null pointer instead of spinning forever. (A report made by
+//!   another heap of the program at that moment has the same effect: the
+//!   program is going down anyway.)
+//!
+//! A poisoned heap hands out nothing (`alloc` returns null, `allocate`
+//! an error) and `dealloc` leaves blocks where they are: nothing follows the
+//! damage again. [`Locked::lock`] still grants the heap, for inspection.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use allocator_api2::alloc::{AllocError, Allocator};
 
@@ -31,6 +52,12 @@ use crate::region::{Region, RegionError};
 /// A heap behind a spin lock.
 pub struct Locked<H> {
     locked: AtomicBool,
+    /// [`corruption::reports`](crate::corruption::reports) when the lock
+    /// was last taken.
+    taken_at: AtomicUsize,
+    /// The heap reported damage in the middle of an operation (see the
+    /// module docs).
+    poisoned: AtomicBool,
     heap: UnsafeCell<H>,
 }
 
@@ -49,25 +76,77 @@ impl<H> Locked<H> {
     pub const fn new(heap: H) -> Self {
         Locked {
             locked: AtomicBool::new(false),
+            taken_at: AtomicUsize::new(0),
+            poisoned: AtomicBool::new(false),
             heap: UnsafeCell::new(heap),
         }
     }
 
-    /// Spin until the heap is ours.
+    /// Spin until the heap is ours (poisoned or not).
     #[inline]
     pub fn lock(&self) -> Guard<'_, H> {
         loop {
-            if self
-                .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Guard { lock: self };
+            if let Some(g) = self.try_lock() {
+                return g;
             }
             while self.locked.load(Ordering::Relaxed) {
                 core::hint::spin_loop();
             }
         }
+    }
+
+    /// The heap if the lock is free now.
+    #[inline]
+    pub fn try_lock(&self) -> Option<Guard<'_, H>> {
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        self.taken_at
+            .store(crate::corruption::reports(), Ordering::Relaxed);
+        Some(Guard { lock: self })
+    }
+
+    /// Whether the heap reported damage in the middle of an operation (see
+    /// the module docs): it then hands out nothing more.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Run one heap operation with the lock held; `None` if the heap is
+    /// poisoned, or becomes so while we wait (its holder reported damage
+    /// and may never release it). An operation that unwinds poisons it.
+    #[inline]
+    fn run<R>(&self, op: impl FnOnce(&mut H) -> R) -> Option<R> {
+        let mut g = loop {
+            if self.is_poisoned() {
+                return None;
+            }
+            if let Some(g) = self.try_lock() {
+                break g;
+            }
+            while self.locked.load(Ordering::Relaxed) {
+                if crate::corruption::reports() != self.taken_at.load(Ordering::Relaxed) {
+                    self.poisoned.store(true, Ordering::Release);
+                    return None;
+                }
+                core::hint::spin_loop();
+            }
+        };
+        if self.is_poisoned() {
+            return None;
+        }
+        /// Poisons the heap unless forgotten: dropped only when `op`
+        /// unwinds (before the guard releases the lock).
+        struct Unwinding<'a>(&'a AtomicBool);
+        impl Drop for Unwinding<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Release);
+            }
+        }
+        let unwinding = Unwinding(&self.poisoned);
+        let r = op(&mut g);
+        core::mem::forget(unwinding);
+        Some(r)
     }
 
     /// Take the heap out of the lock.
@@ -77,6 +156,33 @@ impl<H> Locked<H> {
 }
 
 impl<H: RegionHeap> Locked<H> {
+    /// Free `ptr`; a pointer the heap refuses panics naming it, after the
+    /// lock is released (the heap is intact; the panic handler may
+    /// allocate). A poisoned heap keeps the block.
+    ///
+    /// # Safety
+    /// As for [`RegionHeap::deallocate`].
+    unsafe fn free(&self, ptr: NonNull<u8>) {
+        // SAFETY: forwarded from the caller.
+        let r = self.run(|h| unsafe { h.deallocate(ptr) });
+        if let Some(Err(e)) = r {
+            panic!("stratalloc: {e}");
+        }
+    }
+
+    /// `Allocator::grow` and `shrink`: move or resize `ptr` to `new`.
+    ///
+    /// # Safety
+    /// `ptr` is live in this heap.
+    unsafe fn resize(&self, ptr: NonNull<u8>, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded from the caller.
+        let p = self
+            .run(|h| unsafe { h.reallocate(ptr, new.size(), new.align()) })
+            .flatten()
+            .ok_or(AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(p, new.size()))
+    }
+
     /// Hand the heap a region (see [`RegionHeap::add_region`]).
     ///
     /// # Safety
@@ -112,18 +218,16 @@ impl<H> Drop for Guard<'_, H> {
 // blocks and honours the layout's size and alignment; each call holds the lock.
 unsafe impl<H: RegionHeap + Send> GlobalAlloc for Locked<H> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match self.lock().allocate(layout.size(), layout.align()) {
-            Some(p) => p.as_ptr(),
-            None => core::ptr::null_mut(),
+        match self.run(|h| h.allocate(layout.size(), layout.align())) {
+            Some(Some(p)) => p.as_ptr(),
+            _ => core::ptr::null_mut(),
         }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         let Some(p) = NonNull::new(ptr) else { return };
         // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator.
-        if let Err(e) = unsafe { self.lock().deallocate(p) } {
-            panic!("stratalloc: {e}");
-        }
+        unsafe { self.free(p) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -131,9 +235,9 @@ unsafe impl<H: RegionHeap + Send> GlobalAlloc for Locked<H> {
             return core::ptr::null_mut();
         };
         // SAFETY: GlobalAlloc's contract: `ptr` is live in this allocator.
-        match unsafe { self.lock().reallocate(p, new_size, layout.align()) } {
-            Some(n) => n.as_ptr(),
-            None => core::ptr::null_mut(),
+        match self.run(|h| unsafe { h.reallocate(p, new_size, layout.align()) }) {
+            Some(Some(n)) => n.as_ptr(),
+            _ => core::ptr::null_mut(),
         }
     }
 }
@@ -143,17 +247,15 @@ unsafe impl<H: RegionHeap + Send> GlobalAlloc for Locked<H> {
 unsafe impl<H: RegionHeap + Send> Allocator for Locked<H> {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let p = self
-            .lock()
-            .allocate(layout.size(), layout.align())
+            .run(|h| h.allocate(layout.size(), layout.align()))
+            .flatten()
             .ok_or(AllocError)?;
         Ok(NonNull::slice_from_raw_parts(p, layout.size()))
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
         // SAFETY: Allocator's contract: `ptr` is live in this allocator.
-        if let Err(e) = unsafe { self.lock().deallocate(ptr) } {
-            panic!("stratalloc: {e}");
-        }
+        unsafe { self.free(ptr) }
     }
 
     unsafe fn grow(
@@ -163,9 +265,7 @@ unsafe impl<H: RegionHeap + Send> Allocator for Locked<H> {
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: Allocator's contract: `ptr` is live in this allocator.
-        let p =
-            unsafe { self.lock().reallocate(ptr, new.size(), new.align()) }.ok_or(AllocError)?;
-        Ok(NonNull::slice_from_raw_parts(p, new.size()))
+        unsafe { self.resize(ptr, new) }
     }
 
     unsafe fn shrink(
@@ -175,8 +275,6 @@ unsafe impl<H: RegionHeap + Send> Allocator for Locked<H> {
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: Allocator's contract: `ptr` is live in this allocator.
-        let p =
-            unsafe { self.lock().reallocate(ptr, new.size(), new.align()) }.ok_or(AllocError)?;
-        Ok(NonNull::slice_from_raw_parts(p, new.size()))
+        unsafe { self.resize(ptr, new) }
     }
 }

@@ -45,15 +45,18 @@ impl Counters {
     /// A block of `usable` bytes came back.
     #[inline(always)]
     pub fn on_free(&mut self, usable: usize) {
-        debug_assert!(self.in_use >= usable, "freeing more bytes than are in use");
-        self.in_use -= usable;
+        // Saturating: a block size read from a header a caller overwrote
+        // may be more than is in use; `check` reports the drift, and the
+        // figures must not panic (debug builds) or wrap.
+        self.in_use = self.in_use.saturating_sub(usable);
         self.frees += 1;
     }
 
     /// A live block changed usable size in place.
     #[inline(always)]
     pub fn on_resize(&mut self, old: usize, new: usize) {
-        self.in_use = self.in_use - old + new;
+        // Saturating, as in `on_free`.
+        self.in_use = self.in_use.saturating_sub(old).saturating_add(new);
         if self.in_use > self.peak_in_use {
             self.peak_in_use = self.in_use;
         }

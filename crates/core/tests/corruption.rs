@@ -1,8 +1,12 @@
-//! Damage that a caller does to the boundary-tag heaps' metadata in default
-//! use (no checking wrapper): a write after free over a free block's list
-//! links, an overflow into the next block's header. Each must be reported
-//! through `stratalloc_core::corruption::report` (by default a panic whose
-//! message names the block), never followed into a wild write.
+//! Damage that a caller does to a heap's own metadata in default use (no
+//! checking wrapper), for every strategy: a write after free over a free
+//! block's list links (free list ×4, segregated, TLSF, buddy, pool, slab),
+//! an overflow into the next block's header (the boundary-tag heaps, bump,
+//! a slab page's header). Each must be reported through
+//! `stratalloc_core::corruption::report` (by default a panic whose message
+//! names the block), or refused with a `HeapError` by a `deallocate` that
+//! can say so; never followed into a wild write, a hang or a false "out of
+//! memory".
 
 mod common;
 
@@ -10,28 +14,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
 use common::{heap_over, Arena, GARBAGE_WORD};
-use stratalloc_core::{FitPolicy, FreeList, HeapErrorKind, RegionHeap, Segregated, Tlsf};
-
-/// Builds a heap of one strategy over an arena.
-type MakeHeap = Box<dyn Fn(&Arena) -> Box<dyn RegionHeap>>;
-
-fn heaps() -> Vec<(&'static str, MakeHeap)> {
-    vec![
-        (
-            "first-fit",
-            Box::new(|a| Box::new(heap_over(FreeList::new(FitPolicy::First), a))),
-        ),
-        (
-            "best-fit",
-            Box::new(|a| Box::new(heap_over(FreeList::new(FitPolicy::Best), a))),
-        ),
-        (
-            "segregated",
-            Box::new(|a| Box::new(heap_over(Segregated::new(), a))),
-        ),
-        ("tlsf", Box::new(|a| Box::new(heap_over(Tlsf::new(), a)))),
-    ]
-}
+use stratalloc_core::{
+    Buddy, Bump, FitPolicy, FreeList, HeapErrorKind, Pool, RegionHeap, Segregated, Slab, Tlsf,
+};
 
 /// A strategy's name and a maker of empty heaps of it.
 type EmptyHeap = (&'static str, fn() -> Box<dyn RegionHeap>);
@@ -40,10 +25,31 @@ type EmptyHeap = (&'static str, fn() -> Box<dyn RegionHeap>);
 fn empty_heaps() -> Vec<EmptyHeap> {
     vec![
         ("first-fit", || Box::new(FreeList::new(FitPolicy::First))),
+        ("next-fit", || Box::new(FreeList::new(FitPolicy::Next))),
         ("best-fit", || Box::new(FreeList::new(FitPolicy::Best))),
+        ("worst-fit", || Box::new(FreeList::new(FitPolicy::Worst))),
         ("segregated", || Box::new(Segregated::new())),
         ("tlsf", || Box::new(Tlsf::new())),
     ]
+}
+
+/// Every strategy whose free blocks are linked through their own first
+/// words: each free block holds links a write after free can reach.
+fn linked_empty_heaps() -> Vec<EmptyHeap> {
+    let mut v = empty_heaps();
+    v.push(("buddy", || Box::new(Buddy::new())));
+    v.push(("pool", || Box::new(Pool::new(64, 16))));
+    v.push(("slab", || Box::new(Slab::new(Tlsf::new()))));
+    v
+}
+
+/// A heap made by `make` over all of `arena`.
+fn over(make: fn() -> Box<dyn RegionHeap>, arena: &Arena) -> Box<dyn RegionHeap> {
+    let mut h = make();
+    // SAFETY: the arena outlives the heap in each test.
+    unsafe { h.add_region(arena.whole()) }.expect("add_region");
+    h.check().expect("check after add_region");
+    h
 }
 
 const KIB: usize = 1024;
@@ -59,8 +65,13 @@ fn add(h: &mut dyn RegionHeap, arena: &Arena, offset: usize) {
 /// not merge); `p`, freed last, heads its list or follows `a`. Returns
 /// `p`, whose first words are now its links.
 fn two_free_blocks(h: &mut dyn RegionHeap) -> NonNull<u8> {
+    two_free_blocks_and_a_used_one(h).0
+}
+
+/// [`two_free_blocks`], and the used block between them.
+fn two_free_blocks_and_a_used_one(h: &mut dyn RegionHeap) -> (NonNull<u8>, NonNull<u8>) {
     let a = h.allocate(64, 16).unwrap();
-    let _g1 = h.allocate(64, 16).unwrap();
+    let g1 = h.allocate(64, 16).unwrap();
     let p = h.allocate(64, 16).unwrap();
     let _g2 = h.allocate(64, 16).unwrap();
     // SAFETY: `a` and `p` are live blocks of `h`.
@@ -68,12 +79,13 @@ fn two_free_blocks(h: &mut dyn RegionHeap) -> NonNull<u8> {
         h.deallocate(a).unwrap();
         h.deallocate(p).unwrap();
     }
-    p
+    (p, g1)
 }
 
-/// Allocate until a damaged link is followed (it must be reported).
+/// Allocate until a damaged link is followed; the report must name `p`
+/// (the free block or slot that held it) and say it was overwritten.
 fn allocate_a_few(name: &str, h: &mut dyn RegionHeap, p: NonNull<u8>) {
-    expect_report(name, p.as_ptr() as usize, "links", || {
+    expect_report(name, p.as_ptr() as usize, "overwritten", || {
         for _ in 0..3 {
             let _ = h.allocate(64, 16);
         }
@@ -83,21 +95,42 @@ fn allocate_a_few(name: &str, h: &mut dyn RegionHeap, p: NonNull<u8>) {
 /// Run `f`, which must panic with a message naming `addr` and containing
 /// `what`.
 fn expect_report(name: &str, addr: usize, what: &str, f: impl FnOnce()) {
+    expect_report_in(name, addr..=addr, what, f)
+}
+
+/// Run `f`, which must panic with a message containing `what` and naming
+/// an address in `range` ("heap corruption at 0x...").
+fn expect_report_in(
+    name: &str,
+    range: std::ops::RangeInclusive<usize>,
+    what: &str,
+    f: impl FnOnce(),
+) {
     let err =
         catch_unwind(AssertUnwindSafe(f)).expect_err(&format!("{name}: damage went unreported"));
     let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    let named = msg
+        .split("0x")
+        .skip(1)
+        .filter_map(|t| {
+            let hex: String = t.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+            usize::from_str_radix(&hex, 16).ok()
+        })
+        .any(|a| range.contains(&a));
     assert!(
-        msg.contains(&format!("{addr:#x}")) && msg.contains(what),
-        "{name}: the report does not name {addr:#x} and '{what}': {msg:?}"
+        named && msg.contains(what),
+        "{name}: the report does not name {:#x}..={:#x} and '{what}': {msg:?}",
+        range.start(),
+        range.end()
     );
 }
 
 #[test]
 fn a_write_after_free_over_the_links_is_reported() {
-    for (name, make) in heaps() {
+    for (name, make) in linked_empty_heaps() {
         for garbage in [GARBAGE_WORD, 0x1000, usize::MAX] {
             let arena = Arena::new(1 << 20);
-            let mut h = make(&arena);
+            let mut h = over(make, &arena);
             let p = two_free_blocks(&mut *h);
             // The bug under test: `p` is free (and on a list after `a`, or
             // heading it), its first words are its links.
@@ -110,10 +143,10 @@ fn a_write_after_free_over_the_links_is_reported() {
 
 #[test]
 fn an_overflow_into_the_next_header_is_reported_on_free() {
-    for (name, make) in heaps() {
+    for (name, make) in empty_heaps() {
         for by in [1usize, 8] {
             let arena = Arena::new(1 << 20);
-            let mut h = make(&arena);
+            let mut h = over(make, &arena);
             let p = h.allocate(40, 16).unwrap();
             // SAFETY: `p` is live.
             let usable = unsafe { h.usable_size(p) }.unwrap();
@@ -218,6 +251,335 @@ fn a_free_size_reaching_into_another_region_is_reported() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// A pool and a slab count their free slots, so a link zeroed by a write
+/// after free cannot pass for the end of the list: it is reported instead
+/// of ending the list early (a pool would then answer "out of memory"
+/// with free slots left).
+#[test]
+fn a_null_link_is_not_taken_for_the_end_of_the_list() {
+    let heaps: [EmptyHeap; 2] = [
+        ("pool", || Box::new(Pool::new(64, 16))),
+        ("slab", || Box::new(Slab::new(Tlsf::new()))),
+    ];
+    for (name, make) in heaps {
+        let arena = Arena::new(1 << 20);
+        let mut h = over(make, &arena);
+        let p = two_free_blocks(&mut *h);
+        // SAFETY: the arena is ours; `p` is free, its first word its link.
+        unsafe { (p.as_ptr() as *mut usize).write(0) };
+        allocate_a_few(name, &mut *h, p);
+    }
+}
+
+/// A link forged to name a block that is handed out, with that block's
+/// words made to link back (the caller owns them): following it would hand
+/// the live block out a second time. Buddy, pool and slab know from memory
+/// no caller reaches (side table, bitmaps) that the block is used.
+#[test]
+fn a_link_to_a_used_block_is_reported() {
+    let heaps: [EmptyHeap; 3] = [
+        ("buddy", || Box::new(Buddy::new())),
+        ("pool", || Box::new(Pool::new(64, 16))),
+        ("slab", || Box::new(Slab::new(Tlsf::new()))),
+    ];
+    for (name, make) in heaps {
+        let arena = Arena::new(1 << 20);
+        let mut h = over(make, &arena);
+        let (p, used) = two_free_blocks_and_a_used_one(&mut *h);
+        // SAFETY: the arena is ours: `p` is free (its first word its next
+        // link), `used` is live and ours to write.
+        unsafe {
+            (p.as_ptr() as *mut usize).write(used.as_ptr() as usize);
+            (used.as_ptr() as *mut [usize; 2]).write([0, p.as_ptr() as usize]);
+        }
+        allocate_a_few(name, &mut *h, p);
+    }
+}
+
+/// Next fit starts its search at the rover. Two free blocks whose links a
+/// write after free rewrote to point at each other, both ways, pass every
+/// link check there; a search for a size no block has must report the loop
+/// instead of spinning in it.
+#[test]
+fn a_loop_in_the_next_fit_list_is_reported() {
+    let arena = Arena::new(1 << 20);
+    let mut h = FreeList::new(FitPolicy::Next);
+    // SAFETY: the arena outlives the heap.
+    unsafe { h.add_region(arena.region(0, 64 * KIB)) }.unwrap();
+    // Free blocks a, b, c separated by used ones; the rest used up.
+    let mut blocks = Vec::new();
+    while let Some(q) = h.allocate(64, 16) {
+        blocks.push(q);
+    }
+    let (a, b, c) = (blocks[0], blocks[2], blocks[4]);
+    // SAFETY: live blocks of `h`.
+    unsafe {
+        h.deallocate(a).unwrap();
+        h.deallocate(b).unwrap();
+        h.deallocate(c).unwrap();
+    }
+    // List: c, b, a. Taking c (the head) leaves the rover on b.
+    let taken = h.allocate(64, 16).unwrap();
+    assert_eq!(taken, c, "next fit took the head");
+    let hdr = |q: NonNull<u8>| q.as_ptr() as usize - WORD;
+    // The bug under test: b <-> a now link to each other both ways.
+    // SAFETY: the arena is ours; `a` and `b` are free (their first two
+    // words are their next and prev links).
+    unsafe {
+        (b.as_ptr() as *mut [usize; 2]).write([hdr(a), hdr(a)]);
+        (a.as_ptr() as *mut [usize; 2]).write([hdr(b), hdr(b)]);
+    }
+    // Either block of the loop may be where the search runs out.
+    let (lo, hi) = (a.min(b).as_ptr() as usize, a.max(b).as_ptr() as usize);
+    expect_report_in("next-fit", lo..=hi, "loops", || {
+        let _ = h.allocate(4096, 16);
+    });
+}
+
+/// An overflow that rewrites the start word of the next bump block's header
+/// (where `top` goes back to when that block, the last, is freed) is
+/// refused: trusting it would move `top` below live blocks, and the next
+/// allocation would overlap them.
+#[test]
+fn bump_refuses_a_damaged_header() {
+    let arena = Arena::new(1 << 20);
+    let mut h = heap_over(Bump::new(), &arena);
+    let a = h.allocate(40, 16).unwrap();
+    let b = h.allocate(40, 16).unwrap();
+    // SAFETY: live.
+    let usable = unsafe { h.usable_size(a) }.unwrap();
+    let hdr_b = b.as_ptr() as usize - 16;
+    assert_eq!(a.as_ptr() as usize + usable, hdr_b, "blocks are adjacent");
+    // The bug under test: `a` overflows into b's start word, naming a's
+    // own header.
+    // SAFETY: the arena is ours.
+    unsafe { ((hdr_b + WORD) as *mut usize).write(a.as_ptr() as usize - 16) };
+    // SAFETY: `b` is live.
+    let r = unsafe { h.deallocate(b) };
+    assert_eq!(
+        r.map_err(|e| e.kind),
+        Err(HeapErrorKind::Corrupted),
+        "bump: a damaged header was trusted"
+    );
+    let c = h.allocate(40, 16).unwrap();
+    assert!(
+        c.as_ptr() as usize > b.as_ptr() as usize,
+        "bump: new block overlaps"
+    );
+    // And an overflow of garbage is refused too.
+    // SAFETY: as above.
+    unsafe { std::ptr::write_bytes(hdr_b as *mut u8, 0x42, 16) };
+    // SAFETY: `b` is still live (its free was refused).
+    let again = unsafe { h.deallocate(b) };
+    assert!(again.is_err(), "bump: garbage header accepted");
+}
+
+/// An overflow of the backing block before a slab page runs over the
+/// page's header (partial-list links, free-list head, class, counts): the
+/// next use of the page reports it.
+#[test]
+fn a_slab_page_header_overrun_is_reported() {
+    // How many bytes of the header the overflow rewrites: the links only,
+    // up to the free-list head, and up to the class and counts.
+    for by in [2 * WORD, 3 * WORD, 6 * WORD] {
+        let arena = Arena::new(1 << 20);
+        let mut h = heap_over(Slab::new(Tlsf::new()), &arena);
+        // Two pages of the 64-byte class, so the first has a neighbour on
+        // its partial list; keep both partial.
+        let per_page = (16 * KIB - 256) / 64;
+        let first: Vec<_> = (0..per_page + 2)
+            .map(|_| h.allocate(64, 16).unwrap())
+            .collect();
+        let page = first[0].as_ptr() as usize & !(16 * KIB - 1);
+        let other = first[per_page + 1].as_ptr() as usize & !(16 * KIB - 1);
+        assert_ne!(page, other);
+        // SAFETY: live.
+        unsafe { h.deallocate(first[1]).unwrap() };
+        // SAFETY: the arena is ours; the header lies at the page's start.
+        unsafe { std::ptr::write_bytes(page as *mut u8, 0x42, by) };
+        // Reported at the page, or at an object of it whose link took the
+        // damaged head when it was freed.
+        expect_report_in("slab", page..=page + 16 * KIB - 1, "overwritten", || {
+            for q in &first[2..per_page] {
+                // SAFETY: live blocks.
+                let _ = unsafe { h.deallocate(*q) };
+            }
+            for _ in 0..2 * per_page {
+                let _ = h.allocate(64, 16);
+            }
+        });
+    }
+}
+
+/// Random damage, random operations: whatever a write after free or an
+/// overflow puts in a heap's metadata, an operation either works, returns
+/// an error, or reports corruption; it never panics any other way (an index
+/// out of bounds, an arithmetic overflow in a debug build), hangs or
+/// faults. The garbage is random words and plausible pointers (into the
+/// arena, at block-like offsets), written into freed blocks and just past
+/// live ones.
+#[test]
+fn random_damage_is_reported_or_refused_never_panics() {
+    let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng as usize
+    };
+    let mut heaps = linked_empty_heaps();
+    heaps.push(("bump", || Box::new(Bump::new())));
+    // The default hook would print every expected report: print only the
+    // others.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info.to_string();
+        if !msg.contains("heap corruption") {
+            eprintln!("{msg}\n{}", std::backtrace::Backtrace::force_capture());
+        }
+    }));
+    let (mut reported, mut bad) = (0, Vec::new());
+    for (name, make) in heaps {
+        for round in 0..300 {
+            let arena = Arena::new(1 << 20);
+            let mut h = over(make, &arena);
+            let mut live: Vec<(NonNull<u8>, usize)> = Vec::new();
+            let mut freed: Vec<(NonNull<u8>, usize)> = Vec::new();
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                for step in 0..400 {
+                    let size = [16, 24, 64, 100, 500, 2000][next() % 6];
+                    match next() % 4 {
+                        0 | 1 => {
+                            if let Some(p) = h.allocate(size, 16) {
+                                live.push((p, size));
+                            }
+                        }
+                        2 if !live.is_empty() => {
+                            let (p, n) = live.swap_remove(next() % live.len());
+                            // SAFETY: `p` is a block of `h` (its metadata
+                            // may be damaged: the heap must cope).
+                            if unsafe { h.deallocate(p) }.is_ok() {
+                                freed.push((p, n));
+                            }
+                        }
+                        3 if !live.is_empty() => {
+                            let i = next() % live.len();
+                            let (p, _) = live[i];
+                            // SAFETY: as above.
+                            if let Some(q) = unsafe { h.reallocate(p, size, 16) } {
+                                live[i] = (q, size);
+                            }
+                        }
+                        _ => {}
+                    }
+                    if step % 50 == 49 {
+                        // The bug under test: a word of garbage in a freed
+                        // block, or just past a live one.
+                        let target = if next() % 2 == 0 && !freed.is_empty() {
+                            let (p, n) = freed[next() % freed.len()];
+                            p.as_ptr() as usize + (next() % n.min(32)) / WORD * WORD
+                        } else if let Some(&(p, n)) = live.get(next() % live.len().max(1)) {
+                            // SAFETY: `p` is live.
+                            let us = unsafe { h.usable_size(p) }.unwrap_or(n);
+                            (p.as_ptr() as usize + us) & !(WORD - 1)
+                        } else {
+                            continue;
+                        };
+                        if !arena.contains(target) || !arena.contains(target + WORD - 1) {
+                            continue;
+                        }
+                        let garbage = match next() % 4 {
+                            0 => next(),
+                            1 => arena.base() + (next() % (1 << 20)) / 16 * 16 + 8,
+                            2 => arena.base() + (next() % (1 << 20)) / 16 * 16,
+                            _ => next() % 4096,
+                        };
+                        // SAFETY: the arena is ours.
+                        unsafe { (target as *mut usize).write(garbage) };
+                    }
+                }
+            }));
+            if let Err(err) = r {
+                let msg = err
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                if msg.contains("heap corruption") {
+                    reported += 1;
+                } else {
+                    bad.push(format!("{name} round {round}: {msg}"));
+                }
+            }
+        }
+    }
+    std::panic::set_hook(hook);
+    assert!(
+        bad.is_empty(),
+        "panics that are no corruption report: {bad:#?}"
+    );
+    assert!(reported > 0, "no damage was ever reported");
+}
+
+/// A heap of many regions (past the inline span table: sorted lookups,
+/// then the region list for the smallest): blocks of every region stay
+/// linked together without a false report, and a link into a gap between
+/// two of them is still reported.
+#[test]
+fn links_across_many_regions_are_checked_exactly() {
+    for (name, make) in empty_heaps() {
+        for regions in [6usize, 30, 90] {
+            let arena = Arena::new(regions * 16 * KIB);
+            let mut h = make();
+            // Regions of 8 KiB (every fourth 12 KiB) every 16 KiB, so there
+            // are gaps, added in a shuffled order.
+            let mut order: Vec<usize> = (0..regions).collect();
+            order.sort_by_key(|&i| (i * 7919) % regions);
+            for &i in &order {
+                let len = if i % 4 == 0 { 12 * KIB } else { 8 * KIB };
+                // SAFETY: the arena outlives the heap.
+                unsafe { h.add_region(arena.region(i * 16 * KIB, len)) }.expect("add_region");
+            }
+            let mut live = Vec::new();
+            while let Some(p) = h.allocate(48, 16) {
+                live.push(p);
+            }
+            // Free every other block (in address order, so no two freed
+            // blocks are neighbours): a long list through every region.
+            live.sort();
+            for p in live.iter().step_by(2) {
+                // SAFETY: live blocks of `h`.
+                unsafe { h.deallocate(*p) }.unwrap();
+            }
+            h.check()
+                .unwrap_or_else(|e| panic!("{name} ({regions} regions): {e}"));
+            // Searches that walk the whole list (no block fits).
+            let q = h.allocate(4 * KIB, 16);
+            assert!(
+                q.is_none(),
+                "{name} ({regions} regions): {q:?} {:?}",
+                h.stats()
+            );
+            h.check()
+                .unwrap_or_else(|e| panic!("{name} ({regions} regions): {e}"));
+            let p = live[2 * (live.len() / 4)];
+            let fake = arena.base() + 14 * KIB + 8; // in the gap after region 0
+                                                    // SAFETY: the arena is ours; `p` is free (its first word is
+                                                    // its next link), `fake` lies in a gap, and links back.
+            unsafe {
+                (p.as_ptr() as *mut usize).write(fake);
+                ((fake + 2 * WORD) as *mut usize).write(p.as_ptr() as usize - WORD);
+            }
+            expect_report(name, p.as_ptr() as usize, "overwritten", || {
+                let _ = h.allocate(4 * KIB, 16);
+                for _ in 0..live.len() {
+                    let _ = h.allocate(48, 16);
+                }
+            });
         }
     }
 }

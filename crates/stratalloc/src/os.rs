@@ -13,6 +13,7 @@
 //! | [`map_meta`], [`unmap_meta`] | as `map` / `unmap` | the same, not counted in [`stats`] (an allocator's own tables) |
 //! | [`map_aligned`] | as `map`; `align` a power of two ≥ page size | like `map`, start a multiple of `align`, or null |
 //! | [`unmap`] | `(p, size)` page aligned, inside one earlier mapping | the range is gone |
+//! | [`release`] | as `unmap` | `true`: the range is gone; `false`: refused (ENOMEM: splitting the mapping would pass `vm.max_map_count`), the range stays mapped; `errno` kept either way |
 //! | [`purge`] | `(p, size)` page aligned, inside a mapping | `true`: physical pages dropped, the range reads as zeros afterwards; `false`: refused, contents unchanged |
 //! | [`remap`] | `(p, old)` is a whole mapping; `new` page multiple | the mapping resized, maybe moved to a multiple of `align`; contents kept; or null and the old mapping untouched |
 //!
@@ -207,6 +208,27 @@ pub unsafe fn unmap(p: *mut u8, size: usize) {
     } else {
         crate::fatal!("munmap({:p}, {}) failed", p, size);
     }
+}
+
+/// [`unmap`] for a caller that can live with the range staying mapped (a
+/// block `free` gives back: glibc ignores a failing `munmap` there, and
+/// `free` must not change `errno`). `munmap` fails with ENOMEM when
+/// unmapping part of a mapping would split it past `vm.max_map_count`.
+///
+/// # Safety
+/// As for [`unmap`].
+pub unsafe fn release(p: *mut u8, size: usize) -> bool {
+    debug_assert!((p as usize) % page_size() == 0 && size % page_size() == 0);
+    // SAFETY: errno is this thread's; the caller owns the range.
+    unsafe {
+        let errno = *libc::__errno_location();
+        if libc::munmap(p.cast(), size) == 0 {
+            note_unmapped(size);
+            return true;
+        }
+        *libc::__errno_location() = errno;
+    }
+    false
 }
 
 /// Give the physical pages of `[p, p + size)` back to the OS; on success

@@ -40,7 +40,20 @@
 //!   (`check == HUGE_MAGIC ^ base ^ len ^ p`); never both.
 //! - `mapped_regions` is the sum of the lengths of the regions added;
 //!   `huge_bytes`/`huge_count` the sum/number of live huge mappings.
-//! - The heap is only touched with the lock held.
+//! - The heap is only touched with the lock held, and never again once it
+//!   is poisoned.
+//!
+//! ## Aborting
+//!
+//! A refused pointer (`free` of a pointer that is no live block) and damage
+//! the strategy finds in its own metadata (reported through
+//! `stratalloc_core::corruption`) both end in `abort` with a message. Each
+//! first releases the lock the thread holds (a thread-local says which
+//! heap's), so a SIGABRT handler that calls `malloc` does not deadlock.
+//! Damage also **poisons** the heap: from then on `malloc` serves every
+//! request from a mapping of its own (the huge path) and `free` of a heap
+//! block leaves it where it is, so nothing follows the damaged metadata
+//! again while the process dies.
 //!
 //! [`ProcessHeap::check`] verifies the heap's own invariants (through
 //! `RegionHeap::check`) and the region accounting.
@@ -75,7 +88,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use stratalloc_core::{
     AnyHeap, CheckError, HeapError, HeapErrorKind, Region, RegionHeap, Strategy,
@@ -123,13 +136,15 @@ fn os_map(len: usize) -> *mut u8 {
     crate::os::map(len)
 }
 
+/// Give `(p, len)` back to the kernel. A refusal (ENOMEM past
+/// `vm.max_map_count`) leaves the range mapped and unused, as glibc's
+/// `free` does; `errno` is kept. `true` if the range is gone.
+///
 /// # Safety
 /// `(p, len)` is page-aligned and inside a mapping nobody uses any more.
-unsafe fn os_unmap(p: usize, len: usize) {
-    if len != 0 {
-        // SAFETY: the caller's contract.
-        unsafe { crate::os::unmap(p as *mut u8, len) };
-    }
+unsafe fn os_unmap(p: usize, len: usize) -> bool {
+    // SAFETY: the caller's contract.
+    len == 0 || unsafe { crate::os::release(p as *mut u8, len) }
 }
 
 // ---------------------------------------------------------------- the heap
@@ -296,6 +311,46 @@ pub struct ProcessHeap {
     huge_frees: AtomicU64,
     huge_returned: AtomicU64,
     peak_mapped: AtomicUsize,
+    /// The strategy reported its metadata damaged: the process is
+    /// aborting, and the heap is never touched again (see
+    /// [`release_before_abort`]).
+    poisoned: AtomicBool,
+}
+
+thread_local! {
+    /// The process heap whose lock this thread holds (null: none), so a
+    /// path that aborts can release it first. Const-initialised, no
+    /// destructor: native TLS, no allocation.
+    static HELD: core::cell::Cell<*const ProcessHeap> = const { core::cell::Cell::new(ptr::null()) };
+}
+
+/// Whether the heap is still sound when the process aborts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HeapState {
+    /// A pointer was refused; the heap itself is intact.
+    Intact,
+    /// The strategy found its own metadata damaged mid-operation.
+    Damaged,
+}
+
+/// Before aborting: release the lock of the process heap this thread holds,
+/// if any, so a SIGABRT handler that calls `malloc` does not wait forever
+/// on it. A damaged heap is poisoned first: from then on `malloc` maps
+/// blocks of its own, and `free` of a heap block leaves it alone, so
+/// nothing follows the damage again.
+fn release_before_abort(state: HeapState) {
+    let held = HELD.with(|h| h.replace(ptr::null()));
+    // SAFETY: `HELD` names a heap only between `guard()` and the guard's
+    // drop, while the heap is borrowed by that guard, so it is alive.
+    let Some(heap) = (unsafe { held.as_ref() }) else {
+        return;
+    };
+    if state == HeapState::Damaged {
+        heap.poisoned.store(true, Ordering::Release);
+    }
+    if heap.lock.held_by_me() {
+        heap.lock.unlock();
+    }
 }
 
 // SAFETY: `inner` is only touched with `lock` held (see `with_heap`), the
@@ -309,6 +364,7 @@ struct Guard<'a> {
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
+        HELD.with(|h| h.set(ptr::null()));
         self.owner.lock.unlock();
     }
 }
@@ -324,6 +380,7 @@ impl Guard<'_> {
 /// The process heaps' [`stratalloc_core::corruption`] handler: the message
 /// on stderr (no allocation), then abort.
 fn on_corruption(addr: usize, what: &'static str) -> ! {
+    release_before_abort(HeapState::Damaged);
     fatal!("heap corruption at {addr:#x}: {what}")
 }
 
@@ -347,6 +404,7 @@ impl ProcessHeap {
             huge_frees: AtomicU64::new(0),
             huge_returned: AtomicU64::new(0),
             peak_mapped: AtomicUsize::new(0),
+            poisoned: AtomicBool::new(false),
         }
     }
 
@@ -369,7 +427,14 @@ impl ProcessHeap {
 
     fn guard(&self) -> Guard<'_> {
         self.lock.lock();
+        HELD.with(|h| h.set(self));
         Guard { owner: self }
+    }
+
+    /// The heap was poisoned by a corruption report (the process is
+    /// aborting): leave it alone.
+    fn poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
     }
 
     /// Verify the heap's invariants and the region accounting.
@@ -443,6 +508,10 @@ impl ProcessHeap {
         align: usize,
         growth: Growth,
     ) -> *mut u8 {
+        if self.poisoned() {
+            // The callers fall back on a mapping of its own.
+            return ptr::null_mut();
+        }
         if let Some(p) = g.inner().heap.allocate(size, align) {
             return p.as_ptr();
         }
@@ -463,20 +532,8 @@ impl ProcessHeap {
         for attempt in 0..2 {
             let inner = g.inner();
             let want = inner.next_region.max(need << attempt);
-            let (base, len) = {
-                let p = os_map(want);
-                if !p.is_null() {
-                    (p, want)
-                } else if want > need << attempt {
-                    // Address space tight (RLIMIT_AS): just what this needs.
-                    let p = os_map(need << attempt);
-                    if p.is_null() {
-                        return ptr::null_mut();
-                    }
-                    (p, need << attempt)
-                } else {
-                    return ptr::null_mut();
-                }
+            let Some((base, len)) = map_region(want, need << attempt, inner.mapped_regions) else {
+                return ptr::null_mut();
             };
             // Damage a strategy finds mid-operation (a free-list link
             // overwritten after free, say) aborts with a message naming the
@@ -616,13 +673,15 @@ impl ProcessHeap {
         unsafe { ((p as usize - HUGE_HDR) as *mut HugeHeader).write_bytes(0, 1) };
         // SAFETY: (base, len) is the whole mapping of a block the caller
         // gave up.
-        unsafe { os_unmap(base, len) };
+        let returned = unsafe { os_unmap(base, len) };
         self.huge_bytes.fetch_sub(len, Ordering::Relaxed);
         self.huge_count.fetch_sub(1, Ordering::Relaxed);
         self.huge_in_use
             .fetch_sub(base + len - p as usize, Ordering::Relaxed);
         self.huge_frees.fetch_add(1, Ordering::Relaxed);
-        self.huge_returned.fetch_add(len as u64, Ordering::Relaxed);
+        if returned {
+            self.huge_returned.fetch_add(len as u64, Ordering::Relaxed);
+        }
     }
 
     /// Resize a huge block with `mremap`, keeping it huge.
@@ -676,6 +735,7 @@ impl ProcessHeap {
     #[cold]
     #[inline(never)]
     fn bad_pointer(&self, what: &str, p: *const u8, e: Option<HeapError>) -> ! {
+        release_before_abort(HeapState::Intact);
         match e {
             Some(e) => fatal!("{what}({p:p}): {e} ({} heap)", self.name()),
             None => fatal!(
@@ -701,6 +761,9 @@ impl ProcessHeap {
         let Some(nn) = NonNull::new(p) else {
             return ptr::null_mut();
         };
+        if self.poisoned() {
+            return ptr::null_mut();
+        }
         // SAFETY: `p` is a live heap block (usable_size accepted it).
         if unsafe { g.inner().heap.resize_in_place(nn, new_size) } {
             return p;
@@ -755,6 +818,30 @@ impl ProcessHeap {
             None => self.bad_pointer(what, p, Some(HeapError::new(HeapErrorKind::Corrupted, p))),
         }
     }
+}
+
+/// Map a region of `want` bytes or, when the address space is tight
+/// (`RLIMIT_AS`), of `max(need, mapped / 16)`, then of `need` (page
+/// multiples, `need <= want`; `mapped`: the regions' bytes so far). The
+/// middle size keeps the region count logarithmic in the heap's size
+/// where request-sized regions alone made thousands of them (glibc's
+/// tst-malloc-thread-fail), while taking at most a sixteenth more address
+/// space than the heap holds, which other mappings (thread stacks) may
+/// need.
+fn map_region(want: usize, need: usize, mapped: usize) -> Option<(*mut u8, usize)> {
+    let floor = round_to_page(mapped / 16).unwrap_or(need).max(need);
+    let mut tried = 0;
+    for len in [want, floor.min(want), need] {
+        if len == tried {
+            continue;
+        }
+        tried = len;
+        let p = os_map(len);
+        if !p.is_null() {
+            return Some((p, len));
+        }
+    }
+    None
 }
 
 /// May `alloc_locked` map a new region?
@@ -830,6 +917,9 @@ unsafe impl Backend for ProcessHeap {
         let mut g = self.guard();
         let inner = g.inner();
         if inner.heap.owns(p) {
+            if self.poisoned() {
+                return;
+            }
             // SAFETY: the caller hands `p` back; it lies in a region, so it
             // is readable, and the heap validates it.
             if let Err(e) = unsafe { inner.heap.deallocate(nn) } {

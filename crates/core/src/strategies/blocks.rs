@@ -54,9 +54,11 @@
 //!   next neighbour); growing absorbs a free next neighbour. O(1) + index.
 //! - **walk, check, stats**: O(blocks) (check: O(blocks × list length)).
 //! - **finding the region of a pointer**: O(1) for the region added last
-//!   (the heap keeps its span at hand), O(regions) for the others. The
-//!   live map needs it on allocation too, so allocating a block of an older
-//!   region also costs O(regions).
+//!   (the heap keeps its span at hand); for the others, O(1) up to 8
+//!   regions, O(log regions) up to 64 (a sorted table, [`Env`]), and
+//!   O(regions) only for the smallest older regions past 64. Every link a
+//!   search follows outside the newest region is looked up this way, and
+//!   so is the live map's word on allocation from an older region.
 //!
 //! ## Checking the pointers it is handed
 //!
@@ -67,9 +69,13 @@
 //! if it lies in the hot region, is 16-aligned, its live-map bit is set
 //! (exact: a used block starts there), and then, reading the header the map
 //! vouches for, that header says `USED` with a size that stays inside the
-//! region and (when it says `PREV_FREE`) the footer before it leads to a
-//! `FREE` header of that same size, so a header damaged by an overrun is
-//! refused instead of followed. Anything else goes to a cold second stage
+//! region and leads to the next block (its header says `USED` with its
+//! payload's map bit set, or `FREE` with it clear, never `PREV_FREE`, and
+//! no map bit is set in between: one header read and the map word or two
+//! already at hand for a block up to 1 KiB), and (when it says
+//! `PREV_FREE`) the footer before it leads to a `FREE` header of that same
+//! size, so a header damaged by an overrun, or a size rewritten to another
+//! plausible value, is refused instead of followed. Anything else goes to a cold second stage
 //! that names the problem: [`HeapErrorKind::NotOwned`]; for a pointer whose
 //! map bit is clear, a walk of the span's headers (O(blocks), errors only)
 //! says `DoubleFree` if it lies in a free block (freed blocks merge, so a
@@ -86,7 +92,8 @@
 //! each: a link is null or a header slot inside one of the heap's regions
 //! ([`Env`]) whose neighbour links back; a block taken from the index, and
 //! a free neighbour met on free or in-place resize, says `FREE` with a size
-//! that ends inside its own region; a used neighbour says `USED`. The
+//! that ends inside its own region, its footer repeats that size, and a
+//! taken block holds the request; a used neighbour says `USED`. The
 //! compares are against the region added last; only an address outside it
 //! (in a heap of several regions) looks the others up, so a link into a gap
 //! between regions is never read, and a size is never allowed to carry a
@@ -94,7 +101,8 @@
 //! [`corruption::report`](crate::corruption::report) with the payload
 //! address, which never returns; nothing is written through a damaged word.
 //! The checks cost about 13% of TLSF's instructions in the region
-//! benchmark's replay.
+//! benchmark's replay; the next-block test on free about 13% more of its
+//! throughput (`region-bench --quick`: 0.85x of talc before, 0.72x after).
 //!
 //! ## Drawbacks
 //!
@@ -453,18 +461,26 @@ pub(crate) mod list {
     }
 }
 
-/// Spans of a multi-region heap that [`Env`] keeps inline (the newest
-/// regions); a heap with more regions looks the rest up in its region list.
-const ENV_SPANS: usize = 8;
+/// Spans of a multi-region heap that [`Env`] keeps inline, sorted by
+/// address; a heap with more regions keeps the newest and the largest
+/// there and looks the rest up in its region list.
+const ENV_SPANS: usize = 64;
+/// Up to this many inline spans, [`Env::span_of`] tests each in turn
+/// (branch-free); past it, a binary search.
+const ENV_LINEAR: usize = 8;
 
 /// Where a heap's blocks can lie. Free-list links are checked against it
 /// before they are read (see `list::next_checked`): a link that is not a
 /// header slot inside one of the heap's regions is damage. The fast test
 /// is against the span of the region added last (exact for a heap of one
 /// region); in a heap of several, a link that fails it is looked up in the
-/// others (`span_of`: the newest `ENV_SPANS` inline,
+/// others (`span_of`: up to `ENV_SPANS` inline, sorted,
 /// then the region list), so a link into a gap between two regions is
-/// never read.
+/// never read. A free-list search checks every link it follows, so the
+/// lookup must stay cheap however many regions the heap has: O(1) for up
+/// to `ENV_LINEAR` regions, O(log regions) up to `ENV_SPANS`, and a
+/// region-list walk only for links into the smallest older regions past
+/// that.
 #[derive(Clone, Copy, Debug)]
 pub struct Env {
     /// Start of the hot span.
@@ -477,8 +493,9 @@ pub struct Env {
     regions: usize,
     /// Regions in the heap.
     count: usize,
-    /// (start, end) of the newest `min(count, ENV_SPANS)` spans, newest
-    /// first.
+    /// (start, end) of `min(count, ENV_SPANS)` spans in address order:
+    /// every span while there are at most `ENV_SPANS`, then the newest
+    /// and the largest others.
     spans: [(usize, usize); ENV_SPANS],
 }
 
@@ -497,10 +514,24 @@ impl Env {
     fn with_span(mut self, hot: Span, head: usize) -> Env {
         self.lo = hot.start;
         self.room = hot.len() - MIN_BLOCK;
+        let mut n = self.count.min(ENV_SPANS);
         self.count += 1;
         self.regions = head;
-        self.spans.copy_within(0..ENV_SPANS - 1, 1);
-        self.spans[0] = (hot.start, hot.end);
+        if n == ENV_SPANS {
+            // Full: drop the smallest span (the fewest blocks to look up
+            // the slow way); the new one, the hot span, always stays.
+            let (i, _) = self
+                .spans
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, &(s, e))| e - s)
+                .unwrap_or((0, &(0, 0)));
+            self.spans.copy_within(i + 1..n, i);
+            n -= 1;
+        }
+        let at = self.spans[..n].partition_point(|&(s, _)| s < hot.start);
+        self.spans.copy_within(at..n, at + 1);
+        self.spans[at] = (hot.start, hot.end);
         self
     }
 
@@ -526,15 +557,35 @@ impl Env {
     /// more than [`ENV_SPANS`] regions) the region list.
     #[inline(always)]
     fn span_of(&self, addr: usize) -> Option<Span> {
-        // Every inline span is tested and the hit kept without a branch:
-        // which region an address falls in is data a predictor guesses
-        // badly, while the trip count is fixed for the heap.
-        let (mut start, mut end) = (0, 0);
-        for &(s, e) in &self.spans[..self.count.min(ENV_SPANS)] {
-            let m = ((addr.wrapping_sub(s) < e - s) as usize).wrapping_neg();
-            start = (s & m) | (start & !m);
-            end = (e & m) | (end & !m);
-        }
+        let n = self.count.min(ENV_SPANS);
+        let (start, end) = if n <= ENV_LINEAR {
+            // Every inline span is tested and the hit kept without a
+            // branch: which region an address falls in is data a predictor
+            // guesses badly, while the trip count is fixed for the heap.
+            let (mut start, mut end) = (0, 0);
+            for &(s, e) in &self.spans[..n] {
+                let m = ((addr.wrapping_sub(s) < e - s) as usize).wrapping_neg();
+                start = (s & m) | (start & !m);
+                end = (e & m) | (end & !m);
+            }
+            (start, end)
+        } else {
+            // The last span starting at or before `addr` (branch-free
+            // halving), then one test.
+            let (mut base, mut len) = (0, n);
+            while len > 1 {
+                let half = len / 2;
+                let m = ((self.spans[base + half].0 <= addr) as usize).wrapping_neg();
+                base += half & m;
+                len -= half;
+            }
+            let (s, e) = self.spans[base];
+            if addr.wrapping_sub(s) < e - s {
+                (s, e)
+            } else {
+                (0, 0)
+            }
+        };
         if end != 0 {
             return Some(Span { start, end });
         }
@@ -771,13 +822,17 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         unsafe { NonNull::new_unchecked(p as *mut u8) }
     }
 
-    /// Whether the free-block header `h` at `b` checks out: kind FREE and a
+    /// Whether the free-block header `h` at `b` checks out: kind FREE, a
     /// size that ends before the end of `b`'s region, so nothing derived
-    /// from it is written outside that region. (A free block's header is in
-    /// memory a caller can overrun from the block before it.) With one
-    /// region (`!MULTI`) every block lies in the hot span and one compare
-    /// is exact; with more, `b`'s region is looked up (out of line, in the
-    /// multi-region copy of the operation only).
+    /// from it is written outside that region, and a footer that repeats
+    /// the size, so a size rewritten to another value in the region is not
+    /// taken for the block's (it would hand out live blocks after it). (A
+    /// free block's header is in memory a caller can overrun from the
+    /// block before it; the footer's cache line is written by every use of
+    /// the block anyway.) With one region (`!MULTI`) every block lies in
+    /// the hot span and one compare is exact; with more, `b`'s region is
+    /// looked up (out of line, in the multi-region copy of the operation
+    /// only).
     #[inline(always)]
     fn free_tags_ok<const MULTI: bool>(&self, b: usize, h: usize) -> bool {
         let size = h & !FLAGS;
@@ -789,6 +844,9 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             } else {
                 size < self.hot.end - b
             }
+            // SAFETY: the block ends inside its region (just checked), so
+            // its last word is readable.
+            && unsafe { rd(b + size - WORD) } == size
     }
 
     /// [`free_tags_ok`](Self::free_tags_ok)'s size test in a heap of
@@ -799,17 +857,20 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         self.find_span(b).is_some_and(|s| size < s.end - b)
     }
 
-    /// The size of the free block `b` an index just handed out, its tags
-    /// checked first ([`free_tags_ok`](Self::free_tags_ok)); damage is
-    /// reported, never split or written through.
+    /// The size of the free block `b` an index just handed out for a
+    /// request of `need` bytes, its tags checked first
+    /// ([`free_tags_ok`](Self::free_tags_ok)), and the size at least
+    /// `need` (an index picks a block by the list it is on, so a size
+    /// rewritten smaller would otherwise be split with a wrapped remainder);
+    /// damage is reported, never split or written through.
     ///
     /// # Safety
     /// `b` must be a block the index held.
     #[inline(always)]
-    unsafe fn taken_size<const MULTI: bool>(&self, b: usize) -> usize {
+    unsafe fn taken_size<const MULTI: bool>(&self, b: usize, need: usize) -> usize {
         // SAFETY: indexed blocks are header slots of our spans.
         let h = unsafe { rd(b) };
-        if !self.free_tags_ok::<MULTI>(b, h) {
+        if !self.free_tags_ok::<MULTI>(b, h) || h & !FLAGS < need {
             crate::corruption::report(
                 b + WORD,
                 "the boundary tags of this free block were overwritten \
@@ -897,7 +958,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // SAFETY: `need` is a valid request size (from `block_for`).
         match unsafe { self.index.take::<MULTI>(need) } {
             // SAFETY: as in the fast path.
-            Some(b) => Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b), need, 0) }),
+            Some(b) => Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b, need), need, 0) }),
             None => self.fail(),
         }
     }
@@ -924,9 +985,11 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         if align <= GRAN {
             // SAFETY: `need` is a valid request size (below isize::MAX).
             return match unsafe { self.index.take::<MULTI>(need) } {
-                // SAFETY: the index returned a free block of at least `need`
-                // bytes whose previous block is used.
-                Some(b) => Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b), need, 0) }),
+                Some(b) => {
+                    // SAFETY: the index returned a free block of at least
+                    // `need` bytes (checked) whose previous block is used.
+                    Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b, need), need, 0) })
+                }
                 None => self.fail(),
             };
         }
@@ -952,7 +1015,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             return self.fail();
         };
         // SAFETY: `b` is a free block just taken out of the index.
-        let size = unsafe { self.taken_size::<MULTI>(b) };
+        let size = unsafe { self.taken_size::<MULTI>(b, search) };
         let payload = b + WORD;
         let mut pad = payload.wrapping_neg() & (align - 1);
         if pad != 0 && pad < MIN_BLOCK {
@@ -1081,7 +1144,8 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         let (w, m) = map_slot(base, p);
         // SAFETY: `p` lies in the span, so its map word lies in the span's
         // live map, which the heap zeroed when it took the region.
-        if unsafe { rd(w) } & m == 0 {
+        let word = unsafe { rd(w) };
+        if word & m == 0 {
             return None;
         }
         let b = p - WORD;
@@ -1097,7 +1161,16 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // size iff the kind bits read exactly USED, and has low bits set
         // otherwise, which the rotation moves to the top.
         let v = (h ^ USED) & !PREV_FREE;
-        if v.wrapping_sub(MIN_BLOCK).rotate_right(GRAN_SHIFT) > room {
+        let r = v.wrapping_sub(MIN_BLOCK).rotate_right(GRAN_SHIFT);
+        if r > room {
+            return None;
+        }
+        // The size must lead to the next block's header: `r == room` is the
+        // sentinel; anything else a block whose header does not say we
+        // are free and whose own live bit agrees, with no payload between.
+        // SAFETY: `b + v` ends at or before the sentinel (just checked),
+        // and the map words lie in the span's live map.
+        if r != room && !unsafe { Self::next_is_a_block(base, p, v, word) } {
             return None;
         }
         if h & PREV_FREE != 0 {
@@ -1116,6 +1189,101 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             }
         }
         Some((b, h))
+    }
+
+    /// Whether the used block with payload `p` (in the span whose live map
+    /// starts at `base`) and size `v` is followed by a block that starts
+    /// at `b + v`, not the sentinel: its header says USED (and its payload
+    /// is live) or FREE, without PREV_FREE (this block is used); and no
+    /// payload starts strictly inside this block. A used block's size is
+    /// in memory an overflow of the block before can rewrite: a size
+    /// changed to another plausible value would otherwise have `free`
+    /// merge across live blocks. One header read and, for a block up to
+    /// 1 KiB, one or two map words.
+    ///
+    /// `word` is the live-map word holding `p`'s bit: a block whose
+    /// next payload's bit lies in the same word (up to 1 KiB) needs no
+    /// other map read.
+    ///
+    /// # Safety
+    /// `p - WORD + v` is a header slot before the span's sentinel;
+    /// `base` is the span's start; `word` as said.
+    #[inline(always)]
+    unsafe fn next_is_a_block(base: usize, p: usize, v: usize, word: usize) -> bool {
+        let n = p - WORD + v;
+        // SAFETY: per the function contract.
+        let nh = unsafe { rd(n) };
+        let bits = usize::BITS as usize;
+        let at = ((p - base) >> GRAN_SHIFT) % bits;
+        // Granules from `p`'s to the next payload's (`v / GRAN >= 2`).
+        let k = v >> GRAN_SHIFT;
+        let (inner, next_live) = if at + k < bits {
+            (
+                (word >> (at + 1)) & ((1 << (k - 1)) - 1),
+                (word >> (at + k)) & 1,
+            )
+        } else if at + k < 2 * bits {
+            // The next payload's bit is in the following map word.
+            let e = at + k - bits;
+            // SAFETY: that word holds the bit of `n + WORD`, a payload
+            // slot of the span.
+            let next = unsafe { rd(map_slot(base, p).0 + WORD) };
+            ((word >> at >> 1) | (next & ((1 << e) - 1)), (next >> e) & 1)
+        } else {
+            // SAFETY: `p + GRAN ..= n + WORD` lies in the span.
+            unsafe { Self::live_bits_across(base, p, n) }
+        };
+        // A used next block's payload is live, a free one's is not; either
+        // header has PREV_FREE clear (this block is used).
+        let kind = nh & (KIND | PREV_FREE);
+        inner == 0 && ((kind == USED && next_live == 1) || (kind == FREE && next_live == 0))
+    }
+
+    /// [`next_is_a_block`](Self::next_is_a_block)'s map bits for a block
+    /// whose next payload's bit is in another map word: (bits of the
+    /// payload slots strictly inside, the next payload's bit).
+    ///
+    /// # Safety
+    /// `p + GRAN ..= n + WORD` lies in the span starting at `base`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn live_bits_across(base: usize, p: usize, n: usize) -> (usize, usize) {
+        // SAFETY: per the function contract.
+        unsafe {
+            (
+                Self::live_bits(base, p + GRAN, n + WORD),
+                usize::from(Self::live_bits(base, n + WORD, n + WORD + GRAN) != 0),
+            )
+        }
+    }
+
+    /// Whether any live-map bit is set for the payload slots in `[from,
+    /// to)` (16-aligned addresses of the span starting at `base`): non-zero
+    /// if so.
+    ///
+    /// # Safety
+    /// `from..to` lies in the span.
+    #[inline(always)]
+    unsafe fn live_bits(base: usize, from: usize, to: usize) -> usize {
+        if from >= to {
+            return 0;
+        }
+        let bits = usize::BITS as usize;
+        let (g0, g1) = ((from - base) >> GRAN_SHIFT, (to - base) >> GRAN_SHIFT);
+        let (w0, w1) = (g0 / bits, (g1 - 1) / bits);
+        let lo = usize::MAX << (g0 % bits);
+        let hi = usize::MAX >> (bits - 1 - (g1 - 1) % bits);
+        // SAFETY: the words of granules g0..g1 lie in the span's live map.
+        unsafe {
+            if w0 == w1 {
+                return rd(base + w0 * WORD) & lo & hi;
+            }
+            let mut any = rd(base + w0 * WORD) & lo;
+            for w in w0 + 1..w1 {
+                any |= rd(base + w * WORD);
+            }
+            any | (rd(base + w1 * WORD) & hi)
+        }
     }
 
     /// The slow, complete form of [`lookup`](Self::lookup): any region, and
@@ -1154,13 +1322,20 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         if h & KIND != USED || size < MIN_BLOCK || size > span.end - WORD - b {
             return corrupted;
         }
-        // SAFETY: `b + size <= span.end - W`, a header slot inside the span.
-        let nh = unsafe { rd(b + size) };
-        // The next header must not say we are free, and must be USED or
-        // FREE: one test, no branch on which of the two it is.
-        const VALID_KINDS: usize = (1 << USED) | (1 << FREE);
-        if (nh & PREV_FREE) | (!VALID_KINDS >> (nh & KIND) & 1) != 0 {
-            return corrupted;
+        // The size must lead to the next block (see `next_is_a_block`);
+        // when it does not, this block overflowed into the next header, or
+        // its own size was overwritten: report it.
+        if b + size != span.end - WORD {
+            let (w, _) = map_slot(span.start, p);
+            // SAFETY: `b + size < span.end - W`, a header slot before the
+            // sentinel; `w` is `p`'s word of the span's live map.
+            if !unsafe { Self::next_is_a_block(span.start, p, size, rd(w)) } {
+                crate::corruption::report(
+                    p,
+                    "the boundary tag of the block after this one, or this block's size, was \
+                     overwritten (a heap buffer overflow of this block?)",
+                );
+            }
         }
         if h & PREV_FREE != 0 {
             // SAFETY: `b - W >= span.start`, inside the span.
@@ -1394,7 +1569,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
                 // SAFETY: the index handed over a free block of at least
                 // `need` bytes; its previous block is used, its next has
                 // PREV_FREE set.
-                return Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b), need, 0) });
+                return Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b, need), need, 0) });
             }
             return self.allocate_fallback::<MULTI>(need);
         }

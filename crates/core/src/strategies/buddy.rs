@@ -272,20 +272,21 @@ impl Buddy {
     }
 
     /// Whether `link`, read from a free block's node, may be followed: null,
-    /// or a place where a block of `order` can start in one of our areas
-    /// (for other areas than the newest, one whose side-table byte, which no
-    /// caller can reach, says it is a free block of `order`). The nodes live
-    /// in memory the caller once owned, so a write after free can put
-    /// anything there; [`unlink`](Self::unlink) also requires each neighbour
-    /// to link back.
+    /// or a free block of `order` in one of our areas, as its side-table
+    /// byte (which no caller can reach) says. The nodes live in memory the
+    /// caller once owned, so a write after free can put anything there;
+    /// [`unlink`](Self::unlink) also requires each neighbour to link back.
+    /// Checking the table byte, not only the place, keeps a forged link
+    /// from naming a used block whose contents the caller controls.
     #[inline(always)]
     fn link_ok(&self, link: *mut Node, order: usize) -> bool {
         let a = link as usize;
         let size = size_of_order(order);
         let hot = &self.hot_area;
-        // In the newest area (one compare), aligned to the order's size.
+        // In the newest area (one compare), aligned to the order's size,
+        // marked free of this order.
         if a.wrapping_sub(hot.start) <= (hot.end - hot.start).saturating_sub(size) {
-            return a & (size - 1) == 0;
+            return a & (size - 1) == 0 && a < hot.end && hot.get(a) == FREE | order as u8;
         }
         a == 0 || self.link_ok_cold(a, order)
     }

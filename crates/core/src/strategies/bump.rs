@@ -129,14 +129,37 @@ impl Bump {
         // SAFETY: `hdr` is inside the span's allocated part, 16-aligned.
         let (w0, w1) = unsafe { read_words(hdr) };
         let size = w0 & !STATE_MASK;
-        let plausible = w1 >= Self::data_start(&span)
-            && w1 <= hdr
-            && p.checked_add(size).is_some_and(|e| e <= top);
-        match w0 & STATE_MASK {
-            USED if plausible => Ok((span, w0, hdr)),
-            DEAD if plausible => Err(HeapError::new(HeapErrorKind::DoubleFree, ptr)),
-            _ => Err(HeapError::new(HeapErrorKind::InvalidPointer, ptr)),
+        let state = w0 & STATE_MASK;
+        if (state != USED && state != DEAD) || !p.checked_add(size).is_some_and(|e| e <= top) {
+            return Err(HeapError::new(HeapErrorKind::InvalidPointer, ptr));
         }
+        // Freeing the last block moves `top` back to the span start the
+        // header names, so that word must be exact: the header itself, or a
+        // pad record that ends at it. (A header lies where an overflow of
+        // the block before can reach it; trusting a damaged start would let
+        // later blocks overlap live ones.)
+        if !Self::start_ok(&span, w1, hdr) {
+            return Err(HeapError::new(HeapErrorKind::Corrupted, ptr));
+        }
+        if state == DEAD {
+            return Err(HeapError::new(HeapErrorKind::DoubleFree, ptr));
+        }
+        Ok((span, w0, hdr))
+    }
+
+    /// Whether `start`, the span-start word of the header at `hdr`, is
+    /// `hdr` itself or a pad record of `span` that ends at `hdr`.
+    fn start_ok(span: &Span, start: usize, hdr: usize) -> bool {
+        if start == hdr {
+            return true;
+        }
+        if start < Self::data_start(span) || start > hdr || start % 16 != 0 {
+            return false;
+        }
+        // SAFETY: `start` is 16-aligned inside the span's allocated part,
+        // below `hdr`.
+        let (w0, w1) = unsafe { read_words(start) };
+        w0 == (hdr - start) | PAD && w1 == 0
     }
 }
 

@@ -37,8 +37,12 @@
 //! malloc. See [`Tlsf`](super::tlsf::Tlsf) for the same blocks found in O(1).
 //!
 //! Invariants (checked by `check`, in addition to the block layer's): the
-//! list is consistently doubly linked and holds exactly the free blocks; the
-//! rover is 0 or a block on the list.
+//! list is consistently doubly linked and holds exactly the free blocks,
+//! `len` of them; the rover is 0 or a block on the list.
+//!
+//! Every link a search follows is checked (see
+//! [`blocks`](super::blocks)), and no search follows more than `len` links:
+//! a loop closed by a write after free is reported, not spun in.
 
 use super::blocks::{list, size_of_block, BoundaryHeap, Env, FreeIndex};
 use crate::heap::CheckError;
@@ -75,6 +79,8 @@ pub struct FitIndex {
     head: [usize; 1],
     /// Next fit: where the next search starts (0: at the head).
     rover: usize,
+    /// Blocks on the list: no search follows more links than this.
+    len: usize,
     /// Where blocks can lie: every link is checked against it.
     env: Env,
 }
@@ -89,6 +95,7 @@ impl FitIndex {
             policy,
             head: [0],
             rover: 0,
+            len: 0,
             env: Env::EMPTY,
         }
     }
@@ -110,6 +117,7 @@ impl FitIndex {
         size: usize,
     ) -> Option<usize> {
         let mut b = from;
+        let mut budget = self.len;
         while b != 0 && b != to {
             // SAFETY: `b` is on the list, so it is a free block.
             unsafe {
@@ -118,6 +126,7 @@ impl FitIndex {
                 }
                 b = list::next_checked::<MULTI>(b, &self.env);
             }
+            budget = Self::step(budget, b);
         }
         None
     }
@@ -130,6 +139,7 @@ impl FitIndex {
         let mut found = 0;
         let mut found_size = 0;
         let mut b = self.head[0];
+        let mut budget = self.len;
         while b != 0 {
             // SAFETY: `b` is on the list, so it is a free block.
             let s = unsafe { size_of_block(b) };
@@ -145,8 +155,32 @@ impl FitIndex {
             }
             // SAFETY: as above.
             b = unsafe { list::next_checked::<MULTI>(b, &self.env) };
+            budget = Self::step(budget, b);
         }
         (found != 0).then_some(found)
+    }
+
+    /// Count one link followed to `b` against a search's `budget` (the
+    /// list's length). Links that check out both ways cannot form a cycle
+    /// through the head, but next fit starts at the rover, and a write
+    /// after free over two blocks can close a loop that passes every link
+    /// check there: a search that outlasts the list reports it.
+    #[inline(always)]
+    fn step(budget: usize, b: usize) -> usize {
+        if budget == 0 {
+            Self::cycle(b);
+        }
+        budget - 1
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn cycle(b: usize) -> ! {
+        crate::corruption::report(
+            b + super::blocks::WORD,
+            "the free list loops back on itself here: its links were overwritten \
+             (a write after free?)",
+        )
     }
 }
 
@@ -163,6 +197,7 @@ impl FreeIndex for FitIndex {
     unsafe fn insert(&mut self, b: usize, _size: usize) {
         // SAFETY: `b` is a free block on no list (caller's contract).
         unsafe { list::push(&mut self.head, 0, b) };
+        self.len += 1;
     }
 
     #[inline]
@@ -173,6 +208,7 @@ impl FreeIndex for FitIndex {
         }
         // SAFETY: `b` is on the list (caller's contract).
         unsafe { list::unlink::<MULTI>(&mut self.head, b, &self.env) };
+        self.len -= 1;
     }
 
     unsafe fn take<const MULTI: bool>(&mut self, size: usize) -> Option<usize> {
@@ -217,6 +253,9 @@ impl FreeIndex for FitIndex {
                 self.rover,
                 "next-fit rover is not on the free list",
             ));
+        }
+        if n != self.len {
+            return Err(CheckError::new(0, "free list length != its count"));
         }
         Ok(n)
     }

@@ -18,6 +18,15 @@
 //! boundary is an invalid pointer, a slot whose bit is clear is a double free.
 //! The free list alone could not tell either.
 //!
+//! The links live in free slots, where a write after free can reach them.
+//! Before a link becomes the head it is checked (a few compares and one
+//! bitmap load): null exactly when the slot taken is the last free one,
+//! otherwise a slot of one of the regions whose bit is clear. Anything else
+//! (a wild address, a used slot, a cycle, a list cut short) goes to
+//! [`corruption::report`](crate::corruption::report) naming the slot that
+//! held the link; it is never followed, and never turned into a false "out
+//! of memory".
+//!
 //! - **Time**: allocate and free O(1) in the number of objects (a pop or a
 //!   push and one bit); both find the slot's region: O(1) for the newest
 //!   region, O(regions) for the others. `add_region` threads every slot: O(slots).
@@ -210,6 +219,28 @@ impl Pool {
         }
         Ok((slots, i))
     }
+
+    /// Whether `next`, the link read from the free slot `p` (of `slots`)
+    /// that is being handed out, may become the head: null exactly when
+    /// `p` is the last free slot, otherwise another slot (of any region)
+    /// whose used bit is clear. The link lives in memory a caller owned,
+    /// so a write after free can put anything there: a wild address, `p`
+    /// itself or a used slot (a cycle, or a slot handed out twice), or a
+    /// null that would end the list early (a false "out of memory").
+    #[inline(always)]
+    fn link_ok(&self, slots: &Slots, p: usize, next: usize) -> bool {
+        if next == 0 {
+            return self.free_count == 1;
+        }
+        if self.free_count == 1 || next == p {
+            return false;
+        }
+        let found = match slots.index(next) {
+            Some(i) => Some((*slots, i)),
+            None => self.slots_of(next).and_then(|s| Some((s, s.index(next)?))),
+        };
+        found.is_some_and(|(s, i)| !s.is_used(i))
+    }
 }
 
 impl RegionHeap for Pool {
@@ -246,18 +277,20 @@ impl RegionHeap for Pool {
             return None;
         };
         let p = obj.as_ptr() as usize;
-        let Some(slots) = self.slots_of(p) else {
-            debug_assert!(false, "pool: free slot {p:#x} outside every region");
-            self.counters.on_fail();
-            return None;
-        };
-        let Some(i) = slots.index(p) else {
-            debug_assert!(false, "pool: free-list node {p:#x} is not a slot");
-            self.counters.on_fail();
-            return None;
+        // The head is a free slot: `add_region` and `deallocate` push only
+        // slots, and every link is checked below before it becomes the head.
+        let Some((slots, i)) = self.slots_of(p).and_then(|s| Some((s, s.index(p)?))) else {
+            crate::corruption::report(p, "pool: the free-list head is not a slot");
         };
         // SAFETY: `obj` is a free slot; its first word is the list link.
-        self.free = unsafe { obj.as_ptr().cast::<*mut u8>().read() };
+        let next = unsafe { obj.as_ptr().cast::<*mut u8>().read() };
+        if !self.link_ok(&slots, p, next as usize) {
+            crate::corruption::report(
+                p,
+                "pool: the free-list link of this free slot was overwritten (a write after free?)",
+            );
+        }
+        self.free = next;
         self.free_count -= 1;
         slots.set_used(i, true);
         self.counters.on_alloc(self.stride);

@@ -32,6 +32,16 @@
 //!   page. Then the object's bit tells a double free; the offset tells an
 //!   interior pointer. A page whose last object is freed goes straight back
 //!   to `B`, so freeing everything restores `B` exactly.
+//! - **damage**: a free object's link (a write after free can reach it) is
+//!   checked before it becomes the page's free-list head: another free
+//!   object of the page (an object boundary below `fresh`, its bit clear),
+//!   or null exactly when it was the last one. A page header (an overflow
+//!   of the backing block before the page can reach it) is checked before
+//!   it is used: guard, class and counts on allocation, and each partial
+//!   list neighbour must be a slab page (frame bit) of the class that links
+//!   back. A page whose count drops to 0 must have an empty bitmap. Damage
+//!   goes to [`corruption::report`](crate::corruption::report), naming the
+//!   object or page; no index is ever computed from an unchecked word.
 //!
 //! ## Complexity
 //!
@@ -278,8 +288,14 @@ impl<B: RegionHeap> Slab<B> {
         let page = (p & !(PAGE - 1)) as *mut Page;
         // SAFETY: the frame bit says a live slab page starts at `page`; its
         // header was written by `new_page`.
-        let (class, fresh, guard) = unsafe { ((*page).class, (*page).fresh, (*page).guard) };
-        if guard != page as usize ^ GUARD_KEY || class >= CLASSES {
+        let (class, fresh, guard, used) =
+            unsafe { ((*page).class, (*page).fresh, (*page).guard, (*page).used) };
+        if guard != page as usize ^ GUARD_KEY
+            || class >= CLASSES
+            || fresh > capacity(class)
+            || used == 0
+            || used > fresh
+        {
             return Err(HeapError::new(HeapErrorKind::Corrupted, ptr));
         }
         let size = CLASS_SIZES[class];
@@ -310,9 +326,24 @@ impl<B: RegionHeap> Slab<B> {
     }
 
     fn unlink_partial(&mut self, page: *mut Page, class: usize) {
-        // SAFETY: `page` is on `partial[class]`; its neighbours are live pages.
+        // SAFETY: `page` is on `partial[class]`, a live slab page.
+        let (next, prev) = unsafe { ((*page).next, (*page).prev) };
+        // The links lie in the page header, which an overflow of the
+        // backing block before the page can reach: each must be a slab page
+        // of this class that links back before anything is written.
+        // SAFETY: a neighbour is read only once `page_ok` vouched for it.
+        let linked = (prev.is_null() && self.partial[class] == page
+            || self.page_ok(prev, class) && unsafe { (*prev).next } == page)
+            && (next.is_null() || self.page_ok(next, class) && unsafe { (*next).prev } == page);
+        if !linked {
+            crate::corruption::report(
+                page as usize,
+                "slab: the partial-list links of this page header were overwritten \
+                 (an overflow of the block before the page?)",
+            );
+        }
+        // SAFETY: `prev` and `next` are null or live pages (checked above).
         unsafe {
-            let (next, prev) = ((*page).next, (*page).prev);
             if prev.is_null() {
                 self.partial[class] = next;
             } else {
@@ -322,6 +353,33 @@ impl<B: RegionHeap> Slab<B> {
                 (*next).prev = prev;
             }
         }
+    }
+
+    /// Whether `page` (read from a page header, so possibly damaged) is a
+    /// live slab page of `class` whose counts are in range: page-aligned,
+    /// its frame bit set (a bit no caller can reach, so the header is read
+    /// only once it is known to be a page), its guard and class right,
+    /// `used <= fresh <= capacity`.
+    fn page_ok(&self, page: *mut Page, class: usize) -> bool {
+        let a = page as usize;
+        a % PAGE == 0
+            && self.frames_of(a).is_some_and(|f| f.is_slab(a))
+            // SAFETY: the frame bit says a slab page starts at `a`.
+            && unsafe { Self::header_ok(page, class) }
+    }
+
+    /// The header checks of [`page_ok`](Self::page_ok).
+    ///
+    /// # Safety
+    /// `page` must be a live slab page.
+    #[inline(always)]
+    unsafe fn header_ok(page: *mut Page, class: usize) -> bool {
+        // SAFETY: per the function contract.
+        let pg = unsafe { &*page };
+        pg.guard == page as usize ^ GUARD_KEY
+            && pg.class == class
+            && pg.fresh <= capacity(class)
+            && pg.used <= pg.fresh
     }
 
     /// Take a page from the backing heap for class `c` (the slow path).
@@ -368,32 +426,92 @@ impl<B: RegionHeap> Slab<B> {
             page = self.new_page(class)?;
         }
         let size = CLASS_SIZES[class];
+        let cap = capacity(class);
+        // The head of a partial list is a slab page of `class` (pushed
+        // by `new_page` / `free_small`, or a neighbour `unlink_partial`
+        // checked); its header may still have been overrun since.
+        // SAFETY: as just said, a live slab page.
+        if !unsafe { Self::header_ok(page, class) } || unsafe { (*page).used } >= cap {
+            crate::corruption::report(
+                page as usize,
+                "slab: this page header was overwritten (an overflow of the block before the page?)",
+            );
+        }
         // SAFETY: `page` is a live slab page of `class` with a free object
-        // (it is on the partial list); objects lie inside the page.
-        let obj = unsafe {
-            let pg = &mut *page;
-            let obj = if pg.free.is_null() {
-                let o = page as usize + OBJ_START + pg.fresh * size;
-                pg.fresh += 1;
-                o
-            } else {
-                let o = pg.free;
-                pg.free = o.cast::<*mut u8>().read();
-                o as usize
-            };
-            let idx = (obj - page as usize - OBJ_START) / size;
-            pg.bitmap[idx / WORD_BITS] |= 1 << (idx % WORD_BITS);
-            pg.used += 1;
-            if pg.used == capacity(class) {
-                self.unlink_partial(page, class);
+        // (it is on the partial list, its counts checked); objects lie
+        // inside the page.
+        let pg = unsafe { &mut *page };
+        let (obj, idx) = if pg.free.is_null() {
+            let idx = pg.fresh;
+            if idx >= cap {
+                // `used < cap` but no object left: the list was cut short.
+                Self::bad_free_list(page as usize);
             }
-            obj
+            pg.fresh += 1;
+            (page as usize + OBJ_START + idx * size, idx)
+        } else {
+            let o = pg.free as usize;
+            let Some(idx) = Self::free_object(pg, page as usize, o, size) else {
+                Self::bad_free_list(page as usize);
+            };
+            // SAFETY: `o` is a free object of the page: its first word is
+            // its link.
+            let next = unsafe { (o as *const *mut u8).read() };
+            // The link must be another free object of the page, or null
+            // when `o` is the last one below `fresh` (every freed object is
+            // on the list, so `fresh - used` of them are).
+            let ok = if next.is_null() {
+                pg.fresh - pg.used == 1
+            } else {
+                next as usize != o
+                    && Self::free_object(pg, page as usize, next as usize, size).is_some()
+            };
+            if !ok {
+                crate::corruption::report(
+                    o,
+                    "slab: the free-list link of this free object was overwritten \
+                     (a write after free?)",
+                );
+            }
+            pg.free = next;
+            (o, idx)
         };
+        pg.bitmap[idx / WORD_BITS] |= 1 << (idx % WORD_BITS);
+        pg.used += 1;
+        if pg.used == cap {
+            self.unlink_partial(page, class);
+        }
         self.free_objects -= 1;
         self.free_object_bytes -= size;
         self.counters.on_alloc(size);
         // SAFETY: `obj` lies inside a page, so it is non-null.
         Some(unsafe { NonNull::new_unchecked(obj as *mut u8) })
+    }
+
+    /// The index of `o`, the head of `pg`'s free list, if it is a free
+    /// object of the page: at an object boundary below `fresh`, its bit
+    /// clear. The head was read from a free object's first word, which a
+    /// write after free can reach.
+    #[inline(always)]
+    fn free_object(pg: &Page, page: usize, o: usize, size: usize) -> Option<usize> {
+        let off = o.wrapping_sub(page + OBJ_START);
+        let idx = off / size;
+        (off % size == 0
+            && idx < pg.fresh
+            && pg.bitmap[idx / WORD_BITS] >> (idx % WORD_BITS) & 1 == 0)
+            .then_some(idx)
+    }
+
+    /// Report a page whose free-list head (in its header) leads somewhere
+    /// no free object is.
+    #[cold]
+    #[inline(never)]
+    fn bad_free_list(page: usize) -> ! {
+        crate::corruption::report(
+            page,
+            "slab: the free-list head in this page header was overwritten \
+             (an overflow of the block before the page?)",
+        )
     }
 
     fn free_small(&mut self, page: *mut Page, idx: usize) {
@@ -423,6 +541,15 @@ impl<B: RegionHeap> Slab<B> {
     /// Give an empty page back to the backing heap.
     #[cold]
     fn release_page(&mut self, page: *mut Page, class: usize) {
+        // `used` reached 0: the bitmap must agree before the page goes back
+        // (a damaged count would hand live objects to the backing heap).
+        // SAFETY: `page` is a live slab page.
+        if unsafe { (*page).bitmap.iter().any(|&w| w != 0) } {
+            crate::corruption::report(
+                page as usize,
+                "slab: this page's used count was overwritten (its bitmap still holds objects)",
+            );
+        }
         self.unlink_partial(page, class);
         let addr = page as usize;
         if let Some(frames) = self.frames_of(addr) {
@@ -437,7 +564,13 @@ impl<B: RegionHeap> Slab<B> {
         // SAFETY: the page was handed out by the backing heap and holds no
         // live object.
         let r = unsafe { self.backing.deallocate(NonNull::new_unchecked(page.cast())) };
-        debug_assert!(r.is_ok(), "slab: backing heap refused a page back");
+        if r.is_err() {
+            crate::corruption::report(
+                addr,
+                "slab: the backing heap refused this page back: its block header was \
+                 overwritten (an overflow of the block before the page?)",
+            );
+        }
     }
 
     /// Verify one slab page; return (class, used).

@@ -399,7 +399,7 @@ pub fn resize<H: RegionHeap>(make: fn() -> H) {
     // A failing reallocate leaves the block alone.
     // SAFETY: live block.
     assert!(unsafe { h.reallocate(q, usize::MAX / 2, 16) }.is_none());
-    // SAFETY: live block.
+    // SAFETY: still live (the failed reallocate left it alone).
     assert!(unsafe { h.reallocate(q, 10 << 20, 16) }.is_none());
     verify(q, 300, 7);
     // SAFETY: live block.
