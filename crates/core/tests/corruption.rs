@@ -423,6 +423,8 @@ fn a_slab_page_header_overrun_is_reported() {
 /// arena, at block-like offsets), written into freed blocks and just past
 /// live ones.
 #[test]
+// Thousands of heap operations: minutes under Miri (scripts/miri.sh).
+#[cfg_attr(miri, ignore)]
 fn random_damage_is_reported_or_refused_never_panics() {
     let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
     let mut next = move || {
@@ -530,6 +532,8 @@ fn random_damage_is_reported_or_refused_never_panics() {
 /// linked together without a false report, and a link into a gap between
 /// two of them is still reported.
 #[test]
+// Thousands of heap operations: minutes under Miri (scripts/miri.sh).
+#[cfg_attr(miri, ignore)]
 fn links_across_many_regions_are_checked_exactly() {
     for (name, make) in empty_heaps() {
         for regions in [6usize, 30, 90] {

@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use allocator_api2::alloc::Allocator;
-use common::Arena;
+use common::{Arena, GARBAGE_WORD};
 use stratalloc_core::{FitPolicy, FreeList, Locked, RegionHeap};
 
 static HEAP: Locked<FreeList> = Locked::new(FreeList::new(FitPolicy::First));
@@ -104,7 +104,7 @@ fn a_panic_inside_locked_leaves_the_heap_lock_free() {
             let _g2 = HEAP.alloc(l);
             HEAP.dealloc(a, l);
             HEAP.dealloc(p, l);
-            (p as *mut [usize; 2]).write([0x4141_4141_4141_4140, 0x4141_4141_4141_4140]);
+            (p as *mut [usize; 2]).write([GARBAGE_WORD & !1, GARBAGE_WORD & !1]);
             panics_with("overwritten", || {
                 let _ = HEAP.alloc(l);
             });
