@@ -29,6 +29,18 @@ pub const STEAL_REGRET: u32 = 128;
 /// Bytes mapped at a time for thread heaps (about 2.2 KB each).
 pub const HEAP_CHUNK: usize = 64 * 1024;
 
+// ------------------------------------------------------- process heaps
+
+/// Requests of at least this many bytes get a mapping of their own (not
+/// the strategy's region): less fragmentation of the regions, one `mmap`
+/// per such block.
+pub const PROCESS_HUGE_THRESHOLD: usize = 1 << 20;
+/// Length of the first region mapped for a process heap; each next one
+/// doubles...
+pub const PROCESS_FIRST_REGION: usize = 4 << 20;
+/// ...up to this length (so a heap has few regions: lookups walk them).
+pub const PROCESS_MAX_REGION: usize = 1 << 30;
+
 // -------------------------------------------------------------- wrappers
 
 /// Check mode: freed blocks held back (poisoned) before they are really

@@ -103,14 +103,12 @@ use grow::*;
 use huge::*;
 use lock::*;
 
-/// Requests of at least this many bytes get a mapping of their own.
-pub const HUGE_THRESHOLD: usize = 1 << 20;
+pub use crate::tuning::{
+    PROCESS_FIRST_REGION as FIRST_REGION, PROCESS_HUGE_THRESHOLD as HUGE_THRESHOLD,
+    PROCESS_MAX_REGION as MAX_REGION,
+};
 /// Larger alignments are served by the huge path (over-map and trim).
 pub const MAX_HEAP_ALIGN: usize = stratalloc_core::MAX_GUARANTEED_ALIGN;
-/// Length of the first region mapped for the heap.
-pub const FIRST_REGION: usize = 4 << 20;
-/// Regions double in length up to this.
-pub const MAX_REGION: usize = 1 << 30;
 
 // ------------------------------------------------------------------- OS
 // Everything goes through `crate::os` (which also keeps the process-wide
