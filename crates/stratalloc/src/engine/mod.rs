@@ -71,7 +71,7 @@
 //! ## Paths and their cost
 //!
 //! - malloc ≤ 1 KiB: TLS load, table load, pop (`page.free`, the link
-//!   decoded and checked to stay in its segment: 4 instructions), `used += 1`:
+//!   decoded and checked to stay in its segment: 3 instructions), `used += 1`:
 //!   no lock, no atomic read-modify-write. The TLS load is an initial-exec
 //!   slot holding only the heap's address (no `__tls_get_addr` call in the
 //!   shared library; small enough that `dlopen` still finds room in glibc's
@@ -89,8 +89,8 @@
 //!   span head's offset per slice), block-boundary test (multiply, rotate, compare; it also
 //!   fails for a floating or aligned page, sending those to the generic
 //!   path), double-free key compare, push on `local_free`, `used -= 1`: no
-//!   lock, no atomic RMW; 40 x86-64 instructions (plus 4 in the C `free`;
-//!   5 of them encode the link and mix the key).
+//!   lock, no atomic RMW; 38 x86-64 instructions (plus 4 in the C `free`;
+//!   3 of them encode the link and mix the key).
 //! - remote free: the block checks (carved, key), then one CAS on the
 //!   page's `thread_free`.
 //! - slow path: collect the queue's pages (freed blocks in any of them go
@@ -118,12 +118,12 @@
 //!
 //! ## Free lists are encoded and checked before they are followed
 //!
-//! A free block's first word holds `next ^ block ^ secret` (the end of a
-//! list: a link to the block itself), with a per-process random secret
+//! A free block's first word holds `next ^ block ^ secret` (null
+//! included), with a per-process random secret
 //! (`getrandom`, drawn at the first heap set-up; each heap keeps a copy).
 //! A write after free that stores a pointer there decodes to noise.
 //! malloc's pop checks that the decoded link stays in the block's segment
-//! (one compare); every walk off the fast path (the owner's collection of
+//! or ends the list (one compare on the fast path); every walk off the fast path (the owner's collection of
 //! remote frees, bounded by `used`; the double-free scan, bounded by
 //! `capacity`; `check()`) checks each link is a carved block of the page.
 //! A damaged link aborts ("damaged link"), so it is never handed out and

@@ -103,15 +103,13 @@ pub fn secret() -> usize {
 
 impl Block {
     /// The word stored in the free block at `slot` to link it to `next`
-    /// (`secret` is [`secret()`]): `next ^ slot ^ secret`, and for the end
-    /// of a list (`next` null) `slot ^ slot ^ secret`, as if the block
-    /// linked to itself. So a decoded link `x = word ^ secret` is `next ^
-    /// slot`, 0 at the end, and small for a link within the block's own
-    /// segment: one compare checks both (see [`Page::pop`]).
+    /// (`secret` is [`secret()`]): `next ^ slot ^ secret` (two xors, null
+    /// included). So a decoded link `x = word ^ secret` is `next ^ slot`:
+    /// small for a link within the block's own segment, and `slot` itself
+    /// at the end of a list (see [`Page::pop`]).
     #[inline(always)]
     pub fn link(slot: *mut Block, next: *mut Block, secret: usize) -> usize {
-        let to = if next.is_null() { slot } else { next };
-        to as usize ^ slot as usize ^ secret
+        next as usize ^ slot as usize ^ secret
     }
 
     /// The link stored at `slot`, decoded (not yet checked).
@@ -121,12 +119,7 @@ impl Block {
     #[inline(always)]
     pub unsafe fn next_of(slot: *mut Block, secret: usize) -> *mut Block {
         // SAFETY: per the contract.
-        let x = unsafe { (*slot).next } ^ secret;
-        if x == 0 {
-            ptr::null_mut()
-        } else {
-            (x ^ slot as usize) as *mut Block
-        }
+        (unsafe { (*slot).next } ^ secret ^ slot as usize) as *mut Block
     }
 }
 
@@ -345,22 +338,24 @@ impl Page {
         unsafe {
             let b = (*page).free;
             if !b.is_null() {
-                // `x = next ^ b` (0 at the end of the list): below the
-                // segment size iff the link stays in the block's own
-                // segment. That is the fast check: a forged or damaged word
-                // decodes to noise, whose odds of landing in the same 4 MiB
-                // without the secret are 2^-42. The exact check (a carved
-                // block of this page) runs wherever a list is walked off
-                // the fast path: collection, the double-free scan, `check`.
+                // `x = next ^ b`: below the segment size iff the link stays
+                // in the block's own segment, and `b` itself at the end of
+                // the list (next null). That is the fast check: a forged or
+                // damaged word decodes to noise, whose odds of landing in
+                // the same 4 MiB without the secret are 2^-42. The exact
+                // check (a carved block of this page) runs wherever a list
+                // is walked off the fast path: collection, the double-free
+                // scan, `check`.
                 let x = (*b).next ^ secret;
                 if x >> super::segment::SEGMENT_SHIFT != 0 {
-                    bad_link(page, b);
+                    // Once per list (its end) or damage: off the straight
+                    // line of the fast path.
+                    cold_path();
+                    if x != b as usize {
+                        bad_link(page, b);
+                    }
                 }
-                let next = if x == 0 {
-                    ptr::null_mut()
-                } else {
-                    (x ^ b as usize) as *mut Block
-                };
+                let next = (x ^ b as usize) as *mut Block;
                 (*page).free = next;
                 (*b).key = 0;
                 (*page).used += 1;
@@ -585,6 +580,12 @@ impl Page {
         Ok(())
     }
 }
+
+/// Marks the branch that calls it as rarely taken (what
+/// `core::hint::cold_path` does from Rust 1.95, above our MSRV).
+#[cold]
+#[inline(always)]
+fn cold_path() {}
 
 /// A free block's link does not decode to a carved block of its page: the
 /// block was written after it was freed (or the list was forged).
