@@ -131,16 +131,8 @@ pub fn map_meta(size: usize) -> *mut u8 {
 /// # Safety
 /// `p..p + size` is a mapping from [`map_meta`] nobody uses any more.
 pub unsafe fn unmap_meta(p: *mut u8, size: usize) {
-    #[cfg(miri)]
-    // SAFETY: forwarded.
-    return unsafe { sim::unmap(p, size) };
-    #[cfg(not(miri))]
-    // SAFETY: forwarded from the caller; errno is this thread's.
-    unsafe {
-        let errno = *libc::__errno_location();
-        libc::munmap(p.cast(), size);
-        *libc::__errno_location() = errno;
-    }
+    // SAFETY: forwarded from the caller.
+    unsafe { munmap_keep_errno(p, size) };
 }
 
 /// Map `size` bytes whose start is a multiple of `align`, by mapping
@@ -219,16 +211,34 @@ pub unsafe fn unmap(p: *mut u8, size: usize) {
 /// As for [`unmap`].
 pub unsafe fn release(p: *mut u8, size: usize) -> bool {
     debug_assert!((p as usize) % page_size() == 0 && size % page_size() == 0);
-    // SAFETY: errno is this thread's; the caller owns the range.
+    // SAFETY: forwarded from the caller.
+    let ok = unsafe { munmap_keep_errno(p, size) };
+    if ok {
+        note_unmapped(size);
+    }
+    ok
+}
+
+/// `munmap`, with `errno` as it was whatever the outcome; true if the
+/// range is gone.
+///
+/// # Safety
+/// The caller owns the range and nobody uses it any more.
+#[cfg_attr(miri, allow(unreachable_code))]
+unsafe fn munmap_keep_errno(p: *mut u8, size: usize) -> bool {
+    #[cfg(miri)]
+    {
+        // SAFETY: forwarded.
+        unsafe { sim::unmap(p, size) };
+        return true;
+    }
+    // SAFETY: errno is this thread's; forwarded from the caller.
     unsafe {
         let errno = *libc::__errno_location();
-        if libc::munmap(p.cast(), size) == 0 {
-            note_unmapped(size);
-            return true;
-        }
+        let ok = libc::munmap(p.cast(), size) == 0;
         *libc::__errno_location() = errno;
+        ok
     }
-    false
 }
 
 /// Give the physical pages of `[p, p + size)` back to the OS; on success

@@ -194,19 +194,21 @@ unsafe fn free_generic(seg: *mut Segment, page: *mut Page, p: *mut u8) {
         if (*(b as *mut Block)).key == key {
             crate::fatal!("double free of {:p} (by a thread that does not own it)", p);
         }
-        free_remote(seg, page, b);
+        free_remote(seg, page, b, key);
     }
 }
 
 /// Push `b` on the page's atomic list (another thread owns the page, or
-/// nobody does while its segment is abandoned).
-unsafe fn free_remote(seg: *mut Segment, page: *mut Page, b: *mut u8) {
+/// nobody does while its segment is abandoned); `key` is the page's free
+/// key.
+unsafe fn free_remote(seg: *mut Segment, page: *mut Page, b: *mut u8, key: usize) {
     let blk = b as *mut Block;
     // SAFETY: `b` is a block we are giving up; it keeps the page alive until
     // the push below succeeds. `thread_free` is atomic; no other field of
     // the page is touched.
     unsafe {
-        (*blk).key = Page::key(page, secret());
+        (*blk).key = key;
+        let secret = secret();
         let tf = &(*page).thread_free;
         let mut old = tf.load(Relaxed);
         loop {
@@ -224,7 +226,7 @@ unsafe fn free_remote(seg: *mut Segment, page: *mut Page, b: *mut u8) {
                     }
                 }
             }
-            (*blk).next = Block::link(blk, old as *mut Block, secret());
+            (*blk).next = Block::link(blk, old as *mut Block, secret);
             match tf.compare_exchange_weak(old, blk as usize, Release, Relaxed) {
                 Ok(_) => return,
                 Err(o) => old = o,

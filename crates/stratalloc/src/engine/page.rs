@@ -451,17 +451,17 @@ impl Page {
         let bs = self.block_size;
         let want = (4096 / bs).max(1) as u32;
         let n = want.min(self.reserved - cap);
-        let key = secret();
+        let secret = secret();
         // SAFETY: blocks [capacity, capacity + n) lie inside the span.
         unsafe {
             let first = self.start.add(cap as usize * bs);
             let mut b = first;
             for _ in 1..n {
                 let nx = b.add(bs);
-                (*(b as *mut Block)).next = Block::link(b.cast(), nx.cast(), key);
+                (*(b as *mut Block)).next = Block::link(b.cast(), nx.cast(), secret);
                 b = nx;
             }
-            (*(b as *mut Block)).next = Block::link(b.cast(), ptr::null_mut(), key);
+            (*(b as *mut Block)).next = Block::link(b.cast(), ptr::null_mut(), secret);
             self.free = first.cast();
         }
         self.set_capacity(cap + n);
