@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use stratalloc::trace::Trace;
+use stratalloc::__private::trace::Trace;
 use stratalloc_core::Strategy;
 
 #[derive(Parser)]

@@ -11,7 +11,7 @@
 //! strategy placed its blocks. The **high-water mark** (highest block end
 //! from the region's start) is what `viz` uses for its address axis.
 //!
-//! Every operation works on trace ids (see `stratalloc::trace`), so a replay
+//! Every operation works on trace ids (see `stratalloc::__private::trace`), so a replay
 //! is deterministic. Each strategy first runs measured (footprint,
 //! fragmentation sampled ~200 times, `check()` at the end), then three times
 //! timed, with nothing but the operations, on a fresh heap over the same
@@ -20,7 +20,7 @@
 use std::ptr::NonNull;
 use std::time::Instant;
 
-use stratalloc::trace::{Op, Trace};
+use stratalloc::__private::trace::{Op, Trace};
 use stratalloc_core::{AnyHeap, BlockInfo, HeapStats, Region, RegionHeap, Strategy};
 
 /// An anonymous mapping, unmapped on drop.
@@ -35,7 +35,7 @@ impl Mapping {
     /// block) then lays a trace out the same way in every run, whatever
     /// address the kernel picks, so replays and heap maps are repeatable.
     pub fn new(len: usize) -> Result<Mapping, String> {
-        let p = stratalloc::os::map_aligned(len, len.next_power_of_two());
+        let p = stratalloc::__private::os::map_aligned(len, len.next_power_of_two());
         if p.is_null() {
             return Err(format!("cannot map {len} bytes"));
         }
@@ -47,7 +47,7 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: we mapped it; the heap using it is dropped before us
         // (field order in `Replayer`).
-        unsafe { stratalloc::os::unmap(self.ptr, self.len) };
+        unsafe { stratalloc::__private::os::unmap(self.ptr, self.len) };
     }
 }
 

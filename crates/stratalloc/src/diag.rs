@@ -78,13 +78,15 @@ pub fn fatal(args: fmt::Arguments<'_>) -> ! {
 }
 
 /// `fatal!("double free of {:p}", p)`: message on stderr, then abort.
+#[doc(hidden)]
 #[macro_export]
 macro_rules! fatal {
-    ($($t:tt)*) => { $crate::diag::fatal(format_args!($($t)*)) };
+    ($($t:tt)*) => { $crate::__private::diag::fatal(format_args!($($t)*)) };
 }
 
 /// `eprint_noalloc!(...)`: formatted text on stderr with no allocation.
+#[doc(hidden)]
 #[macro_export]
 macro_rules! eprint_noalloc {
-    ($($t:tt)*) => { $crate::diag::eprint_fmt(format_args!($($t)*)) };
+    ($($t:tt)*) => { $crate::__private::diag::eprint_fmt(format_args!($($t)*)) };
 }

@@ -31,6 +31,9 @@ pub enum Choice {
 pub enum Output {
     /// No report.
     Off,
+    /// The wrapper runs but writes no report at exit (a Rust program reads
+    /// the figures with `stratalloc::stats()`).
+    Quiet,
     /// Standard error.
     Stderr,
     /// A file (NUL-terminated path in a fixed buffer).
@@ -44,12 +47,21 @@ pub struct PathBuf {
 }
 
 impl PathBuf {
-    fn from_bytes(b: &[u8]) -> Option<Self> {
+    /// `b` as a path, or `None` if it is empty, longer than 255 bytes or
+    /// holds a NUL byte. A `const fn`, so a `static` can hold one.
+    pub const fn from_bytes(b: &[u8]) -> Option<Self> {
         if b.is_empty() || b.len() > 255 {
             return None;
         }
         let mut bytes = [0u8; 256];
-        bytes[..b.len()].copy_from_slice(b);
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == 0 {
+                return None;
+            }
+            bytes[i] = b[i];
+            i += 1;
+        }
         Some(PathBuf { bytes })
     }
 
@@ -69,6 +81,7 @@ impl core::fmt::Debug for Output {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Output::Off => f.write_str("Off"),
+            Output::Quiet => f.write_str("Quiet"),
             Output::Stderr => f.write_str("Stderr"),
             Output::Path(p) => write!(f, "Path({p:?})"),
         }
@@ -112,7 +125,14 @@ impl Options {
     /// Parse from a lookup function (the environment in production, a table
     /// in tests).
     pub fn parse<'e>(get: impl Fn(&str) -> Option<&'e [u8]>) -> Options {
-        let mut o = Options::DEFAULT;
+        Options::parse_over(Options::DEFAULT, get)
+    }
+
+    /// `base` with every variable that `get` finds applied over it (a
+    /// variable that is not set leaves `base`'s setting; one set to `0` or
+    /// the empty string turns it off).
+    pub fn parse_over<'e>(base: Options, get: impl Fn(&str) -> Option<&'e [u8]>) -> Options {
+        let mut o = base;
         if let Some(v) = get("STRATALLOC_STRATEGY") {
             if v == b"engine" || v.is_empty() {
                 o.choice = Choice::Engine;
@@ -123,21 +143,35 @@ impl Options {
                 }
             }
         }
-        let output = |v: Option<&[u8]>| match v {
-            None | Some(b"") | Some(b"0") => Output::Off,
-            Some(b"1") | Some(b"stderr") => Output::Stderr,
-            Some(p) => PathBuf::from_bytes(p).map_or(Output::Stderr, Output::Path),
+        let output = |v: &[u8]| match v {
+            b"" | b"0" => Output::Off,
+            b"1" | b"stderr" => Output::Stderr,
+            p => PathBuf::from_bytes(p).map_or(Output::Stderr, Output::Path),
         };
-        o.stats = output(get("STRATALLOC_STATS"));
-        o.leaks = output(get("STRATALLOC_LEAKS"));
-        o.check = !matches!(get("STRATALLOC_CHECK"), None | Some(b"") | Some(b"0"));
-        o.trace = get("STRATALLOC_TRACE").and_then(PathBuf::from_bytes);
+        if let Some(v) = get("STRATALLOC_STATS") {
+            o.stats = output(v);
+        }
+        if let Some(v) = get("STRATALLOC_LEAKS") {
+            o.leaks = output(v);
+        }
+        if let Some(v) = get("STRATALLOC_CHECK") {
+            o.check = !matches!(v, b"" | b"0");
+        }
+        if let Some(v) = get("STRATALLOC_TRACE") {
+            o.trace = PathBuf::from_bytes(v);
+        }
         o
     }
 
     /// Read the process environment. Does not allocate.
     pub fn from_env() -> Options {
-        Options::parse(|name: &str| -> Option<&'static [u8]> {
+        Options::from_env_over(Options::DEFAULT)
+    }
+
+    /// `base` with the process environment applied over it (see
+    /// [`parse_over`](Self::parse_over)). Does not allocate.
+    pub fn from_env_over(base: Options) -> Options {
+        Options::parse_over(base, |name: &str| -> Option<&'static [u8]> {
             let mut key = [0u8; 64];
             key[..name.len()].copy_from_slice(name.as_bytes());
             // SAFETY: `key` is NUL-terminated; getenv returns null or a
@@ -185,5 +219,22 @@ mod tests {
         assert_eq!(o.choice, Choice::Engine);
         assert!(o.unknown_strategy);
         assert_eq!(Options::parse(env(&[])), Options::DEFAULT);
+    }
+
+    #[test]
+    fn the_environment_overrides_a_base_only_where_set() {
+        let mut base = Options::DEFAULT;
+        base.choice = Choice::Strategy(Strategy::Tlsf);
+        base.stats = Output::Quiet;
+        base.check = true;
+        assert_eq!(Options::parse_over(base, env(&[])), base);
+        let o = Options::parse_over(
+            base,
+            env(&[("STRATALLOC_STATS", "0"), ("STRATALLOC_STRATEGY", "buddy")]),
+        );
+        assert_eq!(o.choice, Choice::Strategy(Strategy::Buddy));
+        assert_eq!(o.stats, Output::Off);
+        assert!(o.check);
+        assert_eq!(PathBuf::from_bytes(b"a\0b"), None);
     }
 }

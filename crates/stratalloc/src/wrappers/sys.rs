@@ -185,7 +185,7 @@ impl ReportFd {
     /// Open the destination of `out`; reports to a file append to it.
     pub fn open(out: &Output) -> ReportFd {
         match out {
-            Output::Off => ReportFd {
+            Output::Off | Output::Quiet => ReportFd {
                 fd: -1,
                 close: false,
             },
