@@ -36,16 +36,23 @@ pub enum Report {
 }
 
 impl Report {
-    const fn output(self) -> Output {
+    /// The report's destination as the options hold it.
+    fn output(self) -> Output {
         match self {
             Report::Off => Output::Off,
             Report::Quiet => Output::Quiet,
             Report::Stderr => Output::Stderr,
-            Report::File(p) => match PathBuf::from_bytes(p.as_bytes()) {
-                Some(p) => Output::Path(p),
-                None => panic!("stratalloc: a report path must be 1 to 255 bytes with no NUL"),
-            },
+            Report::File(p) => Output::Path(path(p)),
         }
+    }
+}
+
+/// `p` as a path the options can hold; a compile-time error in a `static`
+/// (a panic at run time) if it is empty, longer than 255 bytes or holds NUL.
+const fn path(p: &str) -> PathBuf {
+    match PathBuf::from_bytes(p.as_bytes()) {
+        Some(p) => p,
+        None => panic!("stratalloc: a path must be 1 to 255 bytes with no NUL"),
     }
 }
 
@@ -85,8 +92,19 @@ impl Report {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StratAlloc {
-    config: Config,
+    // The settings as given (a few words: a value is carried by every
+    // collection that allocates with it); turned into `Options` at the
+    // first allocation.
+    strategy: Option<Strategy>,
+    stats: Report,
+    leaks: Report,
+    check: bool,
+    trace: Option<&'static str>,
+    read_env: bool,
 }
+
+// A few words, so that collections allocating with a `StratAlloc` stay small.
+const _: () = assert!(core::mem::size_of::<StratAlloc>() <= 80);
 
 impl Default for StratAlloc {
     fn default() -> Self {
@@ -99,65 +117,92 @@ impl StratAlloc {
     /// (the same variables the C library reads).
     pub const fn new() -> Self {
         StratAlloc {
-            config: Config::ENV,
+            strategy: None,
+            stats: Report::Off,
+            leaks: Report::Off,
+            check: false,
+            trace: None,
+            read_env: true,
         }
     }
 
     /// Serve the process with a core strategy over memory mapped from the
     /// OS instead of the engine (`STRATALLOC_STRATEGY`).
     pub const fn strategy(mut self, s: Strategy) -> Self {
-        self.config.base.choice = Choice::Strategy(s);
+        self.strategy = Some(s);
         self
     }
 
     /// Count every call and report the figures at exit (`STRATALLOC_STATS`).
     /// [`Report::Quiet`] counts without a report.
     pub const fn stats(mut self, to: Report) -> Self {
-        self.config.base.stats = to.output();
+        if let Report::File(p) = to {
+            path(p);
+        }
+        self.stats = to;
         self
     }
 
     /// Remember every live block with its call stack and list those live at
     /// exit (`STRATALLOC_LEAKS`).
     pub const fn leaks(mut self, to: Report) -> Self {
-        self.config.base.leaks = to.output();
+        if let Report::File(p) = to {
+            path(p);
+        }
+        self.leaks = to;
         self
     }
 
     /// Check mode: canaries, double and invalid frees, writes after free
     /// (`STRATALLOC_CHECK`).
     pub const fn check(mut self, on: bool) -> Self {
-        self.config.base.check = on;
+        self.check = on;
         self
     }
 
     /// Record every event to a binary trace file for `stratalloc replay` and
     /// `stratalloc viz` (`STRATALLOC_TRACE`). The path is at most 255 bytes.
     pub const fn trace(mut self, path: &'static str) -> Self {
-        self.config.base.trace = match PathBuf::from_bytes(path.as_bytes()) {
-            Some(p) => Some(p),
-            None => panic!("stratalloc: a trace path must be 1 to 255 bytes with no NUL"),
-        };
+        self::path(path);
+        self.trace = Some(path);
         self
     }
 
     /// Do not read the `STRATALLOC_*` variables: the builder's settings
     /// are final.
     pub const fn ignore_env(mut self) -> Self {
-        self.config.read_env = false;
+        self.read_env = false;
         self
     }
 
-    /// The options this value would configure the process with, before the
-    /// environment (for tests).
-    #[doc(hidden)]
-    pub const fn base_options(&self) -> Options {
-        self.config.base
+    /// What the first allocation configures the process with.
+    fn config(&self) -> Config {
+        let mut base = Options::DEFAULT;
+        if let Some(s) = self.strategy {
+            base.choice = Choice::Strategy(s);
+        }
+        base.stats = self.stats.output();
+        base.leaks = self.leaks.output();
+        base.check = self.check;
+        base.trace = self.trace.map(path);
+        Config {
+            base,
+            read_env: self.read_env,
+        }
     }
 
     #[inline]
     fn top(&self) -> &'static dyn Backend {
-        select::top_with(&self.config)
+        match select::ready() {
+            Some(t) => t,
+            None => self.start(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn start(&self) -> &'static dyn Backend {
+        select::top_with(&self.config())
     }
 
     #[inline]
