@@ -598,7 +598,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg_attr(not(feature = "symbolize"), ignore = "names need the symbolize feature")]
+    #[cfg_attr(not(feature = "symbolize"), ignore = "needs symbolize")]
     fn live_blocks_are_grouped_by_call_site_and_named() {
         let l: &'static Leaks = Box::leak(Box::new(Leaks::new(
             SysBackend::leaked(),
