@@ -99,6 +99,53 @@ fn environment_configures_the_global_allocator() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Leaked on purpose, for the leak report to name.
+#[inline(never)]
+fn leak_for_the_report() -> &'static mut [u8] {
+    Box::leak(vec![5u8; 4321].into_boxed_slice())
+}
+
+/// In the child: STRATALLOC_LEAKS=<file>.
+#[test]
+fn child_leaks() {
+    if !in_child("child_leaks") {
+        return;
+    }
+    assert_eq!(stratalloc::stats().allocator, "leaks(engine)");
+    std::hint::black_box(leak_for_the_report());
+    println!("child ok");
+}
+
+#[test]
+fn the_leak_report_names_a_rust_function() {
+    if std::env::var_os("STRATALLOC_TEST_CHILD").is_some() {
+        return;
+    }
+    let report = std::env::temp_dir().join(format!("stratalloc-leaks-{}.txt", std::process::id()));
+    // (An exit status for leaks found, where the report sets one, is not
+    // what this test is about.)
+    child(
+        "child_leaks",
+        &[
+            ("STRATALLOC_LEAKS", report.to_str().unwrap()),
+            ("STRATALLOC_LEAKS_EXITCODE", "0"),
+        ],
+    );
+    let text = std::fs::read_to_string(&report).unwrap();
+    std::fs::remove_file(&report).unwrap();
+    assert!(text.contains("SUMMARY: stratalloc"), "{text}");
+    // Whether the block counts as lost or still reachable is the report's
+    // business; where it is listed, its call site is named.
+    if let Some(at) = text.find("4321 byte(s)") {
+        if cfg!(feature = "symbolize") {
+            assert!(text.contains("leak_for_the_report"), "{text}");
+            // The allocator's own frames are left out, Rust's shim too.
+            let first = text[at..].lines().nth(1).unwrap_or("");
+            assert!(!first.contains("__rust"), "{first}");
+        }
+    }
+}
+
 /// With no variable set, the engine serves the process and counts nothing.
 #[test]
 fn no_environment_means_the_engine() {

@@ -438,6 +438,7 @@ fn is_internal(name: &str, object: &str) -> bool {
     object.contains("libstratalloc")
         || name.starts_with("_Unwind")
         || name.starts_with("__rust_")
+        || name.starts_with("__rustc::")
         || name.contains("stratalloc::wrappers::")
         || name.contains("stratalloc_capi::")
         || name.contains("stratalloc::global")
