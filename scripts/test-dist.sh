@@ -36,6 +36,17 @@ else
 fi
 if nm -D --defined-only "$lib" | grep -qw malloc; then ok "malloc is still exported"; else bad "exports" "$(nm -D "$lib" | head)"; fi
 
+# Tools find the debug information through the link: the address of one
+# of our functions in the stripped library resolves to a Rust source line
+# (without the .debug file: the nearest exported symbol and ??:?).
+sym=$(nm -C "$lib.debug" | awk '$2 == "t" && $3 ~ /^stratalloc::engine::/ { print; exit }')
+out=$(addr2line -f -C -e "$lib" "0x${sym%% *}" 2>&1)
+if grep -Eq '\.rs:[0-9]+' <<<"$out"; then
+    ok "addr2line follows the debug link (${sym#* t })"
+else
+    bad "debug link not followed for $sym" "$out"
+fi
+
 out=$(LD_PRELOAD="$lib" python3 -c 'print(sum(range(10)))' 2>&1)
 if [ "$out" = 45 ]; then ok "python3 runs on the stripped library"; else bad "python3" "$out"; fi
 
