@@ -400,6 +400,57 @@ pub fn thread_no() -> u32 {
     })
 }
 
+/// The command line of this process as one line (`/proc/self/cmdline`,
+/// arguments joined by spaces), read into `buf` without allocating and
+/// cut to its length; empty if it cannot be read.
+pub fn cmdline(buf: &mut [u8]) -> &str {
+    // SAFETY: a NUL-terminated path; open does not allocate.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/cmdline".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return "";
+    }
+    let mut n = 0;
+    while n < buf.len() {
+        // SAFETY: `buf[n..]` is valid for writes of its length.
+        let r = unsafe { libc::read(fd, buf[n..].as_mut_ptr().cast(), buf.len() - n) };
+        if r <= 0 {
+            break;
+        }
+        n += r as usize;
+    }
+    // SAFETY: we opened `fd`.
+    unsafe { libc::close(fd) };
+    // The arguments end with a NUL each: the last one is dropped, the
+    // others become spaces.
+    let end = if n > 0 && buf[n - 1] == 0 { n - 1 } else { n };
+    for b in &mut buf[..end] {
+        if *b == 0 {
+            *b = b' ';
+        }
+    }
+    match core::str::from_utf8(&buf[..end]) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or(""),
+    }
+}
+
+/// The first line of every report: `==PID== stratalloc WHAT of process
+/// PID: COMMAND LINE`. Does not allocate.
+pub fn write_process_header(out: &mut dyn fmt::Write, what: &str) -> fmt::Result {
+    let mut buf = [0u8; 512];
+    let me = pid();
+    writeln!(
+        out,
+        "=={me}== stratalloc {what} of process {me}: {}",
+        cmdline(&mut buf)
+    )
+}
+
 /// Peak resident set size of the process, in bytes.
 pub fn peak_rss() -> u64 {
     // SAFETY: an all-zero rusage is a valid value to overwrite.
@@ -456,6 +507,20 @@ mod tests {
         expand_path(&p, &mut out);
         let s = core::ffi::CStr::from_bytes_until_nul(&out).unwrap();
         assert_eq!(s.to_str().unwrap(), format!("/tmp/x.{}.trace", pid()));
+    }
+
+    #[test]
+    fn the_header_names_the_process_and_its_command_line() {
+        let mut s = String::new();
+        write_process_header(&mut s, "statistics").unwrap();
+        let me = pid();
+        let prefix = format!("=={me}== stratalloc statistics of process {me}: ");
+        assert!(s.starts_with(&prefix), "{s}");
+        let arg0 = std::env::args().next().unwrap();
+        assert!(s[prefix.len()..].starts_with(&arg0), "{s}");
+        assert!(s.ends_with('\n') && !s.contains('\0'));
+        let mut tiny = [0u8; 4];
+        assert_eq!(cmdline(&mut tiny).len(), 4);
     }
 
     #[test]
