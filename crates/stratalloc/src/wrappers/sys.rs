@@ -8,6 +8,7 @@ use core::fmt;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
+pub use crate::diag::cmdline;
 use crate::diag::write_fd;
 use crate::options::{Output, PathBuf};
 
@@ -398,45 +399,6 @@ pub fn thread_no() -> u32 {
         t.set(n);
         n
     })
-}
-
-/// The command line of this process as one line (`/proc/self/cmdline`,
-/// arguments joined by spaces), read into `buf` without allocating and
-/// cut to its length; empty if it cannot be read.
-pub fn cmdline(buf: &mut [u8]) -> &str {
-    // SAFETY: a NUL-terminated path; open does not allocate.
-    let fd = unsafe {
-        libc::open(
-            c"/proc/self/cmdline".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return "";
-    }
-    let mut n = 0;
-    while n < buf.len() {
-        // SAFETY: `buf[n..]` is valid for writes of its length.
-        let r = unsafe { libc::read(fd, buf[n..].as_mut_ptr().cast(), buf.len() - n) };
-        if r <= 0 {
-            break;
-        }
-        n += r as usize;
-    }
-    // SAFETY: we opened `fd`.
-    unsafe { libc::close(fd) };
-    // The arguments end with a NUL each: the last one is dropped, the
-    // others become spaces.
-    let end = if n > 0 && buf[n - 1] == 0 { n - 1 } else { n };
-    for b in &mut buf[..end] {
-        if *b == 0 {
-            *b = b' ';
-        }
-    }
-    match core::str::from_utf8(&buf[..end]) {
-        Ok(s) => s,
-        Err(e) => core::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or(""),
-    }
 }
 
 /// The first line of every report: `==PID== stratalloc WHAT of process
