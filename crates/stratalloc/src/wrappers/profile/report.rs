@@ -69,7 +69,13 @@ impl Frames {
                 symbolize(ip)
                     .into_iter()
                     .map(|f| {
-                        let object = f.object.split('+').next().unwrap_or("?");
+                        // An unnamed function keeps its offset: two of
+                        // them are two call sites, not one.
+                        let object = if f.name == "??" {
+                            &f.object[..]
+                        } else {
+                            f.object.split('+').next().unwrap_or("?")
+                        };
                         let mut j = String::from("{\"function\":");
                         json_str(&mut j, &f.name);
                         j.push_str(",\"file\":");
