@@ -222,9 +222,10 @@ expect "process: run with no option prints a summary" "$out" \
 # ---- every wrapper over every allocator -------------------------------
 for s in engine $strategies; do
     out=$(STRATALLOC_STRATEGY=$s STRATALLOC_CHECK=1 STRATALLOC_STATS=1 STRATALLOC_LEAKS=1 \
-        STRATALLOC_TRACE="$work/all.$s.trace" LD_PRELOAD="$lib" "$work/faults" ok 2>&1)
+        STRATALLOC_PROFILE="$work/all.$s.json" STRATALLOC_TRACE="$work/all.$s.trace" LD_PRELOAD="$lib" "$work/faults" ok 2>&1)
     rc=$?
-    if [ $rc -eq 0 ] && grep -q "clean run" <<<"$out" && grep -q "backend: stats(leaks(check(" <<<"$out" \
+    if [ $rc -eq 0 ] && grep -q "clean run" <<<"$out" && grep -q "backend: stats(profile(leaks(check(" <<<"$out" \
+        && grep -q '"backend":"profile(leaks(check(' "$work/all.$s.json" \
         && "$cli" replay "$work/all.$s.trace" -s "${s/engine/tlsf}" >/dev/null 2>&1; then
         ok "compose: all wrappers over $s"
     else
@@ -248,14 +249,15 @@ os.waitpid(pid, 0)
 print(subprocess.run(["/bin/echo", "child ok"], capture_output=True).stdout.decode().strip())
 PY
 out=$(STRATALLOC_CHECK=1 STRATALLOC_STATS="$work/thr-stats.%p.txt" STRATALLOC_LEAKS="$work/thr-leaks.%p.txt" \
-    STRATALLOC_TRACE="$work/thr.trace" LD_PRELOAD="$lib" timeout 120 "$py" "$work/thr.py" 2>&1)
+    STRATALLOC_PROFILE="$work/thr-prof.%p.json" STRATALLOC_TRACE="$work/thr.trace" LD_PRELOAD="$lib" timeout 120 "$py" "$work/thr.py" 2>&1)
 rc=$?
 reports=$(ls "$work"/thr-stats.*.txt 2>/dev/null | wc -l)
+profiles=$(ls "$work"/thr-prof.*.json 2>/dev/null | wc -l)
 threads=$("$cli" replay "$work/thr.trace" -s tlsf 2>&1 | sed -n 's/.* \([0-9]*\) threads.*/\1/p')
-if [ $rc -eq 0 ] && grep -q "child ok" <<<"$out" && [ "$reports" -ge 2 ] && [ "${threads:-0}" -ge 5 ]; then
+if [ $rc -eq 0 ] && grep -q "child ok" <<<"$out" && [ "$reports" -ge 2 ] && [ "$profiles" -eq "$reports" ] && [ "${threads:-0}" -ge 5 ]; then
     ok "threads+fork+exec: python3 under every wrapper ($reports processes reported, $threads threads traced)"
 else
-    bad "threads+fork+exec (rc=$rc reports=$reports threads=${threads:-?})" "$out"
+    bad "threads+fork+exec (rc=$rc reports=$reports profiles=$profiles threads=${threads:-?})" "$out"
 fi
 
 echo "$passed passed, $failed failed"
