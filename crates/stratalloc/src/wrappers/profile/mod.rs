@@ -47,7 +47,7 @@ use crate::options::Output;
 use crate::sync::SpinLock;
 use crate::wrappers::leaks::{capture, StackTable, DEPTH};
 use crate::wrappers::sys::Clock;
-use crate::wrappers::table::PtrTable;
+use crate::wrappers::table::{Entry, PtrTable};
 use state::State;
 
 /// The resident set size now (a timeline sample).
@@ -144,14 +144,26 @@ impl Profile {
         self.state.lock().on_alloc(id, size as u64, now, rss);
     }
 
-    fn forget(&self, p: *mut u8) {
-        if self.reporting.load(Ordering::Relaxed) {
-            return;
+    /// Take `p`'s entry out of the table (before the block is freed, so
+    /// that another thread given the same address cannot lose its entry).
+    fn take(&self, p: *mut u8) -> Option<Entry> {
+        if p.is_null() || self.reporting.load(Ordering::Relaxed) {
+            return None;
         }
-        let Some(e) = self.table.remove(p as usize) else {
-            return;
-        };
-        let temporary = LAST.with(|l| l.replace(0) == p as usize);
+        self.table.remove(p as usize)
+    }
+
+    /// Count the free of the block `e` described.
+    fn forget(&self, p: *mut u8, e: Entry) {
+        // Only an allocation in between ends a temporary (heaptrack's
+        // definition): a free of another block leaves LAST alone.
+        let temporary = LAST.with(|l| {
+            let t = l.get() == p as usize;
+            if t {
+                l.set(0);
+            }
+            t
+        });
         let now = self.clock.now();
         self.state
             .lock()
@@ -202,25 +214,30 @@ unsafe impl Backend for Profile {
     }
 
     unsafe fn free(&self, p: *mut u8) {
-        if p.is_null() {
-            return;
+        if let Some(e) = self.take(p) {
+            self.forget(p, e);
         }
-        self.forget(p);
         // SAFETY: forwarded from the caller.
         unsafe { self.inner.free(p) }
     }
 
     unsafe fn realloc(&self, p: *mut u8, new_size: usize) -> *mut u8 {
+        let old = self.take(p);
         // SAFETY: forwarded from the caller.
         let q = unsafe { self.inner.realloc(p, new_size) };
-        if !q.is_null() {
-            // As heaptrack counts it: a free of the old block and an
-            // allocation of the new one.
-            if !p.is_null() {
-                self.forget(p);
+        if q.is_null() {
+            // The old block stays as it was.
+            if let Some(e) = old {
+                self.table.insert(p as usize, e.size, e.tag);
             }
-            self.record(q, new_size);
+            return q;
         }
+        // As heaptrack counts it: a free of the old block and an
+        // allocation of the new one.
+        if let Some(e) = old {
+            self.forget(p, e);
+        }
+        self.record(q, new_size);
         q
     }
 

@@ -116,3 +116,32 @@ fn sampling_keeps_exact_totals() {
         unsafe { p.free(q) };
     }
 }
+
+/// heaptrack's definition: no allocation between the block's allocation
+/// and its free; frees of other blocks in between do not matter.
+#[test]
+fn a_free_in_between_does_not_stop_a_temporary() {
+    let p = profile(1);
+    let a = p.alloc(10, 16);
+    let b = p.alloc(20, 16);
+    // SAFETY: live blocks of `p`.
+    unsafe {
+        p.free(a);
+        p.free(b);
+    }
+    assert_eq!(p.state.lock().temporary, 1);
+}
+
+#[test]
+fn a_failed_realloc_keeps_the_block_tracked() {
+    let p = profile(1);
+    let a = p.alloc(100, 16);
+    // SAFETY: a live block of `p`.
+    let q = unsafe { p.realloc(a, usize::MAX / 2) };
+    assert!(q.is_null());
+    assert_eq!(p.table.get(a as usize).map(|e| e.size), Some(100));
+    // SAFETY: still a live block of `p`.
+    unsafe { p.free(a) };
+    let st = p.state.lock();
+    assert_eq!((st.allocs, st.frees, st.live), (1, 1, 0));
+}
