@@ -136,6 +136,7 @@ pub fn malloc_stats(top: &dyn Backend, fd: i32) {
     let mut w = FdWriter::new(fd);
     match STATS.get() {
         Some(s) => {
+            let _ = sys::write_process_header(&mut w, "statistics");
             let _ = s.report(&mut w);
         }
         None => {
