@@ -155,15 +155,10 @@ impl Profile {
 
     /// Count the free of the block `e` described.
     fn forget(&self, p: *mut u8, e: Entry) {
-        // Only an allocation in between ends a temporary (heaptrack's
-        // definition): a free of another block leaves LAST alone.
-        let temporary = LAST.with(|l| {
-            let t = l.get() == p as usize;
-            if t {
-                l.set(0);
-            }
-            t
-        });
+        // Any event of this thread in between, a free as well as an
+        // allocation, ends a temporary (heaptrack counts 0 temporaries
+        // for `a = malloc; b = malloc; free(a); free(b)`).
+        let temporary = LAST.with(|l| l.replace(0) == p as usize);
         let now = self.clock.now();
         self.state
             .lock()

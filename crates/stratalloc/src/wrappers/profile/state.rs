@@ -9,8 +9,9 @@
 //! - **peak**: the largest `live` the process reached; `gen` counts the
 //!   times a new peak was set.
 //! - **temporary**: an allocation freed by the thread that made it before
-//!   that thread allocated again (heaptrack's "no allocation in between",
-//!   per thread).
+//!   that thread allocated or freed anything else (heaptrack's definition,
+//!   an allocation "directly followed by its deallocation", taken per
+//!   thread).
 //!
 //! **The peak snapshot without copying**: when `live` sets a new peak,
 //! only `gen` is incremented. A site whose figures are about to change
