@@ -112,6 +112,7 @@ pub fn run(a: RunArgs) -> Result<i32, String> {
         cmd.env("STRATALLOC_ONLY_CHILD_OF", std::process::id().to_string());
     }
     let started = std::time::Instant::now();
+    let started_at = std::time::SystemTime::now();
     let status = cmd
         .status()
         .map_err(|e| format!("cannot start {prog}: {e}"))?;
@@ -138,7 +139,7 @@ pub fn run(a: RunArgs) -> Result<i32, String> {
         }
     }
     if let Some(p) = &profile {
-        report_profiles(p);
+        report_profiles(p, started_at);
     }
     if summary {
         eprintln!(
@@ -202,14 +203,21 @@ fn profile_env(
     })
 }
 
-/// Say which profiles were written.
-fn report_profiles(p: &ProfilePaths) {
+/// Say which profiles were written (files of the right name modified
+/// since `since`).
+fn report_profiles(p: &ProfilePaths, since: std::time::SystemTime) {
     let whole = format!("{}{}", p.stem, p.ext);
     let mut found: Vec<PathBuf> = std::fs::read_dir(&p.dir)
         .map(|d| {
             d.filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| {
+                    let fresh = std::fs::metadata(f)
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t >= since);
                     let n = f.file_name().unwrap_or_default().to_string_lossy();
+                    if !fresh {
+                        return false;
+                    }
                     if p.per_process {
                         n.strip_prefix(&format!("{}.", p.stem))
                             .and_then(|r| r.strip_suffix(&p.ext))
