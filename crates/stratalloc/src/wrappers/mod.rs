@@ -202,14 +202,15 @@ fn open_report(out: &Output, what: &str) -> ReportFd {
 pub fn write_summary(out: &mut dyn Write, s: &stats::Snapshot) -> core::fmt::Result {
     writeln!(
         out,
-        "=={}==   peak heap {} ({} blocks live at exit, {}), peak RSS {}, {} allocations, {} frees",
+        "=={}==   peak heap {}, peak RSS {}, {} allocations, {} frees; {} blocks ({}) live at exit \
+         (not a leak check: run with --leaks)",
         sys::pid(),
         sys::Bytes(s.peak as u64),
-        s.live(),
-        sys::Bytes(s.in_use as u64),
         sys::Bytes(sys::peak_rss()),
         s.allocs,
-        s.frees
+        s.frees,
+        s.live(),
+        sys::Bytes(s.in_use as u64)
     )
 }
 
