@@ -54,18 +54,19 @@ use crate::wrappers::leaks::{capture, StackTable, DEPTH};
 use crate::wrappers::sys::Clock;
 use crate::wrappers::table::{Entry, PtrTable};
 use state::State;
+use stratalloc_core::CheckError;
 
 /// The resident set size now (a timeline sample).
 fn rss() -> u64 {
     crate::os::resident_bytes() as u64
 }
-use stratalloc_core::CheckError;
 
 thread_local! {
     /// Inside a stack capture (the unwinder's own allocations are not
     /// captured again).
     static BUSY: Cell<bool> = const { Cell::new(false) };
-    /// The last block this thread allocated (temporary detection).
+    /// The block this thread allocated last, until its next free
+    /// (temporary detection).
     static LAST: Cell<usize> = const { Cell::new(0) };
     /// The sampling generator's state (0: not seeded yet).
     static RNG: Cell<u64> = const { Cell::new(0) };
