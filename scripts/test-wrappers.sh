@@ -210,6 +210,10 @@ out=$("$cli" run --stats -- sh -c "$py -c 1; $py -c 2" 2>&1)
 n=$(grep -c 'stratalloc statistics of process [0-9]*: sh -c' <<<"$out")
 all=$(grep -c 'statistics of process' <<<"$out")
 [ "$n" -eq 1 ] && [ "$all" -eq 1 ] && ok "process: run --stats through sh -c: one report, naming sh -c" || bad "process: one report ($n of $all)" "$out"
+out=$("$cli" run --stats -- sh -c "exec $py -c 1" 2>&1)
+n=$(grep -c 'statistics of process' <<<"$out")
+[ "$n" -eq 1 ] && grep -q "statistics of process [0-9]*: $py -c 1\$" <<<"$out" \
+    && ok "process: the program started reports across exec (one report, naming what it became)" || bad "process: across exec ($n reports)" "$out"
 out=$("$cli" run --stats --follow-children -- sh -c "$py -c 1; $py -c 2" 2>&1)
 expect "process: --follow-children: every process reports, each naming itself" "$out" \
     'statistics of process [0-9]+: sh -c' "statistics of process [0-9]+: $py -c 1\$" "statistics of process [0-9]+: $py -c 2\$"
