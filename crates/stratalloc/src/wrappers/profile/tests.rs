@@ -157,3 +157,46 @@ fn a_failed_realloc_keeps_the_block_tracked() {
     let st = p.state.lock();
     assert_eq!((st.allocs, st.frees, st.live), (1, 1, 0));
 }
+
+/// Threads allocating and freeing at once, some blocks freed by another
+/// thread: the totals add up and the invariants hold.
+#[test]
+fn threads_keep_the_figures_whole() {
+    let p = profile(1);
+    let handed: Vec<usize> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut keep = Vec::new();
+                    for i in 0..2000usize {
+                        let q = p.alloc(16 + (i + t) % 200, 16);
+                        if i % 4 == 0 {
+                            keep.push(q as usize);
+                        } else {
+                            // SAFETY: a live block of `p`.
+                            unsafe { p.free(q) };
+                        }
+                    }
+                    keep
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    p.check().unwrap();
+    let (live, blocks) = {
+        let st = p.state.lock();
+        assert_eq!((st.allocs, st.frees), (8000, 6000));
+        (st.live, st.live_blocks)
+    };
+    assert_eq!(blocks, 2000);
+    let mut table_bytes = 0u64;
+    p.table.for_each(|e| table_bytes += e.size as u64);
+    assert_eq!(live, table_bytes);
+    for q in handed {
+        // SAFETY: live blocks of `p`, freed by another thread than theirs.
+        unsafe { p.free(q as *mut u8) };
+    }
+    let st = p.state.lock();
+    assert_eq!((st.live, st.live_blocks, st.frees), (0, 0, 8000));
+}
