@@ -243,5 +243,45 @@ fn report_profiles(p: &ProfilePaths, since: std::time::SystemTime) {
             String::new()
         };
         eprintln!("stratalloc: profile written to {}{json}", f.display());
+        let data = std::fs::read_to_string(f.with_extension("json")).unwrap_or_default();
+        if let Some(n) = sampling_hint(&data) {
+            eprintln!(
+                "stratalloc: {n} allocations had their stacks captured; `--sample 64` makes a run \
+                 like this one many times faster (call-site figures become estimates)"
+            );
+        }
+    }
+}
+
+/// The number of allocations of a profile (JSON) that captured every
+/// stack, if it is large enough for sampling to pay.
+fn sampling_hint(json: &str) -> Option<u64> {
+    if !json.contains("\"sample_every\":1,") {
+        return None;
+    }
+    // The totals come before the call sites.
+    let at = json.find("\"totals\":{\"allocations\":")? + "\"totals\":{\"allocations\":".len();
+    let n: u64 = json[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    (n >= 1_000_000).then_some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sampling_hint;
+
+    #[test]
+    fn the_hint_is_given_for_big_exact_profiles_only() {
+        let exact = |n: u64| {
+            format!("{{\"sample_every\":1,\"totals\":{{\"allocations\":{n},\"frees\":0}}}}")
+        };
+        assert_eq!(sampling_hint(&exact(2_000_000)), Some(2_000_000));
+        assert_eq!(sampling_hint(&exact(5000)), None);
+        let sampled = exact(2_000_000).replace("\"sample_every\":1,", "\"sample_every\":64,");
+        assert_eq!(sampling_hint(&sampled), None);
+        assert_eq!(sampling_hint(""), None);
     }
 }
