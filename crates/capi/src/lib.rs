@@ -58,6 +58,7 @@ use engine::select::{self, Mode};
 
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 pub mod cxx;
+pub mod exit;
 
 /// `MALLOC_ALIGNMENT` on 64-bit glibc.
 const MIN_ALIGN: usize = 16;

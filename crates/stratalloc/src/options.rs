@@ -9,6 +9,10 @@
 //! | `STRATALLOC_LEAKS` | `1` or a path | leak report at exit, grouped by call site |
 //! | `STRATALLOC_CHECK` | `1` | canaries, poisoning, double/invalid free checks |
 //! | `STRATALLOC_TRACE` | a path | every event to a binary trace file |
+//! | `STRATALLOC_PROFILE` | `1` or a path | allocation profile at exit: JSON, or HTML and JSON if the path ends in `.html` (`1`: `stratalloc-profile.<pid>.html`) |
+//! | `STRATALLOC_PROFILE_SAMPLE` | `N` | profile: capture the stack of one allocation in `N` (at random) |
+//! | `STRATALLOC_SUMMARY` | `1` or a path | a one-line summary at exit (peak heap, peak RSS, allocations) |
+//! | `STRATALLOC_ONLY_CHILD_OF` | a pid | set by `stratalloc run`: only a process whose parent has this pid reports; in any other (the started program's descendants) every wrapper is off |
 
 use core::ffi::CStr;
 
@@ -104,6 +108,14 @@ pub struct Options {
     pub check: bool,
     /// Trace file.
     pub trace: Option<PathBuf>,
+    /// Allocation profile.
+    pub profile: Output,
+    /// Profile: one allocation in this many has its stack captured (1: all).
+    pub profile_sample: u32,
+    /// One-line summary at exit.
+    pub summary: Output,
+    /// Only a process whose parent has this pid reports.
+    pub only_child_of: Option<u32>,
 }
 
 impl Options {
@@ -115,11 +127,34 @@ impl Options {
         leaks: Output::Off,
         check: false,
         trace: None,
+        profile: Output::Off,
+        profile_sample: 1,
+        summary: Output::Off,
+        only_child_of: None,
     };
 
     /// `true` when any wrapper is asked for.
     pub fn any_wrapper(&self) -> bool {
-        self.stats != Output::Off || self.leaks != Output::Off || self.check || self.trace.is_some()
+        self.stats != Output::Off
+            || self.leaks != Output::Off
+            || self.check
+            || self.trace.is_some()
+            || self.profile != Output::Off
+            || self.summary != Output::Off
+    }
+
+    /// These options as they apply to a process whose parent is `ppid`:
+    /// with [`only_child_of`](Self::only_child_of) set to another pid, the
+    /// strategy alone (no wrapper, no report).
+    pub fn for_parent(self, ppid: u32) -> Options {
+        match self.only_child_of {
+            Some(p) if p != ppid => Options {
+                choice: self.choice,
+                unknown_strategy: self.unknown_strategy,
+                ..Options::DEFAULT
+            },
+            _ => self,
+        }
     }
 
     /// Parse from a lookup function (the environment in production, a table
@@ -160,17 +195,38 @@ impl Options {
         if let Some(v) = get("STRATALLOC_TRACE") {
             o.trace = PathBuf::from_bytes(v);
         }
+        o.profile = match get("STRATALLOC_PROFILE").map(output) {
+            None => o.profile,
+            // The profile is a file (JSON or HTML), never text on stderr.
+            Some(Output::Stderr) => {
+                PathBuf::from_bytes(DEFAULT_PROFILE).map_or(Output::Off, Output::Path)
+            }
+            Some(p) => p,
+        };
+        if let Some(n) = get("STRATALLOC_PROFILE_SAMPLE") {
+            o.profile_sample = parse_u32(n).map_or(1, |n| n.max(1));
+        }
+        if let Some(v) = get("STRATALLOC_SUMMARY") {
+            o.summary = output(v);
+        }
+        if let Some(v) = get("STRATALLOC_ONLY_CHILD_OF") {
+            o.only_child_of = parse_u32(v);
+        }
         o
     }
 
-    /// Read the process environment. Does not allocate.
+    /// Read the process environment, as it applies to this process (see
+    /// [`for_parent`](Self::for_parent)). Does not allocate.
     pub fn from_env() -> Options {
         Options::from_env_over(Options::DEFAULT)
     }
 
     /// `base` with the process environment applied over it (see
-    /// [`parse_over`](Self::parse_over)). Does not allocate.
+    /// [`parse_over`](Self::parse_over)), as it applies to this process (see
+    /// [`for_parent`](Self::for_parent)). Does not allocate.
     pub fn from_env_over(base: Options) -> Options {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as u32;
         Options::parse_over(base, |name: &str| -> Option<&'static [u8]> {
             let mut key = [0u8; 64];
             key[..name.len()].copy_from_slice(name.as_bytes());
@@ -185,7 +241,19 @@ impl Options {
                 Some(unsafe { CStr::from_ptr(v) }.to_bytes())
             }
         })
+        .for_parent(ppid)
     }
+}
+
+/// Where `STRATALLOC_PROFILE=1` writes (in the working directory).
+pub const DEFAULT_PROFILE: &[u8] = b"stratalloc-profile.%p.html";
+
+/// A decimal number of at most 9 digits.
+fn parse_u32(v: &[u8]) -> Option<u32> {
+    if v.is_empty() || v.len() > 9 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0, |n, d| n * 10 + (d - b'0') as u32))
 }
 
 #[cfg(test)]
@@ -236,5 +304,39 @@ mod tests {
         assert_eq!(o.stats, Output::Off);
         assert!(o.check);
         assert_eq!(PathBuf::from_bytes(b"a\0b"), None);
+    }
+
+    #[test]
+    fn profile_summary_and_sampling() {
+        let o = Options::parse(env(&[
+            ("STRATALLOC_PROFILE", "/tmp/p.html"),
+            ("STRATALLOC_PROFILE_SAMPLE", "16"),
+            ("STRATALLOC_SUMMARY", "1"),
+        ]));
+        assert!(matches!(o.profile, Output::Path(p) if p.as_cstr().to_bytes() == b"/tmp/p.html"));
+        assert_eq!(o.profile_sample, 16);
+        assert_eq!(o.summary, Output::Stderr);
+        assert!(o.any_wrapper());
+        let o = Options::parse(env(&[
+            ("STRATALLOC_PROFILE", "1"),
+            ("STRATALLOC_PROFILE_SAMPLE", "x"),
+        ]));
+        assert!(matches!(o.profile, Output::Path(p) if p.as_cstr().to_bytes() == DEFAULT_PROFILE));
+        assert_eq!(o.profile_sample, 1);
+    }
+
+    #[test]
+    fn only_the_child_of_the_named_process_reports() {
+        let o = Options::parse(env(&[
+            ("STRATALLOC_STRATEGY", "tlsf"),
+            ("STRATALLOC_STATS", "1"),
+            ("STRATALLOC_CHECK", "1"),
+            ("STRATALLOC_ONLY_CHILD_OF", "4242"),
+        ]));
+        assert_eq!(o.only_child_of, Some(4242));
+        assert_eq!(o.for_parent(4242), o);
+        let grandchild = o.for_parent(4243);
+        assert!(!grandchild.any_wrapper());
+        assert_eq!(grandchild.choice, Choice::Strategy(Strategy::Tlsf));
     }
 }

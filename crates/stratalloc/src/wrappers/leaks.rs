@@ -409,12 +409,12 @@ impl Leaks {
 }
 
 /// A frame as the report prints it.
-struct Frame {
-    name: String,
-    file: Option<String>,
-    line: Option<u32>,
-    object: String,
-    internal: bool,
+pub(crate) struct Frame {
+    pub(crate) name: String,
+    pub(crate) file: Option<String>,
+    pub(crate) line: Option<u32>,
+    pub(crate) object: String,
+    pub(crate) internal: bool,
 }
 
 const ALLOC_FNS: &[&str] = &[
@@ -447,7 +447,7 @@ fn is_internal(name: &str, object: &str) -> bool {
 
 /// The logical frames at `ip`: functions inlined there first, innermost
 /// first, then the function the code belongs to.
-fn symbolize(ip: usize) -> Vec<Frame> {
+pub(crate) fn symbolize(ip: usize) -> Vec<Frame> {
     let object = object_of(ip);
     let mut out = Vec::new();
     #[cfg(feature = "symbolize")]
