@@ -7,7 +7,7 @@
 //!      │
 //!   trace   every event to a file           STRATALLOC_TRACE=path
 //!   stats   counters, histogram, classes    STRATALLOC_STATS=1|path
-//!   leaks   live blocks + call stacks       STRATALLOC_LEAKS=1|path
+//!   leaks   lost blocks + call stacks       STRATALLOC_LEAKS=1|path
 //!   check   guards, quarantine, bad frees   STRATALLOC_CHECK=1
 //!      │
 //!   base    engine or strategy
@@ -27,10 +27,12 @@
 
 pub mod check;
 pub mod leaks;
+pub mod reach;
 pub mod stats;
 pub mod sys;
 pub mod table;
 pub mod trace;
+pub mod world;
 
 #[cfg(test)]
 pub mod testing;
@@ -73,7 +75,7 @@ pub fn wrap(base: &'static dyn Backend, opts: &Options) -> &'static dyn Backend 
     }
     if opts.leaks != Output::Off {
         let name = layer_name(1, "leaks", top);
-        top = LEAKS.init(leaks::Leaks::new(top, name, opts.leaks));
+        top = LEAKS.init(leaks::Leaks::new(top, name, opts.leaks, opts.leak));
     }
     if opts.stats != Output::Off {
         let name = layer_name(2, "stats", top);
@@ -155,7 +157,8 @@ pub fn active() -> bool {
 
 /// Write every report and flush the trace. Runs once (later calls return at
 /// once); called at exit. The leak report allocates while symbolizing, with
-/// tracking already stopped.
+/// tracking already stopped; if it finds leaks, the process ends here with
+/// `_exit(STRATALLOC_LEAKS_EXITCODE)` (23 by default).
 pub fn finish() {
     if !active() || FINISHED.swap(true, Ordering::SeqCst) {
         return;
@@ -175,7 +178,17 @@ pub fn finish() {
         c.finish();
     }
     if let Some(l) = LEAKS.get() {
-        l.finish();
+        if let Some(code) = l.finish() {
+            // Leaks found: leave with their status, as LeakSanitizer does.
+            // This runs inside `exit` (a `.fini_array` destructor), before
+            // glibc flushes stdio, so flush it first.
+            // SAFETY: fflush(NULL) flushes every stream; _exit ends the
+            // process without running the rest of the exit path.
+            unsafe {
+                libc::fflush(core::ptr::null_mut());
+                libc::_exit(code as i32);
+            }
+        }
     }
 }
 
