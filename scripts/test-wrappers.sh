@@ -82,6 +82,12 @@ first=$(grep -m1 -A1 'leak of' <<<"$out" | tail -1)
 if grep -q leak_some <<<"$first"; then ok "leaks: largest group first, top frame is the caller"; else bad "leaks: top frame" "$out"; fi
 status "leaks: exit status 23 when leaks are found" "$rc" 23 "$out"
 expect "leaks: the program's stdout is flushed before the leak exit" "$out" 'leak test done'
+out=$(STRATALLOC_LEAKS=1 LD_PRELOAD="$lib" timeout 60 "$work/leak" deaf 2>&1)
+rc=$?
+expect "leaks: a thread that blocks the stop signal: the check says it was skipped" "$out" \
+    'leak check skipped: thread [0-9]+ did not stop' 'Live block\(s\) at exit:' \
+    'SUMMARY: stratalloc: leak check skipped; [0-9]+ byte'
+status "leaks: a skipped check exits 0" "$rc" 0 "$out"
 out=$(STRATALLOC_LEAKS=1 STRATALLOC_LEAKS_EXITCODE=0 LD_PRELOAD="$lib" "$work/leak" 2>&1)
 status "leaks: STRATALLOC_LEAKS_EXITCODE=0 leaves the program's status" "$?" 0 "$out"
 out=$(STRATALLOC_LEAKS=1 STRATALLOC_LEAKS_REACHABLE=1 LD_PRELOAD="$lib" "$work/leak" 2>&1)

@@ -764,6 +764,12 @@ impl Leaks {
             )?;
         }
         writeln!(out)?;
+        if f.skipped.is_some() {
+            return writeln!(
+                out,
+                "SUMMARY: stratalloc: leak check skipped; {total} byte(s) live in {count} allocation(s)."
+            );
+        }
         writeln!(
             out,
             "SUMMARY: stratalloc: {total} byte(s) leaked in {count} allocation(s)."
