@@ -123,26 +123,37 @@ if command -v git >/dev/null; then
 fi
 
 # ---- check -------------------------------------------------------------
-fault() { # NAME REGEX
-    local out rc
-    out=$(STRATALLOC_CHECK=1 LD_PRELOAD="$lib" "$work/faults" "$1" 2>&1)
+fault() { # NAME REGEX...
+    local out rc name=$1
+    shift
+    out=$(STRATALLOC_CHECK=1 LD_PRELOAD="$lib" "$work/faults" "$name" 2>&1)
     rc=$?
     if [ "$rc" -ne 134 ]; then
-        bad "check: $1 aborts (rc=$rc)" "$out"
+        bad "check: $name aborts (rc=$rc)" "$out"
         return
     fi
-    expect "check: $1" "$out" "$2"
+    expect "check: $name" "$out" "$@"
 }
 P='0x[0-9a-f]+'
-fault overflow "heap buffer overflow: block $P of 1000 bytes: the guard after it was overwritten at byte \+1003"
-fault underflow "heap buffer underflow: block $P of 1000 bytes: the guard before it was overwritten at byte -1"
-fault double "free of $P: double free \(block of 1000 bytes already freed\)"
-fault invalid "free of $P: invalid pointer \(size unknown\)"
-fault interior "free of $P: invalid pointer: interior pointer 100 bytes into block $P of 1000 bytes"
-fault uaf "write after free: block $P of 1000 bytes was modified at byte \+8"
-fault realloc-freed "realloc of $P: use after free \(block of 1000 bytes already freed\)"
+# The stack lines: "allocated by:" then make_block's frame, "first freed
+# by:" then drop_block's, each followed (grep -A1) by its #0 frame.
+made="allocated by:"
+madeby="#0 $P in make_block .*faults\.c:[0-9]+"
+freedby="#0 $P in drop_block .*faults\.c:[0-9]+"
+one='SUMMARY: stratalloc: check: 1 error\(s\) found'
+fault overflow "heap buffer overflow: block $P of 1000 bytes: the guard after it was overwritten at byte \+1003" "$made" "$madeby" "$one"
+fault underflow "heap buffer underflow: block $P of 1000 bytes: the guard before it was overwritten at byte -1" "$madeby" "$one"
+fault double "free of $P: double free \(block of 1000 bytes already freed\)" "$madeby" 'first freed by:' "$freedby" "$one"
+fault invalid "free of $P: invalid pointer \(size unknown\)" "$one"
+fault interior "free of $P: invalid pointer: interior pointer 100 bytes into block $P of 1000 bytes" "$madeby" "$one"
+fault uaf "write after free: block $P of 1000 bytes was modified at byte \+8" "$madeby" 'first freed by:' "$freedby" "$one"
+fault realloc-freed "realloc of $P: use after free \(block of 1000 bytes already freed\)" "$madeby" "$freedby"
+fault exit-two "heap buffer overflow: block $P of 1000 bytes: .* detected at exit" \
+    "heap buffer underflow: block $P of 500 bytes: .* detected at exit" \
+    'SUMMARY: stratalloc: check: 2 error\(s\) found' 'two blocks damaged'
 out=$(STRATALLOC_CHECK=1 LD_PRELOAD="$lib" "$work/faults" ok 2>&1)
-[ $? -eq 0 ] && grep -q "clean run" <<<"$out" && ok "check: a clean program passes" || bad "check: clean program" "$out"
+[ $? -eq 0 ] && grep -q "clean run" <<<"$out" && grep -Eq 'stratalloc: check: 0 errors \([0-9]+ blocks checked at exit' <<<"$out" \
+    && ok "check: a clean program passes, and the summary says 0 errors" || bad "check: clean program" "$out"
 out=$(STRATALLOC_CHECK=1 LD_PRELOAD="$lib" "$py" -c 'import json,re; print(len(json.dumps([str(i)*5 for i in range(50000)])))' 2>&1)
 [ $? -eq 0 ] && grep -q '^' <<<"$out" && ok "check: python3 runs clean under check" || bad "check: python3" "$out"
 

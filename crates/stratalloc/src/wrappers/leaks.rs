@@ -71,6 +71,8 @@ use crate::tuning::LEAK_SITES_PER_STRIPE as PER_STRIPE;
 /// Frames kept per stack.
 pub use crate::tuning::LEAK_STACK_DEPTH as DEPTH;
 const STRIPES: usize = 16;
+/// The largest stack id a [`StackTable`] gives.
+pub const MAX_STACK_ID: u32 = (STRIPES * PER_STRIPE) as u32;
 
 extern "C" {
     fn _Unwind_Backtrace(
@@ -261,6 +263,60 @@ thread_local! {
     static BUSY: Cell<bool> = const { Cell::new(false) };
 }
 
+/// The id in `stacks` of the calling stack (the wrappers' own frames
+/// included: reports skip them), captured without allocating; 0 if the
+/// table is full; `None` if this thread is capturing already (the unwinder
+/// allocating).
+#[inline(never)]
+pub fn stack_here(stacks: &StackTable) -> Option<u32> {
+    if BUSY.with(|b| b.replace(true)) {
+        return None;
+    }
+    let mut frames = [0usize; DEPTH];
+    let n = capture(&mut frames);
+    // Drop `capture`'s own frame.
+    let skip = n.min(1);
+    let id = stacks.intern(&frames[skip..n]);
+    BUSY.with(|b| b.set(false));
+    Some(id)
+}
+
+/// Print stack `id` of `stacks`, one symbolized frame a line, from the
+/// first frame outside the allocator (allocates: call from the wrappers'
+/// own code, see `sys::internal`).
+pub fn write_stack(
+    stacks: &StackTable,
+    out: &mut dyn core::fmt::Write,
+    id: u32,
+) -> core::fmt::Result {
+    let mut frames = [0usize; DEPTH];
+    let k = stacks.frames(id, &mut frames);
+    if k == 0 {
+        writeln!(
+            out,
+            "    (no stack: recorded while the stack table was full)"
+        )?;
+    }
+    let mut shown = 0;
+    let mut leading = true;
+    for &ip in &frames[..k] {
+        for f in symbolize(ip) {
+            if leading && f.internal {
+                continue;
+            }
+            leading = false;
+            write!(out, "    #{shown} {ip:#x} in {}", f.name)?;
+            match (&f.file, f.line) {
+                (Some(file), Some(line)) => writeln!(out, " {file}:{line}")?,
+                (Some(file), None) => writeln!(out, " {file}")?,
+                _ => writeln!(out, " ({})", f.object)?,
+            }
+            shown += 1;
+        }
+    }
+    Ok(())
+}
+
 /// The leak wrapper over `inner`.
 pub struct Leaks {
     inner: &'static dyn Backend,
@@ -388,20 +444,13 @@ impl Leaks {
         if p.is_null() || self.reporting.load(Ordering::Relaxed) {
             return;
         }
-        let reentered = BUSY.with(|b| b.replace(true));
-        if reentered {
+        let Some(id) = stack_here(&self.stacks) else {
             self.untracked.fetch_add(1, Ordering::Relaxed);
             return;
-        }
-        let mut frames = [0usize; DEPTH];
-        let n = capture(&mut frames);
-        // Drop this function's and `capture`'s own frames.
-        let skip = n.min(1);
-        let id = self.stacks.intern(&frames[skip..n]);
+        };
         if !self.table.insert(p as usize, size, id as u64) {
             self.untracked.fetch_add(1, Ordering::Relaxed);
         }
-        BUSY.with(|b| b.set(false));
     }
 
     fn forget(&self, p: *mut u8) {
@@ -654,35 +703,6 @@ impl Leaks {
         r
     }
 
-    fn write_stack(&self, out: &mut dyn core::fmt::Write, id: u32) -> core::fmt::Result {
-        let mut frames = [0usize; DEPTH];
-        let k = self.stacks.frames(id, &mut frames);
-        if k == 0 {
-            writeln!(
-                out,
-                "    (no stack: recorded while the stack table was full)"
-            )?;
-        }
-        let mut shown = 0;
-        let mut leading = true;
-        for &ip in &frames[..k] {
-            for f in symbolize(ip) {
-                if leading && f.internal {
-                    continue;
-                }
-                leading = false;
-                write!(out, "    #{shown} {ip:#x} in {}", f.name)?;
-                match (&f.file, f.line) {
-                    (Some(file), Some(line)) => writeln!(out, " {file}:{line}")?,
-                    (Some(file), None) => writeln!(out, " {file}")?,
-                    _ => writeln!(out, " ({})", f.object)?,
-                }
-                shown += 1;
-            }
-        }
-        Ok(())
-    }
-
     fn write_report(&self, f: &Findings, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
         let (total, count) = f.leaked();
         let (rb, rn) = f.total(State::Reachable);
@@ -732,7 +752,7 @@ impl Leaks {
                 "{what} {} byte(s) in {} object(s) allocated from:",
                 g.bytes, g.count
             )?;
-            self.write_stack(out, g.stack)?;
+            write_stack(&self.stacks, out, g.stack)?;
         }
         if rest.0 != 0 {
             writeln!(
