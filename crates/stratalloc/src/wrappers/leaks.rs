@@ -1126,11 +1126,18 @@ mod tests {
                 .args(["--exact", "--test-threads=1", "--nocapture"])
                 .arg("wrappers::leaks::tests::lost_blocks_are_leaks_and_reachable_ones_are_not")
                 .env(CHILD, "1")
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "{text}");
+                .output();
+            let text = out.as_ref().map_or(String::new(), |o| {
+                String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr)
+            });
+            if !text.contains("running 1 test") {
+                // Under qemu-user (cross tests) the binary cannot exec
+                // itself (and qemu's own thread would not stop anyway).
+                eprintln!("skipped: this test binary cannot be run again: {out:?}");
+                return;
+            }
+            assert!(out.unwrap().status.success(), "{text}");
             assert!(text.contains("1 passed"), "{text}");
             return;
         }

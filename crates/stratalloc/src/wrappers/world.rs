@@ -3,7 +3,9 @@
 //! and static TLS). Linux and glibc; nothing here allocates from the heap.
 //!
 //! **Stopping the world.** The threads are listed from `/proc/self/task`
-//! (raw `getdents64`) and each is sent [`stop_signal`] with `tgkill`. Its
+//! (raw `getdents64`) and each is sent [`stop_signal`] with `tgkill` (a
+//! thread gone meanwhile, `ESRCH`, is left out; any other refusal makes
+//! the stop fail). Its
 //! handler records the address of one of its own locals as the thread's
 //! stack pointer (the handler runs on the thread's stack, below the signal
 //! frame, so the frame's saved registers and the interrupted code's red
@@ -48,9 +50,11 @@ pub const TCB_SLACK: usize = 4096;
 /// Threads that can be stopped at once.
 const MAX_THREADS: usize = 1024;
 
-/// The real-time signal that stops a thread.
+/// The real-time signal that stops a thread: one low in the range (qemu-user
+/// cannot deliver the guest's highest ones; glibc keeps those below
+/// `SIGRTMIN` for itself).
 pub fn stop_signal() -> c_int {
-    libc::SIGRTMAX() - 1
+    libc::SIGRTMIN() + 4
 }
 
 const FREE: u32 = 0;
@@ -268,6 +272,7 @@ pub fn stop() -> Result<World, StopError> {
     loop {
         let mut new = 0;
         let mut full = false;
+        let mut refused = None;
         let ok = for_each_task(|tid| {
             if tid == me
                 || SLOTS[..world.used]
@@ -288,9 +293,17 @@ pub fn stop() -> Result<World, StopError> {
             new += 1;
             // SAFETY: tgkill to a thread of this process.
             if unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, stop_signal()) } != 0 {
-                s.state.store(GONE, Ordering::SeqCst);
+                // SAFETY: errno is thread-local.
+                if unsafe { *libc::__errno_location() } == libc::ESRCH {
+                    s.state.store(GONE, Ordering::SeqCst);
+                } else {
+                    refused = Some(tid);
+                }
             }
         });
+        if let Some(tid) = refused {
+            return Err(StopError::NoAnswer(tid));
+        }
         if !ok {
             return Err(StopError::NoTaskList);
         }
