@@ -3,7 +3,7 @@
 //! ```text
 //! engine-bench [--quick | --smoke] [--out DIR] [--reps N] [--scale F]
 //!              [--stratalloc-lib PATH] [--mimalloc PATH] [--jemalloc PATH]
-//!              [--workload-exe PATH]
+//!              [--workload-exe PATH] [--only WORKLOAD,WORKLOAD]
 //! ```
 //! `libstratalloc.so` is looked for next to this binary (the same target
 //! profile directory) unless `--stratalloc-lib` says otherwise; an allocator
@@ -18,7 +18,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: engine-bench [--quick | --smoke] [--out DIR] [--reps N] [--scale F] \
          [--stratalloc-lib PATH] [--mimalloc PATH] [--jemalloc PATH] [--workload-exe PATH] \
-         [--timeout SECS]"
+         [--timeout SECS] [--only WORKLOAD,WORKLOAD]"
     );
     std::process::exit(2)
 }
@@ -51,6 +51,7 @@ fn main() {
             "--mimalloc" => mi = PathBuf::from(v),
             "--jemalloc" => je = PathBuf::from(v),
             "--workload-exe" => workload = PathBuf::from(v),
+            "--only" => cfg.only = v.split(',').map(str::to_string).collect(),
             _ => usage(),
         }
     }
