@@ -26,6 +26,11 @@ pub const HUGE_CACHE_BYTES: usize = 64 << 20;
 /// (a "regret": too many of them stop such stealing).
 pub const STEAL_REGRET: u32 = 128;
 
+/// Abandoned segments a slow path adopts at most, looking for a page of
+/// the class it needs, before it sets up a fresh page: more reuses the
+/// memory of exited threads sooner, and makes that slow path longer.
+pub const ADOPT_VISITS: usize = 8;
+
 /// Bytes mapped at a time for thread heaps (about 2.2 KB each).
 pub const HEAP_CHUNK: usize = 64 * 1024;
 

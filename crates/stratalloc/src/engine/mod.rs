@@ -35,9 +35,14 @@
 //! - **heap**: per-thread state (a pointer to it in TLS): a queue of pages
 //!   per class and the segments it owns.
 //! - **floating page**: a full page unlinked from its queue (`FULL`).
-//! - **abandoned segment**: owned by a thread that exited; adopted by the
-//!   next thread that needs a span, or by any thread's periodic visit (one
-//!   segment per visit, at most every 10 ms).
+//! - **abandoned segment**: owned by a thread that exited (it may still
+//!   hold live blocks, freed later by other threads); on a first-in,
+//!   first-out list. A thread's slow path adopts one before it sets up a
+//!   fresh page (one with a page of the class it needs with room) or maps
+//!   a segment (one with free slices for the span), looking at up to 8:
+//!   each looked at is tidied (remote frees taken back, empty spans
+//!   released, freed if empty) and, if not adopted, put back last. Any
+//!   thread's periodic visit (at most every 10 ms) tidies the oldest.
 //! - **large / huge block**: above 512 KiB, one block per span; above
 //!   2 MiB, one mapping per block.
 //!
@@ -94,9 +99,10 @@
 //! - remote free: the block checks (carved, key), then one CAS on the
 //!   page's `thread_free`.
 //! - slow path: collect the queue's pages (freed blocks in any of them go
-//!   before fresh blocks are carved), float full ones, reclaim abandoned
-//!   segments, take a span (bitmap search over 64 slices), or map a
-//!   segment (segment cache first). A floating page that gets blocks back
+//!   before fresh blocks are carved), float full ones, take back floating
+//!   pages freed into, adopt an abandoned segment with a page of the class,
+//!   take a span (bitmap search over 64 slices), adopt an abandoned
+//!   segment with room for it, or map a segment (segment cache first). A floating page that gets blocks back
 //!   is queued last, so it gathers frees before malloc comes to it.
 //!
 //! ## Checks always on (each aborts with a message naming the pointer)
@@ -152,9 +158,10 @@
 //! cache of 8 (their dirty slices purged when due) and are unmapped beyond
 //! it. Freed huge mappings (up to 8, 64 MiB in all) are kept 10 ms for a
 //! request of about the same size, then unmapped; any thread's slow path
-//! (or the next huge request) does that global work. `trim()` frees empty
-//! pages and purges at once, adopts abandoned segments, and unmaps both
-//! caches.
+//! (or the next huge request) does that global work. Abandoned segments emptied
+//! by remote frees go to the segment cache when a thread looks at them
+//! (adoption or periodic visit). `trim()` frees empty pages and purges at
+//! once, adopts every abandoned segment, and unmaps both caches.
 //!
 //! ## Drawbacks
 //!

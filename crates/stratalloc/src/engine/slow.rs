@@ -48,7 +48,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
         let Some(h) = enter_slow(h) else {
             return ptr::null_mut();
         };
-        for attempt in 0..2 {
+        for attempt in 0..3 {
             // Freed blocks anywhere in the queue go before fresh ones are
             // carved (carving touches new memory): the first page that can
             // only be extended is remembered and extended if no page has
@@ -89,8 +89,12 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                 }
                 return Page::pop(extendable, h.secret);
             }
+            // Then floating pages of ours that got blocks back; then pages
+            // with room in segments exited threads left.
             if attempt == 0 {
                 collect_pending(h);
+            } else if attempt == 1 && !adopt_for_class(h, c) {
+                break;
             }
         }
         // A fresh page. If this class lost its empty page to another
@@ -153,11 +157,14 @@ pub(super) unsafe fn periodic(h: &mut Heap) {
             }
             free_retired(h, segment::PURGE_DELAY_MS, now);
             purge_due(h, now, false);
-            // Adopt one abandoned segment, so that memory other threads
-            // freed into it is taken back even when nobody needs a new span.
+            // Tidy the oldest abandoned segment (adopted by nobody: this
+            // thread may have no use for it), so that memory other threads
+            // freed into it is taken back, and the segment freed once
+            // empty, even when no thread needs a new page.
             let seg = segment::abandon_pop();
-            if !seg.is_null() {
-                reclaim(h, seg);
+            if !seg.is_null() && tidy(seg) {
+                (*seg).purge(now);
+                segment::abandon_push(seg);
             }
         }
         segment::global_purge(now);
