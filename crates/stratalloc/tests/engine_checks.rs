@@ -294,6 +294,65 @@ fn freed_huge_mappings_are_reused_then_unmapped_after_the_delay() {
     );
 }
 
+/// Minor page faults of this process so far.
+fn minor_faults() -> i64 {
+    // SAFETY: `rusage` is plain data; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { core::mem::zeroed() };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_minflt
+}
+
+/// Page faults taken while allocating `size` bytes and writing them all.
+fn faults_to_fill(size: usize) -> (*mut u8, i64) {
+    let before = minor_faults();
+    let p = engine::malloc(size);
+    // SAFETY: a fresh block of `size` bytes.
+    unsafe { core::ptr::write_bytes(p, 5, size) };
+    (p, minor_faults() - before)
+}
+
+/// A freed huge mapping (in the huge cache) serves the next request of a
+/// different size: a smaller one as it is (no fault), a larger one grown
+/// by `mremap` (faults for the growth only, not for the pages it already
+/// had). A fresh mapping would fault in every page.
+#[test]
+fn a_cached_huge_mapping_serves_other_sizes_without_faulting_anew() {
+    let (st, err) = in_child(|| {
+        let page = os::page_size() as i64;
+        let mib = 1 << 20;
+        let (p, fresh) = faults_to_fill(12 * mib);
+        // SAFETY: live block.
+        unsafe { engine::free(p) };
+        // Smaller: the 12 MiB mapping serves 7 MiB as it is.
+        let (q, smaller) = faults_to_fill(7 * mib);
+        // SAFETY: live block.
+        unsafe { engine::free(q) };
+        // Larger: the 12 MiB mapping grows to 20 MiB.
+        let (r, larger) = faults_to_fill(20 * mib);
+        // SAFETY: live block.
+        unsafe { engine::free(r) };
+        stratalloc::eprint_noalloc!(
+            "faults: fresh 12 MiB {}, 7 MiB {}, 20 MiB {} ({} per MiB)\n",
+            fresh,
+            smaller,
+            larger,
+            mib as i64 / page
+        );
+        if smaller > mib as i64 / page {
+            return 5;
+        }
+        if larger > 9 * mib as i64 / page {
+            return 6;
+        }
+        0
+    });
+    assert!(
+        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+        "status {st:#x}: {err}"
+    );
+}
+
 #[test]
 fn free_of_an_interior_pointer_on_a_local_page_aborts() {
     expect_abort(

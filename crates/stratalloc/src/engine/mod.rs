@@ -156,8 +156,10 @@
 //! `MADV_DONTNEED` once it stayed free for 10 ms (per-slice free time),
 //! from the owner's slow path. Empty segments go to a global
 //! cache of 8 (their dirty slices purged when due) and are unmapped beyond
-//! it. Freed huge mappings (up to 8, 64 MiB in all) are kept 10 ms for a
-//! request of about the same size, then unmapped; any thread's slow path
+//! it. Freed huge mappings (up to 8, 64 MiB in all) are kept 10 ms for
+//! the next huge request, then unmapped: a request needing a third of a
+//! cached mapping or more takes it as it is (resident, no fault), a
+//! larger one grows the largest smaller one with `mremap`; any thread's slow path
 //! (or the next huge request) does that global work. Abandoned segments emptied
 //! by remote frees go to the segment cache when a thread looks at them
 //! (adoption or periodic visit). `trim()` frees empty pages and purges at
@@ -170,8 +172,10 @@
 //!   and on abandoned segments only.
 //! - Pages freed only by other threads are taken back when the owner next
 //!   runs out of pages in that class.
-//! - Huge blocks cost one `mmap`/`munmap` each unless the huge cache
-//!   holds a mapping of about the same size.
+//! - Huge blocks cost one `mmap`/`munmap` each unless they follow
+//!   another within 10 ms (the huge cache); a block served from a cached
+//!   mapping up to three times its size keeps the excess resident while
+//!   it lives.
 //! - `fork` holds no engine lock; a child in which a thread gone there held
 //!   the global lock forgets the segment and huge caches, the abandoned
 //!   list and the heap pool (their memory stays mapped, unused).

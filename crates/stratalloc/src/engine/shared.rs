@@ -304,22 +304,34 @@ pub unsafe fn huge_cache_put(seg: *mut Segment, now: u64) -> bool {
     })
 }
 
-/// A cached huge mapping of at least `need` bytes that wastes at most a
-/// quarter (or 1 MiB) beyond it; null if none.
+/// A cached huge mapping for a block needing `need` bytes of mapping:
+/// the smallest that holds `need` and wastes at most twice as much again
+/// (its pages are resident: no fault; the waste lasts as long as the
+/// block), else the largest smaller one (the caller grows it with
+/// `mremap`: only the growth faults in). Null if the cache is empty or
+/// holds only mappings over three times `need`.
 pub fn huge_cache_take(need: usize) -> *mut Segment {
     with_shared(|s| {
+        let (mut fit, mut grow) = (None::<(usize, usize)>, None::<(usize, usize)>);
         for i in 0..s.nhuge {
-            let seg = s.huge[i];
             // SAFETY: cached huge headers are valid.
-            let size = unsafe { (*seg).map_size };
-            if size >= need && size - need <= (need / 4).max(1 << 20) {
-                s.nhuge -= 1;
-                s.huge[i] = s.huge[s.nhuge];
-                s.huge_bytes -= size;
-                return seg;
+            let size = unsafe { (*s.huge[i]).map_size };
+            if size >= need {
+                if size - need <= 2 * need && fit.map_or(true, |(_, f)| size < f) {
+                    fit = Some((i, size));
+                }
+            } else if grow.map_or(true, |(_, g)| size > g) {
+                grow = Some((i, size));
             }
         }
-        ptr::null_mut()
+        let Some((i, size)) = fit.or(grow) else {
+            return ptr::null_mut();
+        };
+        let seg = s.huge[i];
+        s.nhuge -= 1;
+        s.huge[i] = s.huge[s.nhuge];
+        s.huge_bytes -= size;
+        seg
     })
 }
 
