@@ -83,9 +83,11 @@
 //!   static TLS, see `heap::heap`).
 //! - realloc of a block that stays in its class: segment-map lookup, page
 //!   lookup, block-boundary test, size compare (no division, no call).
-//!   Past the block's class it asks for a quarter more than the new size,
-//!   so buffers grown a little at a time are copied every few classes
-//!   rather than at every class boundary.
+//!   Past the block's class it asks for a quarter more than the new size
+//!   (up to the largest large block), so buffers grown a little at a time
+//!   are copied every few classes rather than at every class boundary; a
+//!   large block grows in place into free slices that follow it, else
+//!   moves with that quarter more.
 //! - local free: mask, one compare against the heap's cache of its own
 //!   segments (`Heap::own`, 8 slots by address: a hit proves the segment
 //!   is mapped, ours and owned by this thread, so neither the segment map
