@@ -527,6 +527,14 @@ impl Report {
             geo(false),
             geo(true)
         );
+        if !self.cfg.only.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nOnly {} run (`--only`): no strategy table.",
+                self.cfg.only.join(", ")
+            );
+            return s;
+        }
         let _ = writeln!(
             s,
             "\n**Strategies as the process allocator** (`STRATALLOC_STRATEGY=<s>`, `churn` at \
