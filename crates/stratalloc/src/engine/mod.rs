@@ -16,7 +16,7 @@
 //! | [`free`]`(p)` | `free` | null ignored; a pointer not ours aborts with a message |
 //! | [`usable_size`]`(p)` | `malloc_usable_size` | works for every pointer handed out |
 //! | [`owns`]`(p)` | — | cheap "could this be ours?" (segment map lookup) |
-//! | [`trim`]`()` | `malloc_trim` | returns free memory now |
+//! | [`trim`]`()` | `malloc_trim` | returns free memory now (other threads' heaps: at their next slow path) |
 //! | [`ENGINE`] | — | the same as a [`Backend`] (stats: mapped, peak mapped, returned; `in_use`, `allocs`, `frees` are not tracked and read 0) |
 //! | [`check`]`()`, [`engine_stats`]`()`, [`local_pages`]`()` | — | diagnostics: invariants of the calling thread's heap, OS/segment figures, pages owned |
 //!
@@ -165,13 +165,16 @@
 //! (or the next huge request) does that global work. Abandoned segments emptied
 //! by remote frees go to the segment cache when a thread looks at them
 //! (adoption or periodic visit). `trim()` frees empty pages and purges at
-//! once, adopts every abandoned segment, and unmaps both caches.
+//! once, adopts every abandoned segment, and unmaps both caches; it also
+//! bumps a global trim count, and every other heap that sees a new count
+//! on its next slow path frees its empty pages and purges too.
 //!
 //! ## Drawbacks
 //!
 //! - A thread that stops calling malloc keeps its empty pages resident
-//!   until it exits or calls `trim()`; `trim()` acts on the calling thread
-//!   and on abandoned segments only.
+//!   until it exits or calls `trim()`; another thread's `trim()` reaches
+//!   it only at its next slow path (a heap is never touched by another
+//!   thread).
 //! - Pages freed only by other threads are taken back when the owner next
 //!   runs out of pages in that class.
 //! - Huge blocks cost one `mmap`/`munmap` each unless they follow

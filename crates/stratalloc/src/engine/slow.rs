@@ -14,8 +14,9 @@ use crate::os;
 // ------------------------------------------------------------ allocation
 
 /// The start of every allocation slow path: give the thread a heap of its
-/// own on its first use, and run the periodic work (purge, reclaim) every
-/// 64 slow calls. `None` when no heap could be set up (out of memory).
+/// own on its first use, trim it if another thread called `trim()` since
+/// it last did, and run the periodic work (purge, reclaim) every 64 slow
+/// calls. `None` when no heap could be set up (out of memory).
 ///
 /// # Safety
 /// `h` is the calling thread's heap.
@@ -31,6 +32,9 @@ pub(super) unsafe fn enter_slow<'a>(mut h: *mut Heap) -> Option<&'a mut Heap> {
             }
         }
         let h = &mut *h;
+        if h.trim_seen != TRIM_EPOCH.load(Relaxed) {
+            trim_own(h, os::now_ms());
+        }
         h.slow_count += 1;
         if h.slow_count % 64 == 0 {
             periodic(h);
