@@ -158,7 +158,7 @@
 //! `MADV_DONTNEED` once it stayed free for 10 ms (per-slice free time),
 //! from the owner's slow path. Empty segments go to a global
 //! cache of 8 (their dirty slices purged when due) and are unmapped beyond
-//! it. Freed huge mappings (up to 8, 64 MiB in all) are kept 10 ms for
+//! it. Freed huge mappings (up to 8, 64 MiB in all) are kept 100 ms for
 //! the next huge request, then unmapped: a request needing a third of a
 //! cached mapping or more takes it as it is (resident, no fault), a
 //! larger one grows the largest smaller one with `mremap`; any thread's slow path
@@ -178,7 +178,7 @@
 //! - Pages freed only by other threads are taken back when the owner next
 //!   runs out of pages in that class.
 //! - Huge blocks cost one `mmap`/`munmap` each unless they follow
-//!   another within 10 ms (the huge cache); a block served from a cached
+//!   another within 100 ms (the huge cache); a block served from a cached
 //!   mapping up to three times its size keeps the excess resident while
 //!   it lives.
 //! - `fork` holds no engine lock; a child in which a thread gone there held

@@ -27,7 +27,9 @@ struct Shared {
     huge_bytes: usize,
 }
 
-use crate::tuning::{HUGE_CACHE_BYTES, HUGE_CACHE_MAX, SEGMENT_CACHE as CACHE_MAX};
+use crate::tuning::{
+    HUGE_CACHE_BYTES, HUGE_CACHE_DELAY_MS, HUGE_CACHE_MAX, SEGMENT_CACHE as CACHE_MAX,
+};
 
 struct SharedCell(core::cell::UnsafeCell<Shared>);
 // SAFETY: only accessed while GLOBAL is held.
@@ -295,7 +297,7 @@ pub unsafe fn huge_cache_put(seg: *mut Segment, now: u64) -> bool {
         // SAFETY: the header is ours until it is listed.
         unsafe {
             (*seg).huge_block = ptr::null_mut();
-            (*seg).purge_at = now + PURGE_DELAY_MS;
+            (*seg).purge_at = now + HUGE_CACHE_DELAY_MS;
         }
         s.huge[s.nhuge] = seg;
         s.nhuge += 1;
