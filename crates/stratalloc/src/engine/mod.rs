@@ -177,6 +177,12 @@
 //!   thread).
 //! - Pages freed only by other threads are taken back when the owner next
 //!   runs out of pages in that class.
+//! - While abandoned segments exist that no thread has a use for (their
+//!   pages are of classes nobody asks for, their free slices too few), every
+//!   fresh page and new span looks at up to 8 of them first (a lock, a
+//!   walk of 63 slices and their remote frees each): a cost of slow paths
+//!   that grows with how many such segments a program leaves, up to that
+//!   bound.
 //! - Huge blocks cost one `mmap`/`munmap` each unless they follow
 //!   another within 100 ms (the huge cache); a block served from a cached
 //!   mapping up to three times its size keeps the excess resident while
