@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use stratalloc::engine;
+use stratalloc::__private::engine;
 
 /// The tests here measure process-wide figures: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -276,7 +276,7 @@ fn freed_huge_mappings_are_reused_then_unmapped_after_the_delay() {
         // SAFETY: live block.
         unsafe { engine::free(q) };
         let cached = ENGINE.stats().mapped;
-        os::advance_clock(stratalloc::tuning::HUGE_CACHE_DELAY_MS + 1);
+        os::advance_clock(stratalloc::__private::tuning::HUGE_CACHE_DELAY_MS + 1);
         // A huge request of another size runs the global purge first.
         let r = engine::malloc(3 << 20);
         let now = ENGINE.stats().mapped;
@@ -335,8 +335,8 @@ fn a_cached_huge_mapping_serves_other_sizes_without_faulting_anew() {
         unsafe { engine::free(r) };
         // A program that fills a huge block for longer than the slices'
         // purge delay (10 ms) still finds the mapping cached...
-        let delay = stratalloc::tuning::HUGE_CACHE_DELAY_MS;
-        let a_while = 5 * stratalloc::tuning::PURGE_DELAY_MS;
+        let delay = stratalloc::__private::tuning::HUGE_CACHE_DELAY_MS;
+        let a_while = 5 * stratalloc::__private::tuning::PURGE_DELAY_MS;
         os::advance_clock(a_while);
         let (s, later) = faults_to_fill(18 * mib);
         // SAFETY: live block.
