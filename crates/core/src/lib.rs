@@ -67,6 +67,7 @@ pub use stats::{Counters, HeapStats};
 pub use strategies::blocks::BoundaryHeap;
 pub use strategies::buddy::Buddy;
 pub use strategies::bump::Bump;
+pub use strategies::fit_tree::IndexedFit;
 pub use strategies::free_list::{FitPolicy, FreeList};
 pub use strategies::pool::Pool;
 pub use strategies::segregated::Segregated;

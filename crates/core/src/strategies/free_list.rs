@@ -61,13 +61,25 @@ pub enum FitPolicy {
 }
 
 impl FitPolicy {
-    /// The strategy name (`"first-fit"`, …).
+    /// The name of the indexed strategy
+    /// ([`IndexedFit`](super::fit_tree::IndexedFit)): `"first-fit"`, …
     pub const fn name(self) -> &'static str {
         match self {
             FitPolicy::First => "first-fit",
             FitPolicy::Next => "next-fit",
             FitPolicy::Best => "best-fit",
             FitPolicy::Worst => "worst-fit",
+        }
+    }
+
+    /// The name of the scanning strategy ([`FreeList`]):
+    /// `"first-fit-scan"`, …
+    pub const fn scan_name(self) -> &'static str {
+        match self {
+            FitPolicy::First => "first-fit-scan",
+            FitPolicy::Next => "next-fit-scan",
+            FitPolicy::Best => "best-fit-scan",
+            FitPolicy::Worst => "worst-fit-scan",
         }
     }
 }
@@ -186,7 +198,7 @@ impl FitIndex {
 
 impl FreeIndex for FitIndex {
     fn name(&self) -> &'static str {
-        self.policy.name()
+        self.policy.scan_name()
     }
 
     fn set_env(&mut self, env: Env) {
@@ -381,10 +393,10 @@ mod tests {
     #[test]
     fn names() {
         for (p, n) in [
-            (FitPolicy::First, "first-fit"),
-            (FitPolicy::Next, "next-fit"),
-            (FitPolicy::Best, "best-fit"),
-            (FitPolicy::Worst, "worst-fit"),
+            (FitPolicy::First, "first-fit-scan"),
+            (FitPolicy::Next, "next-fit-scan"),
+            (FitPolicy::Best, "best-fit-scan"),
+            (FitPolicy::Worst, "worst-fit-scan"),
         ] {
             assert_eq!(FreeList::new(p).name(), n);
         }

@@ -157,6 +157,10 @@ use crate::util::checked_request;
 /// ```
 pub(crate) mod list;
 
+/// Intrusive balanced trees of free blocks: AVL, ordered by address or by
+/// (size, address), each node carrying its subtree's largest size.
+pub(crate) mod tree;
+
 mod env;
 mod inspect;
 mod pointer;
@@ -238,6 +242,12 @@ pub(crate) unsafe fn size_of_block(b: usize) -> usize {
 /// [`SegIndex`](super::segregated::SegIndex) (a list per power of two),
 /// [`TlsfIndex`](super::tlsf::TlsfIndex) (two-level lists and bitmaps).
 pub trait FreeIndex {
+    /// The smallest block this index can hold: the header, the index's
+    /// link words and the footer, rounded up to [`GRAN`]. Every block of
+    /// the heap is at least this big (smaller remainders stay inside the
+    /// allocated block).
+    const MIN_BLOCK: usize = MIN_BLOCK;
+
     /// The strategy's name as the command line spells it.
     fn name(&self) -> &'static str;
 
@@ -353,12 +363,13 @@ const fn map_slot(base: usize, p: usize) -> (usize, usize) {
     (base + (g / bits) * WORD, 1 << (g % bits))
 }
 
-/// Block size for a payload of `size` bytes (`size <= FAST_MAX`).
+/// Block size for a payload of `size` bytes (`size <= FAST_MAX`) in a
+/// heap whose smallest block is `min` bytes.
 #[inline(always)]
-const fn block_for(size: usize) -> usize {
+const fn block_for(size: usize, min: usize) -> usize {
     let b = (size + WORD + GRAN - 1) & !(GRAN - 1);
-    if b < MIN_BLOCK {
-        MIN_BLOCK
+    if b < min {
+        min
     } else {
         b
     }
@@ -420,8 +431,8 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         need: usize,
         prev_free: usize,
     ) -> NonNull<u8> {
-        debug_assert!(size >= need && need >= MIN_BLOCK);
-        let used = if size - need >= MIN_BLOCK {
+        debug_assert!(size >= need && need >= I::MIN_BLOCK);
+        let used = if size - need >= I::MIN_BLOCK {
             // SAFETY: the tail `[b + need, b + size)` is inside the block;
             // its next block already has PREV_FREE (this block was free).
             unsafe {
@@ -461,7 +472,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     fn free_tags_ok<const MULTI: bool>(&self, b: usize, h: usize) -> bool {
         let size = h & !FLAGS;
         h & KIND == FREE
-            && size >= MIN_BLOCK
+            && size >= I::MIN_BLOCK
             && if MULTI {
                 let off = b.wrapping_sub(self.hot.start);
                 (off < self.hot_len && size < self.hot_len - off) || self.ends_in_region(b, size)
@@ -602,10 +613,10 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         size: usize,
         align: usize,
     ) -> Option<NonNull<u8>> {
-        let Some((rounded, align)) = checked_request(size, align, GRAN, WORD + MIN_BLOCK) else {
+        let Some((rounded, align)) = checked_request(size, align, GRAN, WORD + I::MIN_BLOCK) else {
             return self.fail();
         };
-        let need = block_for(rounded);
+        let need = block_for(rounded, I::MIN_BLOCK);
         if align <= GRAN {
             // SAFETY: `need` is a valid request size (below isize::MAX).
             return match unsafe { self.index.take::<MULTI>(need) } {
@@ -630,7 +641,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     ) -> Option<NonNull<u8>> {
         // Worst-case front padding: up to `align - 16`, or `align` more when
         // the padding would be a sliver too small to be a free block.
-        let search = match need.checked_add(align + (MIN_BLOCK - GRAN)) {
+        let search = match need.checked_add(align + (I::MIN_BLOCK - GRAN)) {
             Some(s) if s <= isize::MAX as usize => s,
             _ => return self.fail(),
         };
@@ -642,7 +653,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         let size = unsafe { self.taken_size::<MULTI>(b, search) };
         let payload = b + WORD;
         let mut pad = payload.wrapping_neg() & (align - 1);
-        if pad != 0 && pad < MIN_BLOCK {
+        if pad != 0 && pad < I::MIN_BLOCK {
             pad += align;
         }
         debug_assert!(size - pad >= need);
@@ -701,7 +712,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // `align` in 1..=16 and a power of two: the common case, one
         // compare and one bit test.
         if size <= FAST_MAX && align <= GRAN && (SMALL_ALIGNS >> align) & 1 != 0 {
-            let need = block_for(size);
+            let need = block_for(size, I::MIN_BLOCK);
             // SAFETY: `need` is a multiple of GRAN, >= MIN_BLOCK, small.
             if let Some(b) = unsafe { self.index.take_fast::<MULTI>(need) } {
                 // SAFETY: the index handed over a free block of at least
@@ -712,7 +723,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             return self.allocate_fallback::<MULTI>(need);
         }
         if size <= FAST_MAX && align > GRAN && align & (align - 1) == 0 {
-            return self.allocate_aligned::<MULTI>(block_for(size), align);
+            return self.allocate_aligned::<MULTI>(block_for(size, I::MIN_BLOCK), align);
         }
         self.allocate_slow::<MULTI>(size, align)
     }
@@ -818,11 +829,11 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
         // targets); a longer span's map grows by a word per 1 KiB, so any
         // span of at least this size keeps `LEAD + MIN_BLOCK + WORD` for
         // blocks after its map.
-        let min = GRAN + LEAD + MIN_BLOCK + WORD;
+        let min = GRAN + LEAD + I::MIN_BLOCK + WORD;
         // SAFETY: forwarded from the caller.
         let span = unsafe { self.regions.push(region, GRAN, min)? };
         let map = map_bytes(span.len());
-        debug_assert!(span.len() >= map + LEAD + MIN_BLOCK + WORD);
+        debug_assert!(span.len() >= map + LEAD + I::MIN_BLOCK + WORD);
         self.hot = span;
         // `span.len() >= min`: no underflow.
         self.fast_base = span.start;

@@ -17,7 +17,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         if new_size > FAST_MAX {
             return false;
         }
-        let need = block_for(new_size);
+        let need = block_for(new_size, I::MIN_BLOCK);
         let size = h & !FLAGS;
         let pf = h & PREV_FREE;
         let n = b + size;
@@ -35,7 +35,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
                     self.make_free(b + need, tail + next_free);
                 }
                 need
-            } else if tail >= MIN_BLOCK {
+            } else if tail >= I::MIN_BLOCK {
                 // SAFETY: the tail becomes a free block before a used one.
                 unsafe {
                     wr(b, need | USED | pf);
@@ -52,7 +52,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             // the block inside the span.
             unsafe {
                 self.index.remove::<MULTI>(n, next_free);
-                if total - need >= MIN_BLOCK {
+                if total - need >= I::MIN_BLOCK {
                     wr(b, need | USED | pf);
                     self.make_free(b + need, total - need);
                     need
