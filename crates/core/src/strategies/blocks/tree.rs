@@ -211,6 +211,9 @@ struct Path {
     bounds: [(u128, u128); MAX_HEIGHT],
     right: u64,
     len: usize,
+    /// The level whose node a removal replaced by its successor (the
+    /// parent still points to the old one), or `usize::MAX`.
+    moved: usize,
 }
 
 impl Path {
@@ -220,6 +223,7 @@ impl Path {
             bounds: [(0, 0); MAX_HEIGHT],
             right: 0,
             len: 0,
+            moved: usize::MAX,
         }
     }
 
@@ -353,16 +357,24 @@ impl Tree {
             let (lo, hi) = path.bounds[i];
             // SAFETY: `n` is on the path, so a node; its other child is
             // read checked.
-            sub = unsafe {
+            unsafe {
+                let before = (height(n), max(n));
                 let k = self.key_of(n);
-                if path.right >> i & 1 != 0 {
+                sub = if path.right >> i & 1 != 0 {
                     let l = self.child_in::<MULTI>(n, LEFT, (lo, k), env);
                     self.balance::<MULTI>(n, l, sub, (lo, hi), env)
                 } else {
                     let r = self.child_in::<MULTI>(n, RIGHT, (k, hi), env);
                     self.balance::<MULTI>(n, sub, r, (lo, hi), env)
+                };
+                // The same subtree root with the same height and max: the
+                // ancestors' words are unchanged, the walk is done (not
+                // up to where a removal put a successor in place of the
+                // node whose parent still points to it).
+                if sub == n && i < path.moved && (height(n), max(n)) == before {
+                    return;
                 }
-            };
+            }
         }
         self.root = sub;
     }
@@ -460,6 +472,7 @@ impl Tree {
             }
             let sub = self.child_in::<MULTI>(s, RIGHT, (self.key_of(s), s_hi), env);
             path.nodes[at] = s;
+            path.moved = at;
             // `s`'s left child is `l` from now on; the rebalance supplies
             // its right child and recomputes the rest.
             wr(s + LEFT, l);
