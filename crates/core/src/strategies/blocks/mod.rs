@@ -1,6 +1,7 @@
 //! # Boundary tags: the block layer under free list, segregated fit and TLSF
 //!
-//! Three strategies ([`FreeList`](super::free_list::FreeList),
+//! Four strategies ([`FreeList`](super::free_list::FreeList),
+//! [`IndexedFit`](super::fit_tree::IndexedFit),
 //! [`Segregated`](super::segregated::Segregated),
 //! [`Tlsf`](super::tlsf::Tlsf)) cut their regions into blocks the same way and
 //! differ only in how they *find* a free block. This module is that shared
@@ -13,7 +14,8 @@
 //!
 //! - **word**: `usize` (`W` bytes: 8 on 64-bit targets).
 //! - **block**: a span `[b, b + size)`; `size` is a multiple of 16 and at
-//!   least [`MIN_BLOCK`]. Its first word is the **header**.
+//!   least the index's [`FreeIndex::MIN_BLOCK`] ([`MIN_BLOCK`] for the
+//!   lists, more for the tree). Its first word is the **header**.
 //! - **payload**: `[b + W, b + size)`: the caller's bytes, 16-aligned because
 //!   every block starts `W` bytes before a multiple of 16.
 //! - **footer**: the last word of a *free* block, a copy of its size. A used
@@ -239,6 +241,7 @@ pub(crate) unsafe fn size_of_block(b: usize) -> usize {
 /// link words of the blocks it holds and nothing else.
 ///
 /// Implementations: [`FitIndex`](super::free_list::FitIndex) (one list),
+/// [`FitTree`](super::fit_tree::FitTree) (a balanced tree),
 /// [`SegIndex`](super::segregated::SegIndex) (a list per power of two),
 /// [`TlsfIndex`](super::tlsf::TlsfIndex) (two-level lists and bitmaps).
 pub trait FreeIndex {
@@ -309,6 +312,7 @@ pub trait FreeIndex {
 /// A heap of boundary-tagged blocks over any number of regions, whose free
 /// blocks are found by the index `I`. Use it through its aliases:
 /// [`FreeList`](super::free_list::FreeList),
+/// [`IndexedFit`](super::fit_tree::IndexedFit),
 /// [`Segregated`](super::segregated::Segregated),
 /// [`Tlsf`](super::tlsf::Tlsf).
 pub struct BoundaryHeap<I> {
