@@ -115,6 +115,24 @@ impl FreeIndex for FitTree {
     }
 
     unsafe fn take<const MULTI: bool>(&mut self, size: usize) -> Option<usize> {
+        // SAFETY: forwarded.
+        let b = unsafe { self.find::<MULTI>(size) }?;
+        // SAFETY: `b` is a node of the tree, so a free block.
+        unsafe {
+            let s = size_of_block(b);
+            self.tree.remove::<MULTI>(b, s, &self.env);
+        }
+        Some(b)
+    }
+
+    /// The address order keeps a block that is cut or merged in its place;
+    /// the size order moves it.
+    #[inline(always)]
+    fn replaces(&self) -> bool {
+        self.policy != FitPolicy::Best
+    }
+
+    unsafe fn find<const MULTI: bool>(&mut self, size: usize) -> Option<usize> {
         let env = &self.env;
         // SAFETY: the tree is consistent (module invariants).
         let b = unsafe {
@@ -129,12 +147,21 @@ impl FreeIndex for FitTree {
             return None;
         }
         self.rover = b;
-        // SAFETY: `b` is a node of the tree, so a free block.
-        unsafe {
-            let s = size_of_block(b);
-            self.tree.remove::<MULTI>(b, s, &self.env);
-        }
         Some(b)
+    }
+
+    unsafe fn replace<const MULTI: bool>(
+        &mut self,
+        old: usize,
+        old_size: usize,
+        new: usize,
+        new_size: usize,
+    ) {
+        // SAFETY: forwarded (only called when `replaces`: address order).
+        unsafe {
+            self.tree
+                .replace::<MULTI>(old, old_size, new, new_size, &self.env)
+        };
     }
 
     fn check(

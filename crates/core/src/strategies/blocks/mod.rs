@@ -294,6 +294,51 @@ pub trait FreeIndex {
         unsafe { self.take::<MULTI>(size) }
     }
 
+    /// `true`: the index implements [`find`](Self::find) and
+    /// [`replace`](Self::replace), and the heap uses them: a block it
+    /// splits or merges keeps its place in the index instead of leaving it
+    /// and coming back (an index whose removal and insertion are O(1)
+    /// gains nothing by it).
+    #[inline(always)]
+    fn replaces(&self) -> bool {
+        false
+    }
+
+    /// [`take`](Self::take) without the taking: the block stays indexed,
+    /// and the caller then [`remove`](Self::remove)s or
+    /// [`replace`](Self::replace)s it. Only called when
+    /// [`replaces`](Self::replaces).
+    ///
+    /// # Safety
+    /// As for [`take`](Self::take).
+    unsafe fn find<const MULTI: bool>(&mut self, size: usize) -> Option<usize> {
+        // SAFETY: forwarded.
+        unsafe { self.take::<MULTI>(size) }
+    }
+
+    /// The indexed block `old` of `old_size` bytes becomes the free block
+    /// `new` of `new_size` bytes, overlapping it (cut at the front, or
+    /// grown by a neighbour); no other free block lies between the two.
+    /// Only called when [`replaces`](Self::replaces).
+    ///
+    /// # Safety
+    /// `old` must be indexed with `old_size`, its header still reading so;
+    /// `new`'s words are the index's from now on, its header and footer
+    /// written by the caller after this call.
+    unsafe fn replace<const MULTI: bool>(
+        &mut self,
+        old: usize,
+        old_size: usize,
+        new: usize,
+        new_size: usize,
+    ) {
+        // SAFETY: forwarded.
+        unsafe {
+            self.remove::<MULTI>(old, old_size);
+            self.insert(new, new_size);
+        }
+    }
+
     /// Verify the index's own invariants. `visit(b)` checks that `b` is a
     /// free block of the heap and returns its size; at most `budget` blocks
     /// may be indexed. Returns the number of indexed blocks.
@@ -453,12 +498,74 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             }
             size
         };
+        // SAFETY: `b` is now a used block of `used` bytes.
+        unsafe { self.hand_out(b, used) }
+    }
+
+    /// Count the used block `b` of `used` bytes, mark it live and return
+    /// its payload.
+    ///
+    /// # Safety
+    /// `b` must be a used block of one of the heap's spans.
+    #[inline(always)]
+    unsafe fn hand_out(&mut self, b: usize, used: usize) -> NonNull<u8> {
         self.counters.on_alloc(used - WORD);
         let p = b + WORD;
         // SAFETY: `p` is the payload of a block of one of the heap's spans.
         unsafe { self.set_live(p) };
         // SAFETY: `p` lies inside a region, so it is not null.
         unsafe { NonNull::new_unchecked(p as *mut u8) }
+    }
+
+    /// Allocate `need` bytes from the block an index that
+    /// [`replaces`](FreeIndex::replaces) found (still indexed): a tail big enough to
+    /// be a block takes `b`'s place in the index, otherwise `b` leaves it.
+    ///
+    /// # Safety
+    /// `b` must be a block the index holds, found for `need`.
+    #[inline(always)]
+    unsafe fn finish_found<const MULTI: bool>(&mut self, b: usize, need: usize) -> NonNull<u8> {
+        // SAFETY: the index holds `b`; its tags are checked here.
+        let size = unsafe { self.taken_size::<MULTI>(b, need) };
+        if size - need < I::MIN_BLOCK {
+            // SAFETY: `b` is indexed with `size`; once out, it is a free
+            // block whose previous block is used.
+            unsafe {
+                self.index.remove::<MULTI>(b, size);
+                return self.finish(b, size, need, 0);
+            }
+        }
+        let (t, ts) = (b + need, size - need);
+        // SAFETY: the tail lies inside `b`, whose header still reads free
+        // while the index moves it; its next block already has PREV_FREE.
+        unsafe {
+            self.index.replace::<MULTI>(b, size, t, ts);
+            wr(t, ts | FREE);
+            wr(t + ts - WORD, ts);
+            wr(b, need | USED);
+            self.hand_out(b, need)
+        }
+    }
+
+    /// The index's block for `need` bytes, allocated: [`FreeIndex::take`]
+    /// and [`finish`](Self::finish), or [`FreeIndex::find`] and
+    /// [`finish_found`](Self::finish_found).
+    ///
+    /// # Safety
+    /// `need` must be a valid request size (see [`FreeIndex::take`]).
+    #[inline(always)]
+    unsafe fn take_and_finish<const MULTI: bool>(&mut self, need: usize) -> Option<NonNull<u8>> {
+        // SAFETY: per the function contract; the index hands over (or
+        // finds) a free block of at least `need` bytes whose previous block
+        // is used.
+        unsafe {
+            if self.index.replaces() {
+                let b = self.index.find::<MULTI>(need)?;
+                return Some(self.finish_found::<MULTI>(b, need));
+            }
+            let b = self.index.take::<MULTI>(need)?;
+            Some(self.finish(b, self.taken_size::<MULTI>(b, need), need, 0))
+        }
     }
 
     /// Whether the free-block header `h` at `b` checks out: kind FREE, a
@@ -595,9 +702,8 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     #[inline(never)]
     fn allocate_fallback<const MULTI: bool>(&mut self, need: usize) -> Option<NonNull<u8>> {
         // SAFETY: `need` is a valid request size (from `block_for`).
-        match unsafe { self.index.take::<MULTI>(need) } {
-            // SAFETY: as in the fast path.
-            Some(b) => Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b, need), need, 0) }),
+        match unsafe { self.take_and_finish::<MULTI>(need) } {
+            Some(p) => Some(p),
             None => self.fail(),
         }
     }
@@ -623,12 +729,8 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         let need = block_for(rounded, I::MIN_BLOCK);
         if align <= GRAN {
             // SAFETY: `need` is a valid request size (below isize::MAX).
-            return match unsafe { self.index.take::<MULTI>(need) } {
-                Some(b) => {
-                    // SAFETY: the index returned a free block of at least
-                    // `need` bytes (checked) whose previous block is used.
-                    Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b, need), need, 0) })
-                }
+            return match unsafe { self.take_and_finish::<MULTI>(need) } {
+                Some(p) => Some(p),
                 None => self.fail(),
             };
         }
@@ -693,6 +795,9 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             let n = b + size;
             let nh = rd(n);
             let ns = self.next_free_size::<MULTI>(b, n, nh);
+            if self.index.replaces() {
+                return self.release_in_place::<MULTI>(b, h, n, ns, nh);
+            }
             if ns != 0 {
                 self.index.remove::<MULTI>(n, ns);
                 size += ns;
@@ -709,6 +814,52 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         }
     }
 
+    /// [`release`](Self::release) for an index that
+    /// [`replaces`](FreeIndex::replaces): the merged block takes the place of a free
+    /// neighbour in the index (the previous one, which grows, or else the
+    /// next one), so the index moves at most one block out.
+    ///
+    /// # Safety
+    /// As for [`release`](Self::release); `n` is the next block, `nh` its
+    /// header and `ns` its size if it is free (checked), else 0.
+    #[inline(always)]
+    unsafe fn release_in_place<const MULTI: bool>(
+        &mut self,
+        b: usize,
+        h: usize,
+        n: usize,
+        ns: usize,
+        nh: usize,
+    ) {
+        let size = h & !FLAGS;
+        // SAFETY: as in `release`: the neighbours' tags were checked; the
+        // merged block lies in one region, and each index call gets a
+        // block it holds, whose header still reads free.
+        unsafe {
+            if ns == 0 {
+                wr(n, nh | PREV_FREE);
+            }
+            if h & PREV_FREE != 0 {
+                let ps = rd(b - WORD);
+                let start = b - ps;
+                if ns != 0 {
+                    self.index.remove::<MULTI>(n, ns);
+                }
+                let total = ps + size + ns;
+                self.index.replace::<MULTI>(start, ps, start, total);
+                wr(start, total | FREE);
+                wr(start + total - WORD, total);
+            } else if ns != 0 {
+                let total = size + ns;
+                self.index.replace::<MULTI>(n, ns, b, total);
+                wr(b, total | FREE);
+                wr(b + total - WORD, total);
+            } else {
+                self.make_free(b, size);
+            }
+        }
+    }
+
     /// [`RegionHeap::allocate`] for a heap of one region (`!MULTI`) or
     /// several.
     #[inline(always)]
@@ -717,6 +868,9 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // compare and one bit test.
         if size <= FAST_MAX && align <= GRAN && (SMALL_ALIGNS >> align) & 1 != 0 {
             let need = block_for(size, I::MIN_BLOCK);
+            if self.index.replaces() {
+                return self.allocate_fallback::<MULTI>(need);
+            }
             // SAFETY: `need` is a multiple of GRAN, >= MIN_BLOCK, small.
             if let Some(b) = unsafe { self.index.take_fast::<MULTI>(need) } {
                 // SAFETY: the index handed over a free block of at least

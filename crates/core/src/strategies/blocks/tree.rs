@@ -48,6 +48,8 @@
 //! is caught), and no walk goes deeper than [`MAX_HEIGHT`]. Damage is
 //! reported through [`crate::corruption::report`], never followed.
 
+use core::mem::MaybeUninit;
+
 use super::{rd, wr, Env, FLAGS, FREE, GRAN, KIND, WORD};
 use crate::heap::CheckError;
 
@@ -194,9 +196,19 @@ unsafe fn right<const MULTI: bool>(b: usize, env: &Env) -> usize {
 #[inline(always)]
 unsafe fn join(n: usize, l: usize, r: usize) -> usize {
     // SAFETY: per the function contract.
+    unsafe { join_sized(n, size(n), l, r) }
+}
+
+/// [`join`] for a node of `size` bytes, whose header is not read.
+///
+/// # Safety
+/// As for [`join`].
+#[inline(always)]
+unsafe fn join_sized(n: usize, size: usize, l: usize, r: usize) -> usize {
+    // SAFETY: per the function contract.
     unsafe {
         let h = 1 + height(l).max(height(r));
-        let m = size(n).max(max(l)).max(max(r));
+        let m = size.max(max(l)).max(max(r));
         wr(n + LEFT, l | (h >> 4));
         wr(n + RIGHT, r);
         wr(n + MAX, m | (h & MAX_BITS));
@@ -206,9 +218,10 @@ unsafe fn join(n: usize, l: usize, r: usize) -> usize {
 
 /// The path from the root to a node: per level the node, the key bounds
 /// its subtree must keep (exclusive), and whether the walk went right.
+/// Levels `0..len` are written; the rest is never read (left uninitialised:
+/// zeroing 2.5 KB per insert and removal cost more than the walk).
 struct Path {
-    nodes: [usize; MAX_HEIGHT],
-    bounds: [(u128, u128); MAX_HEIGHT],
+    levels: [MaybeUninit<Level>; MAX_HEIGHT],
     right: u64,
     len: usize,
     /// The level whose node a removal replaced by its successor (the
@@ -216,11 +229,17 @@ struct Path {
     moved: usize,
 }
 
+/// One level of a [`Path`]: a node and its key bounds.
+#[derive(Clone, Copy)]
+struct Level {
+    node: usize,
+    bounds: (u128, u128),
+}
+
 impl Path {
     const fn new() -> Self {
         Path {
-            nodes: [0; MAX_HEIGHT],
-            bounds: [(0, 0); MAX_HEIGHT],
+            levels: [const { MaybeUninit::uninit() }; MAX_HEIGHT],
             right: 0,
             len: 0,
             moved: usize::MAX,
@@ -233,10 +252,17 @@ impl Path {
         if self.len == MAX_HEIGHT {
             too_deep(n);
         }
-        self.nodes[self.len] = n;
-        self.bounds[self.len] = bounds;
+        self.levels[self.len] = MaybeUninit::new(Level { node: n, bounds });
         self.right |= (went_right as u64) << self.len;
         self.len += 1;
+    }
+
+    /// Level `i < len`.
+    #[inline(always)]
+    fn level(&self, i: usize) -> Level {
+        debug_assert!(i < self.len);
+        // SAFETY: levels below `len` were written by `push`.
+        unsafe { self.levels[i].assume_init() }
     }
 }
 
@@ -353,8 +379,10 @@ impl Tree {
         let mut i = path.len;
         while i > 0 {
             i -= 1;
-            let n = path.nodes[i];
-            let (lo, hi) = path.bounds[i];
+            let Level {
+                node: n,
+                bounds: (lo, hi),
+            } = path.level(i);
             // SAFETY: `n` is on the path, so a node; its other child is
             // read checked.
             unsafe {
@@ -471,11 +499,54 @@ impl Tree {
                 s = sl;
             }
             let sub = self.child_in::<MULTI>(s, RIGHT, (self.key_of(s), s_hi), env);
-            path.nodes[at] = s;
+            path.levels[at] = MaybeUninit::new(Level {
+                node: s,
+                bounds: (lo, hi),
+            });
             path.moved = at;
             // `s`'s left child is `l` from now on; the rebalance supplies
             // its right child and recomputes the rest.
             wr(s + LEFT, l);
+            self.rebalance::<MULTI>(&path, sub, env);
+        }
+    }
+
+    /// The node `old` of `old_size` bytes becomes the free block `new` of
+    /// `new_size` bytes in the same place of the order (a block that grew
+    /// or shrank at either end: its neighbours in the tree are unchanged),
+    /// without a rotation: `new` takes `old`'s children and height, and the
+    /// maxima above it are updated up to the first one that stays.
+    /// Address order only (a size order moves a resized block).
+    ///
+    /// # Safety
+    /// `old` must be in the tree with `old_size` and its header still read
+    /// so; `new`'s header need not be written yet (it is not read); no
+    /// other node may lie between `old` and `new` in address order.
+    pub(crate) unsafe fn replace<const MULTI: bool>(
+        &mut self,
+        old: usize,
+        old_size: usize,
+        new: usize,
+        new_size: usize,
+        env: &Env,
+    ) {
+        debug_assert!(self.order == Order::Address);
+        let k = self.key(old, old_size);
+        let mut path = Path::new();
+        // SAFETY: the tree is consistent (checked as it is walked); `old`,
+        // found, is a node, and `new` a free block owned by the tree.
+        unsafe {
+            let (n, (lo, hi)) = self.walk_to::<MULTI>(k, &mut path, env);
+            if n != old {
+                missing(old);
+            }
+            let kn = self.key(new, new_size);
+            if !(lo < kn && kn < hi) {
+                damaged(old);
+            }
+            let l = self.child_in::<MULTI>(old, LEFT, (lo, kn), env);
+            let r = self.child_in::<MULTI>(old, RIGHT, (kn, hi), env);
+            let sub = join_sized(new, new_size, l, r);
             self.rebalance::<MULTI>(&path, sub, env);
         }
     }
