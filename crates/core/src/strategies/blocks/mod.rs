@@ -850,12 +850,33 @@ impl<I: FreeIndex> BoundaryHeap<I> {
                 wr(start, total | FREE);
                 wr(start + total - WORD, total);
             } else if ns != 0 {
-                let total = size + ns;
-                self.index.replace::<MULTI>(n, ns, b, total);
-                wr(b, total | FREE);
-                wr(b + total - WORD, total);
+                self.move_free::<MULTI>(n, ns, b, size + ns);
             } else {
                 self.make_free(b, size);
+            }
+        }
+    }
+
+    /// The free, indexed block `n` of `ns` bytes gives way to the free
+    /// block `t` of `ts` bytes that overlaps it (no other free block lies
+    /// between them): `t` takes `n`'s place in an index that
+    /// [`replaces`](FreeIndex::replaces), else `n` leaves and `t` enters.
+    /// Writes `t`'s header and footer.
+    ///
+    /// # Safety
+    /// `n` must be indexed with `ns`, its header intact; `[t, t + ts)` a
+    /// span of one region whose previous block is used.
+    #[inline(always)]
+    unsafe fn move_free<const MULTI: bool>(&mut self, n: usize, ns: usize, t: usize, ts: usize) {
+        // SAFETY: per the function contract.
+        unsafe {
+            if self.index.replaces() {
+                self.index.replace::<MULTI>(n, ns, t, ts);
+                wr(t, ts | FREE);
+                wr(t + ts - WORD, ts);
+            } else {
+                self.index.remove::<MULTI>(n, ns);
+                self.make_free(t, ts);
             }
         }
     }

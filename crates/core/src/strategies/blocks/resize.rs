@@ -30,9 +30,8 @@ impl<I: FreeIndex> BoundaryHeap<I> {
                 // SAFETY: the tail and the free next block are adjacent; the
                 // merged block's next already has PREV_FREE.
                 unsafe {
-                    self.index.remove::<MULTI>(n, next_free);
+                    self.move_free::<MULTI>(n, next_free, b + need, tail + next_free);
                     wr(b, need | USED | pf);
-                    self.make_free(b + need, tail + next_free);
                 }
                 need
             } else if tail >= I::MIN_BLOCK {
@@ -51,12 +50,12 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             // SAFETY: the next block is free and indexed; absorbing it keeps
             // the block inside the span.
             unsafe {
-                self.index.remove::<MULTI>(n, next_free);
                 if total - need >= I::MIN_BLOCK {
+                    self.move_free::<MULTI>(n, next_free, b + need, total - need);
                     wr(b, need | USED | pf);
-                    self.make_free(b + need, total - need);
                     need
                 } else {
+                    self.index.remove::<MULTI>(n, next_free);
                     wr(b, total | USED | pf);
                     let nn = b + total;
                     wr(nn, rd(nn) & !PREV_FREE);
