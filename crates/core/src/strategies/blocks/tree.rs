@@ -165,10 +165,23 @@ unsafe fn child<const MULTI: bool>(b: usize, off: usize, env: &Env) -> usize {
     // header slot with room for a node's words.
     unsafe {
         let c = rd(b + off) & !LINK_BITS;
-        if c != 0 && !((env.holds(c) || (MULTI && env.holds_anywhere(c))) && rd(c) & KIND == FREE) {
-            damaged(b);
+        if c != 0 && !(env.holds(c) && rd(c) & KIND == FREE) {
+            child_elsewhere::<MULTI>(b, c, env);
         }
         c
+    }
+}
+
+/// The slow half of [`child`]: the link `c` of node `b` is not a free
+/// block of the hot span; it is still good in a heap of several regions
+/// if it is one of another region. Anything else is damage, reported.
+#[cold]
+#[inline(never)]
+fn child_elsewhere<const MULTI: bool>(b: usize, c: usize, env: &Env) {
+    // SAFETY: `c` is read only once it is known to be a header slot in a
+    // region.
+    if !(MULTI && env.holds_anywhere(c) && unsafe { rd(c) } & KIND == FREE) {
+        damaged(b);
     }
 }
 
@@ -335,6 +348,30 @@ impl Tree {
         bounds: (u128, u128),
         env: &Env,
     ) -> usize {
+        // SAFETY: `l` and `r` are 0 or nodes.
+        let (hl, hr) = unsafe { (height(l), height(r)) };
+        if hl.abs_diff(hr) <= 1 {
+            // SAFETY: per the function contract.
+            return unsafe { join(n, l, r) };
+        }
+        // SAFETY: per the function contract.
+        unsafe { self.rotate::<MULTI>(n, l, r, bounds, env) }
+    }
+
+    /// [`balance`](Self::balance) when the children's heights differ by 2:
+    /// one or two rotations (out of line: most calls need none).
+    ///
+    /// # Safety
+    /// As for [`join`].
+    #[inline(never)]
+    unsafe fn rotate<const MULTI: bool>(
+        &self,
+        n: usize,
+        l: usize,
+        r: usize,
+        bounds: (u128, u128),
+        env: &Env,
+    ) -> usize {
         let (lo, hi) = bounds;
         // SAFETY: `l`, `r` and their checked children are nodes; every
         // node is rejoined with children from the same subtree, in key
@@ -374,7 +411,7 @@ impl Tree {
     ///
     /// # Safety
     /// `path` must be a path of this tree; `sub` 0 or a node.
-    #[inline(always)]
+    #[inline(never)]
     unsafe fn rebalance<const MULTI: bool>(&mut self, path: &Path, mut sub: usize, env: &Env) {
         let mut i = path.len;
         while i > 0 {
