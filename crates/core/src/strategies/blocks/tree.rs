@@ -355,11 +355,12 @@ impl Tree {
             return unsafe { join(n, l, r) };
         }
         // SAFETY: per the function contract.
-        unsafe { self.rotate::<MULTI>(n, l, r, bounds, env) }
+        unsafe { self.rotate::<MULTI>(n, (l, r), hl > hr, bounds, env) }
     }
 
-    /// [`balance`](Self::balance) when the children's heights differ by 2:
-    /// one or two rotations (out of line: most calls need none).
+    /// [`balance`](Self::balance) when the children `(l, r)` heights
+    /// differ by 2, the left one higher if `left_heavy`: one or two
+    /// rotations (out of line: most calls need none).
     ///
     /// # Safety
     /// As for [`join`].
@@ -367,18 +368,16 @@ impl Tree {
     unsafe fn rotate<const MULTI: bool>(
         &self,
         n: usize,
-        l: usize,
-        r: usize,
-        bounds: (u128, u128),
+        (l, r): (usize, usize),
+        left_heavy: bool,
+        (lo, hi): (u128, u128),
         env: &Env,
     ) -> usize {
-        let (lo, hi) = bounds;
         // SAFETY: `l`, `r` and their checked children are nodes; every
         // node is rejoined with children from the same subtree, in key
         // order.
         unsafe {
-            let (hl, hr) = (height(l), height(r));
-            if hl > hr + 1 {
+            if left_heavy {
                 let (kl, kn) = (self.key_of(l), self.key_of(n));
                 let ll = self.child_in::<MULTI>(l, LEFT, (lo, kl), env);
                 let lr = self.child_in::<MULTI>(l, RIGHT, (kl, kn), env);
@@ -390,19 +389,16 @@ impl Tree {
                 let lrr = self.child_in::<MULTI>(lr, RIGHT, (klr, kn), env);
                 return join(lr, join(l, ll, lrl), join(n, lrr, r));
             }
-            if hr > hl + 1 {
-                let (kr, kn) = (self.key_of(r), self.key_of(n));
-                let rl = self.child_in::<MULTI>(r, LEFT, (kn, kr), env);
-                let rr = self.child_in::<MULTI>(r, RIGHT, (kr, hi), env);
-                if height(rr) >= height(rl) {
-                    return join(r, join(n, l, rl), rr);
-                }
-                let krl = self.key_of(rl);
-                let rll = self.child_in::<MULTI>(rl, LEFT, (kn, krl), env);
-                let rlr = self.child_in::<MULTI>(rl, RIGHT, (krl, kr), env);
-                return join(rl, join(n, l, rll), join(r, rlr, rr));
+            let (kr, kn) = (self.key_of(r), self.key_of(n));
+            let rl = self.child_in::<MULTI>(r, LEFT, (kn, kr), env);
+            let rr = self.child_in::<MULTI>(r, RIGHT, (kr, hi), env);
+            if height(rr) >= height(rl) {
+                return join(r, join(n, l, rl), rr);
             }
-            join(n, l, r)
+            let krl = self.key_of(rl);
+            let rll = self.child_in::<MULTI>(rl, LEFT, (kn, krl), env);
+            let rlr = self.child_in::<MULTI>(rl, RIGHT, (krl, kr), env);
+            join(rl, join(n, l, rll), join(r, rlr, rr))
         }
     }
 
