@@ -4,7 +4,7 @@
 //! JSON files (default directory `target/bench/`):
 //!
 //! - `region-bench` ([`region`]): every region-heap strategy against talc,
-//!   rlsf, linked_list_allocator and buddy_system_allocator on one 32 MiB
+//!   rlsf, linked_list_allocator, buddy_system_allocator and dlmalloc on one 32 MiB
 //!   region — random-actions throughput, heap efficiency, and per-operation
 //!   tail latency.
 //! - `engine-bench` ([`engine`]): process-level workloads (the

@@ -19,7 +19,7 @@ fn every_region_contender_runs_every_workload() {
     let cfg = Config::smoke();
     let names = contender_names();
     assert!(names.iter().any(|(_, k)| *k == Kind::Ours));
-    assert_eq!(names.iter().filter(|(_, k)| *k == Kind::Peer).count(), 4);
+    assert_eq!(names.iter().filter(|(_, k)| *k == Kind::Peer).count(), 5);
     for (name, kind) in names {
         let r = run_contender(&name, &cfg).expect("listed contender runs");
         assert_eq!(r.kind, kind);

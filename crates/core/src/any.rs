@@ -75,10 +75,14 @@ macro_rules! strategies {
 
 strategies! {
     Bump: strategies::bump::Bump = "bump" => strategies::bump::Bump::new();
-    FirstFit: strategies::free_list::FreeList = "first-fit" => strategies::free_list::FreeList::new(strategies::free_list::FitPolicy::First);
-    NextFit: strategies::free_list::FreeList = "next-fit" => strategies::free_list::FreeList::new(strategies::free_list::FitPolicy::Next);
-    BestFit: strategies::free_list::FreeList = "best-fit" => strategies::free_list::FreeList::new(strategies::free_list::FitPolicy::Best);
-    WorstFit: strategies::free_list::FreeList = "worst-fit" => strategies::free_list::FreeList::new(strategies::free_list::FitPolicy::Worst);
+    FirstFit: strategies::fit_tree::IndexedFit = "first-fit" => strategies::fit_tree::IndexedFit::new(strategies::free_list::FitPolicy::First);
+    NextFit: strategies::fit_tree::IndexedFit = "next-fit" => strategies::fit_tree::IndexedFit::new(strategies::free_list::FitPolicy::Next);
+    BestFit: strategies::fit_tree::IndexedFit = "best-fit" => strategies::fit_tree::IndexedFit::new(strategies::free_list::FitPolicy::Best);
+    WorstFit: strategies::fit_tree::IndexedFit = "worst-fit" => strategies::fit_tree::IndexedFit::new(strategies::free_list::FitPolicy::Worst);
+    FirstFitScan: strategies::free_list::FreeList = "first-fit-scan" => strategies::free_list::FreeList::new(strategies::free_list::FitPolicy::First);
+    NextFitScan: strategies::free_list::FreeList = "next-fit-scan" => strategies::free_list::FreeList::new(strategies::free_list::FitPolicy::Next);
+    BestFitScan: strategies::free_list::FreeList = "best-fit-scan" => strategies::free_list::FreeList::new(strategies::free_list::FitPolicy::Best);
+    WorstFitScan: strategies::free_list::FreeList = "worst-fit-scan" => strategies::free_list::FreeList::new(strategies::free_list::FitPolicy::Worst);
     Segregated: strategies::segregated::Segregated = "segregated" => strategies::segregated::Segregated::new();
     Tlsf: strategies::tlsf::Tlsf = "tlsf" => strategies::tlsf::Tlsf::new();
     Buddy: strategies::buddy::Buddy = "buddy" => strategies::buddy::Buddy::new();

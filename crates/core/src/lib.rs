@@ -9,7 +9,8 @@
 //! ```text
 //!   front ends      Locked<H>: GlobalAlloc + allocator_api2::Allocator
 //!                   ------------------------------------------------------
-//!   strategies      Bump · FreeList{first,next,best,worst} · Segregated ·
+//!   strategies      Bump · IndexedFit{first,next,best,worst} (O(log n)) ·
+//!                   FreeList{…} (the same fits as list scans) · Segregated ·
 //!                   Tlsf · Buddy · Pool · Slab<B> · AnyHeap (run-time choice)
 //!                   ------------------------------------------------------
 //!   memory          Region (a span of bytes you own)  ·  RegionList
@@ -67,6 +68,7 @@ pub use stats::{Counters, HeapStats};
 pub use strategies::blocks::BoundaryHeap;
 pub use strategies::buddy::Buddy;
 pub use strategies::bump::Bump;
+pub use strategies::fit_tree::IndexedFit;
 pub use strategies::free_list::{FitPolicy, FreeList};
 pub use strategies::pool::Pool;
 pub use strategies::segregated::Segregated;

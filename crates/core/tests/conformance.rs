@@ -68,21 +68,41 @@ conformance!(
 );
 conformance!(
     first_fit,
+    crate::s::fit_tree::IndexedFit::new(crate::s::free_list::FitPolicy::First),
+    restores = true
+);
+conformance!(
+    first_fit_scan,
     crate::s::free_list::FreeList::new(crate::s::free_list::FitPolicy::First),
     restores = true
 );
 conformance!(
     next_fit,
+    crate::s::fit_tree::IndexedFit::new(crate::s::free_list::FitPolicy::Next),
+    restores = true
+);
+conformance!(
+    next_fit_scan,
     crate::s::free_list::FreeList::new(crate::s::free_list::FitPolicy::Next),
     restores = true
 );
 conformance!(
     best_fit,
+    crate::s::fit_tree::IndexedFit::new(crate::s::free_list::FitPolicy::Best),
+    restores = true
+);
+conformance!(
+    best_fit_scan,
     crate::s::free_list::FreeList::new(crate::s::free_list::FitPolicy::Best),
     restores = true
 );
 conformance!(
     worst_fit,
+    crate::s::fit_tree::IndexedFit::new(crate::s::free_list::FitPolicy::Worst),
+    restores = true
+);
+conformance!(
+    worst_fit_scan,
     crate::s::free_list::FreeList::new(crate::s::free_list::FitPolicy::Worst),
     restores = true
 );

@@ -15,7 +15,8 @@ use std::ptr::NonNull;
 
 use common::{heap_over, Arena, GARBAGE_WORD};
 use stratalloc_core::{
-    Buddy, Bump, FitPolicy, FreeList, HeapErrorKind, Pool, RegionHeap, Segregated, Slab, Tlsf,
+    Buddy, Bump, FitPolicy, FreeList, HeapErrorKind, IndexedFit, Pool, RegionHeap, Segregated,
+    Slab, Tlsf,
 };
 
 /// A strategy's name and a maker of empty heaps of it.
@@ -24,10 +25,18 @@ type EmptyHeap = (&'static str, fn() -> Box<dyn RegionHeap>);
 /// Empty heaps of each boundary-tag strategy.
 fn empty_heaps() -> Vec<EmptyHeap> {
     vec![
-        ("first-fit", || Box::new(FreeList::new(FitPolicy::First))),
-        ("next-fit", || Box::new(FreeList::new(FitPolicy::Next))),
-        ("best-fit", || Box::new(FreeList::new(FitPolicy::Best))),
-        ("worst-fit", || Box::new(FreeList::new(FitPolicy::Worst))),
+        ("first-fit", || Box::new(IndexedFit::new(FitPolicy::First))),
+        ("next-fit", || Box::new(IndexedFit::new(FitPolicy::Next))),
+        ("best-fit", || Box::new(IndexedFit::new(FitPolicy::Best))),
+        ("worst-fit", || Box::new(IndexedFit::new(FitPolicy::Worst))),
+        ("first-fit-scan", || {
+            Box::new(FreeList::new(FitPolicy::First))
+        }),
+        ("next-fit-scan", || Box::new(FreeList::new(FitPolicy::Next))),
+        ("best-fit-scan", || Box::new(FreeList::new(FitPolicy::Best))),
+        ("worst-fit-scan", || {
+            Box::new(FreeList::new(FitPolicy::Worst))
+        }),
         ("segregated", || Box::new(Segregated::new())),
         ("tlsf", || Box::new(Tlsf::new())),
     ]
@@ -174,7 +183,10 @@ fn a_link_into_a_gap_between_regions_is_reported() {
         let mut h = make();
         add(&mut *h, &arena, 0);
         add(&mut *h, &arena, 512 * KIB);
-        let p = two_free_blocks(&mut *h);
+        // Worst fit alternates between two regions of equal free size;
+        // after this it takes the next blocks one after the other.
+        let _big = h.allocate(128 * KIB, 16).unwrap();
+        let (p, g1) = two_free_blocks_and_a_used_one(&mut *h);
         // A header slot (8 past a 16-byte granule) in the middle of the gap.
         let fake = arena.base() + 384 * KIB + 8;
         let hdr = p.as_ptr() as usize - WORD;
@@ -184,7 +196,15 @@ fn a_link_into_a_gap_between_regions_is_reported() {
             (p.as_ptr() as *mut usize).write(fake);
             ((fake + 2 * WORD) as *mut usize).write(hdr);
         }
-        allocate_a_few(name, &mut *h, p);
+        // A worst-fit tree's allocations may never pass `p`; freeing `g1`
+        // merges `p` and so takes it out of any index.
+        expect_report(name, p.as_ptr() as usize, "overwritten", || {
+            for _ in 0..3 {
+                let _ = h.allocate(64, 16);
+            }
+            // SAFETY: `g1` is live.
+            let _ = unsafe { h.deallocate(g1) };
+        });
     }
 }
 
@@ -259,6 +279,41 @@ fn a_free_size_reaching_into_another_region_is_reported() {
 /// after free cannot pass for the end of the list: it is reported instead
 /// of ending the list early (a pool would then answer "out of memory"
 /// with free slots left).
+/// A tree link overwritten with the address of another free block of the
+/// heap (so it passes the "free block of this heap" test) but out of key
+/// order: relinking it would put that block in the tree twice and hand it
+/// out twice. Removing the damaged node must report it instead.
+#[test]
+fn an_out_of_order_tree_link_is_reported() {
+    for policy in [
+        FitPolicy::First,
+        FitPolicy::Next,
+        FitPolicy::Best,
+        FitPolicy::Worst,
+    ] {
+        let arena = Arena::new(1 << 20);
+        let mut h = heap_over(IndexedFit::new(policy), &arena);
+        let (p, g1) = two_free_blocks_and_a_used_one(&mut h);
+        // The free tail after every block: higher in address and in size
+        // than `p`, so never `p`'s left child.
+        let mut tail = 0;
+        h.walk(&mut |b| {
+            if b.state == stratalloc_core::BlockState::Free {
+                tail = b.addr;
+            }
+        });
+        assert!(tail > p.as_ptr() as usize);
+        // SAFETY: the arena is ours; `p` is free, its first word is its
+        // left link.
+        unsafe { (p.as_ptr() as *mut usize).write(tail) };
+        expect_report(policy.name(), p.as_ptr() as usize, "overwritten", || {
+            // Freeing `g1` merges it with `p`, which leaves the tree.
+            // SAFETY: `g1` is live.
+            let _ = unsafe { h.deallocate(g1) };
+        });
+    }
+}
+
 #[test]
 fn a_null_link_is_not_taken_for_the_end_of_the_list() {
     let heaps: [EmptyHeap; 2] = [

@@ -392,6 +392,86 @@ impl<T: LayoutAlloc> BenchHeap for Moving<T> {
     }
 }
 
+/// dlmalloc's memory source for one arena: the whole arena on its first
+/// request, nothing after (dlmalloc asks its source for segments; it
+/// never gets back what it was given).
+pub struct ArenaSource {
+    base: usize,
+    len: usize,
+    given: core::sync::atomic::AtomicBool,
+}
+
+// SAFETY: `alloc` hands out the arena (which the heap owns alone) once,
+// and nothing else; every other request is refused, and nothing is ever
+// released or remapped.
+unsafe impl dlmalloc::Allocator for ArenaSource {
+    fn alloc(&self, size: usize) -> (*mut u8, usize, u32) {
+        use core::sync::atomic::Ordering;
+        if size > self.len || self.given.swap(true, Ordering::Relaxed) {
+            return (core::ptr::null_mut(), 0, 0);
+        }
+        (self.base as *mut u8, self.len, 0)
+    }
+    fn remap(&self, _ptr: *mut u8, _old: usize, _new: usize, _can_move: bool) -> *mut u8 {
+        core::ptr::null_mut()
+    }
+    fn free_part(&self, _ptr: *mut u8, _old: usize, _new: usize) -> bool {
+        false
+    }
+    fn free(&self, _ptr: *mut u8, _size: usize) -> bool {
+        false
+    }
+    fn can_release_part(&self, _flags: u32) -> bool {
+        false
+    }
+    fn allocates_zeros(&self) -> bool {
+        false
+    }
+    fn page_size(&self) -> usize {
+        4096
+    }
+}
+
+/// dlmalloc (the Rust port of Doug Lea's malloc) over the arena.
+pub struct DlHeap(dlmalloc::Dlmalloc<ArenaSource>);
+
+impl DlHeap {
+    /// A heap whose only segment is the arena.
+    pub fn over(arena: &Arena) -> Result<Box<Self>, String> {
+        Ok(Box::new(DlHeap(dlmalloc::Dlmalloc::new_with_allocator(
+            ArenaSource {
+                base: arena.ptr() as usize,
+                len: arena.len(),
+                given: core::sync::atomic::AtomicBool::new(false),
+            },
+        ))))
+    }
+}
+
+impl BenchHeap for DlHeap {
+    #[inline]
+    fn alloc(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        // SAFETY: size > 0, align a power of two.
+        NonNull::new(unsafe { self.0.malloc(size, align) })
+    }
+    #[inline]
+    unsafe fn free(&mut self, ptr: NonNull<u8>, size: usize, align: usize) {
+        // SAFETY: a live block allocated with this layout.
+        unsafe { self.0.free(ptr.as_ptr(), size, align) }
+    }
+    #[inline]
+    unsafe fn realloc(
+        &mut self,
+        ptr: NonNull<u8>,
+        size: usize,
+        align: usize,
+        new_size: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: a live block allocated with this layout; new_size > 0.
+        NonNull::new(unsafe { self.0.realloc(ptr.as_ptr(), size, align, new_size) })
+    }
+}
+
 /// Something that is shown each contender in turn.
 pub trait Visit {
     /// One contender: its name, its family, and how to build it over an arena.
@@ -415,6 +495,7 @@ pub fn contenders(v: &mut impl Visit) {
     v.visit("rlsf", Kind::Peer, &RlsfHeap::over);
     v.visit("linked_list_allocator", Kind::Peer, &LinkedListHeap::over);
     v.visit("buddy_system_allocator", Kind::Peer, &BuddyHeap::over);
+    v.visit("dlmalloc", Kind::Peer, &DlHeap::over);
 }
 
 /// The concrete strategy types called without `AnyHeap`'s dispatch.

@@ -1,4 +1,10 @@
-//! # Free list: one explicit list, four fit policies
+//! # Free list: one explicit list, four fit policies, scanned
+//!
+//! The teaching form of the four fits, run-time names `first-fit-scan`,
+//! `next-fit-scan`, `best-fit-scan`, `worst-fit-scan`: the search is the
+//! loop of the textbook. [`IndexedFit`](super::fit_tree::IndexedFit) (the
+//! run-time `first-fit` …) makes the same choices as a scan in address
+//! order, in O(log n).
 //!
 //! Every free block is on one doubly linked list (links inside the free
 //! blocks themselves, see [`blocks`](super::blocks)). Freeing pushes the
@@ -34,7 +40,8 @@
 //!
 //! **Drawbacks**: the linear search makes allocation slow once the heap has
 //! many free blocks; a teaching strategy and a baseline, not a production
-//! malloc. See [`Tlsf`](super::tlsf::Tlsf) for the same blocks found in O(1).
+//! malloc. See [`IndexedFit`](super::fit_tree::IndexedFit) for the same
+//! policies in O(log n), [`Tlsf`](super::tlsf::Tlsf) for a good fit in O(1).
 //!
 //! Invariants (checked by `check`, in addition to the block layer's): the
 //! list is consistently doubly linked and holds exactly the free blocks,
@@ -61,13 +68,25 @@ pub enum FitPolicy {
 }
 
 impl FitPolicy {
-    /// The strategy name (`"first-fit"`, …).
+    /// The name of the indexed strategy
+    /// ([`IndexedFit`](super::fit_tree::IndexedFit)): `"first-fit"`, …
     pub const fn name(self) -> &'static str {
         match self {
             FitPolicy::First => "first-fit",
             FitPolicy::Next => "next-fit",
             FitPolicy::Best => "best-fit",
             FitPolicy::Worst => "worst-fit",
+        }
+    }
+
+    /// The name of the scanning strategy ([`FreeList`]):
+    /// `"first-fit-scan"`, …
+    pub const fn scan_name(self) -> &'static str {
+        match self {
+            FitPolicy::First => "first-fit-scan",
+            FitPolicy::Next => "next-fit-scan",
+            FitPolicy::Best => "best-fit-scan",
+            FitPolicy::Worst => "worst-fit-scan",
         }
     }
 }
@@ -186,7 +205,7 @@ impl FitIndex {
 
 impl FreeIndex for FitIndex {
     fn name(&self) -> &'static str {
-        self.policy.name()
+        self.policy.scan_name()
     }
 
     fn set_env(&mut self, env: Env) {
@@ -381,10 +400,10 @@ mod tests {
     #[test]
     fn names() {
         for (p, n) in [
-            (FitPolicy::First, "first-fit"),
-            (FitPolicy::Next, "next-fit"),
-            (FitPolicy::Best, "best-fit"),
-            (FitPolicy::Worst, "worst-fit"),
+            (FitPolicy::First, "first-fit-scan"),
+            (FitPolicy::Next, "next-fit-scan"),
+            (FitPolicy::Best, "best-fit-scan"),
+            (FitPolicy::Worst, "worst-fit-scan"),
         ] {
             assert_eq!(FreeList::new(p).name(), n);
         }

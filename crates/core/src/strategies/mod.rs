@@ -4,6 +4,7 @@
 pub mod blocks;
 pub mod buddy;
 pub mod bump;
+pub mod fit_tree;
 pub mod free_list;
 pub mod pool;
 pub mod segregated;

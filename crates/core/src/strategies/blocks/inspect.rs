@@ -52,7 +52,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // SAFETY: `b` is a word-aligned address inside the span.
         let h = unsafe { rd(b) };
         let size = h & !FLAGS;
-        if h & FLAGS != FREE || size < MIN_BLOCK || size > span.end - WORD - b {
+        if h & FLAGS != FREE || size < I::MIN_BLOCK || size > span.end - WORD - b {
             return Err(CheckError::new(b, "indexed block is not free"));
         }
         // SAFETY: the footer slot lies inside the block, inside the span.
@@ -82,7 +82,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
                     USED => false,
                     _ => return Err(CheckError::new(b, "header is neither used nor free")),
                 };
-                if size < MIN_BLOCK || size > sentinel - b {
+                if size < I::MIN_BLOCK || size > sentinel - b {
                     return Err(CheckError::new(b, "block size out of range"));
                 }
                 if (h & PREV_FREE != 0) != prev_free {

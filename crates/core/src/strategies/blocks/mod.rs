@@ -1,6 +1,7 @@
 //! # Boundary tags: the block layer under free list, segregated fit and TLSF
 //!
-//! Three strategies ([`FreeList`](super::free_list::FreeList),
+//! Four strategies ([`FreeList`](super::free_list::FreeList),
+//! [`IndexedFit`](super::fit_tree::IndexedFit),
 //! [`Segregated`](super::segregated::Segregated),
 //! [`Tlsf`](super::tlsf::Tlsf)) cut their regions into blocks the same way and
 //! differ only in how they *find* a free block. This module is that shared
@@ -13,7 +14,8 @@
 //!
 //! - **word**: `usize` (`W` bytes: 8 on 64-bit targets).
 //! - **block**: a span `[b, b + size)`; `size` is a multiple of 16 and at
-//!   least [`MIN_BLOCK`]. Its first word is the **header**.
+//!   least the index's [`FreeIndex::MIN_BLOCK`] ([`MIN_BLOCK`] for the
+//!   lists, more for the tree). Its first word is the **header**.
 //! - **payload**: `[b + W, b + size)`: the caller's bytes, 16-aligned because
 //!   every block starts `W` bytes before a multiple of 16.
 //! - **footer**: the last word of a *free* block, a copy of its size. A used
@@ -157,6 +159,10 @@ use crate::util::checked_request;
 /// ```
 pub(crate) mod list;
 
+/// Intrusive balanced trees of free blocks: AVL, ordered by address or by
+/// (size, address), each node carrying its subtree's largest size.
+pub(crate) mod tree;
+
 mod env;
 mod inspect;
 mod pointer;
@@ -235,9 +241,16 @@ pub(crate) unsafe fn size_of_block(b: usize) -> usize {
 /// link words of the blocks it holds and nothing else.
 ///
 /// Implementations: [`FitIndex`](super::free_list::FitIndex) (one list),
+/// [`FitTree`](super::fit_tree::FitTree) (a balanced tree),
 /// [`SegIndex`](super::segregated::SegIndex) (a list per power of two),
 /// [`TlsfIndex`](super::tlsf::TlsfIndex) (two-level lists and bitmaps).
 pub trait FreeIndex {
+    /// The smallest block this index can hold: the header, the index's
+    /// link words and the footer, rounded up to [`GRAN`]. Every block of
+    /// the heap is at least this big (smaller remainders stay inside the
+    /// allocated block).
+    const MIN_BLOCK: usize = MIN_BLOCK;
+
     /// The strategy's name as the command line spells it.
     fn name(&self) -> &'static str;
 
@@ -281,6 +294,51 @@ pub trait FreeIndex {
         unsafe { self.take::<MULTI>(size) }
     }
 
+    /// `true`: the index implements [`find`](Self::find) and
+    /// [`replace`](Self::replace), and the heap uses them: a block it
+    /// splits or merges keeps its place in the index instead of leaving it
+    /// and coming back (an index whose removal and insertion are O(1)
+    /// gains nothing by it).
+    #[inline(always)]
+    fn replaces(&self) -> bool {
+        false
+    }
+
+    /// [`take`](Self::take) without the taking: the block stays indexed,
+    /// and the caller then [`remove`](Self::remove)s or
+    /// [`replace`](Self::replace)s it. Only called when
+    /// [`replaces`](Self::replaces).
+    ///
+    /// # Safety
+    /// As for [`take`](Self::take).
+    unsafe fn find<const MULTI: bool>(&mut self, size: usize) -> Option<usize> {
+        // SAFETY: forwarded.
+        unsafe { self.take::<MULTI>(size) }
+    }
+
+    /// The indexed block `old` of `old_size` bytes becomes the free block
+    /// `new` of `new_size` bytes, overlapping it (cut at the front, or
+    /// grown by a neighbour); no other free block lies between the two.
+    /// Only called when [`replaces`](Self::replaces).
+    ///
+    /// # Safety
+    /// `old` must be indexed with `old_size`, its header still reading so;
+    /// `new`'s words are the index's from now on, its header and footer
+    /// written by the caller after this call.
+    unsafe fn replace<const MULTI: bool>(
+        &mut self,
+        old: usize,
+        old_size: usize,
+        new: usize,
+        new_size: usize,
+    ) {
+        // SAFETY: forwarded.
+        unsafe {
+            self.remove::<MULTI>(old, old_size);
+            self.insert(new, new_size);
+        }
+    }
+
     /// Verify the index's own invariants. `visit(b)` checks that `b` is a
     /// free block of the heap and returns its size; at most `budget` blocks
     /// may be indexed. Returns the number of indexed blocks.
@@ -299,6 +357,7 @@ pub trait FreeIndex {
 /// A heap of boundary-tagged blocks over any number of regions, whose free
 /// blocks are found by the index `I`. Use it through its aliases:
 /// [`FreeList`](super::free_list::FreeList),
+/// [`IndexedFit`](super::fit_tree::IndexedFit),
 /// [`Segregated`](super::segregated::Segregated),
 /// [`Tlsf`](super::tlsf::Tlsf).
 pub struct BoundaryHeap<I> {
@@ -353,12 +412,13 @@ const fn map_slot(base: usize, p: usize) -> (usize, usize) {
     (base + (g / bits) * WORD, 1 << (g % bits))
 }
 
-/// Block size for a payload of `size` bytes (`size <= FAST_MAX`).
+/// Block size for a payload of `size` bytes (`size <= FAST_MAX`) in a
+/// heap whose smallest block is `min` bytes.
 #[inline(always)]
-const fn block_for(size: usize) -> usize {
+const fn block_for(size: usize, min: usize) -> usize {
     let b = (size + WORD + GRAN - 1) & !(GRAN - 1);
-    if b < MIN_BLOCK {
-        MIN_BLOCK
+    if b < min {
+        min
     } else {
         b
     }
@@ -420,8 +480,8 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         need: usize,
         prev_free: usize,
     ) -> NonNull<u8> {
-        debug_assert!(size >= need && need >= MIN_BLOCK);
-        let used = if size - need >= MIN_BLOCK {
+        debug_assert!(size >= need && need >= I::MIN_BLOCK);
+        let used = if size - need >= I::MIN_BLOCK {
             // SAFETY: the tail `[b + need, b + size)` is inside the block;
             // its next block already has PREV_FREE (this block was free).
             unsafe {
@@ -438,12 +498,74 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             }
             size
         };
+        // SAFETY: `b` is now a used block of `used` bytes.
+        unsafe { self.hand_out(b, used) }
+    }
+
+    /// Count the used block `b` of `used` bytes, mark it live and return
+    /// its payload.
+    ///
+    /// # Safety
+    /// `b` must be a used block of one of the heap's spans.
+    #[inline(always)]
+    unsafe fn hand_out(&mut self, b: usize, used: usize) -> NonNull<u8> {
         self.counters.on_alloc(used - WORD);
         let p = b + WORD;
         // SAFETY: `p` is the payload of a block of one of the heap's spans.
         unsafe { self.set_live(p) };
         // SAFETY: `p` lies inside a region, so it is not null.
         unsafe { NonNull::new_unchecked(p as *mut u8) }
+    }
+
+    /// Allocate `need` bytes from the block an index that
+    /// [`replaces`](FreeIndex::replaces) found (still indexed): a tail big enough to
+    /// be a block takes `b`'s place in the index, otherwise `b` leaves it.
+    ///
+    /// # Safety
+    /// `b` must be a block the index holds, found for `need`.
+    #[inline(always)]
+    unsafe fn finish_found<const MULTI: bool>(&mut self, b: usize, need: usize) -> NonNull<u8> {
+        // SAFETY: the index holds `b`; its tags are checked here.
+        let size = unsafe { self.taken_size::<MULTI>(b, need) };
+        if size - need < I::MIN_BLOCK {
+            // SAFETY: `b` is indexed with `size`; once out, it is a free
+            // block whose previous block is used.
+            unsafe {
+                self.index.remove::<MULTI>(b, size);
+                return self.finish(b, size, need, 0);
+            }
+        }
+        let (t, ts) = (b + need, size - need);
+        // SAFETY: the tail lies inside `b`, whose header still reads free
+        // while the index moves it; its next block already has PREV_FREE.
+        unsafe {
+            self.index.replace::<MULTI>(b, size, t, ts);
+            wr(t, ts | FREE);
+            wr(t + ts - WORD, ts);
+            wr(b, need | USED);
+            self.hand_out(b, need)
+        }
+    }
+
+    /// The index's block for `need` bytes, allocated: [`FreeIndex::take`]
+    /// and [`finish`](Self::finish), or [`FreeIndex::find`] and
+    /// [`finish_found`](Self::finish_found).
+    ///
+    /// # Safety
+    /// `need` must be a valid request size (see [`FreeIndex::take`]).
+    #[inline(always)]
+    unsafe fn take_and_finish<const MULTI: bool>(&mut self, need: usize) -> Option<NonNull<u8>> {
+        // SAFETY: per the function contract; the index hands over (or
+        // finds) a free block of at least `need` bytes whose previous block
+        // is used.
+        unsafe {
+            if self.index.replaces() {
+                let b = self.index.find::<MULTI>(need)?;
+                return Some(self.finish_found::<MULTI>(b, need));
+            }
+            let b = self.index.take::<MULTI>(need)?;
+            Some(self.finish(b, self.taken_size::<MULTI>(b, need), need, 0))
+        }
     }
 
     /// Whether the free-block header `h` at `b` checks out: kind FREE, a
@@ -461,7 +583,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     fn free_tags_ok<const MULTI: bool>(&self, b: usize, h: usize) -> bool {
         let size = h & !FLAGS;
         h & KIND == FREE
-            && size >= MIN_BLOCK
+            && size >= I::MIN_BLOCK
             && if MULTI {
                 let off = b.wrapping_sub(self.hot.start);
                 (off < self.hot_len && size < self.hot_len - off) || self.ends_in_region(b, size)
@@ -580,9 +702,8 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     #[inline(never)]
     fn allocate_fallback<const MULTI: bool>(&mut self, need: usize) -> Option<NonNull<u8>> {
         // SAFETY: `need` is a valid request size (from `block_for`).
-        match unsafe { self.index.take::<MULTI>(need) } {
-            // SAFETY: as in the fast path.
-            Some(b) => Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b, need), need, 0) }),
+        match unsafe { self.take_and_finish::<MULTI>(need) } {
+            Some(p) => Some(p),
             None => self.fail(),
         }
     }
@@ -602,18 +723,14 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         size: usize,
         align: usize,
     ) -> Option<NonNull<u8>> {
-        let Some((rounded, align)) = checked_request(size, align, GRAN, WORD + MIN_BLOCK) else {
+        let Some((rounded, align)) = checked_request(size, align, GRAN, WORD + I::MIN_BLOCK) else {
             return self.fail();
         };
-        let need = block_for(rounded);
+        let need = block_for(rounded, I::MIN_BLOCK);
         if align <= GRAN {
             // SAFETY: `need` is a valid request size (below isize::MAX).
-            return match unsafe { self.index.take::<MULTI>(need) } {
-                Some(b) => {
-                    // SAFETY: the index returned a free block of at least
-                    // `need` bytes (checked) whose previous block is used.
-                    Some(unsafe { self.finish(b, self.taken_size::<MULTI>(b, need), need, 0) })
-                }
+            return match unsafe { self.take_and_finish::<MULTI>(need) } {
+                Some(p) => Some(p),
                 None => self.fail(),
             };
         }
@@ -630,7 +747,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     ) -> Option<NonNull<u8>> {
         // Worst-case front padding: up to `align - 16`, or `align` more when
         // the padding would be a sliver too small to be a free block.
-        let search = match need.checked_add(align + (MIN_BLOCK - GRAN)) {
+        let search = match need.checked_add(align + (I::MIN_BLOCK - GRAN)) {
             Some(s) if s <= isize::MAX as usize => s,
             _ => return self.fail(),
         };
@@ -642,7 +759,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         let size = unsafe { self.taken_size::<MULTI>(b, search) };
         let payload = b + WORD;
         let mut pad = payload.wrapping_neg() & (align - 1);
-        if pad != 0 && pad < MIN_BLOCK {
+        if pad != 0 && pad < I::MIN_BLOCK {
             pad += align;
         }
         debug_assert!(size - pad >= need);
@@ -678,6 +795,9 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             let n = b + size;
             let nh = rd(n);
             let ns = self.next_free_size::<MULTI>(b, n, nh);
+            if self.index.replaces() {
+                return self.release_in_place::<MULTI>(b, h, n, ns, nh);
+            }
             if ns != 0 {
                 self.index.remove::<MULTI>(n, ns);
                 size += ns;
@@ -694,6 +814,73 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         }
     }
 
+    /// [`release`](Self::release) for an index that
+    /// [`replaces`](FreeIndex::replaces): the merged block takes the place of a free
+    /// neighbour in the index (the previous one, which grows, or else the
+    /// next one), so the index moves at most one block out.
+    ///
+    /// # Safety
+    /// As for [`release`](Self::release); `n` is the next block, `nh` its
+    /// header and `ns` its size if it is free (checked), else 0.
+    #[inline(always)]
+    unsafe fn release_in_place<const MULTI: bool>(
+        &mut self,
+        b: usize,
+        h: usize,
+        n: usize,
+        ns: usize,
+        nh: usize,
+    ) {
+        let size = h & !FLAGS;
+        // SAFETY: as in `release`: the neighbours' tags were checked; the
+        // merged block lies in one region, and each index call gets a
+        // block it holds, whose header still reads free.
+        unsafe {
+            if ns == 0 {
+                wr(n, nh | PREV_FREE);
+            }
+            if h & PREV_FREE != 0 {
+                let ps = rd(b - WORD);
+                let start = b - ps;
+                if ns != 0 {
+                    self.index.remove::<MULTI>(n, ns);
+                }
+                let total = ps + size + ns;
+                self.index.replace::<MULTI>(start, ps, start, total);
+                wr(start, total | FREE);
+                wr(start + total - WORD, total);
+            } else if ns != 0 {
+                self.move_free::<MULTI>(n, ns, b, size + ns);
+            } else {
+                self.make_free(b, size);
+            }
+        }
+    }
+
+    /// The free, indexed block `n` of `ns` bytes gives way to the free
+    /// block `t` of `ts` bytes that overlaps it (no other free block lies
+    /// between them): `t` takes `n`'s place in an index that
+    /// [`replaces`](FreeIndex::replaces), else `n` leaves and `t` enters.
+    /// Writes `t`'s header and footer.
+    ///
+    /// # Safety
+    /// `n` must be indexed with `ns`, its header intact; `[t, t + ts)` a
+    /// span of one region whose previous block is used.
+    #[inline(always)]
+    unsafe fn move_free<const MULTI: bool>(&mut self, n: usize, ns: usize, t: usize, ts: usize) {
+        // SAFETY: per the function contract.
+        unsafe {
+            if self.index.replaces() {
+                self.index.replace::<MULTI>(n, ns, t, ts);
+                wr(t, ts | FREE);
+                wr(t + ts - WORD, ts);
+            } else {
+                self.index.remove::<MULTI>(n, ns);
+                self.make_free(t, ts);
+            }
+        }
+    }
+
     /// [`RegionHeap::allocate`] for a heap of one region (`!MULTI`) or
     /// several.
     #[inline(always)]
@@ -701,7 +888,10 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         // `align` in 1..=16 and a power of two: the common case, one
         // compare and one bit test.
         if size <= FAST_MAX && align <= GRAN && (SMALL_ALIGNS >> align) & 1 != 0 {
-            let need = block_for(size);
+            let need = block_for(size, I::MIN_BLOCK);
+            if self.index.replaces() {
+                return self.allocate_fallback::<MULTI>(need);
+            }
             // SAFETY: `need` is a multiple of GRAN, >= MIN_BLOCK, small.
             if let Some(b) = unsafe { self.index.take_fast::<MULTI>(need) } {
                 // SAFETY: the index handed over a free block of at least
@@ -712,7 +902,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             return self.allocate_fallback::<MULTI>(need);
         }
         if size <= FAST_MAX && align > GRAN && align & (align - 1) == 0 {
-            return self.allocate_aligned::<MULTI>(block_for(size), align);
+            return self.allocate_aligned::<MULTI>(block_for(size, I::MIN_BLOCK), align);
         }
         self.allocate_slow::<MULTI>(size, align)
     }
@@ -818,11 +1008,11 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
         // targets); a longer span's map grows by a word per 1 KiB, so any
         // span of at least this size keeps `LEAD + MIN_BLOCK + WORD` for
         // blocks after its map.
-        let min = GRAN + LEAD + MIN_BLOCK + WORD;
+        let min = GRAN + LEAD + I::MIN_BLOCK + WORD;
         // SAFETY: forwarded from the caller.
         let span = unsafe { self.regions.push(region, GRAN, min)? };
         let map = map_bytes(span.len());
-        debug_assert!(span.len() >= map + LEAD + MIN_BLOCK + WORD);
+        debug_assert!(span.len() >= map + LEAD + I::MIN_BLOCK + WORD);
         self.hot = span;
         // `span.len() >= min`: no underflow.
         self.fast_base = span.start;

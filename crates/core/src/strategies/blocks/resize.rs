@@ -17,7 +17,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         if new_size > FAST_MAX {
             return false;
         }
-        let need = block_for(new_size);
+        let need = block_for(new_size, I::MIN_BLOCK);
         let size = h & !FLAGS;
         let pf = h & PREV_FREE;
         let n = b + size;
@@ -30,12 +30,11 @@ impl<I: FreeIndex> BoundaryHeap<I> {
                 // SAFETY: the tail and the free next block are adjacent; the
                 // merged block's next already has PREV_FREE.
                 unsafe {
-                    self.index.remove::<MULTI>(n, next_free);
+                    self.move_free::<MULTI>(n, next_free, b + need, tail + next_free);
                     wr(b, need | USED | pf);
-                    self.make_free(b + need, tail + next_free);
                 }
                 need
-            } else if tail >= MIN_BLOCK {
+            } else if tail >= I::MIN_BLOCK {
                 // SAFETY: the tail becomes a free block before a used one.
                 unsafe {
                     wr(b, need | USED | pf);
@@ -51,12 +50,12 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             // SAFETY: the next block is free and indexed; absorbing it keeps
             // the block inside the span.
             unsafe {
-                self.index.remove::<MULTI>(n, next_free);
-                if total - need >= MIN_BLOCK {
+                if total - need >= I::MIN_BLOCK {
+                    self.move_free::<MULTI>(n, next_free, b + need, total - need);
                     wr(b, need | USED | pf);
-                    self.make_free(b + need, total - need);
                     need
                 } else {
+                    self.index.remove::<MULTI>(n, next_free);
                     wr(b, total | USED | pf);
                     let nn = b + total;
                     wr(nn, rd(nn) & !PREV_FREE);
