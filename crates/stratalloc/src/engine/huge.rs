@@ -126,16 +126,18 @@ pub unsafe fn realloc(seg: *mut Segment, p: *mut u8, new_size: usize) -> *mut u8
         // errno alone on success).
         let errno = libc::__errno_location();
         let saved = *errno;
+        // Unregistered while mremap may move it (see `segment::unregister`);
+        // nobody else may use the block meanwhile.
+        segment::unregister(seg);
         let nseg: *mut Segment = os::remap(seg.cast(), old, total, SEGMENT_SIZE).cast();
         if nseg.is_null() {
+            // Registered a moment ago: the map has its bit.
+            segment::huge_register(seg, true);
             return ptr::null_mut();
         }
         *errno = saved;
-        if nseg != seg {
-            segment::huge_register(seg, false);
-            if !segment::huge_register(nseg, true) {
-                crate::fatal!("cannot register moved huge block {:p}", nseg);
-            }
+        if !segment::huge_register(nseg, true) {
+            crate::fatal!("cannot register moved huge block {:p}", nseg);
         }
         let block = nseg.cast::<u8>().add(offset);
         segment::huge_init(nseg, total, block, total - offset);

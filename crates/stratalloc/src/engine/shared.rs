@@ -157,10 +157,19 @@ unsafe fn cache_push(seg: *mut Segment) {
     }
 }
 
+/// Take `seg` out of the segment map under [`GLOBAL`], before it is
+/// unmapped or moved: a walk of the map that holds the lock
+/// (`info::heap_info`) then never reads a header that is gone.
+pub fn unregister(seg: *mut Segment) {
+    GLOBAL.lock();
+    segmap_set(seg, false);
+    GLOBAL.unlock();
+}
+
 unsafe fn unmap_segment(seg: *mut Segment) {
     // SAFETY: forwarded.
     unsafe { (*seg).cookie = 0 };
-    segmap_set(seg, false);
+    unregister(seg);
     SEGMENTS.fetch_sub(1, Relaxed);
     // SAFETY: forwarded.
     unsafe { os::unmap(seg.cast(), SEGMENT_SIZE) };
@@ -248,7 +257,7 @@ pub unsafe fn huge_unmap(seg: *mut Segment) {
     // SAFETY: forwarded.
     unsafe {
         (*seg).cookie = 0;
-        segmap_set(seg, false);
+        unregister(seg);
         os::unmap(seg.cast(), (*seg).map_size);
     }
 }

@@ -92,7 +92,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use stratalloc_core::{AnyHeap, CheckError, HeapError, HeapErrorKind, RegionHeap, Strategy};
 
-use crate::backend::{Backend, BackendStats};
+use crate::backend::{Backend, BackendStats, HeapInfo};
 use crate::sync::FutexLock;
 
 mod grow;
@@ -402,28 +402,15 @@ unsafe impl Backend for ProcessHeap {
     }
 
     fn trim(&self) -> bool {
-        // Drop the physical pages inside large free blocks, keeping a margin
-        // at each end where strategies keep free-block metadata (headers,
-        // list links, footers).
-        const HEAD: usize = 512;
-        const TAIL: usize = 128;
-        let ps = page_size();
         let mut g = self.guard();
         let inner = g.inner();
         let mut dropped = 0usize;
-        inner.heap.walk(&mut |b| {
-            if b.state != stratalloc_core::BlockState::Free {
-                return;
-            }
-            let start = (b.addr + HEAD + ps - 1) & !(ps - 1);
-            let end = (b.addr + b.size).saturating_sub(TAIL) & !(ps - 1);
-            if end > start {
-                // SAFETY: page-aligned pages strictly inside a free block's
-                // payload, in a region mapped by os::map; the heap keeps no
-                // data there (they read as zeros afterwards).
-                if unsafe { crate::os::purge(start as *mut u8, end - start) } {
-                    dropped += end - start;
-                }
+        for_each_free_page_run(&inner.heap, |start, end| {
+            // SAFETY: page-aligned pages strictly inside a free block's
+            // payload, in a region mapped by os::map; the heap keeps no
+            // data there (they read as zeros afterwards).
+            if unsafe { crate::os::purge(start as *mut u8, end - start) } {
+                dropped += end - start;
             }
         });
         inner.returned += dropped as u64;
@@ -459,17 +446,49 @@ unsafe impl Backend for ProcessHeap {
             frees: hs.frees + self.huge_frees.load(Ordering::Relaxed),
         }
     }
+
+    /// `arena` is the regions handed to the strategy, `in_use` its live
+    /// blocks, `releasable` the whole pages inside free blocks (what
+    /// `trim` would purge; some may be purged already).
+    fn heap_info(&self) -> HeapInfo {
+        let mut g = self.guard();
+        let inner = g.inner();
+        let hs = inner.heap.stats();
+        let mut releasable = 0;
+        for_each_free_page_run(&inner.heap, |start, end| releasable += end - start);
+        let arena = inner.mapped_regions.max(hs.in_use);
+        HeapInfo {
+            arena,
+            in_use: hs.in_use,
+            free_chunks: hs.free_blocks,
+            huge_blocks: self.huge_count.load(Ordering::Relaxed),
+            huge_bytes: self.huge_bytes.load(Ordering::Relaxed),
+            releasable: releasable.min(arena - hs.in_use),
+            peak_mapped: self.peak_mapped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Call `f(start, end)` on the whole pages inside each free block of
+/// `heap` that `trim` gives back: a margin is kept at each end, where
+/// strategies keep free-block metadata (headers, list links, footers).
+fn for_each_free_page_run(heap: &AnyHeap, mut f: impl FnMut(usize, usize)) {
+    const HEAD: usize = 512;
+    const TAIL: usize = 128;
+    let ps = page_size();
+    heap.walk(&mut |b| {
+        if b.state != stratalloc_core::BlockState::Free {
+            return;
+        }
+        let start = (b.addr + HEAD + ps - 1) & !(ps - 1);
+        let end = (b.addr + b.size).saturating_sub(TAIL) & !(ps - 1);
+        if end > start {
+            f(start, end);
+        }
+    });
 }
 
 impl ProcessHeap {
-    /// Live huge blocks and the bytes they map (for `mallinfo`).
-    pub fn huge(&self) -> (usize, usize) {
-        (
-            self.huge_count.load(Ordering::Relaxed),
-            self.huge_bytes.load(Ordering::Relaxed),
-        )
-    }
-
     /// The heap's own figures (free bytes, largest free block, ...).
     pub fn heap_stats(&self) -> stratalloc_core::HeapStats {
         self.guard().inner().heap.stats()
@@ -520,7 +539,10 @@ mod tests {
                 unsafe { h.free(p) };
             }
             h.check().unwrap();
-            assert_eq!(h.huge(), (0, 0));
+            let info = h.heap_info();
+            assert_eq!((info.huge_blocks, info.huge_bytes), (0, 0));
+            assert_eq!(info.in_use, 0);
+            assert!(info.releasable <= info.free());
         }
     }
 

@@ -44,7 +44,7 @@
 //! quarantined pointer is in the table marked freed; the quarantine's byte
 //! count is the sum of its blocks' sizes.
 
-use crate::backend::{Backend, BackendStats};
+use crate::backend::{Backend, BackendStats, HeapInfo};
 use crate::fatal;
 use crate::os::map_meta as map;
 use crate::sync::SpinLock;
@@ -501,6 +501,9 @@ unsafe impl Backend for Check {
     }
     fn stats(&self) -> BackendStats {
         self.inner.stats()
+    }
+    fn heap_info(&self) -> HeapInfo {
+        self.inner.heap_info()
     }
 }
 

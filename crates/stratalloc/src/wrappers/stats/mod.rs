@@ -37,7 +37,7 @@
 
 use core::fmt::{self, Write};
 
-use crate::backend::{Backend, BackendStats};
+use crate::backend::{Backend, BackendStats, HeapInfo};
 use stratalloc_core::CheckError;
 
 mod counters;
@@ -190,6 +190,9 @@ unsafe impl Backend for Stats {
     }
     fn stats(&self) -> BackendStats {
         self.inner.stats()
+    }
+    fn heap_info(&self) -> HeapInfo {
+        self.inner.heap_info()
     }
 }
 
