@@ -8,7 +8,9 @@
 #   stats  : tests/wrappers/stats.c makes known traffic; the counts are asserted
 #   trace  : python3 traced with `stratalloc run --trace`, replayed on every
 #            strategy, drawn with `stratalloc viz`
-#   bench  : `stratalloc bench --smoke` drives the stratalloc-bench suites
+#   install: scripts/install.sh into a temporary PREFIX; PREFIX/bin/stratalloc
+#            finds its library (run --stats -- /bin/true) and, as
+#   bench  : `stratalloc bench --smoke`, the stratalloc-bench suites
 #   compose: every wrapper at once over the engine and every strategy
 #
 # Usage: scripts/test-wrappers.sh      Prints "N passed, M failed"; exits 1 on failure.
@@ -135,13 +137,29 @@ expect "viz: text map of the built-in workload" "$out" '# used' '\|[ .#+]+\|'
 out=$(grep -o '<text[^>]*>[^<]*' "$work/map.svg" | sed 's/.*>//' | tr '\n' '|')
 expect "viz: the SVG is labelled (title, axes, legend)" "$out" 'tlsf: heap map' 'address' 'used\|free\|overhead'
 
-# ---- bench ---------------------------------------------------------------
-out=$("$cli" bench --smoke --out "$work/bench" 2>&1)
+# ---- install, then bench from the installed command --------------------
+# scripts/install.sh into a temporary PREFIX: the command must find its
+# library and the benchmark suites from there, with no variable set.
+prefix="$work/prefix"
+if out=$(scripts/install.sh --no-build "$prefix" 2>&1); then
+    ok "install: scripts/install.sh PREFIX"
+else
+    bad "install: scripts/install.sh PREFIX" "$out"
+fi
+icli="$prefix/bin/stratalloc"
+out=$(env -u STRATALLOC_LIB "$icli" paths 2>&1)
+expect "install: the installed command finds PREFIX/lib and PREFIX/lib/stratalloc" "$out" \
+    "libstratalloc.so +$prefix/lib/libstratalloc.so" "engine-bench +$prefix/lib/stratalloc/engine-bench"
+out=$(cd / && env -u STRATALLOC_LIB "$icli" run --stats -- /bin/true 2>&1)
+rc=$?
+[ $rc -eq 0 ] && grep -q "allocations" <<<"$out" && ok "install: PREFIX/bin/stratalloc run --stats -- /bin/true" \
+    || bad "install: PREFIX/bin/stratalloc run --stats -- /bin/true (rc=$rc)" "$out"
+out=$(env -u STRATALLOC_LIB "$icli" bench --smoke --out "$work/bench" 2>&1)
 rc=$?
 if [ $rc -eq 0 ] && [ -s "$work/bench/region.md" ] && [ -s "$work/bench/engine.md" ] && grep -q '|' <<<"$out"; then
-    ok "bench: stratalloc bench --smoke runs both suites and prints their tables"
+    ok "bench: the installed stratalloc bench --smoke runs both suites and prints their tables"
 else
-    bad "bench: stratalloc bench --smoke (rc=$rc)" "$out"
+    bad "bench: installed stratalloc bench --smoke (rc=$rc)" "$out"
 fi
 
 # ---- every wrapper over every allocator -------------------------------

@@ -5,9 +5,11 @@
 //!   stratalloc replay [TRACE] [--strategy S…|--all]
 //!   stratalloc viz [TRACE] [--strategy S] [--out PREFIX] [--text]
 //!   stratalloc bench [--quick|--smoke] [--out DIR]
+//!   stratalloc paths
 //! ```
 
 mod bench;
+mod locate;
 mod replay;
 mod run;
 mod viz;
@@ -17,6 +19,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use stratalloc::trace::Trace;
 use stratalloc_core::Strategy;
@@ -25,7 +29,10 @@ use stratalloc_core::Strategy;
 #[command(
     name = "stratalloc",
     version,
-    about = "Run programs on stratalloc and see their heap"
+    about = "Run programs on stratalloc and see their heap",
+    after_help = "Finds libstratalloc.so in STRATALLOC_LIB, else beside this executable, in ../lib, \
+                  in ../lib/stratalloc, then in target/release/ of the source tree it was built from \
+                  (`stratalloc paths` shows what it found)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,8 +43,8 @@ struct Cli {
 enum Cmd {
     /// Run a program with libstratalloc.so preloaded, then show the reports.
     Run {
-        /// Allocator: `engine` or a strategy name.
-        #[arg(long)]
+        /// Allocator: `engine` (the default) or a strategy.
+        #[arg(long, value_parser = PossibleValuesParser::new(strategy_names(true)))]
         strategy: Option<String>,
         /// Statistics report at exit.
         #[arg(long)]
@@ -61,7 +68,7 @@ enum Cmd {
         /// workload if absent.
         trace: Option<PathBuf>,
         /// Strategies to replay on (repeatable); all of them if none.
-        #[arg(long = "strategy", short = 's', value_parser = parse_strategy)]
+        #[arg(long = "strategy", short = 's', value_parser = strategy_parser())]
         strategies: Vec<Strategy>,
         /// Every strategy (the default).
         #[arg(long)]
@@ -78,7 +85,7 @@ enum Cmd {
         /// A trace file; the built-in workload if absent.
         trace: Option<PathBuf>,
         /// The strategy to draw.
-        #[arg(long, short = 's', default_value = "tlsf", value_parser = parse_strategy)]
+        #[arg(long, short = 's', default_value = "tlsf", value_parser = strategy_parser())]
         strategy: Strategy,
         /// Output prefix: writes PREFIX.png and PREFIX.svg.
         #[arg(long, default_value = "heap-map")]
@@ -111,11 +118,38 @@ enum Cmd {
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
     },
+    /// Show where the library and the benchmark binaries were found.
+    Paths,
 }
 
-fn parse_strategy(s: &str) -> Result<Strategy, String> {
-    s.parse()
-        .map_err(|e: stratalloc_core::UnknownStrategy| e.to_string())
+/// The strategy names, `engine` first if `engine`.
+fn strategy_names(engine: bool) -> Vec<&'static str> {
+    let core = Strategy::ALL.iter().map(|s| s.name());
+    engine.then_some("engine").into_iter().chain(core).collect()
+}
+
+/// A core strategy by name; help and errors list the names.
+fn strategy_parser() -> impl TypedValueParser<Value = Strategy> {
+    PossibleValuesParser::new(strategy_names(false))
+        .map(|s| s.parse().expect("a name from Strategy::ALL"))
+}
+
+/// Parse the command line; a `run` without `--` before the program gets a
+/// hint besides clap's message.
+fn parse() -> Cli {
+    let e = match Cli::try_parse() {
+        Ok(c) => return c,
+        Err(e) => e,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let hint = args.first().map(String::as_str) == Some("run")
+        && !args.iter().any(|a| a == "--")
+        && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    let _ = e.print();
+    if hint {
+        eprintln!("\nhint: put -- before the program: stratalloc run [OPTIONS] -- PROGRAM [ARGS…]");
+    }
+    std::process::exit(e.exit_code());
 }
 
 fn load(trace: &Option<PathBuf>, pid: Option<u32>, ops: usize) -> Result<(Trace, String), String> {
@@ -147,7 +181,7 @@ fn load(trace: &Option<PathBuf>, pid: Option<u32>, ops: usize) -> Result<(Trace,
 }
 
 fn main_inner() -> Result<i32, String> {
-    match Cli::parse().cmd {
+    match parse().cmd {
         Cmd::Run {
             strategy,
             stats,
@@ -240,6 +274,17 @@ fn main_inner() -> Result<i32, String> {
                 None
             };
             bench::bench(mode, &out)?;
+            Ok(0)
+        }
+        Cmd::Paths => {
+            let show = |what: &str, r: Result<PathBuf, String>| match r {
+                Ok(p) => println!("{what:16} {}", p.display()),
+                Err(e) => println!("{what:16} not found: {e}"),
+            };
+            show("libstratalloc.so", locate::lib());
+            for b in ["region-bench", "engine-bench", "engine-workload"] {
+                show(b, locate::bench_bin(b));
+            }
             Ok(0)
         }
     }
