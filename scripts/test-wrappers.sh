@@ -135,7 +135,10 @@ out=$("$cli" viz --strategy first-fit --text --ops 5000 2>&1)
 expect "viz: text map of the built-in workload" "$out" '# used' '\|[ .#+]+\|'
 
 out=$(grep -o '<text[^>]*>[^<]*' "$work/map.svg" | sed 's/.*>//' | tr '\n' '|')
-expect "viz: the SVG is labelled (title, axes, legend)" "$out" 'tlsf: heap map' 'address' 'used\|free\|overhead'
+expect "viz: the SVG is labelled (relative title, ticks on both axes, every colour in the legend)" "$out" \
+    '^heap maps: tlsf replaying py\.trace \(' 'address' '\|[0-9.]+ (KiB|MiB)\|' '\|[0-9.]+k?\|' \
+    'used: [^|]*\|overhead: [^|]*\|free\|never reached\|'
+[[ "$out" != *"$work"* ]] && ok "viz: no absolute path in the pictures" || bad "viz: absolute path in the SVG" "$out"
 
 # ---- install, then bench from the installed command --------------------
 # scripts/install.sh into a temporary PREFIX: the command must find its

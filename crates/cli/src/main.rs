@@ -3,7 +3,7 @@
 //! ```text
 //!   stratalloc run [--strategy S] [--stats] [--leaks] [--check] [--trace F] -- PROGRAM ARGS…
 //!   stratalloc replay [TRACE] [--strategy S…|--all]
-//!   stratalloc viz [TRACE] [--strategy S] [--out PREFIX] [--text]
+//!   stratalloc viz [TRACE] [--strategy S…] [--out PREFIX] [--text]
 //!   stratalloc bench [--quick|--smoke] [--out DIR]
 //!   stratalloc paths
 //! ```
@@ -80,17 +80,18 @@ enum Cmd {
         #[arg(long, default_value_t = 50_000)]
         ops: usize,
     },
-    /// Draw the heap map of a strategy replaying a trace (PNG, SVG, text).
+    /// Draw heap maps of strategies replaying a trace (PNG, SVG, text).
     Viz {
         /// A trace file; the built-in workload if absent.
         trace: Option<PathBuf>,
-        /// The strategy to draw.
+        /// The strategies to draw (repeatable): side by side, to one
+        /// address scale.
         #[arg(long, short = 's', default_value = "tlsf", value_parser = strategy_parser())]
-        strategy: Strategy,
+        strategy: Vec<Strategy>,
         /// Output prefix: writes PREFIX.png and PREFIX.svg.
         #[arg(long, default_value = "heap-map")]
         out: PathBuf,
-        /// Snapshots (columns of the picture).
+        /// Snapshots (columns of each map).
         #[arg(long, default_value_t = 160)]
         snapshots: usize,
         /// Address bins (rows of the picture).
@@ -180,6 +181,20 @@ fn load(trace: &Option<PathBuf>, pid: Option<u32>, ops: usize) -> Result<(Trace,
     }
 }
 
+/// What was replayed, for a picture's title: the trace's file name (no
+/// directory) and its size, or the built-in workload.
+fn short(trace: &Option<PathBuf>, t: &Trace, ops: usize) -> String {
+    match trace {
+        Some(p) => format!(
+            "{} ({} events, {} blocks)",
+            p.file_name().map_or(p.as_os_str(), |f| f).to_string_lossy(),
+            t.events.len(),
+            t.ids
+        ),
+        None => format!("the built-in workload ({ops} operations)"),
+    }
+}
+
 fn main_inner() -> Result<i32, String> {
     match parse().cmd {
         Cmd::Run {
@@ -218,10 +233,7 @@ fn main_inner() -> Result<i32, String> {
             );
             let outcomes: Vec<_> = list.iter().map(|&s| replay::replay(&t, s)).collect();
             print!("{}", replay::table(&outcomes));
-            println!(
-                "footprint = 4 KiB pages ever covered by a block; top = highest block end; \
-                 overhead = footprint / peak live - 1; frag = 1 - largest free / free (sampled)"
-            );
+            println!("{}", replay::LEGEND);
             let bad = outcomes
                 .iter()
                 .any(|o| matches!(o, Ok(o) if o.check.is_err() || o.errors != 0));
@@ -243,19 +255,37 @@ fn main_inner() -> Result<i32, String> {
             ops,
         } => {
             let (t, what) = load(&trace, pid, ops)?;
-            let g = viz::grid(&t, strategy, snapshots, rows)?;
+            let snaps = strategy
+                .iter()
+                .map(|&s| viz::snapshots(&t, s, snapshots))
+                .collect::<Result<Vec<_>, _>>()?;
+            let top = snaps.iter().map(|s| s.top).max().unwrap_or(0);
+            let grids: Vec<viz::Grid> = snaps
+                .iter()
+                .map(|s| viz::grid(s, top + top / 20, rows))
+                .collect();
             let tty = std::io::stdout().is_terminal();
-            println!(
-                "{strategy} replaying {what}; high-water mark {:.2} MiB",
-                g.high_water as f64 / (1 << 20) as f64
-            );
-            print!("{}", viz::text_map(&g, 24, 100, tty));
+            println!("replaying {what}");
+            for g in &grids {
+                println!(
+                    "{}: top {:.2} MiB above {:.2} MiB of region metadata (not drawn)",
+                    g.strategy,
+                    g.top as f64 / (1 << 20) as f64,
+                    g.base as f64 / (1 << 20) as f64
+                );
+                print!("{}", viz::text_map(g, 24, 100, tty));
+            }
             if !text {
                 let png = out.with_extension("png");
                 let svg = out.with_extension("svg");
-                let title = format!("{strategy}: heap map, {what}");
-                viz::write_png(&g, &png, &title)?;
-                viz::write_svg(&g, &svg, &title)?;
+                let names: Vec<&str> = strategy.iter().map(|s| s.name()).collect();
+                let title = format!(
+                    "heap maps: {} replaying {}",
+                    names.join(", "),
+                    short(&trace, &t, ops)
+                );
+                viz::write_png(&grids, &png, &title)?;
+                viz::write_svg(&grids, &svg, &title)?;
                 println!("wrote {} and {}", png.display(), svg.display());
                 if !viz::png_fonts_ready() {
                     eprintln!(
