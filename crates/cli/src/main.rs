@@ -42,6 +42,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a program with libstratalloc.so preloaded, then show the reports.
+    #[command(
+        after_help = "Put -- before the program. libstratalloc.so is taken from \
+                            STRATALLOC_LIB, else found beside this executable, in ../lib, in \
+                            ../lib/stratalloc, or in target/release/ of the source tree it was built \
+                            from (`stratalloc paths` shows which)."
+    )]
     Run {
         /// Allocator: `engine` (the default) or a strategy.
         #[arg(long, value_parser = PossibleValuesParser::new(strategy_names(true)))]
