@@ -36,12 +36,21 @@ struct Tally {
 /// The engine's figures now (see the module docs).
 pub fn heap_info() -> HeapInfo {
     let mut t = Tally::default();
+    let o = os::stats();
+    if GLOBAL.held_by_me() {
+        // Asked from a signal handler that interrupted this thread inside
+        // the lock (an exit report, say): no walk, only the mapped figures.
+        return HeapInfo {
+            arena: o.mapped,
+            peak_mapped: o.peak,
+            ..HeapInfo::default()
+        };
+    }
     GLOBAL.lock();
     // SAFETY: GLOBAL is held, so every registered segment stays mapped
     // through the walk.
     for_each_registered(|seg| unsafe { tally(seg, &mut t) });
     GLOBAL.unlock();
-    let o = os::stats();
     let arena = o.mapped.saturating_sub(t.huge_bytes).max(t.in_use);
     HeapInfo {
         arena,
