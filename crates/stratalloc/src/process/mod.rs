@@ -402,15 +402,28 @@ unsafe impl Backend for ProcessHeap {
     }
 
     fn trim(&self) -> bool {
+        // Drop the physical pages inside large free blocks, keeping a margin
+        // at each end where strategies keep free-block metadata (headers,
+        // list links, footers).
+        const HEAD: usize = 512;
+        const TAIL: usize = 128;
+        let ps = page_size();
         let mut g = self.guard();
         let inner = g.inner();
         let mut dropped = 0usize;
-        for_each_free_page_run(&inner.heap, |start, end| {
-            // SAFETY: page-aligned pages strictly inside a free block's
-            // payload, in a region mapped by os::map; the heap keeps no
-            // data there (they read as zeros afterwards).
-            if unsafe { crate::os::purge(start as *mut u8, end - start) } {
-                dropped += end - start;
+        inner.heap.walk(&mut |b| {
+            if b.state != stratalloc_core::BlockState::Free {
+                return;
+            }
+            let start = (b.addr + HEAD + ps - 1) & !(ps - 1);
+            let end = (b.addr + b.size).saturating_sub(TAIL) & !(ps - 1);
+            if end > start {
+                // SAFETY: page-aligned pages strictly inside a free block's
+                // payload, in a region mapped by os::map; the heap keeps no
+                // data there (they read as zeros afterwards).
+                if unsafe { crate::os::purge(start as *mut u8, end - start) } {
+                    dropped += end - start;
+                }
             }
         });
         inner.returned += dropped as u64;
@@ -448,14 +461,15 @@ unsafe impl Backend for ProcessHeap {
     }
 
     /// `arena` is the regions handed to the strategy, `in_use` its live
-    /// blocks, `releasable` the whole pages inside free blocks (what
-    /// `trim` would purge; some may be purged already).
+    /// blocks, `releasable` the whole pages inside the largest free block
+    /// (as glibc's `keepcost` is its top chunk: what `trim` surely
+    /// purges; a walk for every free block would double the cost of
+    /// `mallinfo2`, already O(blocks) through `stats`).
     fn heap_info(&self) -> HeapInfo {
         let mut g = self.guard();
         let inner = g.inner();
         let hs = inner.heap.stats();
-        let mut releasable = 0;
-        for_each_free_page_run(&inner.heap, |start, end| releasable += end - start);
+        let releasable = hs.largest_free.saturating_sub(page_size()) & !(page_size() - 1);
         let arena = inner.mapped_regions.max(hs.in_use);
         HeapInfo {
             arena,
@@ -467,25 +481,6 @@ unsafe impl Backend for ProcessHeap {
             peak_mapped: self.peak_mapped.load(Ordering::Relaxed),
         }
     }
-}
-
-/// Call `f(start, end)` on the whole pages inside each free block of
-/// `heap` that `trim` gives back: a margin is kept at each end, where
-/// strategies keep free-block metadata (headers, list links, footers).
-fn for_each_free_page_run(heap: &AnyHeap, mut f: impl FnMut(usize, usize)) {
-    const HEAD: usize = 512;
-    const TAIL: usize = 128;
-    let ps = page_size();
-    heap.walk(&mut |b| {
-        if b.state != stratalloc_core::BlockState::Free {
-            return;
-        }
-        let start = (b.addr + HEAD + ps - 1) & !(ps - 1);
-        let end = (b.addr + b.size).saturating_sub(TAIL) & !(ps - 1);
-        if end > start {
-            f(start, end);
-        }
-    });
 }
 
 impl ProcessHeap {
