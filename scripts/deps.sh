@@ -10,6 +10,8 @@ set -euo pipefail
 pkgs=(gcc g++ binutils python3 libpython3.11-testsuite sqlite3 git fonts-dejavu-core
     # demo.sh times each run with /usr/bin/time; valgrind.sh
     time valgrind
+    # the profile's HTML page is loaded in headless Chromium (test-wrappers.sh)
+    chromium
     # cross builds and runs (test-cross.sh, test-embedded.sh, test-bare-metal.sh, test-aarch64-lib.sh)
     qemu-user gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross
     gcc-arm-none-eabi qemu-system-arm "qemu-system-misc|qemu-system-riscv")

@@ -12,6 +12,12 @@
 #            finds its library (run --stats -- /bin/true) and, as
 #   bench  : `stratalloc bench --smoke`, the stratalloc-bench suites
 #   compose: every wrapper at once over the engine and every strategy
+#   profile: tests/wrappers/profile.c has call sites with known shares of
+#            the peak and of the allocations: the JSON's figures are exact;
+#            its HTML page and python3's load in headless Chromium, their
+#            script runs without errors and the function names are in the DOM
+#   process: every report names its process; `run` reports only the program
+#            it started unless --follow-children; a summary with no option
 #
 # Usage: scripts/test-wrappers.sh      Prints "N passed, M failed"; exits 1 on failure.
 # Environment: CARGO_TARGET_DIR (honoured).
@@ -35,7 +41,7 @@ trap 'rm -rf "$work"' EXIT
 py=/usr/bin/python3
 [ -x "$py" ] || py=$(command -v python3)
 
-for c in leak faults stats; do
+for c in leak faults stats profile; do
     gcc -g -O0 -fno-omit-frame-pointer -Wno-free-nonheap-object \
         -o "$work/$c" "tests/wrappers/$c.c" || { echo "cannot compile $c.c"; exit 1; }
 done
@@ -165,12 +171,86 @@ else
     bad "bench: installed stratalloc bench --smoke (rc=$rc)" "$out"
 fi
 
+# ---- profile -------------------------------------------------------------
+# dom FILE.html: the page as headless Chromium leaves it after its script
+# ran, then "CONSOLE-ERRORS: N" (console errors and uncaught exceptions).
+dom() {
+    local log="$work/chromium.log"
+    timeout 60 chromium --headless --no-sandbox --disable-gpu --enable-logging=stderr --v=0 \
+        --user-data-dir="$work/chromium-profile" --dump-dom "file://$1" 2>"$log"
+    echo "CONSOLE-ERRORS: $(grep -Ec 'CONSOLE.*(Uncaught|Error)|:ERROR:CONSOLE' "$log")"
+}
+out=$("$cli" run --profile "$work/prof.html" -- "$work/profile" 2>&1)
+expect "profile: run --profile writes the page and the JSON" "$out" \
+    "profile written to $work/prof.html \(data: $work/prof.json\)"
+out=$("$py" - "$work/prof.json" <<'PY' 2>&1
+import json, sys
+d = json.load(open(sys.argv[1]))
+t, frames = d["totals"], d["frames"]
+def site(fn):
+    s = [s for s in d["sites"] if s["stack"] and frames[s["stack"][0]]["function"] == fn]
+    assert len(s) == 1, (fn, len(s))
+    return s[0]
+big, many, temp, leak = (site(f) for f in ("alloc_big", "alloc_many", "alloc_temp", "leak_some"))
+assert t["peak_heap"] == 700000 and t["peak_blocks"] == 1001, t
+assert (big["peak"], big["allocations"], big["bytes"]) == (600000, 1, 600000), big
+assert (many["peak"], many["peak_blocks"], many["allocations"]) == (100000, 1000, 1000), many
+assert big["peak"] * 7 == t["peak_heap"] * 6 and many["peak"] * 7 == t["peak_heap"], "shares of the peak"
+assert (temp["temporary"], temp["allocations"], temp["peak"]) == (500, 500, 0), temp
+assert (leak["leaked"], leak["leaked_blocks"]) == (3000, 3), leak
+assert (t["allocations"], t["temporary"], t["live_at_exit"]) == (1504, 500, 3000), t
+assert many["allocations"] * 1504 == t["allocations"] * 1000, "share of the allocations"
+assert frames[many["stack"][1]]["function"] == "main" and frames[many["stack"][0]]["file"].endswith("profile.c")
+assert d["pid"] > 0 and d["cmdline"].endswith("/profile") and len(d["timeline"]) >= 2
+print("exact")
+PY
+)
+expect "profile: exact figures of the known call sites (peak 6/7 and 1/7, 1000 of 1504 allocations, 500 temporary, 3000 B live at exit)" "$out" '^exact$'
+if command -v chromium >/dev/null; then
+    out=$(dom "$work/prof.html")
+    expect "profile: the page renders in headless Chromium, its script ends without errors, names the functions" "$out" \
+        'id="report-done"' 'CONSOLE-ERRORS: 0$' '<td class="loc mono">alloc_big \(profile\.c:[0-9]+\)' \
+        'alloc_many \(profile\.c' 'alloc_temp \(profile\.c' 'leak_some \(profile\.c' '<svg[^>]*id="chart-svg"' '<svg[^>]*id="flame-svg"'
+    grep -q 'id="report-error"' <<<"$out" && bad "profile: the page's script raised an error" "$(grep -o 'report error[^<]*' <<<"$out")"
+    out=$("$cli" run --profile "$work/py.html" -- "$py" -c 'import json; print(len(json.dumps([{"k": str(i)} for i in range(20000)])))' 2>&1)
+    n=$("$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["totals"]["allocations"], len(d["sites"]))' "$work/py.json" 2>&1)
+    out2=$(dom "$work/py.html")
+    if [ "${n%% *}" -gt 1000 ] 2>/dev/null && grep -q 'id="report-done"' <<<"$out2" && grep -q 'CONSOLE-ERRORS: 0$' <<<"$out2" \
+        && ! grep -q 'id="report-error"' <<<"$out2" && grep -Eq '<td class="loc mono">[A-Za-z_]+' <<<"$out2"; then
+        ok "profile: python3's page ($n allocations and call sites) renders in headless Chromium without errors"
+    else
+        bad "profile: python3's page (allocations, sites: $n)" "$out
+$(grep -o 'id="report-error">[^<]*\|CONSOLE-ERRORS.*' <<<"$out2")"
+    fi
+else
+    bad "profile: chromium is not installed (scripts/deps.sh installs it)"
+fi
+
+# ---- reports name their process; run reports the program it started ----
+out=$("$cli" run --stats -- sh -c "$py -c 1; $py -c 2" 2>&1)
+n=$(grep -c 'stratalloc statistics of process [0-9]*: sh -c' <<<"$out")
+all=$(grep -c 'statistics of process' <<<"$out")
+[ "$n" -eq 1 ] && [ "$all" -eq 1 ] && ok "process: run --stats through sh -c: one report, naming sh -c" || bad "process: one report ($n of $all)" "$out"
+out=$("$cli" run --stats -- sh -c "exec $py -c 1" 2>&1)
+n=$(grep -c 'statistics of process' <<<"$out")
+[ "$n" -eq 1 ] && grep -q "statistics of process [0-9]*: $py -c 1\$" <<<"$out" \
+    && ok "process: the program started reports across exec (one report, naming what it became)" || bad "process: across exec ($n reports)" "$out"
+out=$("$cli" run --stats --follow-children -- sh -c "$py -c 1; $py -c 2" 2>&1)
+expect "process: --follow-children: every process reports, each naming itself" "$out" \
+    'statistics of process [0-9]+: sh -c' "statistics of process [0-9]+: $py -c 1\$" "statistics of process [0-9]+: $py -c 2\$"
+out=$("$cli" run --leaks -- "$work/leak" 2>&1)
+expect "process: the leak report names its process" "$out" 'leak report of process [0-9]+: .*/leak$'
+out=$("$cli" run -- "$work/stats" 2>&1)
+expect "process: run with no option prints a summary" "$out" \
+    'summary of process [0-9]+: .*/stats$' 'peak heap .*peak RSS .*1016 allocations, 1016 frees' 'exit status: 0 after'
+
 # ---- every wrapper over every allocator -------------------------------
 for s in engine $strategies; do
     out=$(STRATALLOC_STRATEGY=$s STRATALLOC_CHECK=1 STRATALLOC_STATS=1 STRATALLOC_LEAKS=1 \
-        STRATALLOC_TRACE="$work/all.$s.trace" LD_PRELOAD="$lib" "$work/faults" ok 2>&1)
+        STRATALLOC_PROFILE="$work/all.$s.json" STRATALLOC_TRACE="$work/all.$s.trace" LD_PRELOAD="$lib" "$work/faults" ok 2>&1)
     rc=$?
-    if [ $rc -eq 0 ] && grep -q "clean run" <<<"$out" && grep -q "backend: stats(leaks(check(" <<<"$out" \
+    if [ $rc -eq 0 ] && grep -q "clean run" <<<"$out" && grep -q "backend: stats(profile(leaks(check(" <<<"$out" \
+        && grep -q '"backend":"profile(leaks(check(' "$work/all.$s.json" \
         && "$cli" replay "$work/all.$s.trace" -s "${s/engine/tlsf}" >/dev/null 2>&1; then
         ok "compose: all wrappers over $s"
     else
@@ -194,14 +274,15 @@ os.waitpid(pid, 0)
 print(subprocess.run(["/bin/echo", "child ok"], capture_output=True).stdout.decode().strip())
 PY
 out=$(STRATALLOC_CHECK=1 STRATALLOC_STATS="$work/thr-stats.%p.txt" STRATALLOC_LEAKS="$work/thr-leaks.%p.txt" \
-    STRATALLOC_TRACE="$work/thr.trace" LD_PRELOAD="$lib" timeout 120 "$py" "$work/thr.py" 2>&1)
+    STRATALLOC_PROFILE="$work/thr-prof.%p.json" STRATALLOC_TRACE="$work/thr.trace" LD_PRELOAD="$lib" timeout 120 "$py" "$work/thr.py" 2>&1)
 rc=$?
 reports=$(ls "$work"/thr-stats.*.txt 2>/dev/null | wc -l)
+profiles=$(ls "$work"/thr-prof.*.json 2>/dev/null | wc -l)
 threads=$("$cli" replay "$work/thr.trace" -s tlsf 2>&1 | sed -n 's/.* \([0-9]*\) threads.*/\1/p')
-if [ $rc -eq 0 ] && grep -q "child ok" <<<"$out" && [ "$reports" -ge 2 ] && [ "${threads:-0}" -ge 5 ]; then
+if [ $rc -eq 0 ] && grep -q "child ok" <<<"$out" && [ "$reports" -ge 2 ] && [ "$profiles" -eq "$reports" ] && [ "${threads:-0}" -ge 5 ]; then
     ok "threads+fork+exec: python3 under every wrapper ($reports processes reported, $threads threads traced)"
 else
-    bad "threads+fork+exec (rc=$rc reports=$reports threads=${threads:-?})" "$out"
+    bad "threads+fork+exec (rc=$rc reports=$reports profiles=$profiles threads=${threads:-?})" "$out"
 fi
 
 echo "$passed passed, $failed failed"

@@ -36,6 +36,7 @@ clippy() {
     cargo clippy --workspace --exclude stratalloc-bare-metal --exclude stratalloc-embedded \
         --all-targets -- -D warnings &&
         cargo clippy -p stratalloc-bare-metal -- -D warnings &&
+        cargo clippy -p stratalloc --no-default-features -- -D warnings &&
         cargo clippy -p stratalloc-embedded --all-targets -- -D warnings
 }
 suite clippy clippy
@@ -49,6 +50,7 @@ docs() {
 suite docs docs
 
 suite build cargo build --release --workspace
+# (cargo test runs the doc tests too: the crate docs' examples are programs.)
 suite rust-tests cargo test --release --workspace --no-fail-fast
 # The same tests in the dev profile: debug_assert! and overflow checks on.
 suite rust-tests-debug cargo test --workspace --no-fail-fast
@@ -56,6 +58,7 @@ suite c-library scripts/test-c.sh
 suite fork scripts/test-fork.sh --no-build
 suite real-programs scripts/test-programs.sh
 suite wrappers scripts/test-wrappers.sh
+suite dist scripts/test-dist.sh
 suite misuse scripts/test-misuse.sh
 suite misuse-strategies scripts/test-misuse.sh --strategies
 suite bare-metal scripts/test-bare-metal.sh

@@ -1,4 +1,4 @@
-//! The engine (`stratalloc::engine::ENGINE`, the default malloc) through the
+//! The engine (`stratalloc::__private::engine::ENGINE`, the default malloc) through the
 //! `Backend` contract: an operation program (see `fuzzkit::backend_prog`)
 //! with cross-thread frees, short-lived threads whose blocks outlive them,
 //! huge blocks, realloc across size classes, and `engine::check()` (the
@@ -12,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stratalloc::engine::{self, ENGINE};
+use stratalloc::__private::engine::{self, ENGINE};
 
 /// `engine::check()` after every this many operations (past the first few).
 const CHECK_EVERY: u64 = 16;

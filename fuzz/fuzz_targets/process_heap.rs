@@ -18,7 +18,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use stratalloc::process::ProcessHeap;
+use stratalloc::__private::process::ProcessHeap;
 use stratalloc_core::Strategy;
 
 /// `ProcessHeap::check` after every this many operations (past the first

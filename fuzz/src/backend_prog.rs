@@ -34,7 +34,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 
-use stratalloc::Backend;
+use stratalloc::__private::Backend;
 
 use crate::{fill, verify, Block, Model, Reader};
 

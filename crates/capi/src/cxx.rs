@@ -68,7 +68,7 @@
 use core::ffi::{c_char, c_void};
 use core::ptr;
 
-use crate::{alloc, free_checked, free_impl, MIN_ALIGN};
+use crate::{alloc, engine, free_checked, free_impl, MIN_ALIGN};
 
 /// `std::nothrow_t` (an empty struct, passed by reference).
 #[repr(C)]

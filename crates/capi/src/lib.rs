@@ -49,11 +49,16 @@ use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
 use core::sync::atomic::{AtomicU8, Ordering};
 
+// The `stratalloc` crate's internals (its `__private` module), under the
+// name this crate has always used for them.
+use stratalloc_rs::__private as engine;
+
 use engine::os::page_size;
 use engine::select::{self, Mode};
 
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 pub mod cxx;
+pub mod exit;
 
 /// `MALLOC_ALIGNMENT` on 64-bit glibc.
 const MIN_ALIGN: usize = 16;
@@ -139,7 +144,7 @@ unsafe fn usable_impl(p: *const u8) -> usize {
 /// The engine called directly (no dynamic dispatch) when it serves the
 /// process with no wrapper (`Mode::Engine`).
 mod engine_fast {
-    use engine::engine as e;
+    use crate::engine::engine as e;
 
     #[inline(always)]
     pub fn alloc(size: usize, align: usize) -> *mut u8 {

@@ -1,7 +1,8 @@
 //! `stratalloc`: see the heap.
 //!
 //! ```text
-//!   stratalloc run [--strategy S] [--stats] [--leaks] [--check] [--trace F] -- PROGRAM ARGS…
+//!   stratalloc run [--strategy S] [--stats] [--leaks] [--check] [--trace F]
+//!                  [--profile F.html [--sample N]] [--follow-children] -- PROGRAM ARGS…
 //!   stratalloc replay [TRACE] [--strategy S…|--all]
 //!   stratalloc viz [TRACE] [--strategy S…] [--out PREFIX] [--text]
 //!   stratalloc bench [--quick|--smoke] [--out DIR]
@@ -22,7 +23,7 @@ use std::process::ExitCode;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
-use stratalloc::trace::Trace;
+use stratalloc::__private::trace::Trace;
 use stratalloc_core::Strategy;
 
 #[derive(Parser)]
@@ -64,6 +65,18 @@ enum Cmd {
         /// Write every allocator event to this file.
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
+        /// Allocation profile: FILE.html (one self-contained page) and
+        /// FILE.json; a path not ending in .html gets the JSON only.
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
+        /// Profile: capture the call stack of one allocation in N (site
+        /// figures become estimates; process totals stay exact).
+        #[arg(long, value_name = "N", requires = "profile")]
+        sample: Option<u32>,
+        /// Report every process the program starts too (each report names
+        /// its process); by default only the program itself reports.
+        #[arg(long)]
+        follow_children: bool,
         /// The program and its arguments (after `--`).
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -209,6 +222,9 @@ fn main_inner() -> Result<i32, String> {
             leaks,
             check,
             trace,
+            profile,
+            sample,
+            follow_children,
             command,
         } => run::run(run::RunArgs {
             strategy,
@@ -216,6 +232,9 @@ fn main_inner() -> Result<i32, String> {
             leaks,
             check,
             trace,
+            profile,
+            sample,
+            follow_children,
             command,
         }),
         Cmd::Replay {

@@ -17,7 +17,7 @@
 //! moment the program's live bytes peak, as a share of them: the orange of
 //! the heap maps.
 //!
-//! Every operation works on trace ids (see `stratalloc::trace`), so a replay
+//! Every operation works on trace ids (see `stratalloc::__private::trace`), so a replay
 //! is deterministic. Each strategy first runs measured (footprint,
 //! fragmentation sampled ~200 times, `check()` at the end), then three times
 //! timed, with nothing but the operations, on a fresh heap over the same
@@ -27,10 +27,10 @@ use std::ptr::NonNull;
 use std::time::Instant;
 
 use std::collections::HashMap;
-#[cfg(test)]
-use stratalloc::trace::Event;
-use stratalloc::trace::{Op, Trace};
 
+#[cfg(test)]
+use stratalloc::__private::trace::Event;
+use stratalloc::__private::trace::{Op, Trace};
 use stratalloc_core::{AnyHeap, BlockInfo, BlockState, HeapStats, Region, RegionHeap, Strategy};
 
 /// An anonymous mapping, unmapped on drop.
@@ -45,7 +45,7 @@ impl Mapping {
     /// block) then lays a trace out the same way in every run, whatever
     /// address the kernel picks, so replays and heap maps are repeatable.
     pub fn new(len: usize) -> Result<Mapping, String> {
-        let p = stratalloc::os::map_aligned(len, len.next_power_of_two());
+        let p = stratalloc::__private::os::map_aligned(len, len.next_power_of_two());
         if p.is_null() {
             return Err(format!("cannot map {len} bytes"));
         }
@@ -57,7 +57,7 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: we mapped it; the heap using it is dropped before us
         // (field order in `Replayer`).
-        unsafe { stratalloc::os::unmap(self.ptr, self.len) };
+        unsafe { stratalloc::__private::os::unmap(self.ptr, self.len) };
     }
 }
 

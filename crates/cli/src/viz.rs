@@ -26,7 +26,7 @@
 use std::path::Path;
 
 use plotters::prelude::*;
-use stratalloc::trace::Trace;
+use stratalloc::__private::trace::Trace;
 use stratalloc_core::{BlockState, Strategy};
 
 use crate::replay::{region_len, Replayer};

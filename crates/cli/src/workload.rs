@@ -3,7 +3,7 @@
 //! a few large long-lived ones and some reallocs, in phases that build up
 //! and tear down, so the heap map shows growth, holes and reuse.
 
-use stratalloc::trace::{Event, Op, Trace};
+use stratalloc::__private::trace::{Event, Op, Trace};
 
 struct Rng(u64);
 

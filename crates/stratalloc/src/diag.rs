@@ -57,6 +57,45 @@ pub fn write_fd(fd: i32, mut bytes: &[u8]) {
     }
 }
 
+/// The command line of this process as one line (`/proc/self/cmdline`,
+/// arguments joined by spaces), read into `buf` without allocating and
+/// cut to its length; empty if it cannot be read.
+pub fn cmdline(buf: &mut [u8]) -> &str {
+    // SAFETY: a NUL-terminated path; open does not allocate.
+    let fd = unsafe {
+        libc::open(
+            c"/proc/self/cmdline".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return "";
+    }
+    let mut n = 0;
+    while n < buf.len() {
+        // SAFETY: `buf[n..]` is valid for writes of its length.
+        let r = unsafe { libc::read(fd, buf[n..].as_mut_ptr().cast(), buf.len() - n) };
+        if r <= 0 {
+            break;
+        }
+        n += r as usize;
+    }
+    // SAFETY: we opened `fd`.
+    unsafe { libc::close(fd) };
+    // The arguments end with a NUL each: the last one is dropped, the
+    // others become spaces.
+    let end = if n > 0 && buf[n - 1] == 0 { n - 1 } else { n };
+    for b in &mut buf[..end] {
+        if *b == 0 {
+            *b = b' ';
+        }
+    }
+    match core::str::from_utf8(&buf[..end]) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or(""),
+    }
+}
+
 /// Format into a stack buffer and write to standard error. Never allocates.
 pub fn eprint_fmt(args: fmt::Arguments<'_>) {
     let mut b = StackBuf::<512>::new();
@@ -64,11 +103,20 @@ pub fn eprint_fmt(args: fmt::Arguments<'_>) {
     write_fd(2, b.as_bytes());
 }
 
-/// Print `stratalloc: <message>` on standard error and abort the process.
+/// Print `==PID== stratalloc: process PID: COMMAND LINE`, then
+/// `stratalloc: <message>` on standard error and abort the process.
 #[cold]
 #[inline(never)]
 pub fn fatal(args: fmt::Arguments<'_>) -> ! {
-    let mut b = StackBuf::<512>::new();
+    let mut b = StackBuf::<768>::new();
+    let mut line = [0u8; 256];
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let _ = writeln!(
+        b,
+        "=={pid}== stratalloc: process {pid}: {}",
+        cmdline(&mut line)
+    );
     let _ = b.write_str("stratalloc: ");
     let _ = b.write_fmt(args);
     let _ = b.write_str("\n");
@@ -78,13 +126,15 @@ pub fn fatal(args: fmt::Arguments<'_>) -> ! {
 }
 
 /// `fatal!("double free of {:p}", p)`: message on stderr, then abort.
+#[doc(hidden)]
 #[macro_export]
 macro_rules! fatal {
-    ($($t:tt)*) => { $crate::diag::fatal(format_args!($($t)*)) };
+    ($($t:tt)*) => { $crate::__private::diag::fatal(format_args!($($t)*)) };
 }
 
 /// `eprint_noalloc!(...)`: formatted text on stderr with no allocation.
+#[doc(hidden)]
 #[macro_export]
 macro_rules! eprint_noalloc {
-    ($($t:tt)*) => { $crate::diag::eprint_fmt(format_args!($($t)*)) };
+    ($($t:tt)*) => { $crate::__private::diag::eprint_fmt(format_args!($($t)*)) };
 }

@@ -9,6 +9,10 @@
 //! | `STRATALLOC_LEAKS` | `1` or a path | leak report at exit, grouped by call site |
 //! | `STRATALLOC_CHECK` | `1` | canaries, poisoning, double/invalid free checks |
 //! | `STRATALLOC_TRACE` | a path | every event to a binary trace file |
+//! | `STRATALLOC_PROFILE` | `1` or a path | allocation profile at exit: JSON, or HTML and JSON if the path ends in `.html` (`1`: `stratalloc-profile.<pid>.html`) |
+//! | `STRATALLOC_PROFILE_SAMPLE` | `N` | profile: capture the stack of one allocation in `N` (at random) |
+//! | `STRATALLOC_SUMMARY` | `1` or a path | a one-line summary at exit (peak heap, peak RSS, allocations) |
+//! | `STRATALLOC_ONLY_CHILD_OF` | a pid | set by `stratalloc run`: only a process whose parent has this pid reports; in any other (the started program's descendants) every wrapper is off |
 
 use core::ffi::CStr;
 
@@ -31,6 +35,9 @@ pub enum Choice {
 pub enum Output {
     /// No report.
     Off,
+    /// The wrapper runs but writes no report at exit (a Rust program reads
+    /// the figures with `stratalloc::stats()`).
+    Quiet,
     /// Standard error.
     Stderr,
     /// A file (NUL-terminated path in a fixed buffer).
@@ -44,12 +51,21 @@ pub struct PathBuf {
 }
 
 impl PathBuf {
-    fn from_bytes(b: &[u8]) -> Option<Self> {
+    /// `b` as a path, or `None` if it is empty, longer than 255 bytes or
+    /// holds a NUL byte. A `const fn`, so a `static` can hold one.
+    pub const fn from_bytes(b: &[u8]) -> Option<Self> {
         if b.is_empty() || b.len() > 255 {
             return None;
         }
         let mut bytes = [0u8; 256];
-        bytes[..b.len()].copy_from_slice(b);
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == 0 {
+                return None;
+            }
+            bytes[i] = b[i];
+            i += 1;
+        }
         Some(PathBuf { bytes })
     }
 
@@ -69,6 +85,7 @@ impl core::fmt::Debug for Output {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Output::Off => f.write_str("Off"),
+            Output::Quiet => f.write_str("Quiet"),
             Output::Stderr => f.write_str("Stderr"),
             Output::Path(p) => write!(f, "Path({p:?})"),
         }
@@ -91,6 +108,14 @@ pub struct Options {
     pub check: bool,
     /// Trace file.
     pub trace: Option<PathBuf>,
+    /// Allocation profile.
+    pub profile: Output,
+    /// Profile: one allocation in this many has its stack captured (1: all).
+    pub profile_sample: u32,
+    /// One-line summary at exit.
+    pub summary: Output,
+    /// Only a process whose parent has this pid reports.
+    pub only_child_of: Option<u32>,
 }
 
 impl Options {
@@ -102,17 +127,47 @@ impl Options {
         leaks: Output::Off,
         check: false,
         trace: None,
+        profile: Output::Off,
+        profile_sample: 1,
+        summary: Output::Off,
+        only_child_of: None,
     };
 
     /// `true` when any wrapper is asked for.
     pub fn any_wrapper(&self) -> bool {
-        self.stats != Output::Off || self.leaks != Output::Off || self.check || self.trace.is_some()
+        self.stats != Output::Off
+            || self.leaks != Output::Off
+            || self.check
+            || self.trace.is_some()
+            || self.profile != Output::Off
+            || self.summary != Output::Off
+    }
+
+    /// These options as they apply to a process whose parent is `ppid`:
+    /// with [`only_child_of`](Self::only_child_of) set to another pid, the
+    /// strategy alone (no wrapper, no report).
+    pub fn for_parent(self, ppid: u32) -> Options {
+        match self.only_child_of {
+            Some(p) if p != ppid => Options {
+                choice: self.choice,
+                unknown_strategy: self.unknown_strategy,
+                ..Options::DEFAULT
+            },
+            _ => self,
+        }
     }
 
     /// Parse from a lookup function (the environment in production, a table
     /// in tests).
     pub fn parse<'e>(get: impl Fn(&str) -> Option<&'e [u8]>) -> Options {
-        let mut o = Options::DEFAULT;
+        Options::parse_over(Options::DEFAULT, get)
+    }
+
+    /// `base` with every variable that `get` finds applied over it (a
+    /// variable that is not set leaves `base`'s setting; one set to `0` or
+    /// the empty string turns it off).
+    pub fn parse_over<'e>(base: Options, get: impl Fn(&str) -> Option<&'e [u8]>) -> Options {
+        let mut o = base;
         if let Some(v) = get("STRATALLOC_STRATEGY") {
             if v == b"engine" || v.is_empty() {
                 o.choice = Choice::Engine;
@@ -123,21 +178,56 @@ impl Options {
                 }
             }
         }
-        let output = |v: Option<&[u8]>| match v {
-            None | Some(b"") | Some(b"0") => Output::Off,
-            Some(b"1") | Some(b"stderr") => Output::Stderr,
-            Some(p) => PathBuf::from_bytes(p).map_or(Output::Stderr, Output::Path),
+        let output = |v: &[u8]| match v {
+            b"" | b"0" => Output::Off,
+            b"1" | b"stderr" => Output::Stderr,
+            p => PathBuf::from_bytes(p).map_or(Output::Stderr, Output::Path),
         };
-        o.stats = output(get("STRATALLOC_STATS"));
-        o.leaks = output(get("STRATALLOC_LEAKS"));
-        o.check = !matches!(get("STRATALLOC_CHECK"), None | Some(b"") | Some(b"0"));
-        o.trace = get("STRATALLOC_TRACE").and_then(PathBuf::from_bytes);
+        if let Some(v) = get("STRATALLOC_STATS") {
+            o.stats = output(v);
+        }
+        if let Some(v) = get("STRATALLOC_LEAKS") {
+            o.leaks = output(v);
+        }
+        if let Some(v) = get("STRATALLOC_CHECK") {
+            o.check = !matches!(v, b"" | b"0");
+        }
+        if let Some(v) = get("STRATALLOC_TRACE") {
+            o.trace = PathBuf::from_bytes(v);
+        }
+        o.profile = match get("STRATALLOC_PROFILE").map(output) {
+            None => o.profile,
+            // The profile is a file (JSON or HTML), never text on stderr.
+            Some(Output::Stderr) => {
+                PathBuf::from_bytes(DEFAULT_PROFILE).map_or(Output::Off, Output::Path)
+            }
+            Some(p) => p,
+        };
+        if let Some(n) = get("STRATALLOC_PROFILE_SAMPLE") {
+            o.profile_sample = parse_u32(n).map_or(1, |n| n.max(1));
+        }
+        if let Some(v) = get("STRATALLOC_SUMMARY") {
+            o.summary = output(v);
+        }
+        if let Some(v) = get("STRATALLOC_ONLY_CHILD_OF") {
+            o.only_child_of = parse_u32(v);
+        }
         o
     }
 
-    /// Read the process environment. Does not allocate.
+    /// Read the process environment, as it applies to this process (see
+    /// [`for_parent`](Self::for_parent)). Does not allocate.
     pub fn from_env() -> Options {
-        Options::parse(|name: &str| -> Option<&'static [u8]> {
+        Options::from_env_over(Options::DEFAULT)
+    }
+
+    /// `base` with the process environment applied over it (see
+    /// [`parse_over`](Self::parse_over)), as it applies to this process (see
+    /// [`for_parent`](Self::for_parent)). Does not allocate.
+    pub fn from_env_over(base: Options) -> Options {
+        // SAFETY: getppid has no preconditions.
+        let ppid = unsafe { libc::getppid() } as u32;
+        Options::parse_over(base, |name: &str| -> Option<&'static [u8]> {
             let mut key = [0u8; 64];
             key[..name.len()].copy_from_slice(name.as_bytes());
             // SAFETY: `key` is NUL-terminated; getenv returns null or a
@@ -151,7 +241,19 @@ impl Options {
                 Some(unsafe { CStr::from_ptr(v) }.to_bytes())
             }
         })
+        .for_parent(ppid)
     }
+}
+
+/// Where `STRATALLOC_PROFILE=1` writes (in the working directory).
+pub const DEFAULT_PROFILE: &[u8] = b"stratalloc-profile.%p.html";
+
+/// A decimal number of at most 9 digits.
+fn parse_u32(v: &[u8]) -> Option<u32> {
+    if v.is_empty() || v.len() > 9 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0, |n, d| n * 10 + (d - b'0') as u32))
 }
 
 #[cfg(test)]
@@ -185,5 +287,56 @@ mod tests {
         assert_eq!(o.choice, Choice::Engine);
         assert!(o.unknown_strategy);
         assert_eq!(Options::parse(env(&[])), Options::DEFAULT);
+    }
+
+    #[test]
+    fn the_environment_overrides_a_base_only_where_set() {
+        let mut base = Options::DEFAULT;
+        base.choice = Choice::Strategy(Strategy::Tlsf);
+        base.stats = Output::Quiet;
+        base.check = true;
+        assert_eq!(Options::parse_over(base, env(&[])), base);
+        let o = Options::parse_over(
+            base,
+            env(&[("STRATALLOC_STATS", "0"), ("STRATALLOC_STRATEGY", "buddy")]),
+        );
+        assert_eq!(o.choice, Choice::Strategy(Strategy::Buddy));
+        assert_eq!(o.stats, Output::Off);
+        assert!(o.check);
+        assert_eq!(PathBuf::from_bytes(b"a\0b"), None);
+    }
+
+    #[test]
+    fn profile_summary_and_sampling() {
+        let o = Options::parse(env(&[
+            ("STRATALLOC_PROFILE", "/tmp/p.html"),
+            ("STRATALLOC_PROFILE_SAMPLE", "16"),
+            ("STRATALLOC_SUMMARY", "1"),
+        ]));
+        assert!(matches!(o.profile, Output::Path(p) if p.as_cstr().to_bytes() == b"/tmp/p.html"));
+        assert_eq!(o.profile_sample, 16);
+        assert_eq!(o.summary, Output::Stderr);
+        assert!(o.any_wrapper());
+        let o = Options::parse(env(&[
+            ("STRATALLOC_PROFILE", "1"),
+            ("STRATALLOC_PROFILE_SAMPLE", "x"),
+        ]));
+        assert!(matches!(o.profile, Output::Path(p) if p.as_cstr().to_bytes() == DEFAULT_PROFILE));
+        assert_eq!(o.profile_sample, 1);
+    }
+
+    #[test]
+    fn only_the_child_of_the_named_process_reports() {
+        let o = Options::parse(env(&[
+            ("STRATALLOC_STRATEGY", "tlsf"),
+            ("STRATALLOC_STATS", "1"),
+            ("STRATALLOC_CHECK", "1"),
+            ("STRATALLOC_ONLY_CHILD_OF", "4242"),
+        ]));
+        assert_eq!(o.only_child_of, Some(4242));
+        assert_eq!(o.for_parent(4242), o);
+        let grandchild = o.for_parent(4243);
+        assert!(!grandchild.any_wrapper());
+        assert_eq!(grandchild.choice, Choice::Strategy(Strategy::Tlsf));
     }
 }

@@ -1,13 +1,18 @@
 //! Start-up: which allocator serves the process, chosen once at first use.
 //!
 //! ```text
-//!   first malloc ──> init(): Options::from_env()          (getenv, no malloc)
+//!   first malloc ──> init(): Options::from_env_over(base)  (getenv, no malloc)
 //!                      ├─ Choice::Engine       -> ENGINE
 //!                      └─ Choice::Strategy(s)  -> PROCESS (a ProcessHeap of s)
 //!                    wrappers::wrap(base, &opts)            -> TOP
 //!                    MODE = Engine (fast path) | Dyn (through TOP)
 //!                    pthread_atfork(prepare, parent, child)
 //! ```
+//!
+//! The C library starts from the defaults ([`Config::ENV`]); a Rust
+//! `StratAlloc` passes its own [`Config`] (the builder's options, with or
+//! without the environment over them). The first call in the process
+//! decides; later configurations are not looked at.
 //!
 //! ## Re-entrancy and threads
 //!
@@ -107,17 +112,49 @@ pub fn mode() -> Mode {
     }
 }
 
-/// The allocator at the top of the stack, initialising on first use. During
-/// a re-entrant call from initialisation itself, the bootstrap arena.
+/// What the first call configures the process with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// The options before the environment is read.
+    pub base: Options,
+    /// Apply the `STRATALLOC_*` variables over `base`.
+    pub read_env: bool,
+}
+
+impl Config {
+    /// The C library's: the defaults, then the environment.
+    pub const ENV: Config = Config {
+        base: Options::DEFAULT,
+        read_env: true,
+    };
+}
+
+/// The allocator at the top of the stack, initialising on first use (from
+/// the environment). During a re-entrant call from initialisation itself,
+/// the bootstrap arena.
 #[inline]
 pub fn top() -> &'static dyn Backend {
+    top_with(&Config::ENV)
+}
+
+/// As [`top`], initialising with `cfg` if this is the first call.
+#[inline]
+pub fn top_with(cfg: &Config) -> &'static dyn Backend {
+    match ready() {
+        Some(t) => t,
+        None => init_slow(cfg),
+    }
+}
+
+/// The top of the stack if initialisation has finished, without starting it.
+#[inline]
+pub fn ready() -> Option<&'static dyn Backend> {
     if STATE.load(Ordering::Acquire) == READY {
         // SAFETY: READY observed with acquire: TOP was written before.
-        if let Some(t) = unsafe { *TOP.0.get() } {
-            return t;
-        }
+        unsafe { *TOP.0.get() }
+    } else {
+        None
     }
-    init_slow()
 }
 
 /// The options the process started with (defaults before `init`).
@@ -139,12 +176,12 @@ pub fn base_name() -> &'static str {
 
 #[cold]
 #[inline(never)]
-fn init_slow() -> &'static dyn Backend {
+fn init_slow(cfg: &Config) -> &'static dyn Backend {
     loop {
         match STATE.compare_exchange(UNINIT, BUSY, Ordering::Acquire, Ordering::Acquire) {
             Ok(_) => {
                 INIT_OWNER.store(this_thread(), Ordering::Relaxed);
-                return init();
+                return init(cfg);
             }
             Err(READY) => {
                 // SAFETY: READY observed with acquire.
@@ -164,8 +201,12 @@ fn init_slow() -> &'static dyn Backend {
     }
 }
 
-fn init() -> &'static dyn Backend {
-    let opts = Options::from_env();
+fn init(cfg: &Config) -> &'static dyn Backend {
+    let opts = if cfg.read_env {
+        Options::from_env_over(cfg.base)
+    } else {
+        cfg.base
+    };
     // SAFETY: only the initialising thread writes OPTS, before READY.
     unsafe { *OPTS.0.get() = opts };
     if opts.unknown_strategy {

@@ -58,6 +58,10 @@ pub const LEAK_STACK_DEPTH: usize = 24;
 /// Leak reports: distinct call sites per stripe (16 stripes).
 pub const LEAK_SITES_PER_STRIPE: usize = 4096;
 
+/// Profile: points kept on the memory-over-time chart; when full, pairs
+/// are merged (their maxima kept) and sampling slows by half.
+pub const PROFILE_SAMPLES: usize = 1024;
+
 /// Statistics: operations a thread batches before it flushes them to the
 /// shared counters (at most 127: deltas are bytes).
 pub const STATS_BATCH_OPS: u32 = 64;

@@ -1,8 +1,8 @@
 //! Engine: single-thread behaviour (sizes, alignment, usable_size, huge
 //! realloc, trim, zeroing) and a property test against a model.
 
-use stratalloc::engine::{self, ENGINE};
-use stratalloc::Backend;
+use stratalloc::__private::engine::{self, ENGINE};
+use stratalloc::__private::Backend;
 
 fn fill(p: *mut u8, n: usize, tag: u8) {
     // SAFETY: the caller's block has at least n bytes.
@@ -179,7 +179,7 @@ fn an_idle_empty_page_is_released_by_later_slow_paths() {
         // ...and released once two periodic visits (10 ms apart, on slow
         // paths: here large blocks) found it still empty.
         for _ in 0..3 {
-            stratalloc::os::advance_clock(15);
+            stratalloc::__private::os::advance_clock(15);
             for _ in 0..64 {
                 let q = engine::malloc(600 << 10);
                 // SAFETY: live block.

@@ -6,9 +6,9 @@
 //! Children are made with `fork` around the engine's fork hooks; a child
 //! uses only the engine and raw syscalls (no std allocation).
 
-use stratalloc::engine::{self, ENGINE};
-use stratalloc::os;
-use stratalloc::Backend;
+use stratalloc::__private::engine::{self, ENGINE};
+use stratalloc::__private::os;
+use stratalloc::__private::Backend;
 
 mod common;
 use common::{expect_abort, in_child};

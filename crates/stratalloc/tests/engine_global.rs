@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
-use stratalloc::global::StratAlloc;
+use stratalloc::StratAlloc;
 
 #[global_allocator]
-static A: StratAlloc = StratAlloc;
+static A: StratAlloc = StratAlloc::new();
 
 #[test]
 fn collections_threads_and_channels_work() {
@@ -70,7 +70,7 @@ fn big_and_aligned_values() {
 #[test]
 fn allocator_api2_collections() {
     use allocator_api2::vec::Vec as AVec;
-    let mut v = AVec::new_in(StratAlloc);
+    let mut v = AVec::new_in(StratAlloc::new());
     for i in 0..100_000u32 {
         v.push(i);
     }

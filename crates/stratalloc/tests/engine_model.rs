@@ -9,7 +9,7 @@
 use std::sync::mpsc;
 use std::thread;
 
-use stratalloc::engine;
+use stratalloc::__private::engine;
 
 fn fill(p: *mut u8, n: usize, tag: u8) {
     // SAFETY: `p` is a live block of at least `n` bytes.

@@ -4,7 +4,7 @@
 use std::sync::mpsc;
 use std::thread;
 
-use stratalloc::engine;
+use stratalloc::__private::engine;
 
 fn fill(p: *mut u8, n: usize, tag: u8) {
     // SAFETY: the block has at least n bytes.
@@ -284,7 +284,7 @@ fn abandoned_segments_are_adopted_by_active_threads() {
         go_rx.recv().unwrap();
         // Slow paths that reuse our own span: one large block at a time.
         for _ in 0..40 {
-            stratalloc::os::advance_clock(12);
+            stratalloc::__private::os::advance_clock(12);
             for _ in 0..64 {
                 // SAFETY: a live block, freed at once.
                 unsafe { engine::free(engine::malloc(600 << 10)) };

@@ -3,7 +3,7 @@
 //! limit, so a hang fails instead of stalling) and checks the engine
 //! either stays correct or aborts with a message naming the pointer.
 
-use stratalloc::engine;
+use stratalloc::__private::engine;
 
 mod common;
 use common::{expect_abort, expect_success};

@@ -15,7 +15,8 @@
 //! frame pointers (Debian's default) are walked correctly. Symbols are
 //! resolved only at report time, with the `backtrace` crate (DWARF and the
 //! symbol table, so static functions of the main program show, with
-//! `file:line` when debug information is present). Symbolizing allocates:
+//! `file:line` when debug information is present); without the `symbolize`
+//! feature each frame is printed as `object+offset`. Symbolizing allocates:
 //! the wrapper stops tracking (every call passes straight through) before it
 //! starts the report, and a per-thread flag keeps the unwinder's own
 //! allocations, if any, from recursing.
@@ -408,12 +409,12 @@ impl Leaks {
 }
 
 /// A frame as the report prints it.
-struct Frame {
-    name: String,
-    file: Option<String>,
-    line: Option<u32>,
-    object: String,
-    internal: bool,
+pub(crate) struct Frame {
+    pub(crate) name: String,
+    pub(crate) file: Option<String>,
+    pub(crate) line: Option<u32>,
+    pub(crate) object: String,
+    pub(crate) internal: bool,
 }
 
 const ALLOC_FNS: &[&str] = &[
@@ -437,6 +438,7 @@ fn is_internal(name: &str, object: &str) -> bool {
     object.contains("libstratalloc")
         || name.starts_with("_Unwind")
         || name.starts_with("__rust_")
+        || name.starts_with("__rustc::")
         || name.contains("stratalloc::wrappers::")
         || name.contains("stratalloc_capi::")
         || name.contains("stratalloc::global")
@@ -445,9 +447,10 @@ fn is_internal(name: &str, object: &str) -> bool {
 
 /// The logical frames at `ip`: functions inlined there first, innermost
 /// first, then the function the code belongs to.
-fn symbolize(ip: usize) -> Vec<Frame> {
+pub(crate) fn symbolize(ip: usize) -> Vec<Frame> {
     let object = object_of(ip);
     let mut out = Vec::new();
+    #[cfg(feature = "symbolize")]
     backtrace::resolve(ip as *mut c_void, |s| {
         let name = s
             .name()
@@ -599,6 +602,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(feature = "symbolize"), ignore = "needs symbolize")]
     fn live_blocks_are_grouped_by_call_site_and_named() {
         let l: &'static Leaks = Box::leak(Box::new(Leaks::new(
             SysBackend::leaked(),

@@ -6,7 +6,8 @@
 //!   front end (C ABI / GlobalAlloc)
 //!      │
 //!   trace   every event to a file           STRATALLOC_TRACE=path
-//!   stats   counters, histogram, classes    STRATALLOC_STATS=1|path
+//!   stats   counters, histogram, classes    STRATALLOC_STATS=1|path (or STRATALLOC_SUMMARY)
+//!   profile call sites, peak, timeline      STRATALLOC_PROFILE=path
 //!   leaks   live blocks + call stacks       STRATALLOC_LEAKS=1|path
 //!   check   guards, quarantine, bad frees   STRATALLOC_CHECK=1
 //!      │
@@ -23,10 +24,15 @@
 //! Reports are written by [`finish`], which runs from a `.fini_array`
 //! destructor (late: after the program's own `atexit` handlers and the
 //! destructors of libraries loaded after this one) or when the front end
-//! calls it; it runs once.
+//! calls it; it runs once. Every report starts with the process id and the
+//! command line ([`sys::write_process_header`]). Under `stratalloc run`
+//! (`STRATALLOC_ONLY_CHILD_OF`) only the process the command started
+//! reports: its descendants run without wrappers (`Options::for_parent`),
+//! and a child it forks, which inherits the wrappers, writes no report.
 
 pub mod check;
 pub mod leaks;
+pub mod profile;
 pub mod stats;
 pub mod sys;
 pub mod table;
@@ -45,10 +51,17 @@ use sys::{FdWriter, ReportFd, Slot};
 
 static CHECK: Slot<check::Check> = Slot::new();
 static LEAKS: Slot<leaks::Leaks> = Slot::new();
+static LEAKS_OUT: Slot<Output> = Slot::new();
+static PROFILE: Slot<profile::Profile> = Slot::new();
 static STATS: Slot<stats::Stats> = Slot::new();
 static STATS_OUT: Slot<Output> = Slot::new();
+static SUMMARY_OUT: Slot<Output> = Slot::new();
 static TRACE: Slot<trace::Trace> = Slot::new();
-static NAMES: [Slot<StackBuf<128>>; 4] = [const { Slot::new() }; 4];
+static NAMES: [Slot<StackBuf<128>>; 5] = [const { Slot::new() }; 5];
+/// The process that built the wrappers (a child it forks inherits them).
+static BUILDER: Slot<u32> = Slot::new();
+/// Set when `STRATALLOC_ONLY_CHILD_OF` is: only [`BUILDER`] reports.
+static BUILDER_ONLY: Slot<()> = Slot::new();
 static FINISHED: AtomicBool = AtomicBool::new(false);
 
 /// `"what(below)"` in a static buffer.
@@ -67,17 +80,32 @@ pub fn wrap(base: &'static dyn Backend, opts: &Options) -> &'static dyn Backend 
         return base;
     }
     let mut top = base;
+    BUILDER.init(sys::pid());
+    if opts.only_child_of.is_some() {
+        BUILDER_ONLY.init(());
+    }
     if opts.check {
         let name = layer_name(0, "check", top);
         top = CHECK.init(check::Check::new(top, name));
     }
     if opts.leaks != Output::Off {
         let name = layer_name(1, "leaks", top);
+        LEAKS_OUT.init(opts.leaks);
         top = LEAKS.init(leaks::Leaks::new(top, name, opts.leaks));
     }
-    if opts.stats != Output::Off {
+    if opts.profile != Output::Off {
+        let name = layer_name(4, "profile", top);
+        top = PROFILE.init(profile::Profile::new(
+            top,
+            name,
+            opts.profile,
+            opts.profile_sample,
+        ));
+    }
+    if opts.stats != Output::Off || opts.summary != Output::Off {
         let name = layer_name(2, "stats", top);
         STATS_OUT.init(opts.stats);
+        SUMMARY_OUT.init(opts.summary);
         // SAFETY: the value lives in a static slot for the rest of the process.
         top = STATS.init(unsafe { stats::Stats::new(top, name) });
     }
@@ -128,6 +156,7 @@ pub fn malloc_stats(top: &dyn Backend, fd: i32) {
         returned
     );
     if let Some(s) = STATS.get() {
+        let _ = sys::write_process_header(&mut w, "statistics");
         let _ = s.report(&mut w);
     }
     w.flush();
@@ -145,7 +174,39 @@ pub fn thread_exit() {
 
 /// `true` if any wrapper is installed.
 pub fn active() -> bool {
-    CHECK.get().is_some() || LEAKS.get().is_some() || STATS.get().is_some() || TRACE.get().is_some()
+    CHECK.get().is_some()
+        || LEAKS.get().is_some()
+        || STATS.get().is_some()
+        || TRACE.get().is_some()
+        || PROFILE.get().is_some()
+}
+
+/// Open `out` and write the report header naming `what` (the report
+/// itself follows). Does not allocate.
+fn open_report(out: &Output, what: &str) -> ReportFd {
+    let dest = ReportFd::open(out);
+    if dest.fd() >= 0 {
+        let mut w = FdWriter::new(dest.fd());
+        let _ = sys::write_process_header(&mut w, what);
+    }
+    dest
+}
+
+/// The one-line summary `stratalloc run` prints when no report was asked
+/// for, as `/usr/bin/time` does. Does not allocate.
+pub fn write_summary(out: &mut dyn Write, s: &stats::Snapshot) -> core::fmt::Result {
+    writeln!(
+        out,
+        "=={}==   peak heap {}, peak RSS {}, {} allocations, {} frees; {} blocks ({}) live at exit \
+         (not a leak check: run with --leaks)",
+        sys::pid(),
+        sys::Bytes(s.peak as u64),
+        sys::Bytes(sys::peak_rss()),
+        s.allocs,
+        s.frees,
+        s.live(),
+        sys::Bytes(s.in_use as u64)
+    )
 }
 
 /// Write every report and flush the trace. Runs once (later calls return at
@@ -158,19 +219,49 @@ pub fn finish() {
     if let Some(t) = TRACE.get() {
         t.finish();
     }
+    if BUILDER_ONLY.get().is_some() && !built_here() {
+        // A child forked by the started program (see the module docs).
+        return;
+    }
     if let (Some(s), Some(out)) = (STATS.get(), STATS_OUT.get()) {
-        let dest = ReportFd::open(out);
+        let dest = open_report(out, "statistics");
         if dest.fd() >= 0 {
             let mut w = FdWriter::new(dest.fd());
             let _ = s.report(&mut w);
             w.flush();
         }
     }
+    if let (Some(s), Some(out)) = (STATS.get(), SUMMARY_OUT.get()) {
+        let dest = open_report(out, "summary");
+        if dest.fd() >= 0 {
+            let mut w = FdWriter::new(dest.fd());
+            let _ = write_summary(&mut w, &s.snapshot());
+            w.flush();
+        }
+    }
     if let Some(c) = CHECK.get() {
         c.finish();
     }
-    if let Some(l) = LEAKS.get() {
+    if let Some(p) = PROFILE.get() {
+        p.finish();
+    }
+    if let (Some(l), Some(out)) = (LEAKS.get(), LEAKS_OUT.get()) {
+        drop(open_report(out, "leak report"));
         l.finish();
+    }
+}
+
+/// `true` in the process that built the wrappers.
+fn built_here() -> bool {
+    BUILDER.get().is_some_and(|&p| p == sys::pid())
+}
+
+/// [`finish`], for a front end's `_exit`: only in the process that built
+/// the wrappers (a `fork` or `vfork` child calling `_exit` writes nothing;
+/// a `vfork` child shares its parent's memory).
+pub fn finish_on_exit() {
+    if built_here() {
+        finish();
     }
 }
 

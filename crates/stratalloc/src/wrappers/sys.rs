@@ -8,6 +8,7 @@ use core::fmt;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
+pub use crate::diag::cmdline;
 use crate::diag::write_fd;
 use crate::options::{Output, PathBuf};
 
@@ -185,7 +186,7 @@ impl ReportFd {
     /// Open the destination of `out`; reports to a file append to it.
     pub fn open(out: &Output) -> ReportFd {
         match out {
-            Output::Off => ReportFd {
+            Output::Off | Output::Quiet => ReportFd {
                 fd: -1,
                 close: false,
             },
@@ -400,6 +401,18 @@ pub fn thread_no() -> u32 {
     })
 }
 
+/// The first line of every report: `==PID== stratalloc WHAT of process
+/// PID: COMMAND LINE`. Does not allocate.
+pub fn write_process_header(out: &mut dyn fmt::Write, what: &str) -> fmt::Result {
+    let mut buf = [0u8; 512];
+    let me = pid();
+    writeln!(
+        out,
+        "=={me}== stratalloc {what} of process {me}: {}",
+        cmdline(&mut buf)
+    )
+}
+
 /// Peak resident set size of the process, in bytes.
 pub fn peak_rss() -> u64 {
     // SAFETY: an all-zero rusage is a valid value to overwrite.
@@ -456,6 +469,20 @@ mod tests {
         expand_path(&p, &mut out);
         let s = core::ffi::CStr::from_bytes_until_nul(&out).unwrap();
         assert_eq!(s.to_str().unwrap(), format!("/tmp/x.{}.trace", pid()));
+    }
+
+    #[test]
+    fn the_header_names_the_process_and_its_command_line() {
+        let mut s = String::new();
+        write_process_header(&mut s, "statistics").unwrap();
+        let me = pid();
+        let prefix = format!("=={me}== stratalloc statistics of process {me}: ");
+        assert!(s.starts_with(&prefix), "{s}");
+        let arg0 = std::env::args().next().unwrap();
+        assert!(s[prefix.len()..].starts_with(&arg0), "{s}");
+        assert!(s.ends_with('\n') && !s.contains('\0'));
+        let mut tiny = [0u8; 4];
+        assert_eq!(cmdline(&mut tiny).len(), 4);
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! never allocates from the heap it watches.
 //!
 //! ```text
-//!   hash(p) = 0b 101110 ..................... 0110101
-//!                ^ shard (6 bits)             ^ home slot (low bits)
+//!   hash(p) = 0b 101110 ..................... 0110101   (p >> 4) * K, high
+//!                ^ shard (6 bits)             ^ home slot (low bits)   half xored into the low
 //!   shard 46: [ p1 | p7 | -- | p3 | p9 | -- | ... ]   linear probing,
 //!                     ^home(p7) = 0, found at 1        key 0 = empty
 //! ```
@@ -58,9 +58,14 @@ struct Shard {
 // SAFETY: a shard owns its mapping; it is only reached under its lock.
 unsafe impl Send for Shard {}
 
+/// A multiplicative hash whose high bits are folded into the low ones:
+/// the shard is taken from the top bits, the home slot from the low bits,
+/// and a product's low bits depend only on the key's low bits (keys at a
+/// stride of a page would all share a few home slots).
 #[inline]
 fn hash(key: usize) -> u64 {
-    (key as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    let h = (key as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^ (h >> 32)
 }
 
 impl Shard {
@@ -368,6 +373,36 @@ mod tests {
         }
         assert!(t.is_empty());
         t.check().unwrap();
+    }
+
+    /// Mean distance of the keys from their home slots.
+    fn mean_displacement(t: &PtrTable) -> f64 {
+        let (mut sum, mut n) = (0usize, 0usize);
+        for sh in &t.shards {
+            let s = sh.lock();
+            for (i, e) in s.slots().iter().enumerate() {
+                if e.key != 0 {
+                    sum += (i + s.cap - s.home(e.key)) & (s.cap - 1);
+                    n += 1;
+                }
+            }
+        }
+        sum as f64 / n.max(1) as f64
+    }
+
+    /// Blocks of one size class lie at a fixed stride: their keys must
+    /// still spread over the home slots (linear probing at 3/4 load
+    /// expects a mean displacement of 1.5).
+    #[test]
+    fn strided_keys_do_not_cluster() {
+        for stride in [16usize, 64, 256, 4096] {
+            let t = Box::leak(Box::new(PtrTable::new()));
+            for i in 0..50_000 {
+                assert!(t.insert(0x7f00_0000_0000 + i * stride, 1, 0));
+            }
+            let d = mean_displacement(t);
+            assert!(d < 3.0, "stride {stride}: mean displacement {d:.1}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The trace wrapper (`STRATALLOC_TRACE=path`): every event to a binary file
-//! in the format of [`crate::trace`].
+//! in the format of `crate::trace`.
 //!
 //! Threads write into [`STRIPES`] buffers (thread number modulo the stripe
 //! count), each behind its own spin lock, so threads rarely meet; a full

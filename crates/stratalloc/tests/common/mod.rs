@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-use stratalloc::engine::ENGINE;
-use stratalloc::Backend;
+use stratalloc::__private::engine::ENGINE;
+use stratalloc::__private::Backend;
 
 /// Seconds a child may run before `SIGALRM` ends it: a hang in the child
 /// fails the test instead of stalling the suite.
