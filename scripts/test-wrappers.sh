@@ -150,8 +150,9 @@ expect "viz: the SVG is labelled (relative title, ticks on both axes, every colo
 # scripts/install.sh into a temporary PREFIX: the command must find its
 # library and the benchmark suites from there, with no variable set.
 prefix="$work/prefix"
-if out=$(scripts/install.sh --no-build "$prefix" 2>&1); then
-    ok "install: scripts/install.sh PREFIX"
+if out=$(scripts/install.sh --no-build "$prefix" 2>&1) && [ -s "$prefix/lib/libstratalloc.so.debug" ] &&
+    [ -f "$prefix/include/stratalloc.h" ] && [ -f "$prefix/lib/libstratalloc.a" ]; then
+    ok "install: scripts/install.sh PREFIX (bin/, lib/ with the debug information split off, include/)"
 else
     bad "install: scripts/install.sh PREFIX" "$out"
 fi
