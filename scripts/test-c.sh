@@ -208,6 +208,10 @@ if [ $wrappers = 1 ]; then
             run "$s" "$p+check+stats" env STRATALLOC_CHECK=1 \
                 STRATALLOC_STATS="$TMP/stats.$s.$p" "${pre[@]}" "$TMP/$p"
         done
+        # mallinfo through every other wrapper too (each forwards heap_info).
+        run "$s" "mallinfo+leaks+trace+profile" env STRATALLOC_LEAKS="$TMP/leaks.$s" \
+            STRATALLOC_TRACE="$TMP/trace.$s" STRATALLOC_PROFILE="$TMP/profile.$s.json" \
+            "${pre[@]}" "$TMP/mallinfo"
     done
 fi
 
