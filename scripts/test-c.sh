@@ -27,7 +27,8 @@
 # (invalid and double frees abort with a message naming the pointer),
 # stats_cancel (malloc_stats is not a cancellation point), mallinfo
 # (mallinfo2/mallinfo/malloc_stats/malloc_info carry glibc's meanings on a
-# program with known allocations; glibc itself is run too), cxx (C++
+# program with known allocations, also under every wrapper at once;
+# glibc itself is run too), cxx (C++
 # operator new/delete: served by the library, aligned, nothrow, new
 # handler, std::bad_alloc caught; a sized delete larger than the block
 # aborts with a message naming the pointer), corrupt (region strategies:
@@ -50,7 +51,7 @@ for a in "$@"; do
     case "$a" in
         --no-build) build=0 ;;
         --wrappers) wrappers=1 ;;
-        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) only+=("$a") ;;
     esac
 done
@@ -166,6 +167,12 @@ for s in "${strategies[@]}"; do
     run "$s" dlopen "${runner[@]}" "$TMP/dlopen" "$LIB"
     run "$s" stats_cancel "${pre[@]}" "$TMP/stats_cancel"
     run "$s" mallinfo "${pre[@]}" "$TMP/mallinfo"
+    # ...through every wrapper at once (each forwards heap_info).
+    if [ "$s" = engine ] || [ "$s" = tlsf ]; then
+        run "$s" mallinfo+wrappers env STRATALLOC_CHECK=1 STRATALLOC_STATS="$TMP/stats.$s" \
+            STRATALLOC_LEAKS="$TMP/leaks.$s" STRATALLOC_TRACE="$TMP/trace.$s" \
+            STRATALLOC_PROFILE="$TMP/profile.$s.json" "${pre[@]}" "$TMP/mallinfo"
+    fi
     for c in static interior double double-mid; do
         aborts "$s" badfree "$c"
     done
@@ -208,10 +215,6 @@ if [ $wrappers = 1 ]; then
             run "$s" "$p+check+stats" env STRATALLOC_CHECK=1 \
                 STRATALLOC_STATS="$TMP/stats.$s.$p" "${pre[@]}" "$TMP/$p"
         done
-        # mallinfo through every other wrapper too (each forwards heap_info).
-        run "$s" "mallinfo+leaks+trace+profile" env STRATALLOC_LEAKS="$TMP/leaks.$s" \
-            STRATALLOC_TRACE="$TMP/trace.$s" STRATALLOC_PROFILE="$TMP/profile.$s.json" \
-            "${pre[@]}" "$TMP/mallinfo"
     done
 fi
 
