@@ -11,7 +11,9 @@ use crate::os;
 use crate::sync::RawLock;
 
 /// The one global lock: segment cache, huge cache, abandoned list and the
-/// heap pool. Held briefly, never across an OS call that could block for
+/// heap pool; a registered segment is unregistered under it before it is
+/// unmapped or moved ([`unregister`]), so a walk of the segment map that
+/// holds it (`info::heap_info`) reads only mapped headers. Held briefly, never across an OS call that could block for
 /// long, never re-entered. Not held across `fork`: a child in which a gone
 /// thread held it forgets what it guards ([`forget_shared`]).
 pub static GLOBAL: RawLock = RawLock::new();
