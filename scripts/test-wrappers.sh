@@ -2,7 +2,11 @@
 # End-to-end tests of the wrappers and the `stratalloc` command, as users use
 # them: C programs and python3 under LD_PRELOAD=libstratalloc.so.
 #
-#   leaks  : tests/wrappers/leak.c leaks 3 x 1234 bytes from leak_some()
+#   leaks  : tests/wrappers/leak.c has known truth (direct leaks from
+#            leak_some(), a lost list head with indirect nodes, and blocks
+#            that must not be reported: reachable from a global, another
+#            thread's stack, main's stack and register, stdout's buffer);
+#            exact bytes, exit status 23, suppressions, python3 and git
 #   check  : tests/wrappers/faults.c makes one heap bug per run; the abort
 #            message is asserted
 #   stats  : tests/wrappers/stats.c makes known traffic; the counts are asserted
@@ -42,7 +46,7 @@ py=/usr/bin/python3
 [ -x "$py" ] || py=$(command -v python3)
 
 for c in leak faults stats profile; do
-    gcc -g -O0 -fno-omit-frame-pointer -Wno-free-nonheap-object \
+    gcc -g -O0 -fno-omit-frame-pointer -pthread -Wno-free-nonheap-object \
         -o "$work/$c" "tests/wrappers/$c.c" || { echo "cannot compile $c.c"; exit 1; }
 done
 
@@ -66,42 +70,98 @@ expect() {
     done
     ok "$name"
 }
+# status NAME GOT WANT TEXT
+status() {
+    if [ "$2" -eq "$3" ]; then ok "$1"; else bad "$1 (exit status $2, want $3)" "$4"; fi
+}
 
 # ---- leaks -------------------------------------------------------------
 out=$(STRATALLOC_LEAKS=1 LD_PRELOAD="$lib" "$work/leak" 2>&1)
-expect "leaks: 3 x 1234 bytes from leak_some, named with file:line" "$out" \
-    'Leak of 3702 byte\(s\) in 3 object\(s\) allocated from:' \
+rc=$?
+expect "leaks: direct from leak_some and a lost list head, its nodes indirect, exact bytes" "$out" \
+    'Direct leak of 3702 byte\(s\) in 3 object\(s\) allocated from:' \
     '#0 0x[0-9a-f]+ in leak_some .*leak\.c:[0-9]+' \
-    'Leak of 100 byte\(s\) in 1 object\(s\)' \
-    'SUMMARY: stratalloc: 3802 byte\(s\) leaked in 4 allocation\(s\)\.'
-first=$(grep -m1 -A1 'Leak of' <<<"$out" | tail -1)
+    'Direct leak of 100 byte\(s\) in 1 object\(s\)' \
+    'Indirect leak of 400 byte\(s\) in 2 object\(s\)' \
+    'SUMMARY: stratalloc: 4202 byte\(s\) leaked in 6 allocation\(s\)\.'
+n=$(grep -c 'leak of' <<<"$out")
+if [ "$n" -eq 3 ]; then ok "leaks: nothing else reported (global, other thread's stack, main's stack and register, stdout buffer)"; else bad "leaks: $n groups reported, want 3" "$out"; fi
+first=$(grep -m1 -A1 'leak of' <<<"$out" | tail -1)
 if grep -q leak_some <<<"$first"; then ok "leaks: largest group first, top frame is the caller"; else bad "leaks: top frame" "$out"; fi
+status "leaks: exit status 23 when leaks are found" "$rc" 23 "$out"
+expect "leaks: the program's stdout is flushed before the leak exit" "$out" 'leak test done'
+out=$(STRATALLOC_LEAKS=1 LD_PRELOAD="$lib" timeout 60 "$work/leak" deaf 2>&1)
+rc=$?
+expect "leaks: a thread that blocks the stop signal: the check says it was skipped" "$out" \
+    'leak check skipped: thread [0-9]+ did not stop' 'Live block\(s\) at exit:' \
+    'SUMMARY: stratalloc: leak check skipped; [0-9]+ byte'
+status "leaks: a skipped check exits 0" "$rc" 0 "$out"
+out=$(STRATALLOC_LEAKS=1 STRATALLOC_LEAKS_EXITCODE=0 LD_PRELOAD="$lib" "$work/leak" 2>&1)
+status "leaks: STRATALLOC_LEAKS_EXITCODE=0 leaves the program's status" "$?" 0 "$out"
+out=$(STRATALLOC_LEAKS=1 STRATALLOC_LEAKS_REACHABLE=1 LD_PRELOAD="$lib" "$work/leak" 2>&1)
+expect "leaks: STRATALLOC_LEAKS_REACHABLE=1 lists the reachable blocks, not as leaks" "$out" \
+    'Still reachable: 5000 byte\(s\) in 1 object\(s\)' 'Still reachable: 3000 byte' \
+    'Still reachable: 700 byte' 'Still reachable: 600 byte' 'Still reachable: 4096 byte' \
+    'SUMMARY: stratalloc: 4202 byte\(s\) leaked in 6 allocation\(s\)\.'
+printf '# comment\nleak:leak_some\nleak:nothing_matches\n' >"$work/supp1"
+printf 'leak:make_*\n' >"$work/supp2"
+out=$(STRATALLOC_LEAKS=1 STRATALLOC_LEAKS_SUPPRESS="$work/supp1" LD_PRELOAD="$lib" "$work/leak" 2>&1)
+expect "leaks: a suppression by function name" "$out" 'Suppressions used:' ' 3 +3702 leak:leak_some' \
+    'SUMMARY: stratalloc: 500 byte\(s\) leaked in 3 allocation\(s\)\.'
+out=$(STRATALLOC_LEAKS=1 STRATALLOC_LEAKS_SUPPRESS="$work/supp2" LD_PRELOAD="$lib" "$work/leak" 2>&1)
+expect "leaks: a suppressed head takes its indirect nodes with it" "$out" \
+    'SUMMARY: stratalloc: 3702 byte\(s\) leaked in 3 allocation\(s\)\.'
 out=$("$cli" run --leaks -- "$work/leak" 2>&1)
-expect "leaks: via stratalloc run" "$out" 'Leak of 3702 byte\(s\) in 3 object\(s\)' 'leak_some'
+rc=$?
+expect "leaks: via stratalloc run" "$out" 'Direct leak of 3702 byte\(s\) in 3 object\(s\)' 'leak_some'
+status "leaks: stratalloc run passes the leak status on" "$rc" 23 "$out"
 out=$(STRATALLOC_LEAKS=1 LD_PRELOAD="$lib" "$work/stats" 2>&1)
+rc=$?
 expect "leaks: a program that frees everything reports no leak" "$out" 'no leaks' 'SUMMARY: stratalloc: 0 byte'
+status "leaks: no leak, status 0" "$rc" 0 "$out"
+out=$(STRATALLOC_LEAKS=1 LD_PRELOAD="$lib" "$py" -c 'print(1)' 2>&1)
+rc=$?
+expect "leaks: python3 -c 'print(1)' has no leak" "$out" 'no leaks .*still reachable' 'SUMMARY: stratalloc: 0 byte'
+status "leaks: python3 exits 0" "$rc" 0 "$out"
+if command -v git >/dev/null; then
+    out=$(STRATALLOC_LEAKS=1 LD_PRELOAD="$lib" git -C "$root" status 2>&1 >/dev/null)
+    rc=$?
+    expect "leaks: git status has no leak" "$out" 'no leaks .*still reachable'
+    status "leaks: git status exits 0" "$rc" 0 "$out"
+fi
 
 # ---- check -------------------------------------------------------------
-fault() { # NAME REGEX
-    local out rc
-    out=$(STRATALLOC_CHECK=1 LD_PRELOAD="$lib" "$work/faults" "$1" 2>&1)
+fault() { # NAME REGEX...
+    local out rc name=$1
+    shift
+    out=$(STRATALLOC_CHECK=1 LD_PRELOAD="$lib" "$work/faults" "$name" 2>&1)
     rc=$?
     if [ "$rc" -ne 134 ]; then
-        bad "check: $1 aborts (rc=$rc)" "$out"
+        bad "check: $name aborts (rc=$rc)" "$out"
         return
     fi
-    expect "check: $1" "$out" "$2"
+    expect "check: $name" "$out" "$@"
 }
 P='0x[0-9a-f]+'
-fault overflow "heap buffer overflow: block $P of 1000 bytes: the guard after it was overwritten at byte \+1003"
-fault underflow "heap buffer underflow: block $P of 1000 bytes: the guard before it was overwritten at byte -1"
-fault double "free of $P: double free \(block of 1000 bytes already freed\)"
-fault invalid "free of $P: invalid pointer \(size unknown\)"
-fault interior "free of $P: invalid pointer: interior pointer 100 bytes into block $P of 1000 bytes"
-fault uaf "write after free: block $P of 1000 bytes was modified at byte \+8"
-fault realloc-freed "realloc of $P: use after free \(block of 1000 bytes already freed\)"
+# The stack lines: "allocated by:" then make_block's frame, "first freed
+# by:" then drop_block's, each followed (grep -A1) by its #0 frame.
+made="allocated by:"
+madeby="#0 $P in make_block .*faults\.c:[0-9]+"
+freedby="#0 $P in drop_block .*faults\.c:[0-9]+"
+one='SUMMARY: stratalloc: check: 1 error\(s\) found'
+fault overflow "heap buffer overflow: block $P of 1000 bytes: the guard after it was overwritten at byte \+1003" "$made" "$madeby" "$one"
+fault underflow "heap buffer underflow: block $P of 1000 bytes: the guard before it was overwritten at byte -1" "$madeby" "$one"
+fault double "free of $P: double free \(block of 1000 bytes already freed\)" "$madeby" 'first freed by:' "$freedby" "$one"
+fault invalid "free of $P: invalid pointer \(size unknown\)" "$one"
+fault interior "free of $P: invalid pointer: interior pointer 100 bytes into block $P of 1000 bytes" "$madeby" "$one"
+fault uaf "write after free: block $P of 1000 bytes was modified at byte \+8" "$madeby" 'first freed by:' "$freedby" "$one"
+fault realloc-freed "realloc of $P: use after free \(block of 1000 bytes already freed\)" "$madeby" "$freedby"
+fault exit-two "heap buffer overflow: block $P of 1000 bytes: .* detected at exit" \
+    "heap buffer underflow: block $P of 500 bytes: .* detected at exit" \
+    'SUMMARY: stratalloc: check: 2 error\(s\) found' 'two blocks damaged'
 out=$(STRATALLOC_CHECK=1 LD_PRELOAD="$lib" "$work/faults" ok 2>&1)
-[ $? -eq 0 ] && grep -q "clean run" <<<"$out" && ok "check: a clean program passes" || bad "check: clean program" "$out"
+[ $? -eq 0 ] && grep -q "clean run" <<<"$out" && grep -Eq 'stratalloc: check: 0 errors \([0-9]+ blocks checked at exit' <<<"$out" \
+    && ok "check: a clean program passes, and the summary says 0 errors" || bad "check: clean program" "$out"
 out=$(STRATALLOC_CHECK=1 LD_PRELOAD="$lib" "$py" -c 'import json,re; print(len(json.dumps([str(i)*5 for i in range(50000)])))' 2>&1)
 [ $? -eq 0 ] && grep -q '^' <<<"$out" && ok "check: python3 runs clean under check" || bad "check: python3" "$out"
 
@@ -274,7 +334,7 @@ if pid == 0:
 os.waitpid(pid, 0)
 print(subprocess.run(["/bin/echo", "child ok"], capture_output=True).stdout.decode().strip())
 PY
-out=$(STRATALLOC_CHECK=1 STRATALLOC_STATS="$work/thr-stats.%p.txt" STRATALLOC_LEAKS="$work/thr-leaks.%p.txt" \
+out=$(STRATALLOC_CHECK=1 STRATALLOC_STATS="$work/thr-stats.%p.txt" STRATALLOC_LEAKS="$work/thr-leaks.%p.txt" STRATALLOC_LEAKS_EXITCODE=0 \
     STRATALLOC_PROFILE="$work/thr-prof.%p.json" STRATALLOC_TRACE="$work/thr.trace" LD_PRELOAD="$lib" timeout 120 "$py" "$work/thr.py" 2>&1)
 rc=$?
 reports=$(ls "$work"/thr-stats.*.txt 2>/dev/null | wc -l)

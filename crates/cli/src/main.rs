@@ -1,7 +1,7 @@
 //! `stratalloc`: see the heap.
 //!
 //! ```text
-//!   stratalloc run [--strategy S] [--stats] [--leaks] [--check] [--trace F]
+//!   stratalloc run [--strategy S] [--stats] [--leaks [--show-reachable]] [--check] [--trace F]
 //!                  [--profile F.html [--sample N]] [--follow-children] -- PROGRAM ARGS…
 //!   stratalloc replay [TRACE] [--strategy S…|--all]
 //!   stratalloc viz [TRACE] [--strategy S…] [--out PREFIX] [--text]
@@ -56,9 +56,13 @@ enum Cmd {
         /// Statistics report at exit.
         #[arg(long)]
         stats: bool,
-        /// Leak report at exit (live blocks grouped by call site).
+        /// Leak check at exit: blocks no pointer reaches any more (direct
+        /// and indirect leaks, by call site); exit status 23 if any.
         #[arg(long)]
         leaks: bool,
+        /// With --leaks: list the blocks still reachable at exit too.
+        #[arg(long)]
+        show_reachable: bool,
         /// Guards, quarantine, double/invalid free checks.
         #[arg(long)]
         check: bool,
@@ -220,6 +224,7 @@ fn main_inner() -> Result<i32, String> {
             strategy,
             stats,
             leaks,
+            show_reachable,
             check,
             trace,
             profile,
@@ -229,7 +234,8 @@ fn main_inner() -> Result<i32, String> {
         } => run::run(run::RunArgs {
             strategy,
             stats,
-            leaks,
+            leaks: leaks || show_reachable,
+            show_reachable,
             check,
             trace,
             profile,

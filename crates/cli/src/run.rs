@@ -23,8 +23,10 @@ pub struct RunArgs {
     pub strategy: Option<String>,
     /// Statistics report.
     pub stats: bool,
-    /// Leak report.
+    /// Leak check.
     pub leaks: bool,
+    /// List the still-reachable blocks too.
+    pub show_reachable: bool,
     /// Check mode.
     pub check: bool,
     /// Trace file.
@@ -60,6 +62,9 @@ pub fn run(a: RunArgs) -> Result<i32, String> {
     }
     if a.leaks {
         cmd.env("STRATALLOC_LEAKS", dir.join("leaks.%p.txt"));
+    }
+    if a.show_reachable {
+        cmd.env("STRATALLOC_LEAKS_REACHABLE", "1");
     }
     if a.check {
         cmd.env("STRATALLOC_CHECK", "1");

@@ -6,7 +6,10 @@
 //! |---|---|---|
 //! | `STRATALLOC_STRATEGY` | `engine` or a core strategy name | which allocator serves the process |
 //! | `STRATALLOC_STATS` | `1` or a path | statistics report at exit (stderr or the file) |
-//! | `STRATALLOC_LEAKS` | `1` or a path | leak report at exit, grouped by call site |
+//! | `STRATALLOC_LEAKS` | `1` or a path | leak check at exit: blocks no pointer reaches, grouped by call site |
+//! | `STRATALLOC_LEAKS_REACHABLE` | `1` | the leak report also lists the blocks still reachable |
+//! | `STRATALLOC_LEAKS_SUPPRESS` | a path | suppressions: lines `leak:NAME` (a function or library name in the stack) |
+//! | `STRATALLOC_LEAKS_EXITCODE` | a number | exit status when leaks are found (default 23; 0: leave it) |
 //! | `STRATALLOC_CHECK` | `1` | canaries, poisoning, double/invalid free checks |
 //! | `STRATALLOC_TRACE` | a path | every event to a binary trace file |
 //! | `STRATALLOC_PROFILE` | `1` or a path | allocation profile at exit: JSON, or HTML and JSON if the path ends in `.html` (`1`: `stratalloc-profile.<pid>.html`) |
@@ -92,6 +95,26 @@ impl core::fmt::Debug for Output {
     }
 }
 
+/// How the leak check reports (`STRATALLOC_LEAKS_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeakOptions {
+    /// List the blocks still reachable too.
+    pub reachable: bool,
+    /// Exit status when leaks are found (0: the program's own).
+    pub exitcode: u8,
+    /// Suppressions file.
+    pub suppress: Option<PathBuf>,
+}
+
+impl LeakOptions {
+    /// LeakSanitizer's defaults: leaks only, exit status 23.
+    pub const DEFAULT: LeakOptions = LeakOptions {
+        reachable: false,
+        exitcode: 23,
+        suppress: None,
+    };
+}
+
 /// Everything the environment asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
@@ -104,6 +127,8 @@ pub struct Options {
     pub stats: Output,
     /// Leak report.
     pub leaks: Output,
+    /// How the leak check reports.
+    pub leak: LeakOptions,
     /// Check mode.
     pub check: bool,
     /// Trace file.
@@ -125,6 +150,7 @@ impl Options {
         unknown_strategy: false,
         stats: Output::Off,
         leaks: Output::Off,
+        leak: LeakOptions::DEFAULT,
         check: false,
         trace: None,
         profile: Output::Off,
@@ -212,6 +238,18 @@ impl Options {
         if let Some(v) = get("STRATALLOC_ONLY_CHILD_OF") {
             o.only_child_of = parse_u32(v);
         }
+        if let Some(v) = get("STRATALLOC_LEAKS_REACHABLE") {
+            o.leak.reachable = !matches!(v, b"" | b"0");
+        }
+        if let Some(v) = get("STRATALLOC_LEAKS_EXITCODE") {
+            let n = core::str::from_utf8(v)
+                .ok()
+                .and_then(|t| t.trim().parse::<u8>().ok());
+            o.leak.exitcode = n.unwrap_or(LeakOptions::DEFAULT.exitcode);
+        }
+        if let Some(v) = get("STRATALLOC_LEAKS_SUPPRESS") {
+            o.leak.suppress = PathBuf::from_bytes(v);
+        }
         o
     }
 
@@ -279,6 +317,21 @@ mod tests {
         assert!(o.check);
         assert_eq!(o.trace.unwrap().as_cstr().to_bytes(), b"/tmp/t.trace");
         assert!(o.any_wrapper());
+    }
+
+    #[test]
+    fn leak_options() {
+        assert_eq!(Options::parse(env(&[])).leak, LeakOptions::DEFAULT);
+        let o = Options::parse(env(&[
+            ("STRATALLOC_LEAKS_REACHABLE", "1"),
+            ("STRATALLOC_LEAKS_EXITCODE", "0"),
+            ("STRATALLOC_LEAKS_SUPPRESS", "/tmp/supp"),
+        ]));
+        assert!(o.leak.reachable);
+        assert_eq!(o.leak.exitcode, 0);
+        assert_eq!(o.leak.suppress.unwrap().as_cstr().to_bytes(), b"/tmp/supp");
+        let bad = Options::parse(env(&[("STRATALLOC_LEAKS_EXITCODE", "many")]));
+        assert_eq!(bad.leak.exitcode, 23);
     }
 
     #[test]

@@ -18,13 +18,24 @@ pub const SEGMENT_CACHE: usize = 8;
 /// Freed huge mappings kept for a request of about the same size, at most
 /// this many...
 pub const HUGE_CACHE_MAX: usize = 8;
-/// ...holding at most this many bytes; each is unmapped after the delay.
+/// ...holding at most this many bytes...
 pub const HUGE_CACHE_BYTES: usize = 64 << 20;
+/// ...each unmapped this many ms after it was freed, unless a huge
+/// request took it. Longer than [`PURGE_DELAY_MS`]: a program that fills
+/// or computes on a huge block for a while before it frees it and asks
+/// for the next still finds the mapping (its pages resident); the price
+/// is up to [`HUGE_CACHE_BYTES`] kept that long after the last huge free.
+pub const HUGE_CACHE_DELAY_MS: u64 = 100;
 
 /// Slow paths within which a class that lost an empty page to another
 /// class's new span, and asks for a fresh page, counts as still in use
 /// (a "regret": too many of them stop such stealing).
 pub const STEAL_REGRET: u32 = 128;
+
+/// Abandoned segments a slow path adopts at most, looking for a page of
+/// the class it needs, before it sets up a fresh page: more reuses the
+/// memory of exited threads sooner, and makes that slow path longer.
+pub const ADOPT_VISITS: usize = 8;
 
 /// Bytes mapped at a time for thread heaps (about 2.2 KB each).
 pub const HEAP_CHUNK: usize = 64 * 1024;

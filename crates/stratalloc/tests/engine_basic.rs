@@ -137,6 +137,42 @@ fn realloc_keeps_contents_across_classes() {
     engine::check().unwrap();
 }
 
+/// Large buffers grown a little at a time, in turn (so each blocks the
+/// other's growth in place), move a few times, not every slice: a move
+/// gives a quarter more than asked, as below the large sizes.
+#[test]
+fn interleaved_large_buffers_grown_by_realloc_move_a_few_times() {
+    std::thread::spawn(|| {
+        let mut bufs = [0u8; 8].map(|_| (engine::malloc(600 << 10), 600 << 10, 0u32));
+        while bufs.iter().any(|b| b.1 < 1900 << 10) {
+            for (i, (p, len, moves)) in bufs.iter_mut().enumerate() {
+                let n = *len + (4 << 10);
+                // SAFETY: a live block of `len` bytes.
+                let q = unsafe { engine::realloc(*p, n) };
+                assert!(!q.is_null());
+                *moves += (q != *p) as u32;
+                // SAFETY: the block has `n` bytes.
+                unsafe { q.add(n - 1).write(i as u8) };
+                (*p, *len) = (q, n);
+            }
+        }
+        eprintln!("moves: {:?}", bufs.map(|b| b.2));
+        for (p, len, moves) in bufs {
+            // SAFETY: live block of `len` bytes; its last byte was written
+            // last.
+            unsafe {
+                assert!(*p.add(len - 1) < 8);
+                engine::free(p);
+            }
+            // Growing 600 KiB -> 1.9 MiB by a quarter per move: 6 moves.
+            assert!(moves <= 8, "{moves} moves for one buffer");
+        }
+        engine::check().unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
 #[test]
 fn large_blocks_resize_in_place() {
     std::thread::spawn(|| {

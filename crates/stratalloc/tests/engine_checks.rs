@@ -276,7 +276,7 @@ fn freed_huge_mappings_are_reused_then_unmapped_after_the_delay() {
         // SAFETY: live block.
         unsafe { engine::free(q) };
         let cached = ENGINE.stats().mapped;
-        os::advance_clock(40);
+        os::advance_clock(stratalloc::__private::tuning::HUGE_CACHE_DELAY_MS + 1);
         // A huge request of another size runs the global purge first.
         let r = engine::malloc(3 << 20);
         let now = ENGINE.stats().mapped;
@@ -286,6 +286,92 @@ fn freed_huge_mappings_are_reused_then_unmapped_after_the_delay() {
         }
         // SAFETY: live block.
         unsafe { engine::free(r) };
+        0
+    });
+    assert!(
+        libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+        "status {st:#x}: {err}"
+    );
+}
+
+/// Minor page faults of this process so far.
+fn minor_faults() -> i64 {
+    // SAFETY: `rusage` is plain data; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { core::mem::zeroed() };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_minflt
+}
+
+/// Page faults taken while allocating `size` bytes and writing them all.
+fn faults_to_fill(size: usize) -> (*mut u8, i64) {
+    let before = minor_faults();
+    let p = engine::malloc(size);
+    // SAFETY: a fresh block of `size` bytes.
+    unsafe { core::ptr::write_bytes(p, 5, size) };
+    (p, minor_faults() - before)
+}
+
+/// A freed huge mapping (in the huge cache) serves the next request of a
+/// different size: a smaller one as it is (no fault), a larger one grown
+/// by `mremap` (faults for the growth only, not for the pages it already
+/// had), also after half the cache's delay; a fresh mapping would fault
+/// in every page. After the whole delay it is unmapped.
+#[test]
+fn a_cached_huge_mapping_serves_other_sizes_without_faulting_anew() {
+    let (st, err) = in_child(|| {
+        let page = os::page_size() as i64;
+        let mib = 1 << 20;
+        let (p, fresh) = faults_to_fill(12 * mib);
+        // SAFETY: live block.
+        unsafe { engine::free(p) };
+        // Smaller: the 12 MiB mapping serves 7 MiB as it is.
+        let (q, smaller) = faults_to_fill(7 * mib);
+        // SAFETY: live block.
+        unsafe { engine::free(q) };
+        // Larger: the 12 MiB mapping grows to 20 MiB.
+        let (r, larger) = faults_to_fill(20 * mib);
+        // SAFETY: live block.
+        unsafe { engine::free(r) };
+        // A program that fills a huge block for longer than the slices'
+        // purge delay (10 ms) still finds the mapping cached...
+        let delay = stratalloc::__private::tuning::HUGE_CACHE_DELAY_MS;
+        let a_while = 5 * stratalloc::__private::tuning::PURGE_DELAY_MS;
+        os::advance_clock(a_while);
+        let (s, later) = faults_to_fill(18 * mib);
+        // SAFETY: live block.
+        unsafe { engine::free(s) };
+        // ...but once the whole delay has passed it is unmapped.
+        let cached = ENGINE.stats().mapped;
+        os::advance_clock(delay + 1);
+        let t = engine::malloc(3 * mib);
+        let after = ENGINE.stats().mapped;
+        // SAFETY: live block.
+        unsafe { engine::free(t) };
+        stratalloc::eprint_noalloc!(
+            "faults: fresh 12 MiB {}, 7 MiB {}, 20 MiB {}, 18 MiB {} ms later {} ({} per MiB); \
+             mapped {} with the 20 MiB cached, {} after the delay and a 3 MiB block\n",
+            fresh,
+            smaller,
+            larger,
+            a_while,
+            later,
+            mib as i64 / page,
+            cached,
+            after
+        );
+        if smaller > mib as i64 / page {
+            return 5;
+        }
+        if larger > 9 * mib as i64 / page {
+            return 6;
+        }
+        if later > mib as i64 / page {
+            return 7;
+        }
+        if after + 16 * mib > cached {
+            return 8;
+        }
         0
     });
     assert!(

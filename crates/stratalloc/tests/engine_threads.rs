@@ -326,3 +326,37 @@ fn abandoned_segments_are_adopted_by_active_threads() {
     active.join().unwrap();
     assert_eq!(engine::engine_stats().abandoned, 0);
 }
+
+/// `trim()` on one thread reaches another thread's heap: that heap frees
+/// its empty pages at its next slow path (a thread that never allocates
+/// again keeps them: see the drawbacks in `engine/mod.rs`).
+#[test]
+fn trim_reaches_another_threads_heap_at_its_next_slow_path() {
+    let _serial = serial();
+    let (to_main, from_worker) = mpsc::channel::<()>();
+    let (to_worker, from_main) = mpsc::channel::<()>();
+    let worker = thread::spawn(move || {
+        let v: Vec<usize> = (0..2000).map(|_| engine::malloc(1000) as usize).collect();
+        for p in v {
+            // SAFETY: live blocks of this thread.
+            unsafe { engine::free(p as *mut u8) };
+        }
+        // The emptied pages stay queued for reuse.
+        let before = engine::local_pages();
+        to_main.send(()).unwrap();
+        from_main.recv().unwrap();
+        // A slow path (a large block) after the other thread's trim.
+        let q = engine::malloc(600 << 10);
+        // SAFETY: live block.
+        unsafe { engine::free(q) };
+        let after = engine::local_pages();
+        engine::check().unwrap();
+        (before, after)
+    });
+    from_worker.recv().unwrap();
+    engine::trim();
+    to_worker.send(()).unwrap();
+    let (before, after) = worker.join().unwrap();
+    assert!(before > 8, "{before} pages before the trim");
+    assert_eq!(after, 0, "{before} pages before the trim, {after} after");
+}

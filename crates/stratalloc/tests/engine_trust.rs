@@ -249,3 +249,107 @@ fn a_forged_free_list_link_is_reported_not_followed() {
         "damaged link",
     );
 }
+
+/// Size of the blocks an exited thread leaves on a page that another
+/// thread then adopts (a class the other tests here do not use).
+const ADOPTED: usize = 3000;
+
+/// The block an exited thread left behind (see `leave_on_page`).
+static LEFT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Leave two live blocks of `ADOPTED` bytes and exit: the segment is
+/// abandoned with live blocks; the first is in `LEFT`.
+extern "C" fn leave_on_page(_: *mut libc::c_void) -> *mut libc::c_void {
+    let p = engine::malloc(ADOPTED);
+    core::hint::black_box(engine::malloc(ADOPTED));
+    LEFT.store(p as usize, core::sync::atomic::Ordering::SeqCst);
+    core::ptr::null_mut()
+}
+
+/// On a new thread: adopt the page `leave_on_page` left (the first malloc
+/// of its class must come from it, or exit 7), then run `then` with the
+/// left block while this thread owns the page.
+fn adopt_then(then: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void) {
+    on_thread(leave_on_page, 0);
+    on_thread(then, 0);
+}
+
+/// The page of `LEFT`'s block was adopted by the calling thread: its first
+/// malloc of the class comes from that page.
+fn adopted_left() -> *mut u8 {
+    let left = LEFT.load(core::sync::atomic::Ordering::SeqCst) as *mut u8;
+    let mine = engine::malloc(ADOPTED);
+    let same = |p: *const u8| engine::page_info(p).map(|i| i.start);
+    if same(mine) != same(left) {
+        stratalloc::eprint_noalloc!("the page of {:p} was not adopted\n", left);
+        // SAFETY: plain syscall.
+        unsafe { libc::_exit(7) };
+    }
+    left
+}
+
+extern "C" fn adopt_and_free_twice_locally(_: *mut libc::c_void) -> *mut libc::c_void {
+    let left = adopted_left();
+    // SAFETY: deliberately wrong: the second free, by the new owner.
+    unsafe {
+        engine::free(left);
+        engine::free(left);
+    }
+    churn(ADOPTED, 100);
+    core::ptr::null_mut()
+}
+
+extern "C" fn adopt_and_have_it_freed_twice_remotely(_: *mut libc::c_void) -> *mut libc::c_void {
+    let left = adopted_left();
+    // Another thread frees the left block twice while we own its page.
+    on_thread(free_arg_twice, left as usize);
+    churn(ADOPTED, 100);
+    core::ptr::null_mut()
+}
+
+extern "C" fn adopt_and_free_after_a_remote_free(_: *mut libc::c_void) -> *mut libc::c_void {
+    let left = adopted_left();
+    on_thread(free_arg, left as usize);
+    // SAFETY: deliberately wrong: freed already by the other thread.
+    unsafe { engine::free(left) };
+    churn(ADOPTED, 100);
+    core::ptr::null_mut()
+}
+
+/// A block left by an exited thread, on a page another thread adopted,
+/// freed twice by the adopter.
+#[test]
+fn local_double_free_on_an_adopted_page_aborts() {
+    expect_abort(
+        || {
+            adopt_then(adopt_and_free_twice_locally);
+            0
+        },
+        "double free",
+    );
+}
+
+/// The same block freed twice by a third thread while the adopter owns
+/// its page (the cross-thread check on adopted pages).
+#[test]
+fn remote_double_free_on_an_adopted_page_aborts() {
+    expect_abort(
+        || {
+            adopt_then(adopt_and_have_it_freed_twice_remotely);
+            0
+        },
+        "double free",
+    );
+}
+
+/// Freed by a third thread, then by the adopter.
+#[test]
+fn remote_then_local_double_free_on_an_adopted_page_aborts() {
+    expect_abort(
+        || {
+            adopt_then(adopt_and_free_after_a_remote_free);
+            0
+        },
+        "double free",
+    );
+}

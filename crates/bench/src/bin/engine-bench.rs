@@ -3,11 +3,14 @@
 //! ```text
 //! engine-bench [--quick | --smoke] [--out DIR] [--reps N] [--scale F]
 //!              [--stratalloc-lib PATH] [--mimalloc PATH] [--jemalloc PATH]
-//!              [--workload-exe PATH]
+//!              [--workload-exe PATH] [--only WORKLOAD,WORKLOAD]
+//!              [--also NAME=PATH]...
 //! ```
 //! `libstratalloc.so` is looked for next to this binary (the same target
 //! profile directory) unless `--stratalloc-lib` says otherwise; an allocator
 //! whose library is missing gets a "not measured" line, not a column.
+//! `--also NAME=PATH` adds a column for another library (an older build of
+//! `libstratalloc.so`, say), measured in the same interleaved run.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,7 +21,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: engine-bench [--quick | --smoke] [--out DIR] [--reps N] [--scale F] \
          [--stratalloc-lib PATH] [--mimalloc PATH] [--jemalloc PATH] [--workload-exe PATH] \
-         [--timeout SECS]"
+         [--timeout SECS] [--only WORKLOAD,WORKLOAD] [--also NAME=PATH]..."
     );
     std::process::exit(2)
 }
@@ -33,6 +36,7 @@ fn main() {
     let mut mi = PathBuf::from("/usr/lib/x86_64-linux-gnu/libmimalloc.so.2");
     let mut je = PathBuf::from("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
     let mut workload = dir.join("engine-workload");
+    let mut also = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -51,6 +55,16 @@ fn main() {
             "--mimalloc" => mi = PathBuf::from(v),
             "--jemalloc" => je = PathBuf::from(v),
             "--workload-exe" => workload = PathBuf::from(v),
+            "--only" => cfg.only = v.split(',').map(str::to_string).collect(),
+            "--also" => {
+                let Some((name, path)) = v.split_once('=') else {
+                    usage()
+                };
+                also.push(Allocator {
+                    name: name.into(),
+                    lib: Some(PathBuf::from(path)),
+                });
+            }
             _ => usage(),
         }
     }
@@ -65,7 +79,7 @@ fn main() {
         name: "stratalloc".into(),
         lib: Some(strat),
     };
-    let candidates = vec![
+    let mut candidates = vec![
         Allocator {
             name: "glibc".into(),
             lib: None,
@@ -80,6 +94,7 @@ fn main() {
         },
         stratalloc.clone(),
     ];
+    candidates.extend(also);
     let strategies: Vec<&str> = stratalloc_core::Strategy::ALL
         .iter()
         .map(|s| s.name())

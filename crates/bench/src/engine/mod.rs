@@ -67,7 +67,8 @@ pub struct Case {
     pub threads: usize,
 }
 
-/// The rows: every workload, larson at 2 threads, scaling at 1, 2, 4.
+/// The rows: every workload, larson and the false-sharing tests at 2
+/// threads, scaling at 1, 2, 4.
 pub fn cases() -> Vec<Case> {
     let c = |label: &str, workload, threads| Case {
         label: label.to_string(),
@@ -83,6 +84,12 @@ pub fn cases() -> Vec<Case> {
         c("threads x1", "threads", 1),
         c("threads x2", "threads", 2),
         c("threads x4", "threads", 4),
+        c("thread churn (10 at a time)", "thread-churn", 10),
+        c("huge blocks 5-25 MiB (1 thread)", "huge", 1),
+        c("passive false sharing (2 threads)", "false-passive", 2),
+        c("active false sharing (2 threads)", "false-active", 2),
+        c("wide churn, 20 000 slots (1 thread)", "churn-wide", 1),
+        c("realloc growth to 1 MiB (1 thread)", "realloc-wide", 1),
     ]
 }
 
@@ -99,6 +106,9 @@ pub struct Config {
     pub timeout: Duration,
     /// The same for the strategy table (some strategies are O(n) per call).
     pub strategy_timeout: Duration,
+    /// Workload names to run (empty: all); with a filter the strategy
+    /// table is skipped.
+    pub only: Vec<String>,
 }
 
 impl Config {
@@ -110,6 +120,7 @@ impl Config {
             reps: 9,
             timeout: Duration::from_secs(120),
             strategy_timeout: Duration::from_secs(30),
+            only: Vec::new(),
         }
     }
     /// `--quick`.
@@ -120,6 +131,7 @@ impl Config {
             reps: 3,
             timeout: Duration::from_secs(60),
             strategy_timeout: Duration::from_secs(15),
+            only: Vec::new(),
         }
     }
     /// `--smoke`: proves the harness works.
@@ -130,6 +142,7 @@ impl Config {
             reps: 1,
             timeout: Duration::from_secs(20),
             strategy_timeout: Duration::from_secs(20),
+            only: Vec::new(),
         }
     }
 }
@@ -290,14 +303,18 @@ pub fn run_all(
             _ => allocators.push(a),
         }
     }
-    let cases = cases();
+    let cases: Vec<Case> = cases()
+        .into_iter()
+        .filter(|c| cfg.only.is_empty() || cfg.only.iter().any(|o| o == c.workload))
+        .collect();
     // The strategy table: references first, then each strategy.
     let mut rows: Vec<StrategyRow> = Vec::new();
     for a in &allocators {
-        if a.name == "glibc" || a.name == "mimalloc" {
+        if cfg.only.is_empty() && (a.name == "glibc" || a.name == "mimalloc") {
             rows.push((a.name.clone(), a.clone(), Vec::new()));
         }
     }
+    let stratalloc = stratalloc.filter(|_| cfg.only.is_empty());
     if let Some(sa) = stratalloc.filter(|s| s.lib.as_ref().is_some_and(|p| p.exists())) {
         rows.push((
             "stratalloc engine".into(),
@@ -521,6 +538,14 @@ impl Report {
             geo(false),
             geo(true)
         );
+        if !self.cfg.only.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nOnly {} run (`--only`): no strategy table.",
+                self.cfg.only.join(", ")
+            );
+            return s;
+        }
         let _ = writeln!(
             s,
             "\n**Strategies as the process allocator** (`STRATALLOC_STRATEGY=<s>`, `churn` at \

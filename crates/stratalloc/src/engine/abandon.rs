@@ -1,6 +1,8 @@
 //! Thread exit and adoption: `abandon` gives up an exiting thread's
 //! segments (empty pages freed, empty segments released, the rest on the
-//! abandoned list); `reclaim` adopts one; `settle` puts a collected page
+//! abandoned list); `adopt_where` looks at abandoned segments for one a
+//! slow path can use (`tidy` takes back their remote frees and frees
+//! empty ones) and `reclaim` adopts it; `settle` puts a collected page
 //! where it belongs; `collect_pending` takes back floating pages that
 //! other threads freed into (the FULL-bit protocol of `page.rs`).
 
@@ -30,6 +32,90 @@ pub(super) unsafe fn reclaim(h: &mut Heap, seg: *mut Segment) -> bool {
         !seg_free_if_empty(h, seg)
     }
 }
+
+/// Before a fresh page of class `c` is set up: adopt an abandoned
+/// segment that has a page of the class with room (see [`adopt_where`]);
+/// true if one was adopted, its pages with room now queued.
+pub(super) unsafe fn adopt_for_class(h: &mut Heap, c: usize) -> bool {
+    // SAFETY: our heap.
+    let seg = unsafe {
+        adopt_where(h, |seg| {
+            let mut room = false;
+            Segment::for_each_page(seg, |page| {
+                room |= (*page).class as usize == c && (*page).has_room();
+            });
+            room
+        })
+    };
+    !seg.is_null()
+}
+
+/// Look at abandoned segments, oldest first, at most [`ADOPT_VISITS`]:
+/// each is tidied (remote frees taken back, empty spans released; freed
+/// if that emptied it); the first for which `fits` holds is adopted by
+/// `h` (returned), the others go back to the end of the list for the
+/// next look. So threads reuse what exited threads left, even while it
+/// holds live blocks, without taking segments they have no use for; and
+/// every abandoned segment is looked at in turn. Null if none fits (one
+/// load when nothing is abandoned).
+///
+/// # Safety
+/// `h` is the calling thread's heap; `fits` is given a tidied segment
+/// nobody else uses.
+pub(super) unsafe fn adopt_where(
+    h: &mut Heap,
+    fits: impl Fn(*mut Segment) -> bool,
+) -> *mut Segment {
+    for _ in 0..ADOPT_VISITS {
+        let seg = segment::abandon_pop();
+        if seg.is_null() {
+            break;
+        }
+        // SAFETY: popped from the abandoned list: ours alone until pushed
+        // back.
+        unsafe {
+            if !tidy(seg) {
+                continue;
+            }
+            if fits(seg) {
+                if reclaim(h, seg) {
+                    return seg;
+                }
+                continue;
+            }
+            (*seg).purge(os::now_ms());
+            segment::abandon_push(seg);
+        }
+    }
+    ptr::null_mut()
+}
+
+/// Tidy an abandoned segment without adopting it: take back the remote
+/// frees of every page and release the spans that left empty; free the
+/// segment if it is empty. Returns false if it was freed.
+///
+/// # Safety
+/// `seg` was taken off the abandoned list by the caller (no heap owns it).
+pub(super) unsafe fn tidy(seg: *mut Segment) -> bool {
+    let now = os::now_ms();
+    // SAFETY: nobody else owns `seg`; other threads only push remote
+    // frees, which `collect` takes with an atomic swap.
+    unsafe {
+        Segment::for_each_page(seg, |page| {
+            (*page).collect();
+            if (*page).used == 0 {
+                span_release(page, now);
+            }
+        });
+        if (*seg).is_empty() {
+            segment::segment_free(seg);
+            return false;
+        }
+    }
+    true
+}
+
+pub use crate::tuning::ADOPT_VISITS;
 
 /// Put an unqueued, collected page where it belongs: span released if
 /// empty (the segment stays), queued last if it has room, floating

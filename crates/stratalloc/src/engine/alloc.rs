@@ -228,9 +228,10 @@ unsafe fn realloc_slow(p: *mut u8, new_size: usize) -> *mut u8 {
         // A block outgrowing its class is likely to be grown again (a
         // buffer appended to): give it about a quarter more than asked, so
         // a run of small growths copies every fourth class, not every
-        // class. Above the medium classes large blocks grow in place.
-        let want = if new_size > usable && new_size <= MEDIUM_MAX / 2 {
-            new_size + new_size / 4
+        // class. Large blocks grow in place when the next slices are
+        // free, and move with a quarter more when they are not.
+        let want = if new_size > usable && new_size <= LARGE_MAX {
+            (new_size + new_size / 4).min(LARGE_MAX)
         } else {
             new_size
         };

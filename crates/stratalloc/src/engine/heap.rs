@@ -32,7 +32,7 @@
 //! heap is abandoned, given back to the pool and the slot reset.
 
 use core::ptr;
-use core::sync::atomic::Ordering::*;
+use core::sync::atomic::{AtomicU32, Ordering::*};
 
 use super::page::{Page, FULL, LARGE};
 use super::segment::{self, Segment, SLICES_PER_SEGMENT};
@@ -85,7 +85,14 @@ pub struct Heap {
     /// paths), both halved every 256 fresh pages.
     pub fresh_pages: u32,
     pub regrets: u32,
+    /// [`TRIM_EPOCH`] when this heap last trimmed itself.
+    pub trim_seen: u32,
 }
+
+/// `trim()` calls so far: a heap that has seen fewer frees its empty
+/// pages and purges its free slices at its next slow path, so a trim on
+/// one thread reaches every thread that still allocates.
+pub static TRIM_EPOCH: AtomicU32 = AtomicU32::new(0);
 
 pub use crate::tuning::STEAL_REGRET;
 
@@ -132,15 +139,18 @@ impl Heap {
         stolen_at: [0; CLASSES],
         fresh_pages: 0,
         regrets: 0,
+        trim_seen: 0,
     };
 }
 
 // ------------------------------------------------------------ trim, check
 
 /// Return what this thread can return: empty pages, dirty slices, empty
-/// abandoned segments, cached segments.
+/// abandoned segments, cached segments; and ask every other heap to free
+/// its empty pages at its next slow path ([`TRIM_EPOCH`]).
 pub unsafe fn trim(h: *mut Heap) -> bool {
     let before = os::stats().returned;
+    TRIM_EPOCH.fetch_add(1, Relaxed);
     // SAFETY: our heap.
     unsafe {
         let h = if (*h).id == UNINIT { init() } else { h };
@@ -149,19 +159,7 @@ pub unsafe fn trim(h: *mut Heap) -> bool {
         }
         let h = &mut *h;
         let now = os::now_ms();
-        collect_pending(h);
-        for c in 0..CLASSES {
-            let mut page = h.queues[c].first;
-            while !page.is_null() {
-                let next = (*page).next;
-                (*page).collect();
-                if (*page).used == 0 {
-                    h.queue_remove(page);
-                    page_free(h, page, now);
-                }
-                page = next;
-            }
-        }
+        trim_own(h, now);
         // Adopt every abandoned segment (frees the empty ones).
         let n = segment::abandoned_count();
         for _ in 0..n {
@@ -175,6 +173,33 @@ pub unsafe fn trim(h: *mut Heap) -> bool {
     }
     segment::drain_cache();
     os::stats().returned > before
+}
+
+/// Free the empty pages of heap `h` (remote frees taken back first) and
+/// purge its free slices now; note the trim epoch seen.
+///
+/// # Safety
+/// `h` is the calling thread's initialised heap.
+pub(super) unsafe fn trim_own(h: &mut Heap, now: u64) {
+    h.trim_seen = TRIM_EPOCH.load(Relaxed);
+    // SAFETY: our heap; queued pages are valid, `next` read before a page
+    // is freed.
+    unsafe {
+        collect_pending(h);
+        for c in 0..CLASSES {
+            let mut page = h.queues[c].first;
+            while !page.is_null() {
+                let next = (*page).next;
+                (*page).collect();
+                if (*page).used == 0 {
+                    h.queue_remove(page);
+                    page_free(h, page, now);
+                }
+                page = next;
+            }
+        }
+        purge_due(h, now, true);
+    }
 }
 
 /// In-use pages (spans) in the segments of heap `h`.

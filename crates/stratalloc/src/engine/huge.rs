@@ -11,8 +11,10 @@
 //! segment map: `free` then looks one segment back (see `free_foreign`).
 //! Growing uses `mremap` into an aligned reservation, so no bytes are
 //! copied; shrinking unmaps the tail. A freed mapping waits a short while
-//! in the huge cache (`segment::huge_cache_put`) for a request of about the
-//! same size, which then costs no system call and no page fault.
+//! in the huge cache (`segment::huge_cache_put`) for the next huge
+//! request: one needing a third of it or more takes it as it is (no
+//! system call, no page fault); a larger one grows it with `mremap`
+//! (only the growth faults in).
 
 use core::ptr;
 
@@ -44,11 +46,19 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
     }
     segment::global_purge(os::now_ms());
     if offset < SEGMENT_SIZE {
-        let seg = segment::huge_cache_take(total);
-        if !seg.is_null() {
-            // SAFETY: a cached huge mapping, ours now, of at least `total`
-            // bytes; its start is a segment boundary.
-            unsafe {
+        let mut seg = segment::huge_cache_take(total);
+        // SAFETY: a cached huge mapping, ours now; its start is a segment
+        // boundary. One smaller than `total` grows (its pages move with
+        // it, resident); if it cannot, it is unmapped.
+        unsafe {
+            if !seg.is_null() && (*seg).map_size < total {
+                let grown = resize(seg, total);
+                if grown.is_null() {
+                    segment::huge_unmap(seg);
+                }
+                seg = grown;
+            }
+            if !seg.is_null() {
                 let block = seg.cast::<u8>().add(offset);
                 let map_size = (*seg).map_size;
                 segment::huge_init(seg, map_size, block, map_size - offset);
@@ -120,6 +130,28 @@ pub unsafe fn realloc(seg: *mut Segment, p: *mut u8, new_size: usize) -> *mut u8
         if total <= old && total >= old / 2 {
             return p;
         }
+        let nseg = resize(seg, total);
+        if nseg.is_null() {
+            return ptr::null_mut();
+        }
+        let block = nseg.cast::<u8>().add(offset);
+        segment::huge_init(nseg, total, block, total - offset);
+        block
+    }
+}
+
+/// Resize the mapping of huge segment `seg` to `total` bytes (page
+/// multiple): in place, or moved by `mremap` to another segment-aligned
+/// place (pages move, no byte is copied), registered where it lands.
+/// Returns the segment's new address with `map_size == total` (the rest
+/// of the header as it was), or null with the mapping untouched.
+///
+/// # Safety
+/// `seg` is a registered huge segment nobody else is resizing.
+unsafe fn resize(seg: *mut Segment, total: usize) -> *mut Segment {
+    // SAFETY: a registered huge header, per the contract.
+    unsafe {
+        let old = (*seg).map_size;
         // Growing in place is tried first and fails whenever the next
         // pages are taken: that must not leave ENOMEM in errno when the
         // move then succeeds (the C layer relies on the engine leaving
@@ -133,15 +165,14 @@ pub unsafe fn realloc(seg: *mut Segment, p: *mut u8, new_size: usize) -> *mut u8
         if nseg.is_null() {
             // Registered a moment ago: the map has its bit.
             segment::huge_register(seg, true);
-            return ptr::null_mut();
+            return nseg;
         }
         *errno = saved;
         if !segment::huge_register(nseg, true) {
             crate::fatal!("cannot register moved huge block {:p}", nseg);
         }
-        let block = nseg.cast::<u8>().add(offset);
-        segment::huge_init(nseg, total, block, total - offset);
-        block
+        (*nseg).map_size = total;
+        nseg
     }
 }
 

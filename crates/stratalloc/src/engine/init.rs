@@ -223,6 +223,7 @@ pub(super) unsafe fn init() -> *mut Heap {
         h.write(Heap::INIT);
         (*h).id = NEXT_ID.fetch_add(1, Relaxed);
         (*h).secret = super::page::secret();
+        (*h).trim_seen = TRIM_EPOCH.load(Relaxed);
     }
     tls::set(h);
     // pthread_setspecific may call malloc (calloc for high keys): the heap

@@ -16,7 +16,7 @@
 //! | [`free`]`(p)` | `free` | null ignored; a pointer not ours aborts with a message |
 //! | [`usable_size`]`(p)` | `malloc_usable_size` | works for every pointer handed out |
 //! | [`owns`]`(p)` | — | cheap "could this be ours?" (segment map lookup) |
-//! | [`trim`]`()` | `malloc_trim` | returns free memory now |
+//! | [`trim`]`()` | `malloc_trim` | returns free memory now (other threads' heaps: at their next slow path) |
 //! | [`ENGINE`] | — | the same as a [`Backend`] (stats: mapped, peak mapped, returned; `in_use`, `allocs`, `frees` are not tracked and read 0) |
 //! | [`heap_info`]`()` | `mallinfo2`, `malloc_stats`, `malloc_info` | bytes in use, free, in huge mappings, releasable: counted by a walk of every segment when asked (`info.rs`), so the fast paths keep no counter |
 //! | [`check`]`()`, [`engine_stats`]`()`, [`local_pages`]`()` | — | diagnostics: invariants of the calling thread's heap, OS/segment figures, pages owned |
@@ -36,9 +36,14 @@
 //! - **heap**: per-thread state (a pointer to it in TLS): a queue of pages
 //!   per class and the segments it owns.
 //! - **floating page**: a full page unlinked from its queue (`FULL`).
-//! - **abandoned segment**: owned by a thread that exited; adopted by the
-//!   next thread that needs a span, or by any thread's periodic visit (one
-//!   segment per visit, at most every 10 ms).
+//! - **abandoned segment**: owned by a thread that exited (it may still
+//!   hold live blocks, freed later by other threads); on a first-in,
+//!   first-out list. A thread's slow path adopts one before it sets up a
+//!   fresh page (one with a page of the class it needs with room) or maps
+//!   a segment (one with free slices for the span), looking at up to 8:
+//!   each looked at is tidied (remote frees taken back, empty spans
+//!   released, freed if empty) and, if not adopted, put back last. Any
+//!   thread's periodic visit (at most every 10 ms) tidies the oldest.
 //! - **large / huge block**: above 512 KiB, one block per span; above
 //!   2 MiB, one mapping per block.
 //!
@@ -79,9 +84,11 @@
 //!   static TLS, see `heap::heap`).
 //! - realloc of a block that stays in its class: segment-map lookup, page
 //!   lookup, block-boundary test, size compare (no division, no call).
-//!   Past the block's class it asks for a quarter more than the new size,
-//!   so buffers grown a little at a time are copied every few classes
-//!   rather than at every class boundary.
+//!   Past the block's class it asks for a quarter more than the new size
+//!   (up to the largest large block), so buffers grown a little at a time
+//!   are copied every few classes rather than at every class boundary; a
+//!   large block grows in place into free slices that follow it, else
+//!   moves with that quarter more.
 //! - local free: mask, one compare against the heap's cache of its own
 //!   segments (`Heap::own`, 8 slots by address: a hit proves the segment
 //!   is mapped, ours and owned by this thread, so neither the segment map
@@ -95,9 +102,10 @@
 //! - remote free: the block checks (carved, key), then one CAS on the
 //!   page's `thread_free`.
 //! - slow path: collect the queue's pages (freed blocks in any of them go
-//!   before fresh blocks are carved), float full ones, reclaim abandoned
-//!   segments, take a span (bitmap search over 64 slices), or map a
-//!   segment (segment cache first). A floating page that gets blocks back
+//!   before fresh blocks are carved), float full ones, take back floating
+//!   pages freed into, adopt an abandoned segment with a page of the class,
+//!   take a span (bitmap search over 64 slices), adopt an abandoned
+//!   segment with room for it, or map a segment (segment cache first). A floating page that gets blocks back
 //!   is queued last, so it gathers frees before malloc comes to it.
 //!
 //! ## Checks always on (each aborts with a message naming the pointer)
@@ -151,21 +159,35 @@
 //! `MADV_DONTNEED` once it stayed free for 10 ms (per-slice free time),
 //! from the owner's slow path. Empty segments go to a global
 //! cache of 8 (their dirty slices purged when due) and are unmapped beyond
-//! it. Freed huge mappings (up to 8, 64 MiB in all) are kept 10 ms for a
-//! request of about the same size, then unmapped; any thread's slow path
-//! (or the next huge request) does that global work. `trim()` frees empty
-//! pages and purges at once, adopts abandoned segments, and unmaps both
-//! caches.
+//! it. Freed huge mappings (up to 8, 64 MiB in all) are kept 100 ms for
+//! the next huge request, then unmapped: a request needing a third of a
+//! cached mapping or more takes it as it is (resident, no fault), a
+//! larger one grows the largest smaller one with `mremap`; any thread's slow path
+//! (or the next huge request) does that global work. Abandoned segments emptied
+//! by remote frees go to the segment cache when a thread looks at them
+//! (adoption or periodic visit). `trim()` frees empty pages and purges at
+//! once, adopts every abandoned segment, and unmaps both caches; it also
+//! bumps a global trim count, and every other heap that sees a new count
+//! on its next slow path frees its empty pages and purges too.
 //!
 //! ## Drawbacks
 //!
 //! - A thread that stops calling malloc keeps its empty pages resident
-//!   until it exits or calls `trim()`; `trim()` acts on the calling thread
-//!   and on abandoned segments only.
+//!   until it exits or calls `trim()`; another thread's `trim()` reaches
+//!   it only at its next slow path (a heap is never touched by another
+//!   thread).
 //! - Pages freed only by other threads are taken back when the owner next
 //!   runs out of pages in that class.
-//! - Huge blocks cost one `mmap`/`munmap` each unless the huge cache
-//!   holds a mapping of about the same size.
+//! - While abandoned segments exist that no thread has a use for (their
+//!   pages are of classes nobody asks for, their free slices too few), every
+//!   fresh page and new span looks at up to 8 of them first (a lock, a
+//!   walk of 63 slices and their remote frees each): a cost of slow paths
+//!   that grows with how many such segments a program leaves, up to that
+//!   bound.
+//! - Huge blocks cost one `mmap`/`munmap` each unless they follow
+//!   another within 100 ms (the huge cache); a block served from a cached
+//!   mapping up to three times its size keeps the excess resident while
+//!   it lives.
 //! - `fork` holds no engine lock; a child in which a thread gone there held
 //!   the global lock forgets the segment and huge caches, the abandoned
 //!   list and the heap pool (their memory stays mapped, unused).

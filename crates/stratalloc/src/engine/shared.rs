@@ -21,14 +21,17 @@ pub static GLOBAL: RawLock = RawLock::new();
 struct Shared {
     cache: [*mut Segment; CACHE_MAX],
     cached: usize,
+    /// Oldest abandoned segment (taken first) and newest (pushed after).
     abandoned: *mut Segment,
-    abandoned_count: usize,
+    abandoned_last: *mut Segment,
     huge: [*mut Segment; HUGE_CACHE_MAX],
     nhuge: usize,
     huge_bytes: usize,
 }
 
-use crate::tuning::{HUGE_CACHE_BYTES, HUGE_CACHE_MAX, SEGMENT_CACHE as CACHE_MAX};
+use crate::tuning::{
+    HUGE_CACHE_BYTES, HUGE_CACHE_DELAY_MS, HUGE_CACHE_MAX, SEGMENT_CACHE as CACHE_MAX,
+};
 
 struct SharedCell(core::cell::UnsafeCell<Shared>);
 // SAFETY: only accessed while GLOBAL is held.
@@ -38,7 +41,7 @@ static SHARED: SharedCell = SharedCell(core::cell::UnsafeCell::new(Shared {
     cache: [ptr::null_mut(); CACHE_MAX],
     cached: 0,
     abandoned: ptr::null_mut(),
-    abandoned_count: 0,
+    abandoned_last: ptr::null_mut(),
     huge: [ptr::null_mut(); HUGE_CACHE_MAX],
     nhuge: 0,
     huge_bytes: 0,
@@ -61,15 +64,21 @@ pub fn forget_shared() {
     with_shared(|s| {
         s.cached = 0;
         s.abandoned = ptr::null_mut();
-        s.abandoned_count = 0;
+        s.abandoned_last = ptr::null_mut();
+        ABANDONED.store(0, Relaxed);
         s.nhuge = 0;
         s.huge_bytes = 0;
     });
 }
 
+/// Segments on the abandoned list (changed under [`GLOBAL`]; read
+/// without it, so a slow path finds out that there is none with one
+/// load).
+static ABANDONED: AtomicUsize = AtomicUsize::new(0);
+
 /// Abandoned segments right now.
 pub fn abandoned_count() -> usize {
-    with_shared(|s| s.abandoned_count)
+    ABANDONED.load(Relaxed)
 }
 
 /// Mapped segment count (normal segments, live or cached).
@@ -209,24 +218,44 @@ pub fn drain_cache() -> bool {
     }
 }
 
-/// Put `seg` (already `owner == 0`) on the abandoned list.
+/// Put `seg` (already `owner == 0`) last on the abandoned list.
+///
+/// The list is first in, first out: a segment adopted and abandoned again
+/// goes behind every other, so adoption visits each abandoned segment in
+/// turn (and frees those that remote frees emptied) instead of cycling
+/// through the few newest.
 pub unsafe fn abandon_push(seg: *mut Segment) {
     with_shared(|s| {
-        // SAFETY: we hold the lock and the segment.
-        unsafe { (*seg).next = s.abandoned };
-        s.abandoned = seg;
-        s.abandoned_count += 1;
+        // SAFETY: we hold the lock and the segment; listed segments are
+        // valid.
+        unsafe {
+            (*seg).next = ptr::null_mut();
+            if s.abandoned_last.is_null() {
+                s.abandoned = seg;
+            } else {
+                (*s.abandoned_last).next = seg;
+            }
+        }
+        s.abandoned_last = seg;
+        ABANDONED.fetch_add(1, Relaxed);
     });
 }
 
-/// Take one abandoned segment, if any.
+/// Take the oldest abandoned segment, if any (null at once, without the
+/// lock, when the list looks empty).
 pub fn abandon_pop() -> *mut Segment {
+    if ABANDONED.load(Relaxed) == 0 {
+        return ptr::null_mut();
+    }
     with_shared(|s| {
         let seg = s.abandoned;
         if !seg.is_null() {
             // SAFETY: listed segments are valid.
             s.abandoned = unsafe { (*seg).next };
-            s.abandoned_count -= 1;
+            if s.abandoned.is_null() {
+                s.abandoned_last = ptr::null_mut();
+            }
+            ABANDONED.fetch_sub(1, Relaxed);
         }
         seg
     })
@@ -279,7 +308,7 @@ pub unsafe fn huge_cache_put(seg: *mut Segment, now: u64) -> bool {
         // SAFETY: the header is ours until it is listed.
         unsafe {
             (*seg).huge_block = ptr::null_mut();
-            (*seg).purge_at = now + PURGE_DELAY_MS;
+            (*seg).purge_at = now + HUGE_CACHE_DELAY_MS;
         }
         s.huge[s.nhuge] = seg;
         s.nhuge += 1;
@@ -288,22 +317,34 @@ pub unsafe fn huge_cache_put(seg: *mut Segment, now: u64) -> bool {
     })
 }
 
-/// A cached huge mapping of at least `need` bytes that wastes at most a
-/// quarter (or 1 MiB) beyond it; null if none.
+/// A cached huge mapping for a block needing `need` bytes of mapping:
+/// the smallest that holds `need` and wastes at most twice as much again
+/// (its pages are resident: no fault; the waste lasts as long as the
+/// block), else the largest smaller one (the caller grows it with
+/// `mremap`: only the growth faults in). Null if the cache is empty or
+/// holds only mappings over three times `need`.
 pub fn huge_cache_take(need: usize) -> *mut Segment {
     with_shared(|s| {
+        let (mut fit, mut grow) = (None::<(usize, usize)>, None::<(usize, usize)>);
         for i in 0..s.nhuge {
-            let seg = s.huge[i];
             // SAFETY: cached huge headers are valid.
-            let size = unsafe { (*seg).map_size };
-            if size >= need && size - need <= (need / 4).max(1 << 20) {
-                s.nhuge -= 1;
-                s.huge[i] = s.huge[s.nhuge];
-                s.huge_bytes -= size;
-                return seg;
+            let size = unsafe { (*s.huge[i]).map_size };
+            if size >= need {
+                if size - need <= 2 * need && fit.map_or(true, |(_, f)| size < f) {
+                    fit = Some((i, size));
+                }
+            } else if grow.map_or(true, |(_, g)| size > g) {
+                grow = Some((i, size));
             }
         }
-        ptr::null_mut()
+        let Some((i, size)) = fit.or(grow) else {
+            return ptr::null_mut();
+        };
+        let seg = s.huge[i];
+        s.nhuge -= 1;
+        s.huge[i] = s.huge[s.nhuge];
+        s.huge_bytes -= size;
+        seg
     })
 }
 

@@ -14,8 +14,9 @@ use crate::os;
 // ------------------------------------------------------------ allocation
 
 /// The start of every allocation slow path: give the thread a heap of its
-/// own on its first use, and run the periodic work (purge, reclaim) every
-/// 64 slow calls. `None` when no heap could be set up (out of memory).
+/// own on its first use, trim it if another thread called `trim()` since
+/// it last did, and run the periodic work (purge, reclaim) every 64 slow
+/// calls. `None` when no heap could be set up (out of memory).
 ///
 /// # Safety
 /// `h` is the calling thread's heap.
@@ -31,6 +32,9 @@ pub(super) unsafe fn enter_slow<'a>(mut h: *mut Heap) -> Option<&'a mut Heap> {
             }
         }
         let h = &mut *h;
+        if h.trim_seen != TRIM_EPOCH.load(Relaxed) {
+            trim_own(h, os::now_ms());
+        }
         h.slow_count += 1;
         if h.slow_count % 64 == 0 {
             periodic(h);
@@ -48,7 +52,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
         let Some(h) = enter_slow(h) else {
             return ptr::null_mut();
         };
-        for attempt in 0..2 {
+        for attempt in 0..3 {
             // Freed blocks anywhere in the queue go before fresh ones are
             // carved (carving touches new memory): the first page that can
             // only be extended is remembered and extended if no page has
@@ -89,8 +93,12 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                 }
                 return Page::pop(extendable, h.secret);
             }
+            // Then floating pages of ours that got blocks back; then pages
+            // with room in segments exited threads left.
             if attempt == 0 {
                 collect_pending(h);
+            } else if attempt == 1 && !adopt_for_class(h, c) {
+                break;
             }
         }
         // A fresh page. If this class lost its empty page to another
@@ -153,11 +161,14 @@ pub(super) unsafe fn periodic(h: &mut Heap) {
             }
             free_retired(h, segment::PURGE_DELAY_MS, now);
             purge_due(h, now, false);
-            // Adopt one abandoned segment, so that memory other threads
-            // freed into it is taken back even when nobody needs a new span.
+            // Tidy the oldest abandoned segment (adopted by nobody: this
+            // thread may have no use for it), so that memory other threads
+            // freed into it is taken back, and the segment freed once
+            // empty, even when no thread needs a new page.
             let seg = segment::abandon_pop();
-            if !seg.is_null() {
-                reclaim(h, seg);
+            if !seg.is_null() && tidy(seg) {
+                (*seg).purge(now);
+                segment::abandon_push(seg);
             }
         }
         segment::global_purge(now);

@@ -57,17 +57,12 @@ pub(super) unsafe fn span_alloc(h: &mut Heap, n: usize, steal: bool) -> *mut Pag
             return &mut (*seg).pages[i];
         }
     }
-    // Reclaim abandoned segments before mapping more.
-    for _ in 0..8 {
-        let seg = segment::abandon_pop();
-        if seg.is_null() {
-            break;
-        }
-        // SAFETY: popped from the abandoned list: ours now.
-        unsafe {
-            if !reclaim(h, seg) {
-                continue; // it was empty and is gone
-            }
+    // Adopt an abandoned segment with room before mapping more.
+    // SAFETY: our heap; `adopt_where` hands `fits` a segment nobody else
+    // uses.
+    unsafe {
+        let seg = adopt_where(h, |seg| (*seg).clean_span(n).is_some());
+        if !seg.is_null() {
             if let Some(i) = (*seg).take_span(n) {
                 return &mut (*seg).pages[i];
             }

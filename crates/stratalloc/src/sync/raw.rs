@@ -151,6 +151,19 @@ impl<T> SpinLock<T> {
         self.lock.fork_release();
     }
 
+    /// The value, reached with no guard by the thread that took the lock
+    /// with [`raw_lock`](Self::raw_lock) (the leak check reads every table
+    /// shard while it holds them all).
+    ///
+    /// # Safety
+    /// The caller took the lock with `raw_lock`, has not released it, and
+    /// drops the reference before releasing it.
+    pub unsafe fn raw_value(&self) -> &T {
+        // SAFETY: the lock is held by the caller (its contract), so no other
+        // thread reaches the value.
+        unsafe { &*self.value.get() }
+    }
+
     /// In a fork child: [`raw_unlock`](Self::raw_unlock), after `reset`
     /// has set the value up for the child, unless `raw_lock` found the
     /// lock held by this thread (then the interrupted critical section

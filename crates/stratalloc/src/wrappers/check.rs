@@ -23,6 +23,17 @@
 //! | invalid / interior pointer free | the pointer is not a key of the table (a scan tells an interior pointer) |
 //! | write after free | freed blocks are filled with 0xDD (first 64 KiB) and held in a FIFO quarantine (up to 4096 blocks, 16 MiB of poisoned bytes); the fill is verified when a block leaves quarantine to be reused, and at exit |
 //!
+//! **Reports** name the block's allocation stack and, for a freed block
+//! (double free, write after free, realloc of a freed block), the stack of
+//! its first free, as AddressSanitizer does: each `malloc` and `free`
+//! captures its stack with the leak wrapper's unwinder (no allocation,
+//! deduplicated in a [`StackTable`]) and keeps its id in the entry's tag;
+//! the report symbolizes them as the wrappers' own code. An error while the
+//! program runs stops it (one report, then a summary line and the
+//! corruption path); at exit every damaged block is reported, then
+//! `SUMMARY: stratalloc: check: N error(s) found` and an abort, or
+//! `check: 0 errors` when all is well.
+//!
 //! Out of memory (the backend's, or the table's when it cannot grow) is
 //! the C contract's: the quarantine is emptied, the backend trimmed and
 //! the call retried once, then it returns null (`ENOMEM`), never aborts.
@@ -36,20 +47,25 @@
 //! table does not know is then handed to the backend as it is. Blocks made
 //! before keep being checked.
 //!
-//! **Cost**: a table insert and remove per block (a lock per shard), the
-//! guard bytes, the poison fill, and memory held in quarantine. A debugging
-//! mode, not a production one.
+//! **Cost**: a table insert and remove per block (a lock per shard), one
+//! stack unwind per `malloc` and per `free`, the guard bytes, the poison
+//! fill, and memory held in quarantine. A debugging mode, not a production
+//! one.
 //!
 //! Invariants (checked by [`Check::check`]): the table's own; every
 //! quarantined pointer is in the table marked freed; the quarantine's byte
 //! count is the sum of its blocks' sizes.
 
+use core::fmt::Write;
+
 use crate::backend::{Backend, BackendStats, HeapInfo};
 use crate::fatal;
 use crate::os::map_meta as map;
 use crate::sync::SpinLock;
-use crate::wrappers::sys::in_internal;
-use crate::wrappers::table::PtrTable;
+use crate::wrappers::leaks::{stack_here, write_stack, StackTable, MAX_STACK_ID};
+use crate::wrappers::reach::Mapped;
+use crate::wrappers::sys::{in_internal, internal, pid, FdWriter};
+use crate::wrappers::table::{Entry, PtrTable};
 use stratalloc_core::CheckError;
 
 const FRONT: u8 = 0xFA;
@@ -62,11 +78,28 @@ const LIVE: u64 = 1;
 const FREED: u64 = 2;
 const STATE: u64 = 3;
 
-fn tag(state: u64, offset: usize) -> u64 {
-    state | (offset as u64) << 8
+// A table entry's tag: bits 0-1 the state, 2-7 log2 of the front guard
+// (a power of two), 8-35 the allocation stack, 36-63 the free stack (ids of
+// the wrapper's stack table, 0 = none).
+const STACK_BITS: u32 = 28;
+const STACK_MASK: u64 = (1 << STACK_BITS) - 1;
+const _: () = assert!(MAX_STACK_ID as u64 <= STACK_MASK);
+
+fn tag(state: u64, offset: usize, alloc_stack: u32, free_stack: u32) -> u64 {
+    debug_assert!(offset.is_power_of_two());
+    state
+        | (offset.trailing_zeros() as u64) << 2
+        | (alloc_stack as u64 & STACK_MASK) << 8
+        | (free_stack as u64 & STACK_MASK) << 36
 }
 fn offset(tag: u64) -> usize {
-    (tag >> 8) as usize
+    1 << ((tag >> 2) & 63)
+}
+fn alloc_stack(tag: u64) -> u32 {
+    ((tag >> 8) & STACK_MASK) as u32
+}
+fn free_stack(tag: u64) -> u32 {
+    ((tag >> 36) & STACK_MASK) as u32
 }
 
 /// A FIFO of freed blocks `(pointer, poisoned bytes)` in a ring mapped on
@@ -129,7 +162,21 @@ pub struct Check {
     inner: &'static dyn Backend,
     name: &'static str,
     table: PtrTable,
+    stacks: StackTable,
     quarantine: SpinLock<Quarantine>,
+}
+
+/// What is wrong with a block.
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    /// The guard after it was overwritten: `(byte offset from the start,
+    /// byte found)`.
+    Overflow(usize, u8),
+    /// The guard before it was overwritten: `(bytes before the start, byte
+    /// found)`.
+    Underflow(usize, u8),
+    /// Its poison was overwritten after it was freed: `(offset, byte found)`.
+    WriteAfterFree(usize, u8),
 }
 
 /// The first byte of `s` that differs from `b`, if any.
@@ -144,6 +191,7 @@ impl Check {
             inner,
             name,
             table: PtrTable::new(),
+            stacks: StackTable::new(),
             quarantine: SpinLock::new(Quarantine {
                 ring: core::ptr::null_mut(),
                 head: 0,
@@ -198,7 +246,11 @@ impl Check {
             core::ptr::write_bytes(user.add(size), BACK, BACK_LEN);
             user
         };
-        if !self.table.insert(user as usize, size, tag(LIVE, front)) {
+        let stack = stack_here(&self.stacks).unwrap_or(0);
+        if !self
+            .table
+            .insert(user as usize, size, tag(LIVE, front, stack, 0))
+        {
             // The table could not grow: give the block back and fail the
             // call, as any other out-of-memory.
             // SAFETY: `inner` came from `self.inner` above and was never
@@ -226,8 +278,9 @@ impl Check {
         }
     }
 
-    /// Abort if the guard bytes around the live block `p` were changed.
-    fn verify_guards(&self, p: usize, size: usize, off: usize, when: &str) {
+    /// What is wrong with the guards around the live block `e`, if anything.
+    fn guard_damage(&self, e: &Entry) -> Option<Damage> {
+        let (p, size, off) = (e.key, e.size, offset(e.tag));
         // SAFETY: the table says `p` is a block we made: `off` guard bytes
         // before it, `size` user bytes and BACK_LEN guard bytes after it.
         let (front, back) = unsafe {
@@ -237,27 +290,87 @@ impl Check {
             )
         };
         if let Some(i) = first_diff(back, BACK) {
-            fatal!(
-                "check: heap buffer overflow: block {:#x} of {} bytes: the guard after it was \
-                 overwritten at byte +{} (found {:#04x}), detected {}",
-                p,
-                size,
-                size + i,
-                back[i],
-                when
-            );
+            return Some(Damage::Overflow(size + i, back[i]));
         }
-        if let Some(i) = first_diff(front, FRONT) {
-            fatal!(
-                "check: heap buffer underflow: block {:#x} of {} bytes: the guard before it was \
-                 overwritten at byte -{} (found {:#04x}), detected {}",
-                p,
-                size,
-                off - i,
-                front[i],
-                when
-            );
+        first_diff(front, FRONT).map(|i| Damage::Underflow(off - i, front[i]))
+    }
+
+    /// Abort if the guard bytes around the live block `e` were changed.
+    fn verify_guards(&self, e: &Entry, when: &str) {
+        if let Some(d) = self.guard_damage(e) {
+            self.fail(e, d, when);
         }
+    }
+
+    /// Print what is wrong with block `e`, with the stacks that made it and
+    /// freed it (symbolizing allocates: as the wrappers' own code).
+    fn describe(&self, e: &Entry, d: Damage, when: &str) {
+        let (p, size) = (e.key, e.size);
+        let mut w = FdWriter::new(2);
+        let _ = match d {
+            Damage::Overflow(at, found) => write!(
+                w,
+                "stratalloc: check: heap buffer overflow: block {p:#x} of {size} bytes: the guard \
+                 after it was overwritten at byte +{at} (found {found:#04x}), detected {when}"
+            ),
+            Damage::Underflow(at, found) => write!(
+                w,
+                "stratalloc: check: heap buffer underflow: block {p:#x} of {size} bytes: the guard \
+                 before it was overwritten at byte -{at} (found {found:#04x}), detected {when}"
+            ),
+            Damage::WriteAfterFree(at, found) => write!(
+                w,
+                "stratalloc: check: write after free: block {p:#x} of {size} bytes was modified \
+                 at byte +{at} (found {found:#04x}) after it was freed, detected {when}"
+            ),
+        };
+        let _ = writeln!(w);
+        self.write_stacks(&mut w, e);
+    }
+
+    /// The allocation stack of `e`, and its free stack if it was freed.
+    fn write_stacks(&self, w: &mut FdWriter, e: &Entry) {
+        internal(|| {
+            let _ = writeln!(w, "  block {:#x} of {} bytes, allocated by:", e.key, e.size);
+            let _ = write_stack(&self.stacks, w, alloc_stack(e.tag));
+            if e.tag & STATE == FREED {
+                let _ = writeln!(w, "  first freed by:");
+                let _ = write_stack(&self.stacks, w, free_stack(e.tag));
+            }
+        });
+        w.flush();
+    }
+
+    /// Report the damage `d` of block `e` and abort (the one error of
+    /// this run: an error while the program runs stops it).
+    #[cold]
+    fn fail(&self, e: &Entry, d: Damage, when: &str) -> ! {
+        self.describe(e, d, when);
+        Self::abort_after(1, e.key)
+    }
+
+    /// The summary line, then the corruption path.
+    #[cold]
+    fn abort_after(errors: usize, p: usize) -> ! {
+        crate::eprint_noalloc!("SUMMARY: stratalloc: check: {} error(s) found\n", errors);
+        fatal!(
+            "check: aborting after {} error(s), the first at {:#x}",
+            errors,
+            p
+        )
+    }
+
+    /// Report a bad call on `p` (message `msg`; `block`: the block it
+    /// concerns, if known) with the block's stacks, and abort.
+    #[cold]
+    fn fail_call(&self, p: usize, block: Option<&Entry>, msg: core::fmt::Arguments<'_>) -> ! {
+        let mut w = FdWriter::new(2);
+        let _ = writeln!(w, "stratalloc: check: {msg}");
+        match block {
+            Some(e) => self.write_stacks(&mut w, e),
+            None => w.flush(),
+        }
+        Self::abort_after(1, p)
     }
 
     /// Abort naming what `p` is, for a pointer that is not a live block.
@@ -265,11 +378,13 @@ impl Check {
     fn bad_pointer(&self, op: &str, p: *const u8) -> ! {
         let a = p as usize;
         if let Some(e) = self.table.get(a) {
-            fatal!(
-                "check: {} of {:p}: double free (block of {} bytes already freed)",
-                op,
-                p,
-                e.size
+            self.fail_call(
+                a,
+                Some(&e),
+                format_args!(
+                    "{} of {:p}: double free (block of {} bytes already freed)",
+                    op, p, e.size
+                ),
             );
         }
         let mut hit = None;
@@ -279,29 +394,28 @@ impl Check {
             }
         });
         match hit {
-            Some(e) if e.tag & STATE == LIVE => fatal!(
-                "check: {} of {:p}: invalid pointer: interior pointer {} bytes into block \
-                 {:#x} of {} bytes",
-                op,
-                p,
-                a - e.key,
-                e.key,
-                e.size
+            Some(e) => self.fail_call(
+                a,
+                Some(&e),
+                format_args!(
+                    "{} of {:p}: invalid pointer: interior pointer {} bytes into {}block {:#x} \
+                     of {} bytes",
+                    op,
+                    p,
+                    a - e.key,
+                    if e.tag & STATE == LIVE { "" } else { "freed " },
+                    e.key,
+                    e.size
+                ),
             ),
-            Some(e) => fatal!(
-                "check: {} of {:p}: invalid pointer: interior pointer {} bytes into freed \
-                 block {:#x} of {} bytes",
-                op,
-                p,
-                a - e.key,
-                e.key,
-                e.size
-            ),
-            None => fatal!(
-                "check: {} of {:p}: invalid pointer (size unknown): not a block from malloc, \
-                 or freed long ago",
-                op,
-                p
+            None => self.fail_call(
+                a,
+                None,
+                format_args!(
+                    "{} of {:p}: invalid pointer (size unknown): not a block from malloc, or \
+                     freed long ago",
+                    op, p
+                ),
             ),
         }
     }
@@ -311,40 +425,66 @@ impl Check {
         let Some(e) = self.table.remove(p) else {
             fatal!("check: quarantined block {:#x} vanished from the table", p);
         };
-        self.verify_poison(&e, "when it left quarantine");
-        self.verify_guards(p, e.size, offset(e.tag), "when it left quarantine");
+        if let Some(d) = Self::poison_damage(&e) {
+            self.fail(&e, d, "when it left quarantine");
+        }
+        self.verify_guards(&e, "when it left quarantine");
         // SAFETY: the block was made by `inner` at `p - offset`; nobody may
         // use it (it was freed) and it is no longer in quarantine.
         unsafe { self.inner.free((p - offset(e.tag)) as *mut u8) };
     }
 
-    fn verify_poison(&self, e: &crate::wrappers::table::Entry, when: &str) {
+    /// Where the poison of the freed block `e` was overwritten, if it was.
+    fn poison_damage(e: &Entry) -> Option<Damage> {
         let n = e.size.min(POISON_MAX);
         // SAFETY: the block is ours, freed and still owned by us (quarantine).
         let s = unsafe { core::slice::from_raw_parts(e.key as *const u8, n) };
-        if let Some(i) = first_diff(s, POISON) {
-            fatal!(
-                "check: write after free: block {:#x} of {} bytes was modified at byte +{} \
-                 (found {:#04x}) after it was freed, detected {}",
-                e.key,
-                e.size,
-                i,
-                s[i],
-                when
-            );
-        }
+        first_diff(s, POISON).map(|i| Damage::WriteAfterFree(i, s[i]))
     }
 
     /// At exit: verify the guards of live blocks and the poison of
-    /// quarantined ones.
+    /// quarantined ones; report every damaged block (with its stacks), then
+    /// a summary line ("0 errors" when all is well), and abort if any was
+    /// damaged.
     pub fn finish(&self) {
+        let mut checked = 0usize;
+        let mut damaged = Mapped::<(Entry, Damage)>::with_capacity(self.table.len() + 1);
+        let mut total = 0usize;
         self.table.for_each(|e| {
-            if e.tag & STATE == LIVE {
-                self.verify_guards(e.key, e.size, offset(e.tag), "at exit");
+            checked += 1;
+            let d = if e.tag & STATE == LIVE {
+                self.guard_damage(e)
             } else {
-                self.verify_poison(e, "at exit");
+                Self::poison_damage(e)
+            };
+            if let Some(d) = d {
+                total += 1;
+                if let Some(list) = damaged.as_mut() {
+                    list.push((*e, d));
+                }
             }
         });
+        // Reported once the table's locks are released: symbolizing
+        // allocates, and the check wrapper's free looks in the table.
+        let mut first = None;
+        for &(e, d) in damaged.as_ref().map_or(&[][..], |l| l.as_slice()) {
+            self.describe(&e, d, "at exit");
+            first.get_or_insert(e.key);
+        }
+        if total == 0 {
+            crate::eprint_noalloc!(
+                "=={}== stratalloc: check: 0 errors ({} blocks checked at exit, backend {})\n",
+                pid(),
+                checked,
+                self.name
+            );
+            return;
+        }
+        // At exit, stdio has not been flushed yet: keep the program's output.
+        // SAFETY: fflush(NULL) flushes every stream; no stream lock is held
+        // by this thread here (the exit path, outside the allocator).
+        unsafe { libc::fflush(core::ptr::null_mut()) };
+        Self::abort_after(total, first.unwrap_or(0))
     }
 
     /// Verify the invariants in the module docs.
@@ -396,16 +536,17 @@ unsafe impl Backend for Check {
             // SAFETY: an untracked block made in internal mode by `inner`.
             return unsafe { self.inner.free(p) };
         }
+        let freed_by = stack_here(&self.stacks).unwrap_or(0);
         let before = self.table.update(a, |e| {
             if e.tag & STATE == LIVE {
-                e.tag = tag(FREED, offset(e.tag));
+                e.tag = tag(FREED, offset(e.tag), alloc_stack(e.tag), freed_by);
             }
         });
         let e = match before {
             Some(e) if e.tag & STATE == LIVE => e,
             _ => self.bad_pointer("free", p),
         };
-        self.verify_guards(a, e.size, offset(e.tag), "in free");
+        self.verify_guards(&e, "in free");
         // SAFETY: the block is ours and freed by the caller: we may scribble.
         unsafe { core::ptr::write_bytes(p, POISON, e.size.min(POISON_MAX)) };
         loop {
@@ -446,14 +587,17 @@ unsafe impl Backend for Check {
         }
         let e = match self.table.get(p as usize) {
             Some(e) if e.tag & STATE == LIVE => e,
-            Some(e) => fatal!(
-                "check: realloc of {:p}: use after free (block of {} bytes already freed)",
-                p,
-                e.size
+            Some(e) => self.fail_call(
+                p as usize,
+                Some(&e),
+                format_args!(
+                    "realloc of {:p}: use after free (block of {} bytes already freed)",
+                    p, e.size
+                ),
             ),
             None => self.bad_pointer("realloc", p),
         };
-        self.verify_guards(p as usize, e.size, offset(e.tag), "in realloc");
+        self.verify_guards(&e, "in realloc");
         let q = self.alloc_with(new_size, 16, false);
         if q.is_null() {
             return q;

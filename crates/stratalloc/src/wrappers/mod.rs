@@ -8,7 +8,7 @@
 //!   trace   every event to a file           STRATALLOC_TRACE=path
 //!   stats   counters, histogram, classes    STRATALLOC_STATS=1|path (or STRATALLOC_SUMMARY)
 //!   profile call sites, peak, timeline      STRATALLOC_PROFILE=path
-//!   leaks   live blocks + call stacks       STRATALLOC_LEAKS=1|path
+//!   leaks   lost blocks + call stacks       STRATALLOC_LEAKS=1|path
 //!   check   guards, quarantine, bad frees   STRATALLOC_CHECK=1
 //!      │
 //!   base    engine or strategy
@@ -33,10 +33,12 @@
 pub mod check;
 pub mod leaks;
 pub mod profile;
+pub mod reach;
 pub mod stats;
 pub mod sys;
 pub mod table;
 pub mod trace;
+pub mod world;
 
 #[cfg(test)]
 pub mod testing;
@@ -91,7 +93,7 @@ pub fn wrap(base: &'static dyn Backend, opts: &Options) -> &'static dyn Backend 
     if opts.leaks != Output::Off {
         let name = layer_name(1, "leaks", top);
         LEAKS_OUT.init(opts.leaks);
-        top = LEAKS.init(leaks::Leaks::new(top, name, opts.leaks));
+        top = LEAKS.init(leaks::Leaks::new(top, name, opts.leaks, opts.leak));
     }
     if opts.profile != Output::Off {
         let name = layer_name(4, "profile", top);
@@ -211,7 +213,8 @@ pub fn write_summary(out: &mut dyn Write, s: &stats::Snapshot) -> core::fmt::Res
 
 /// Write every report and flush the trace. Runs once (later calls return at
 /// once); called at exit. The leak report allocates while symbolizing, with
-/// tracking already stopped.
+/// tracking already stopped; if it finds leaks, the process ends here with
+/// `_exit(STRATALLOC_LEAKS_EXITCODE)` (23 by default).
 pub fn finish() {
     if !active() || FINISHED.swap(true, Ordering::SeqCst) {
         return;
@@ -242,12 +245,28 @@ pub fn finish() {
     if let Some(c) = CHECK.get() {
         c.finish();
     }
+    // The leak check runs before the profile is written: what the profile's
+    // report allocates must not be taken for the program's blocks.
+    let leak_status = match (LEAKS.get(), LEAKS_OUT.get()) {
+        (Some(l), Some(out)) => {
+            drop(open_report(out, "leak report"));
+            l.finish()
+        }
+        _ => None,
+    };
     if let Some(p) = PROFILE.get() {
         p.finish();
     }
-    if let (Some(l), Some(out)) = (LEAKS.get(), LEAKS_OUT.get()) {
-        drop(open_report(out, "leak report"));
-        l.finish();
+    if let Some(code) = leak_status {
+        // Leaks found: leave with their status, as LeakSanitizer does.
+        // This runs inside `exit` (a `.fini_array` destructor), before
+        // glibc flushes stdio, so flush it first.
+        // SAFETY: fflush(NULL) flushes every stream; _exit ends the
+        // process without running the rest of the exit path.
+        unsafe {
+            libc::fflush(core::ptr::null_mut());
+            libc::_exit(code as i32);
+        }
     }
 }
 

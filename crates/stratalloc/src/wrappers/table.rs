@@ -272,6 +272,41 @@ impl PtrTable {
         self.len() == 0
     }
 
+    /// Call `f` on every entry, with every shard lock already held by the
+    /// caller (no lock is taken).
+    ///
+    /// # Safety
+    /// The caller holds every shard lock through [`lock_all`](Self::lock_all).
+    pub unsafe fn for_each_held(&self, mut f: impl FnMut(&Entry)) {
+        for sh in &self.shards {
+            // SAFETY: held by the caller.
+            for e in unsafe { sh.raw_value() }.slots() {
+                if e.key != 0 {
+                    f(e);
+                }
+            }
+        }
+    }
+
+    /// Number of entries and the `(start, end)` of every shard's mapping,
+    /// with every shard lock already held by the caller.
+    ///
+    /// # Safety
+    /// As [`for_each_held`](Self::for_each_held).
+    pub unsafe fn mappings_held(&self, mut f: impl FnMut(usize, usize)) -> usize {
+        let mut n = 0;
+        for sh in &self.shards {
+            // SAFETY: held by the caller.
+            let s = unsafe { sh.raw_value() };
+            n += s.len;
+            if s.cap != 0 {
+                let start = s.slots as usize;
+                f(start, start + s.cap * core::mem::size_of::<Entry>());
+            }
+        }
+        n
+    }
+
     /// Take every shard lock (before `fork`).
     pub fn lock_all(&self) {
         for s in &self.shards {
