@@ -46,9 +46,10 @@ echo "== 3. record python3, replay on every strategy, draw heap maps"
 rm -f "$OUT/python.trace"
 "$CLI" run --trace "$OUT/python.trace" -- "$PY" -c "$PROG"
 "$CLI" replay "$OUT/python.trace" --all
-for s in tlsf best-fit buddy; do
-    "$CLI" viz "$OUT/python.trace" --strategy "$s" --out "$OUT/heap-map-$s"
-done
+# Four strategies that place blocks differently, side by side to one scale.
+(cd "$OUT" && "$CLI" viz python.trace -s worst-fit -s best-fit -s tlsf -s buddy \
+    --snapshots 100 --out heap-maps >/dev/null)
+echo "heap maps (worst fit, best fit, TLSF, buddy): $OUT/heap-maps.png and .svg"
 "$CLI" viz "$OUT/python.trace" --strategy tlsf --text | tail -25
 
 echo

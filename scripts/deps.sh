@@ -7,7 +7,9 @@
 # be installed (an image that ships qemu-utils from backports breaks the
 # release's qemu-system-common).
 set -euo pipefail
-pkgs=(gcc binutils python3 libpython3.11-testsuite sqlite3 git fonts-dejavu-core
+pkgs=(gcc g++ binutils python3 libpython3.11-testsuite sqlite3 git fonts-dejavu-core
+    # demo.sh times each run with /usr/bin/time; valgrind.sh
+    time valgrind
     # the profile's HTML page is loaded in headless Chromium (test-wrappers.sh)
     chromium
     # cross builds and runs (test-cross.sh, test-embedded.sh, test-bare-metal.sh, test-aarch64-lib.sh)
@@ -17,6 +19,27 @@ if [ "${1:-}" = "--bench" ]; then
     pkgs+=(libmimalloc2.0 libjemalloc2)
 fi
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+# Every command the scripts call that does not come with a minimal Debian
+# (coreutils, sed, grep, mawk, diffutils are always there), and its package:
+# checked once the packages are in.
+commands=(gcc:gcc c++:g++ readelf:binutils strip:binutils nm:binutils python3:python3
+    sqlite3:sqlite3 git:git /usr/bin/time:time valgrind:valgrind timeout:coreutils
+    qemu-arm:qemu-user qemu-aarch64:qemu-user arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf
+    aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu arm-none-eabi-gcc:gcc-arm-none-eabi
+    qemu-system-arm:qemu-system-arm qemu-system-riscv32:qemu-system-misc)
+check_commands() {
+    local bad=0 c
+    for c in "${commands[@]}"; do
+        if ! command -v "${c%%:*}" >/dev/null; then
+            echo "deps: ${c%%:*} is missing (package ${c#*:})" >&2
+            bad=1
+        fi
+    done
+    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] ||
+        { echo "deps: the DejaVu font is missing (package fonts-dejavu-core)" >&2; bad=1; }
+    return $bad
+}
 missing=()
 system=()
 for alts in "${pkgs[@]}"; do
@@ -32,7 +55,8 @@ for alts in "${pkgs[@]}"; do
     esac
 done
 if [ ${#missing[@]} -eq 0 ] && [ ${#system[@]} -eq 0 ]; then
-    exit 0
+    check_commands
+    exit
 fi
 echo "deps: installing ${missing[*]} ${system[*]}"
 SUDO=""
@@ -42,8 +66,8 @@ apt_install() {
 }
 $SUDO apt-get update -qq
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
-[ ${#system[@]} -eq 0 ] && exit 0
-apt_install --no-install-recommends --no-remove "${system[@]}" && exit 0
+[ ${#system[@]} -eq 0 ] && { check_commands; exit; }
+apt_install --no-install-recommends --no-remove "${system[@]}" && { check_commands; exit; }
 
 # The release's emulators conflict with what is installed: take them from
 # backports, through a source list of our own (the system's is untouched).
@@ -62,3 +86,4 @@ opts=(-o "Dir::Etc::sourcelist=$dir/sources.list" -o "Dir::Etc::sourceparts=-"
 echo "deps: ${system[*]} from $codename-backports"
 $SUDO apt-get "${opts[@]}" update -qq
 apt_install "${opts[@]}" --no-install-recommends -t "$codename-backports" "${system[@]}"
+check_commands

@@ -16,7 +16,7 @@
 #                                      # hangs now and then under qemu-user;
 #                                      # cxx skipped: exceptions are x86-64)
 #   scripts/test-c.sh --wrappers       # also edge/threads/fork/oom/cxx/
-#                                      # stats_cancel with the
+#                                      # stats_cancel/mallinfo with the
 #                                      # check and stats wrappers stacked on
 #                                      # the engine and on tlsf
 #
@@ -25,7 +25,10 @@
 # handler), oom (RLIMIT_AS: NULL/ENOMEM, then recovery; also in check
 # mode), dlopen (library loaded with dlopen, not preloaded), badfree
 # (invalid and double frees abort with a message naming the pointer),
-# stats_cancel (malloc_stats is not a cancellation point), cxx (C++
+# stats_cancel (malloc_stats is not a cancellation point), mallinfo
+# (mallinfo2/mallinfo/malloc_stats/malloc_info carry glibc's meanings on a
+# program with known allocations, also under every wrapper at once;
+# glibc itself is run too), cxx (C++
 # operator new/delete: served by the library, aligned, nothrow, new
 # handler, std::bad_alloc caught; a sized delete larger than the block
 # aborts with a message naming the pointer), corrupt (region strategies:
@@ -48,7 +51,7 @@ for a in "$@"; do
     case "$a" in
         --no-build) build=0 ;;
         --wrappers) wrappers=1 ;;
-        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) only+=("$a") ;;
     esac
 done
@@ -107,6 +110,15 @@ else
     fail "unknown strategy fallback: $out"
 fi
 
+# mallinfo's checks are glibc's meanings: glibc itself must pass them.
+if [ ${#runner[@]} -eq 0 ]; then
+    if "$TMP/mallinfo" >"$TMP/glibc.mallinfo.log" 2>&1; then
+        pass "glibc mallinfo"
+    else
+        fail "glibc mallinfo"; tail -n 15 "$TMP/glibc.mallinfo.log"
+    fi
+fi
+
 strategies=()
 if [ ${#only[@]} -gt 0 ]; then strategies=("${only[@]}"); else strategies=("${all[@]}"); fi
 
@@ -154,6 +166,13 @@ for s in "${strategies[@]}"; do
     fi
     run "$s" dlopen "${runner[@]}" "$TMP/dlopen" "$LIB"
     run "$s" stats_cancel "${pre[@]}" "$TMP/stats_cancel"
+    run "$s" mallinfo "${pre[@]}" "$TMP/mallinfo"
+    # ...through every wrapper at once (each forwards heap_info).
+    if [ "$s" = engine ] || [ "$s" = tlsf ]; then
+        run "$s" mallinfo+wrappers env STRATALLOC_CHECK=1 STRATALLOC_STATS="$TMP/stats.$s" \
+            STRATALLOC_LEAKS="$TMP/leaks.$s" STRATALLOC_TRACE="$TMP/trace.$s" \
+            STRATALLOC_PROFILE="$TMP/profile.$s.json" "${pre[@]}" "$TMP/mallinfo"
+    fi
     for c in static interior double double-mid; do
         aborts "$s" badfree "$c"
     done
@@ -192,7 +211,7 @@ done
 
 if [ $wrappers = 1 ]; then
     for s in engine tlsf; do
-        for p in edge threads fork oom cxx stats_cancel; do
+        for p in edge threads fork oom cxx stats_cancel mallinfo; do
             run "$s" "$p+check+stats" env STRATALLOC_CHECK=1 \
                 STRATALLOC_STATS="$TMP/stats.$s.$p" "${pre[@]}" "$TMP/$p"
         done

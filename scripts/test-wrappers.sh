@@ -12,7 +12,9 @@
 #   stats  : tests/wrappers/stats.c makes known traffic; the counts are asserted
 #   trace  : python3 traced with `stratalloc run --trace`, replayed on every
 #            strategy, drawn with `stratalloc viz`
-#   bench  : `stratalloc bench --smoke` drives the stratalloc-bench suites
+#   install: scripts/install.sh into a temporary PREFIX; PREFIX/bin/stratalloc
+#            finds its library (run --stats -- /bin/true) and, as
+#   bench  : `stratalloc bench --smoke`, the stratalloc-bench suites
 #   compose: every wrapper at once over the engine and every strategy
 #   profile: tests/wrappers/profile.c has call sites with known shares of
 #            the peak and of the allocations: the JSON's figures are exact;
@@ -199,15 +201,35 @@ out=$("$cli" viz --strategy first-fit --text --ops 5000 2>&1)
 expect "viz: text map of the built-in workload" "$out" '# used' '\|[ .#+]+\|'
 
 out=$(grep -o '<text[^>]*>[^<]*' "$work/map.svg" | sed 's/.*>//' | tr '\n' '|')
-expect "viz: the SVG is labelled (title, axes, legend)" "$out" 'tlsf: heap map' 'address' 'used\|free\|overhead'
+expect "viz: the SVG is labelled (relative title, ticks on both axes, every colour in the legend)" "$out" \
+    '^heap maps: tlsf replaying py\.trace \(' 'address' '\|[0-9.]+ (KiB|MiB)\|' '\|[0-9.]+k?\|' \
+    'used: [^|]*\|overhead: [^|]*\|free\|never reached\|'
+[[ "$out" != *"$work"* ]] && ok "viz: no absolute path in the pictures" || bad "viz: absolute path in the SVG" "$out"
 
-# ---- bench ---------------------------------------------------------------
-out=$("$cli" bench --smoke --out "$work/bench" 2>&1)
+# ---- install, then bench from the installed command --------------------
+# scripts/install.sh into a temporary PREFIX: the command must find its
+# library and the benchmark suites from there, with no variable set.
+prefix="$work/prefix"
+if out=$(scripts/install.sh --no-build "$prefix" 2>&1) && [ -s "$prefix/lib/libstratalloc.so.debug" ] &&
+    [ -f "$prefix/include/stratalloc.h" ] && [ -f "$prefix/lib/libstratalloc.a" ]; then
+    ok "install: scripts/install.sh PREFIX (bin/, lib/ with the debug information split off, include/)"
+else
+    bad "install: scripts/install.sh PREFIX" "$out"
+fi
+icli="$prefix/bin/stratalloc"
+out=$(env -u STRATALLOC_LIB "$icli" paths 2>&1)
+expect "install: the installed command finds PREFIX/lib and PREFIX/lib/stratalloc" "$out" \
+    "libstratalloc.so +$prefix/lib/libstratalloc.so" "engine-bench +$prefix/lib/stratalloc/engine-bench"
+out=$(cd / && env -u STRATALLOC_LIB "$icli" run --stats -- /bin/true 2>&1)
+rc=$?
+[ $rc -eq 0 ] && grep -q "allocations" <<<"$out" && ok "install: PREFIX/bin/stratalloc run --stats -- /bin/true" \
+    || bad "install: PREFIX/bin/stratalloc run --stats -- /bin/true (rc=$rc)" "$out"
+out=$(env -u STRATALLOC_LIB "$icli" bench --smoke --out "$work/bench" 2>&1)
 rc=$?
 if [ $rc -eq 0 ] && [ -s "$work/bench/region.md" ] && [ -s "$work/bench/engine.md" ] && grep -q '|' <<<"$out"; then
-    ok "bench: stratalloc bench --smoke runs both suites and prints their tables"
+    ok "bench: the installed stratalloc bench --smoke runs both suites and prints their tables"
 else
-    bad "bench: stratalloc bench --smoke (rc=$rc)" "$out"
+    bad "bench: installed stratalloc bench --smoke (rc=$rc)" "$out"
 fi
 
 # ---- profile -------------------------------------------------------------

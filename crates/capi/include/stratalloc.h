@@ -47,12 +47,15 @@
  * mallinfo, mallinfo2 (<malloc.h>) keep the system headers' declarations.
  *
  * malloc_trim returns 1 if memory went back to the OS. mallopt accepts and
- * ignores every parameter (returns 1). malloc_stats prints figures on
- * stderr; malloc_info writes a small XML document (options must be 0).
- * mallinfo2: arena = bytes mapped, uordblks = bytes in use (core
- * strategies; 0 for the engine), fordblks = arena - uordblks, hblks/hblkhd
- * = directly mapped huge blocks and their bytes (core strategies), usmblks
- * = peak bytes mapped. */
+ * ignores every parameter (returns 1). The introspection calls carry
+ * glibc's meanings under the engine and every strategy: mallinfo2's arena =
+ * bytes held for ordinary blocks = uordblks (in use) + fordblks (free),
+ * hblks/hblkhd = blocks in a mapping of their own and its bytes, keepcost =
+ * free bytes malloc_trim could return, ordblks = free blocks, usmblks =
+ * peak bytes mapped; malloc_stats prints glibc's "Arena 0" / "Total (incl.
+ * mmap)" lines and the bytes returned to the OS on stderr (then the full
+ * report under STRATALLOC_STATS); malloc_info writes glibc's XML elements
+ * (options must be 0). tests/c/mallinfo.c checks them against glibc. */
 #include <stdlib.h>
 #include <malloc.h>
 

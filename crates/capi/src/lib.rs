@@ -471,28 +471,30 @@ pub struct Mallinfo {
     keepcost: c_int,
 }
 
-/// `mallinfo2(3)`: `arena` = bytes mapped, `uordblks` = bytes in use,
-/// `fordblks` = mapped but not in use, `hblks`/`hblkhd` = huge blocks of the
-/// core strategies and their bytes, `usmblks` = peak mapped.
+/// `mallinfo2(3)`, with glibc's meanings (from the backend's
+/// [`HeapInfo`](engine::backend::HeapInfo)): `arena` = bytes held for
+/// ordinary blocks, `uordblks` = bytes of those in use, `fordblks` = the
+/// rest (`arena == uordblks + fordblks`), `ordblks` = free blocks and
+/// spans, `hblks`/`hblkhd` = blocks in a mapping of their own and its
+/// bytes, `keepcost` = free bytes `malloc_trim` could return now,
+/// `usmblks` = peak mapped (glibc's historical meaning; glibc now
+/// reports 0). No fast bins: `smblks` and `fsmblks` are 0.
 #[no_mangle]
 pub extern "C" fn mallinfo2() -> Mallinfo2 {
-    let top = select::top();
-    let s = top.stats();
-    let (hblks, hblkhd) = match select::options().choice {
-        engine::options::Choice::Strategy(_) => select::PROCESS.huge(),
-        engine::options::Choice::Engine => (0, 0),
-    };
+    let saved = get_errno();
+    let i = select::top().heap_info();
+    set_errno(saved);
     Mallinfo2 {
-        arena: s.mapped,
-        ordblks: 0,
+        arena: i.arena,
+        ordblks: i.free_chunks,
         smblks: 0,
-        hblks,
-        hblkhd,
-        usmblks: s.peak_mapped,
+        hblks: i.huge_blocks,
+        hblkhd: i.huge_bytes,
+        usmblks: i.peak_mapped,
         fsmblks: 0,
-        uordblks: s.in_use,
-        fordblks: s.mapped.saturating_sub(s.in_use),
-        keepcost: 0,
+        uordblks: i.in_use,
+        fordblks: i.free(),
+        keepcost: i.releasable,
     }
 }
 
@@ -556,8 +558,11 @@ pub extern "C" fn malloc_stats() {
     set_errno(saved);
 }
 
-/// `malloc_info(3)`: a minimal XML document with the figures; `options`
-/// must be 0.
+/// `malloc_info(3)`: glibc's XML elements with glibc's meanings, for one
+/// heap: `<total type="fast">` (none), `type="rest"` (free blocks and their
+/// bytes: `ordblks`, `fordblks`), `type="mmap"` (blocks in a mapping of
+/// their own: `hblks`, `hblkhd`), `<system type="current">` (the arena),
+/// `type="max"` (peak mapped), `<aspace>` (the arena). `options` must be 0.
 ///
 /// # Safety
 /// `stream` is an open `FILE *`.
@@ -567,15 +572,29 @@ pub unsafe extern "C" fn malloc_info(options: c_int, stream: *mut libc::FILE) ->
         set_errno(libc::EINVAL);
         return -1;
     }
-    let s = select::top().stats();
-    let mut b = engine::diag::StackBuf::<512>::new();
+    let i = select::top().heap_info();
+    let mut b = engine::diag::StackBuf::<768>::new();
     use core::fmt::Write;
     let _ = write!(
         b,
-        "<malloc version=\"stratalloc-1\">\n<total type=\"mmap\" size=\"{}\"/>\n\
-         <system type=\"current\" size=\"{}\"/>\n<system type=\"max\" size=\"{}\"/>\n\
-         <aspace type=\"total\" size=\"{}\"/>\n</malloc>\n\0",
-        s.in_use, s.mapped, s.peak_mapped, s.mapped
+        "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n</sizes>\n\
+         <total type=\"fast\" count=\"0\" size=\"0\"/>\n\
+         <total type=\"rest\" count=\"{free_n}\" size=\"{free}\"/>\n\
+         <system type=\"current\" size=\"{arena}\"/>\n<system type=\"max\" size=\"{peak}\"/>\n\
+         <aspace type=\"total\" size=\"{arena}\"/>\n<aspace type=\"mprotect\" size=\"{arena}\"/>\n\
+         </heap>\n\
+         <total type=\"fast\" count=\"0\" size=\"0\"/>\n\
+         <total type=\"rest\" count=\"{free_n}\" size=\"{free}\"/>\n\
+         <total type=\"mmap\" count=\"{huge_n}\" size=\"{huge}\"/>\n\
+         <system type=\"current\" size=\"{arena}\"/>\n<system type=\"max\" size=\"{peak}\"/>\n\
+         <aspace type=\"total\" size=\"{arena}\"/>\n<aspace type=\"mprotect\" size=\"{arena}\"/>\n\
+         </malloc>\n\0",
+        free_n = i.free_chunks,
+        free = i.free(),
+        arena = i.arena,
+        peak = i.peak_mapped,
+        huge_n = i.huge_blocks,
+        huge = i.huge_bytes,
     );
     // SAFETY: `b` holds a NUL-terminated string; `stream` is the caller's
     // open FILE (stdio may allocate: we hold no lock).

@@ -4,11 +4,13 @@
 //!   stratalloc run [--strategy S] [--stats] [--leaks [--show-reachable]] [--check] [--trace F]
 //!                  [--profile F.html [--sample N]] [--follow-children] -- PROGRAM ARGS…
 //!   stratalloc replay [TRACE] [--strategy S…|--all]
-//!   stratalloc viz [TRACE] [--strategy S] [--out PREFIX] [--text]
+//!   stratalloc viz [TRACE] [--strategy S…] [--out PREFIX] [--text]
 //!   stratalloc bench [--quick|--smoke] [--out DIR]
+//!   stratalloc paths
 //! ```
 
 mod bench;
+mod locate;
 mod replay;
 mod run;
 mod viz;
@@ -18,6 +20,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 use stratalloc::__private::trace::Trace;
 use stratalloc_core::Strategy;
@@ -26,7 +30,10 @@ use stratalloc_core::Strategy;
 #[command(
     name = "stratalloc",
     version,
-    about = "Run programs on stratalloc and see their heap"
+    about = "Run programs on stratalloc and see their heap",
+    after_help = "Finds libstratalloc.so in STRATALLOC_LIB, else beside this executable, in ../lib, \
+                  in ../lib/stratalloc, then in target/release/ of the source tree it was built from \
+                  (`stratalloc paths` shows what it found)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,9 +43,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a program with libstratalloc.so preloaded, then show the reports.
+    #[command(
+        after_help = "Put -- before the program. libstratalloc.so is taken from \
+                            STRATALLOC_LIB, else found beside this executable, in ../lib, in \
+                            ../lib/stratalloc, or in target/release/ of the source tree it was built \
+                            from (`stratalloc paths` shows which)."
+    )]
     Run {
-        /// Allocator: `engine` or a strategy name.
-        #[arg(long)]
+        /// Allocator: `engine` (the default) or a strategy.
+        #[arg(long, value_parser = PossibleValuesParser::new(strategy_names(true)))]
         strategy: Option<String>,
         /// Statistics report at exit.
         #[arg(long)]
@@ -78,7 +91,7 @@ enum Cmd {
         /// workload if absent.
         trace: Option<PathBuf>,
         /// Strategies to replay on (repeatable); all of them if none.
-        #[arg(long = "strategy", short = 's', value_parser = parse_strategy)]
+        #[arg(long = "strategy", short = 's', value_parser = strategy_parser())]
         strategies: Vec<Strategy>,
         /// Every strategy (the default).
         #[arg(long)]
@@ -90,17 +103,18 @@ enum Cmd {
         #[arg(long, default_value_t = 50_000)]
         ops: usize,
     },
-    /// Draw the heap map of a strategy replaying a trace (PNG, SVG, text).
+    /// Draw heap maps of strategies replaying a trace (PNG, SVG, text).
     Viz {
         /// A trace file; the built-in workload if absent.
         trace: Option<PathBuf>,
-        /// The strategy to draw.
-        #[arg(long, short = 's', default_value = "tlsf", value_parser = parse_strategy)]
-        strategy: Strategy,
+        /// The strategies to draw (repeatable): side by side, to one
+        /// address scale.
+        #[arg(long, short = 's', default_value = "tlsf", value_parser = strategy_parser())]
+        strategy: Vec<Strategy>,
         /// Output prefix: writes PREFIX.png and PREFIX.svg.
         #[arg(long, default_value = "heap-map")]
         out: PathBuf,
-        /// Snapshots (columns of the picture).
+        /// Snapshots (columns of each map).
         #[arg(long, default_value_t = 160)]
         snapshots: usize,
         /// Address bins (rows of the picture).
@@ -128,11 +142,38 @@ enum Cmd {
         #[arg(long, default_value = "target/bench")]
         out: PathBuf,
     },
+    /// Show where the library and the benchmark binaries were found.
+    Paths,
 }
 
-fn parse_strategy(s: &str) -> Result<Strategy, String> {
-    s.parse()
-        .map_err(|e: stratalloc_core::UnknownStrategy| e.to_string())
+/// The strategy names, `engine` first if `engine`.
+fn strategy_names(engine: bool) -> Vec<&'static str> {
+    let core = Strategy::ALL.iter().map(|s| s.name());
+    engine.then_some("engine").into_iter().chain(core).collect()
+}
+
+/// A core strategy by name; help and errors list the names.
+fn strategy_parser() -> impl TypedValueParser<Value = Strategy> {
+    PossibleValuesParser::new(strategy_names(false))
+        .map(|s| s.parse().expect("a name from Strategy::ALL"))
+}
+
+/// Parse the command line; a `run` without `--` before the program gets a
+/// hint besides clap's message.
+fn parse() -> Cli {
+    let e = match Cli::try_parse() {
+        Ok(c) => return c,
+        Err(e) => e,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let hint = args.first().map(String::as_str) == Some("run")
+        && !args.iter().any(|a| a == "--")
+        && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    let _ = e.print();
+    if hint {
+        eprintln!("\nhint: put -- before the program: stratalloc run [OPTIONS] -- PROGRAM [ARGS…]");
+    }
+    std::process::exit(e.exit_code());
 }
 
 fn load(trace: &Option<PathBuf>, pid: Option<u32>, ops: usize) -> Result<(Trace, String), String> {
@@ -163,8 +204,22 @@ fn load(trace: &Option<PathBuf>, pid: Option<u32>, ops: usize) -> Result<(Trace,
     }
 }
 
+/// What was replayed, for a picture's title: the trace's file name (no
+/// directory) and its size, or the built-in workload.
+fn short(trace: &Option<PathBuf>, t: &Trace, ops: usize) -> String {
+    match trace {
+        Some(p) => format!(
+            "{} ({} events, {} blocks)",
+            p.file_name().map_or(p.as_os_str(), |f| f).to_string_lossy(),
+            t.events.len(),
+            t.ids
+        ),
+        None => format!("the built-in workload ({ops} operations)"),
+    }
+}
+
 fn main_inner() -> Result<i32, String> {
-    match Cli::parse().cmd {
+    match parse().cmd {
         Cmd::Run {
             strategy,
             stats,
@@ -209,10 +264,7 @@ fn main_inner() -> Result<i32, String> {
             );
             let outcomes: Vec<_> = list.iter().map(|&s| replay::replay(&t, s)).collect();
             print!("{}", replay::table(&outcomes));
-            println!(
-                "footprint = 4 KiB pages ever covered by a block; top = highest block end; \
-                 overhead = footprint / peak live - 1; frag = 1 - largest free / free (sampled)"
-            );
+            println!("{}", replay::LEGEND);
             let bad = outcomes
                 .iter()
                 .any(|o| matches!(o, Ok(o) if o.check.is_err() || o.errors != 0));
@@ -234,19 +286,37 @@ fn main_inner() -> Result<i32, String> {
             ops,
         } => {
             let (t, what) = load(&trace, pid, ops)?;
-            let g = viz::grid(&t, strategy, snapshots, rows)?;
+            let snaps = strategy
+                .iter()
+                .map(|&s| viz::snapshots(&t, s, snapshots))
+                .collect::<Result<Vec<_>, _>>()?;
+            let top = snaps.iter().map(|s| s.top).max().unwrap_or(0);
+            let grids: Vec<viz::Grid> = snaps
+                .iter()
+                .map(|s| viz::grid(s, top + top / 20, rows))
+                .collect();
             let tty = std::io::stdout().is_terminal();
-            println!(
-                "{strategy} replaying {what}; high-water mark {:.2} MiB",
-                g.high_water as f64 / (1 << 20) as f64
-            );
-            print!("{}", viz::text_map(&g, 24, 100, tty));
+            println!("replaying {what}");
+            for g in &grids {
+                println!(
+                    "{}: top {:.2} MiB above {:.2} MiB of region metadata (not drawn)",
+                    g.strategy,
+                    g.top as f64 / (1 << 20) as f64,
+                    g.base as f64 / (1 << 20) as f64
+                );
+                print!("{}", viz::text_map(g, 24, 100, tty));
+            }
             if !text {
                 let png = out.with_extension("png");
                 let svg = out.with_extension("svg");
-                let title = format!("{strategy}: heap map, {what}");
-                viz::write_png(&g, &png, &title)?;
-                viz::write_svg(&g, &svg, &title)?;
+                let names: Vec<&str> = strategy.iter().map(|s| s.name()).collect();
+                let title = format!(
+                    "heap maps: {} replaying {}",
+                    names.join(", "),
+                    short(&trace, &t, ops)
+                );
+                viz::write_png(&grids, &png, &title)?;
+                viz::write_svg(&grids, &svg, &title)?;
                 println!("wrote {} and {}", png.display(), svg.display());
                 if !viz::png_fonts_ready() {
                     eprintln!(
@@ -265,6 +335,17 @@ fn main_inner() -> Result<i32, String> {
                 None
             };
             bench::bench(mode, &out)?;
+            Ok(0)
+        }
+        Cmd::Paths => {
+            let show = |what: &str, r: Result<PathBuf, String>| match r {
+                Ok(p) => println!("{what:16} {}", p.display()),
+                Err(e) => println!("{what:16} not found: {e}"),
+            };
+            show("libstratalloc.so", locate::lib());
+            for b in ["region-bench", "engine-bench", "engine-workload"] {
+                show(b, locate::bench_bin(b));
+            }
             Ok(0)
         }
     }

@@ -8,8 +8,14 @@
 //! sized tight. The **footprint** is the number of 4 KiB pages of the region
 //! that any block ever handed out covered (its header's page included):
 //! the memory the OS would have had to commit, wherever in the region the
-//! strategy placed its blocks. The **high-water mark** (highest block end
-//! from the region's start) is what `viz` uses for its address axis.
+//! strategy placed its blocks. The **top** (highest block end above the
+//! region's own metadata: the index some strategies keep at the region's
+//! start, sized by the region, not by the program) is where `viz` ends its
+//! address axis. The **overhead** is the bytes the strategy held for live
+//! blocks beyond the bytes the program asked for (headers, alignment
+//! padding, rounding up to a size class, blocks it cannot reuse yet), at the
+//! moment the program's live bytes peak, as a share of them: the orange of
+//! the heap maps.
 //!
 //! Every operation works on trace ids (see `stratalloc::__private::trace`), so a replay
 //! is deterministic. Each strategy first runs measured (footprint,
@@ -20,8 +26,12 @@
 use std::ptr::NonNull;
 use std::time::Instant;
 
+use std::collections::HashMap;
+
+#[cfg(test)]
+use stratalloc::__private::trace::Event;
 use stratalloc::__private::trace::{Op, Trace};
-use stratalloc_core::{AnyHeap, BlockInfo, HeapStats, Region, RegionHeap, Strategy};
+use stratalloc_core::{AnyHeap, BlockInfo, BlockState, HeapStats, Region, RegionHeap, Strategy};
 
 /// An anonymous mapping, unmapped on drop.
 pub struct Mapping {
@@ -62,6 +72,15 @@ pub struct Replayer {
     pub errors: u64,
     /// Highest block end, as an offset from the region's start.
     pub high_water: usize,
+    /// Where the first block can start: the region's own metadata (the
+    /// strategy's index over the whole region) lies before.
+    pub base: usize,
+    /// `stats().overhead()` of the empty heap: that metadata's bytes.
+    base_overhead: usize,
+    /// Requested size of each id's block.
+    req: Vec<u64>,
+    /// Requested bytes of the live blocks.
+    pub live_requested: u64,
     /// One bit per page of the region: covered by a block at some time.
     touched: Vec<u64>,
     /// Pages set in `touched`.
@@ -100,7 +119,22 @@ impl Replayer {
         let region = unsafe { Region::from_raw_parts(map.ptr, map.len) }.ok_or("null mapping")?;
         // SAFETY: as above.
         unsafe { heap.add_region(region) }.map_err(|e| format!("{s}: region refused: {e:?}"))?;
+        // The metadata spans the empty heap starts with (before its first
+        // free block).
+        let mut base = map.ptr as usize;
+        let mut lead = true;
+        heap.walk(&mut |b| {
+            lead &= b.state == BlockState::Overhead;
+            if lead {
+                base = b.addr + b.size;
+            }
+        });
+        let base_overhead = heap.stats().overhead();
         Ok(Replayer {
+            base: base - map.ptr as usize,
+            base_overhead,
+            req: vec![0; ids as usize],
+            live_requested: 0,
             heap,
             map,
             slots: vec![0; ids as usize],
@@ -134,6 +168,7 @@ impl Replayer {
     fn free_slot(&mut self, id: u32) {
         let p = std::mem::take(&mut self.slots[id as usize]);
         if let Some(p) = NonNull::new(p as *mut u8) {
+            self.live_requested -= self.req[id as usize];
             // SAFETY: `p` is a live block of this heap (slot invariant).
             if unsafe { self.heap.deallocate(p) }.is_err() {
                 self.errors += 1;
@@ -156,6 +191,8 @@ impl Replayer {
                         unsafe { std::ptr::write_bytes(p.as_ptr(), 0, size as usize) };
                     }
                     self.slots[id as usize] = p.as_ptr() as usize;
+                    self.req[id as usize] = size;
+                    self.live_requested += size;
                     self.note(p);
                 }
                 None => self.failures += 1,
@@ -166,6 +203,8 @@ impl Replayer {
                     None => match self.heap.allocate(size as usize, 16) {
                         Some(p) => {
                             self.slots[new as usize] = p.as_ptr() as usize;
+                            self.req[new as usize] = size;
+                            self.live_requested += size;
                             self.note(p);
                         }
                         None => self.failures += 1,
@@ -175,6 +214,9 @@ impl Replayer {
                         Some(q) => {
                             self.slots[old as usize] = 0;
                             self.slots[new as usize] = q.as_ptr() as usize;
+                            self.live_requested -= self.req[old as usize];
+                            self.req[new as usize] = size;
+                            self.live_requested += size;
                             self.note(q);
                         }
                         None => {
@@ -183,6 +225,7 @@ impl Replayer {
                             self.failures += 1;
                             self.slots[old as usize] = 0;
                             self.slots[new as usize] = p.as_ptr() as usize;
+                            self.req[new as usize] = self.req[old as usize];
                         }
                     },
                 }
@@ -201,15 +244,42 @@ impl Replayer {
         self.heap.stats()
     }
 
-    /// Every span of the heap, as offsets from the region's start.
+    /// Every span of the heap, as offsets from the region's start (the
+    /// payload of a used block too).
     pub fn walk(&self) -> Vec<BlockInfo> {
         let base = self.map.ptr as usize;
         let mut v = Vec::new();
         self.heap.walk(&mut |mut b| {
             b.addr -= base;
+            b.payload = b.payload.saturating_sub(base);
             v.push(b);
         });
         v
+    }
+
+    /// The requested size of each live block, by payload offset.
+    pub fn requested(&self) -> HashMap<usize, u64> {
+        let base = self.map.ptr as usize;
+        self.slots
+            .iter()
+            .zip(&self.req)
+            .filter(|(&p, _)| p != 0)
+            .map(|(&p, &n)| (p - base, n))
+            .collect()
+    }
+
+    /// Bytes held for live blocks beyond the requested ones (see the
+    /// module docs): what the region holds but neither the free blocks nor
+    /// the region's metadata, less what was asked for. O(blocks).
+    pub fn overhead(&self) -> usize {
+        let st = self.stats();
+        let held = st.region_bytes.saturating_sub(st.free + self.base_overhead);
+        held.saturating_sub(self.live_requested as usize)
+    }
+
+    /// The highest block end above the region's metadata.
+    pub fn top(&self) -> usize {
+        self.high_water.saturating_sub(self.base)
     }
 
     /// The heap's invariant check.
@@ -231,8 +301,11 @@ pub struct Outcome {
     pub peak_requested: u64,
     /// Pages ever covered by a block, in bytes.
     pub footprint: usize,
-    /// Highest block end from the region's start, bytes.
-    pub high_water: usize,
+    /// Highest block end above the region's metadata, bytes.
+    pub top: usize,
+    /// Bytes held for live blocks beyond those requested, at the peak of
+    /// live requested bytes.
+    pub overhead: usize,
     /// External fragmentation (per mille): maximum and mean of the samples.
     pub frag_max: u32,
     /// See `frag_max`.
@@ -253,8 +326,13 @@ pub fn replay(trace: &Trace, s: Strategy) -> Result<Outcome, String> {
     let mut r = Replayer::new(s, len, trace.ids, true)?;
     let stride = (ops.len() / 200).max(1);
     let (mut fmax, mut fsum, mut fn_) = (0u32, 0u64, 0u64);
+    let peak_at = trace.peak().1;
+    let mut overhead = 0;
     for (i, op) in ops.iter().enumerate() {
         r.step(op);
+        if i == peak_at {
+            overhead = r.overhead();
+        }
         if i % stride == stride - 1 {
             let f = r.stats().fragmentation_permille();
             fmax = fmax.max(f);
@@ -264,7 +342,7 @@ pub fn replay(trace: &Trace, s: Strategy) -> Result<Outcome, String> {
     }
     let check = r.check();
     let (failures, errors) = (r.failures, r.errors);
-    let (footprint, high_water) = (r.touched_pages * PAGE, r.high_water);
+    let (footprint, top) = (r.touched_pages * PAGE, r.top());
     // Timed passes, on the memory the measured pass already faulted in;
     // the fastest of three.
     let mut map = r.into_mapping();
@@ -284,7 +362,8 @@ pub fn replay(trace: &Trace, s: Strategy) -> Result<Outcome, String> {
         ops: ops.len(),
         peak_requested: trace.peak_requested(),
         footprint,
-        high_water,
+        top,
+        overhead,
         frag_max: fmax,
         frag_mean: fsum.checked_div(fn_).unwrap_or(0) as u32,
         failures,
@@ -296,6 +375,13 @@ pub fn replay(trace: &Trace, s: Strategy) -> Result<Outcome, String> {
 fn mib(b: u64) -> String {
     format!("{:.2}", b as f64 / (1 << 20) as f64)
 }
+
+/// What the columns of [`table`] mean.
+pub const LEGEND: &str = "footprint = 4 KiB pages ever covered by a block; \
+    top = highest block end above the region's own metadata; \
+    overhead = bytes held for live blocks beyond those requested (headers, padding, rounding), \
+    at the peak of live bytes, as a share of them (orange in `stratalloc viz`); \
+    frag = 1 - largest free / free (sampled)";
 
 /// The table `stratalloc replay` prints.
 pub fn table(outcomes: &[Result<Outcome, String>]) -> String {
@@ -316,11 +402,7 @@ pub fn table(outcomes: &[Result<Outcome, String>]) -> String {
     for o in outcomes {
         match o {
             Ok(o) => {
-                let overhead = if o.peak_requested == 0 {
-                    0.0
-                } else {
-                    (o.footprint as f64 / o.peak_requested as f64 - 1.0) * 100.0
-                };
+                let overhead = o.overhead as f64 * 100.0 / o.peak_requested.max(1) as f64;
                 s.push_str(&format!(
                     "{:<12} {:>10.2} {:>8.1} {:>13} {:>14} {:>10} {:>8.1}% {:>5.1}/{:>4.1}% {:>9} {:>6}\n",
                     o.strategy.name(),
@@ -328,7 +410,7 @@ pub fn table(outcomes: &[Result<Outcome, String>]) -> String {
                     o.nanos as f64 / o.ops.max(1) as f64,
                     mib(o.peak_requested),
                     mib(o.footprint as u64),
-                    mib(o.high_water as u64),
+                    mib(o.top as u64),
                     overhead,
                     o.frag_max as f64 / 10.0,
                     o.frag_mean as f64 / 10.0,
@@ -361,6 +443,45 @@ mod tests {
             assert_eq!(o.ops, t.events.len());
             if o.failures == 0 {
                 assert!(o.footprint as u64 >= o.peak_requested, "{s}");
+            }
+        }
+    }
+
+    /// 100 blocks of 1000 bytes: buddy rounds each up to 1024 bytes (24
+    /// at least), every strategy keeps some bytes beside each block, and
+    /// none counts its metadata for the 256 MiB region as overhead.
+    #[test]
+    fn overhead_is_what_live_blocks_cost_beyond_their_requests() {
+        let events = (0..100)
+            .map(|id| Event {
+                op: Op::Alloc {
+                    id,
+                    size: 1000,
+                    align: 16,
+                    zeroed: false,
+                },
+                thread: 1,
+                time: 0,
+            })
+            .collect();
+        let t = Trace {
+            pid: 1,
+            events,
+            ids: 100,
+            threads: 1,
+            unmatched: 0,
+            other_pids: Vec::new(),
+        };
+        for &s in Strategy::ALL {
+            let o = replay(&t, s).unwrap();
+            assert!(o.overhead < 100 * 1000, "{s}: overhead {}", o.overhead);
+            assert!(
+                o.top >= 100 * 1000 && o.top < 300 * 1000,
+                "{s}: top {}",
+                o.top
+            );
+            if s == Strategy::Buddy {
+                assert!(o.overhead >= 100 * 24, "{s}: overhead {}", o.overhead);
             }
         }
     }

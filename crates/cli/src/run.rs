@@ -1,8 +1,8 @@
 //! `stratalloc run`: start a program with `libstratalloc.so` preloaded and
 //! the wrappers asked for, then show their reports.
 //!
-//! The library is found beside this executable (`target/release/` when
-//! built with Cargo) unless `STRATALLOC_LIB` names it. Reports go to files
+//! The library is found as `locate` says (`STRATALLOC_LIB`, beside this
+//! executable, `../lib`, `../lib/stratalloc`). Reports go to files
 //! in a temporary directory (`%p` in the path keeps the processes a program
 //! starts apart) and are printed, to standard error, once the program has
 //! exited, so they do not mix with its output.
@@ -41,35 +41,9 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// The library to preload: `STRATALLOC_LIB`, else `libstratalloc.so` next
-/// to the running executable.
-pub fn find_lib() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("STRATALLOC_LIB") {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!("STRATALLOC_LIB={} is not a file", p.display()))
-        };
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot locate myself: {e}"))?;
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    let p = dir.join("libstratalloc.so");
-    if p.is_file() {
-        Ok(p)
-    } else {
-        Err(format!(
-            "{} not found; build it with `cargo build --release -p stratalloc-capi` \
-             or set STRATALLOC_LIB",
-            p.display()
-        ))
-    }
-}
-
 /// Run the program; returns the exit code to leave with.
 pub fn run(a: RunArgs) -> Result<i32, String> {
-    let lib = find_lib()?;
-    let lib = lib.canonicalize().unwrap_or(lib);
+    let lib = crate::locate::lib()?;
     let dir = std::env::temp_dir().join(format!("stratalloc-run-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let (prog, args) = a.command.split_first().ok_or("no program given")?;

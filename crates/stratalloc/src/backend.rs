@@ -85,6 +85,51 @@ pub unsafe trait Backend: Sync {
     fn stats(&self) -> BackendStats {
         BackendStats::default()
     }
+
+    /// Where the memory is now, in glibc's terms (see [`HeapInfo`]): what
+    /// `mallinfo2`, `malloc_stats` and `malloc_info` report. May walk the
+    /// allocator's metadata (it is not called on a fast path). The default
+    /// derives it from [`stats`](Self::stats) with no block counts.
+    fn heap_info(&self) -> HeapInfo {
+        let s = self.stats();
+        HeapInfo {
+            arena: s.mapped.max(s.in_use),
+            in_use: s.in_use,
+            peak_mapped: s.peak_mapped,
+            ..HeapInfo::default()
+        }
+    }
+}
+
+/// Where a backend's memory is, with glibc's `mallinfo2` meanings:
+/// `arena == in_use + free()` and `releasable <= free()`, and
+/// `arena + huge_bytes` is all the memory the backend holds from the OS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeapInfo {
+    /// Bytes held for ordinary blocks (everything mapped but the huge
+    /// blocks' own mappings): `arena`, and `malloc_stats`' "system bytes".
+    pub arena: usize,
+    /// Bytes of ordinary blocks in use (usable sizes): `uordblks`.
+    pub in_use: usize,
+    /// Free blocks and free spans, as far as the backend counts them:
+    /// `ordblks`.
+    pub free_chunks: usize,
+    /// Live huge blocks, each in a mapping of its own: `hblks`.
+    pub huge_blocks: usize,
+    /// Bytes of those mappings: `hblkhd`.
+    pub huge_bytes: usize,
+    /// Free bytes `malloc_trim` could give back to the OS now (resident,
+    /// not yet returned): `keepcost`.
+    pub releasable: usize,
+    /// Highest mapped figure seen: `usmblks` (glibc's historical meaning).
+    pub peak_mapped: usize,
+}
+
+impl HeapInfo {
+    /// Bytes of `arena` not in use: `fordblks`.
+    pub fn free(&self) -> usize {
+        self.arena - self.in_use
+    }
 }
 
 /// Figures any backend can report; fields a backend does not track are 0.

@@ -556,9 +556,15 @@ impl Trace {
     /// Bytes live after each event's prefix, at most: the peak of the sum
     /// of requested sizes.
     pub fn peak_requested(&self) -> u64 {
+        self.peak().0
+    }
+
+    /// The peak of live requested bytes and the index of the event after
+    /// which it is first reached (0 for an empty trace).
+    pub fn peak(&self) -> (u64, usize) {
         let mut sizes: Vec<u64> = vec![0; self.ids as usize];
-        let (mut cur, mut peak) = (0u64, 0u64);
-        for e in &self.events {
+        let (mut cur, mut peak, mut at) = (0u64, 0u64, 0usize);
+        for (i, e) in self.events.iter().enumerate() {
             match e.op {
                 Op::Alloc { id, size, .. } => {
                     sizes[id as usize] = size;
@@ -571,9 +577,11 @@ impl Trace {
                 }
                 Op::Failed { .. } => {}
             }
-            peak = peak.max(cur);
+            if cur > peak {
+                (peak, at) = (cur, i);
+            }
         }
-        peak
+        (peak, at)
     }
 }
 

@@ -86,8 +86,9 @@ fn main() {
     let results = if in_process {
         names
             .iter()
-            .map(|(name, _)| {
-                eprintln!("region-bench: {name}");
+            .enumerate()
+            .map(|(i, (name, _))| {
+                eprintln!("region-bench: [{}/{}] {name}", i + 1, names.len());
                 run_contender(name, &cfg).expect("listed contender")
             })
             .collect()
@@ -143,13 +144,22 @@ fn run_children(names: &[(String, Kind)], cfg: &Config) -> Vec<ContenderResult> 
             Err(e) => Err(format!("spawn: {e}")),
         }
     };
+    // Progress lines "[K/N] what": one step per child (a skipped one
+    // counts as done); `stratalloc bench` draws its progress bar from them.
+    let total = (cfg.reps + 1) * names.len();
+    let mut step = 0;
     for rep in 0..cfg.reps {
         for (i, (name, _)) in names.iter().enumerate() {
+            step += 1;
             // A slow heap gets fewer repetitions once it used its budget.
             if results[i].error.is_some() || (rep > 0 && spent[i] > cfg.budget_secs) {
                 continue;
             }
-            eprintln!("region-bench: rep {}/{} {name}", rep + 1, cfg.reps);
+            eprintln!(
+                "region-bench: [{step}/{total}] rep {}/{} {name}",
+                rep + 1,
+                cfg.reps
+            );
             match child(name, Phase::OneRep) {
                 Ok(r) => {
                     spent[i] += r.wall.iter().sum::<f64>();
@@ -160,10 +170,11 @@ fn run_children(names: &[(String, Kind)], cfg: &Config) -> Vec<ContenderResult> 
         }
     }
     for (i, (name, _)) in names.iter().enumerate() {
+        step += 1;
         if results[i].error.is_some() {
             continue;
         }
-        eprintln!("region-bench: efficiency and latency: {name}");
+        eprintln!("region-bench: [{step}/{total}] efficiency and latency: {name}");
         match child(name, Phase::Rest) {
             Ok(r) => results[i].merge(r),
             Err(e) => results[i].error = Some(e),

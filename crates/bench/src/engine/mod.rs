@@ -282,7 +282,9 @@ type StrategyRow = (String, Allocator, Vec<(&'static str, String)>);
 /// Run the main table and the strategy table.
 ///
 /// `stratalloc`, if given and present, is the `libstratalloc.so` the
-/// strategy table runs under; `progress` is told of each run.
+/// strategy table runs under; `progress` is told of each run, as
+/// `[K/N] what` (K counts skipped runs too; `stratalloc bench` draws its
+/// progress bar from these).
 pub fn run_all(
     cfg: &Config,
     workload_exe: &Path,
@@ -305,6 +307,31 @@ pub fn run_all(
         .into_iter()
         .filter(|c| cfg.only.is_empty() || cfg.only.iter().any(|o| o == c.workload))
         .collect();
+    // The strategy table: references first, then each strategy.
+    let mut rows: Vec<StrategyRow> = Vec::new();
+    for a in &allocators {
+        if cfg.only.is_empty() && (a.name == "glibc" || a.name == "mimalloc") {
+            rows.push((a.name.clone(), a.clone(), Vec::new()));
+        }
+    }
+    let stratalloc = stratalloc.filter(|_| cfg.only.is_empty());
+    if let Some(sa) = stratalloc.filter(|s| s.lib.as_ref().is_some_and(|p| p.exists())) {
+        rows.push((
+            "stratalloc engine".into(),
+            sa.clone(),
+            vec![("STRATALLOC_STRATEGY", "engine".to_string())],
+        ));
+        for s in strategies {
+            rows.push((
+                format!("stratalloc {s}"),
+                sa.clone(),
+                vec![("STRATALLOC_STRATEGY", s.to_string())],
+            ));
+        }
+    }
+    // Progress: one step per measurement (a skipped one counts as done).
+    let total = cfg.reps * (cases.len() * allocators.len() + rows.len());
+    let mut step = 0;
     let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
     for rep in 0..cfg.reps {
         for case in &cases {
@@ -312,11 +339,12 @@ pub fn run_all(
                 let cell = cells
                     .entry((case.label.clone(), a.name.clone()))
                     .or_default();
+                step += 1;
                 if cell.error.is_some() {
                     continue;
                 }
                 progress(&format!(
-                    "rep {}/{} {} under {}",
+                    "[{step}/{total}] rep {}/{} {} under {}",
                     rep + 1,
                     cfg.reps,
                     case.label,
@@ -353,28 +381,6 @@ pub fn run_all(
             }
         }
     }
-    // The strategy table: references first, then each strategy.
-    let mut rows: Vec<StrategyRow> = Vec::new();
-    for a in &allocators {
-        if cfg.only.is_empty() && (a.name == "glibc" || a.name == "mimalloc") {
-            rows.push((a.name.clone(), a.clone(), Vec::new()));
-        }
-    }
-    let stratalloc = stratalloc.filter(|_| cfg.only.is_empty());
-    if let Some(sa) = stratalloc.filter(|s| s.lib.as_ref().is_some_and(|p| p.exists())) {
-        rows.push((
-            "stratalloc engine".into(),
-            sa.clone(),
-            vec![("STRATALLOC_STRATEGY", "engine".to_string())],
-        ));
-        for s in strategies {
-            rows.push((
-                format!("stratalloc {s}"),
-                sa.clone(),
-                vec![("STRATALLOC_STRATEGY", s.to_string())],
-            ));
-        }
-    }
     let mut strat_cells: Vec<(String, Cell)> = rows
         .iter()
         .map(|r| (r.0.clone(), Cell::default()))
@@ -382,6 +388,7 @@ pub fn run_all(
     for rep in 0..cfg.reps {
         for (i, (label, a, env)) in rows.iter().enumerate() {
             let cell = &mut strat_cells[i].1;
+            step += 1;
             // A row that failed stops; a slow row stops repeating after
             // about the time limit's worth of runs.
             if cell.error.is_some()
@@ -389,7 +396,11 @@ pub fn run_all(
             {
                 continue;
             }
-            progress(&format!("rep {}/{} strategies: {label}", rep + 1, cfg.reps));
+            progress(&format!(
+                "[{step}/{total}] rep {}/{} strategies: {label}",
+                rep + 1,
+                cfg.reps
+            ));
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
             match run_child(
                 workload_exe,

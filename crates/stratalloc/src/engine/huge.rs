@@ -158,16 +158,18 @@ unsafe fn resize(seg: *mut Segment, total: usize) -> *mut Segment {
         // errno alone on success).
         let errno = libc::__errno_location();
         let saved = *errno;
+        // Unregistered while mremap may move it (see `segment::unregister`);
+        // nobody else may use the block meanwhile.
+        segment::unregister(seg);
         let nseg: *mut Segment = os::remap(seg.cast(), old, total, SEGMENT_SIZE).cast();
         if nseg.is_null() {
+            // Registered a moment ago: the map has its bit.
+            segment::huge_register(seg, true);
             return nseg;
         }
         *errno = saved;
-        if nseg != seg {
-            segment::huge_register(seg, false);
-            if !segment::huge_register(nseg, true) {
-                crate::fatal!("cannot register moved huge block {:p}", nseg);
-            }
+        if !segment::huge_register(nseg, true) {
+            crate::fatal!("cannot register moved huge block {:p}", nseg);
         }
         (*nseg).map_size = total;
         nseg

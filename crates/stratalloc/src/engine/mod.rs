@@ -18,6 +18,7 @@
 //! | [`owns`]`(p)` | — | cheap "could this be ours?" (segment map lookup) |
 //! | [`trim`]`()` | `malloc_trim` | returns free memory now (other threads' heaps: at their next slow path) |
 //! | [`ENGINE`] | — | the same as a [`Backend`] (stats: mapped, peak mapped, returned; `in_use`, `allocs`, `frees` are not tracked and read 0) |
+//! | [`heap_info`]`()` | `mallinfo2`, `malloc_stats`, `malloc_info` | bytes in use, free, in huge mappings, releasable: counted by a walk of every segment when asked (`info.rs`), so the fast paths keep no counter |
 //! | [`check`]`()`, [`engine_stats`]`()`, [`local_pages`]`()` | — | diagnostics: invariants of the calling thread's heap, OS/segment figures, pages owned |
 //!
 //! None of them allocates from the Rust heap, panics or unwinds; none
@@ -209,6 +210,7 @@ mod fork_tests;
 mod free;
 mod heap;
 mod huge;
+mod info;
 mod init;
 mod page;
 mod queue;
@@ -221,8 +223,9 @@ mod span;
 
 pub use alloc::{aligned_alloc, alloc_zeroed, calloc, malloc, realloc, LARGE_MAX};
 pub use free::{free, owns, page_info, usable_size, PageInfo};
+pub use info::heap_info;
 
-use crate::backend::{Backend, BackendStats};
+use crate::backend::{Backend, BackendStats, HeapInfo};
 use crate::os;
 use crate::sync::Holder;
 
@@ -325,5 +328,8 @@ unsafe impl Backend for Engine {
             returned: o.returned,
             ..BackendStats::default()
         }
+    }
+    fn heap_info(&self) -> HeapInfo {
+        heap_info()
     }
 }

@@ -11,7 +11,9 @@ use crate::os;
 use crate::sync::RawLock;
 
 /// The one global lock: segment cache, huge cache, abandoned list and the
-/// heap pool. Held briefly, never across an OS call that could block for
+/// heap pool; a registered segment is unregistered under it before it is
+/// unmapped or moved ([`unregister`]), so a walk of the segment map that
+/// holds it (`info::heap_info`) reads only mapped headers. Held briefly, never across an OS call that could block for
 /// long, never re-entered. Not held across `fork`: a child in which a gone
 /// thread held it forgets what it guards ([`forget_shared`]).
 pub static GLOBAL: RawLock = RawLock::new();
@@ -166,10 +168,19 @@ unsafe fn cache_push(seg: *mut Segment) {
     }
 }
 
+/// Take `seg` out of the segment map under [`GLOBAL`], before it is
+/// unmapped or moved: a walk of the map that holds the lock
+/// (`info::heap_info`) then never reads a header that is gone.
+pub fn unregister(seg: *mut Segment) {
+    GLOBAL.lock();
+    segmap_set(seg, false);
+    GLOBAL.unlock();
+}
+
 unsafe fn unmap_segment(seg: *mut Segment) {
     // SAFETY: forwarded.
     unsafe { (*seg).cookie = 0 };
-    segmap_set(seg, false);
+    unregister(seg);
     SEGMENTS.fetch_sub(1, Relaxed);
     // SAFETY: forwarded.
     unsafe { os::unmap(seg.cast(), SEGMENT_SIZE) };
@@ -277,7 +288,7 @@ pub unsafe fn huge_unmap(seg: *mut Segment) {
     // SAFETY: forwarded.
     unsafe {
         (*seg).cookie = 0;
-        segmap_set(seg, false);
+        unregister(seg);
         os::unmap(seg.cast(), (*seg).map_size);
     }
 }

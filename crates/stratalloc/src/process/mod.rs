@@ -92,7 +92,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use stratalloc_core::{AnyHeap, CheckError, HeapError, HeapErrorKind, RegionHeap, Strategy};
 
-use crate::backend::{Backend, BackendStats};
+use crate::backend::{Backend, BackendStats, HeapInfo};
 use crate::sync::FutexLock;
 
 mod grow;
@@ -459,17 +459,31 @@ unsafe impl Backend for ProcessHeap {
             frees: hs.frees + self.huge_frees.load(Ordering::Relaxed),
         }
     }
+
+    /// `arena` is the regions handed to the strategy, `in_use` its live
+    /// blocks, `releasable` the whole pages inside the largest free block
+    /// (as glibc's `keepcost` is its top chunk: what `trim` surely
+    /// purges; a walk for every free block would double the cost of
+    /// `mallinfo2`, already O(blocks) through `stats`).
+    fn heap_info(&self) -> HeapInfo {
+        let mut g = self.guard();
+        let inner = g.inner();
+        let hs = inner.heap.stats();
+        let releasable = hs.largest_free.saturating_sub(page_size()) & !(page_size() - 1);
+        let arena = inner.mapped_regions.max(hs.in_use);
+        HeapInfo {
+            arena,
+            in_use: hs.in_use,
+            free_chunks: hs.free_blocks,
+            huge_blocks: self.huge_count.load(Ordering::Relaxed),
+            huge_bytes: self.huge_bytes.load(Ordering::Relaxed),
+            releasable: releasable.min(arena - hs.in_use),
+            peak_mapped: self.peak_mapped.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl ProcessHeap {
-    /// Live huge blocks and the bytes they map (for `mallinfo`).
-    pub fn huge(&self) -> (usize, usize) {
-        (
-            self.huge_count.load(Ordering::Relaxed),
-            self.huge_bytes.load(Ordering::Relaxed),
-        )
-    }
-
     /// The heap's own figures (free bytes, largest free block, ...).
     pub fn heap_stats(&self) -> stratalloc_core::HeapStats {
         self.guard().inner().heap.stats()
@@ -520,7 +534,10 @@ mod tests {
                 unsafe { h.free(p) };
             }
             h.check().unwrap();
-            assert_eq!(h.huge(), (0, 0));
+            let info = h.heap_info();
+            assert_eq!((info.huge_blocks, info.huge_bytes), (0, 0));
+            assert_eq!(info.in_use, 0);
+            assert!(info.releasable <= info.free());
         }
     }
 

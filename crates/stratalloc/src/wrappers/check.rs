@@ -58,7 +58,7 @@
 
 use core::fmt::Write;
 
-use crate::backend::{Backend, BackendStats};
+use crate::backend::{Backend, BackendStats, HeapInfo};
 use crate::fatal;
 use crate::os::map_meta as map;
 use crate::sync::SpinLock;
@@ -645,6 +645,9 @@ unsafe impl Backend for Check {
     }
     fn stats(&self) -> BackendStats {
         self.inner.stats()
+    }
+    fn heap_info(&self) -> HeapInfo {
+        self.inner.heap_info()
     }
 }
 

@@ -57,7 +57,7 @@ use core::cell::Cell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::backend::{Backend, BackendStats};
+use crate::backend::{Backend, BackendStats, HeapInfo};
 use crate::options::{LeakOptions, Output, PathBuf};
 use crate::os::map_meta as map;
 use crate::sync::SpinLock;
@@ -1043,6 +1043,9 @@ unsafe impl Backend for Leaks {
     }
     fn stats(&self) -> BackendStats {
         self.inner.stats()
+    }
+    fn heap_info(&self) -> HeapInfo {
+        self.inner.heap_info()
     }
 }
 

@@ -131,40 +131,35 @@ pub fn stats_snapshot() -> Option<stats::Snapshot> {
     STATS.get().map(|s| s.snapshot())
 }
 
-/// What `malloc_stats()` prints: the full statistics report if the stats
-/// wrapper is on, otherwise the figures `top` (the backend in use) keeps.
-/// Writes to `fd` (glibc prints to standard error). Does not allocate.
+/// What `malloc_stats()` prints: glibc's figures in glibc's layout
+/// ("Arena 0:", "system bytes", "in use bytes", then "Total (incl. mmap):"
+/// with the huge blocks' mappings added) from `top`'s [`HeapInfo`], the
+/// bytes returned to the OS, and then the full statistics report if the
+/// stats wrapper is on. Writes to `fd` (glibc prints to standard error).
+/// Does not allocate.
+///
+/// [`HeapInfo`]: crate::backend::HeapInfo
 pub fn malloc_stats(top: &dyn Backend, fd: i32) {
     let mut w = FdWriter::new(fd);
-    match STATS.get() {
-        Some(s) => {
-            let _ = sys::write_process_header(&mut w, "statistics");
-            let _ = s.report(&mut w);
-        }
-        None => {
-            let b = top.stats();
-            let _ = write!(w, "=={}== stratalloc ({}):", sys::pid(), top.name());
-            // A backend reports 0 for what it does not count (the engine
-            // keeps no per-call counters on its fast path): leave those out
-            // rather than print a false zero.
-            if b.allocs != 0 || b.in_use != 0 {
-                let _ = write!(
-                    w,
-                    " {} allocations, {} frees, {} in use (peak {}),",
-                    b.allocs,
-                    b.frees,
-                    sys::Bytes(b.in_use as u64),
-                    sys::Bytes(b.peak_in_use as u64)
-                );
-            }
-            let _ = writeln!(
-                w,
-                " {} mapped (peak {}), {} returned to the OS; set STRATALLOC_STATS=1 for the full report",
-                sys::Bytes(b.mapped as u64),
-                sys::Bytes(b.peak_mapped as u64),
-                sys::Bytes(b.returned)
-            );
-        }
+    let i = top.heap_info();
+    let returned = top.stats().returned;
+    let _ = write!(
+        w,
+        "Arena 0:\nsystem bytes     = {:>10}\nin use bytes     = {:>10}\n\
+         Total (incl. mmap):\nsystem bytes     = {:>10}\nin use bytes     = {:>10}\n\
+         mmap regions     = {:>10}\nmmap bytes       = {:>10}\n\
+         returned bytes   = {:>10}\n",
+        i.arena,
+        i.in_use,
+        i.arena + i.huge_bytes,
+        i.in_use + i.huge_bytes,
+        i.huge_blocks,
+        i.huge_bytes,
+        returned
+    );
+    if let Some(s) = STATS.get() {
+        let _ = sys::write_process_header(&mut w, "statistics");
+        let _ = s.report(&mut w);
     }
     w.flush();
 }

@@ -25,7 +25,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
-use crate::backend::{Backend, BackendStats};
+use crate::backend::{Backend, BackendStats, HeapInfo};
 use crate::os::map_meta as map;
 use crate::sync::SpinLock;
 use crate::trace::{op, ChunkState, RawEvent};
@@ -243,6 +243,9 @@ unsafe impl Backend for Trace {
     }
     fn stats(&self) -> BackendStats {
         self.inner.stats()
+    }
+    fn heap_info(&self) -> HeapInfo {
+        self.inner.heap_info()
     }
 }
 

@@ -47,7 +47,7 @@ pub mod state;
 use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::backend::{Backend, BackendStats};
+use crate::backend::{Backend, BackendStats, HeapInfo};
 use crate::options::Output;
 use crate::sync::SpinLock;
 use crate::wrappers::leaks::{capture, StackTable, DEPTH};
@@ -294,6 +294,9 @@ unsafe impl Backend for Profile {
     }
     fn stats(&self) -> BackendStats {
         self.inner.stats()
+    }
+    fn heap_info(&self) -> HeapInfo {
+        self.inner.heap_info()
     }
 }
 

@@ -37,7 +37,7 @@
 
 use core::fmt::{self, Write};
 
-use crate::backend::{Backend, BackendStats};
+use crate::backend::{Backend, BackendStats, HeapInfo};
 use stratalloc_core::CheckError;
 
 mod counters;
@@ -80,7 +80,7 @@ impl Stats {
 
     /// Write the report to `out`.
     pub fn report(&self, out: &mut dyn Write) -> fmt::Result {
-        write_report(out, self.name, &self.snapshot())
+        write_report(out, self.name, &self.snapshot(), &self.inner.heap_info())
     }
 
     /// Verify the invariants in the module docs (exact when idle).
@@ -190,6 +190,9 @@ unsafe impl Backend for Stats {
     }
     fn stats(&self) -> BackendStats {
         self.inner.stats()
+    }
+    fn heap_info(&self) -> HeapInfo {
+        self.inner.heap_info()
     }
 }
 
@@ -387,5 +390,29 @@ mod tests {
         s.report(&mut text).unwrap();
         assert!(text.contains("101 allocations (1 zeroed, 1 aligned), 1 reallocations, 101 frees"));
         assert!(text.contains("request sizes"));
+    }
+
+    /// Memory a backend keeps mapped without live blocks is called what it
+    /// is, with what of it could go back to the OS: not "fragmentation".
+    #[test]
+    fn mapped_free_memory_is_named_as_such() {
+        let heap: &'static crate::process::ProcessHeap = Box::leak(Box::new(
+            crate::process::ProcessHeap::new(stratalloc_core::Strategy::Tlsf),
+        ));
+        // SAFETY: leaked: it lives for the rest of the process.
+        let s: &'static Stats = Box::leak(Box::new(unsafe { Stats::new(heap, "stats(tlsf)") }));
+        let ps: Vec<*mut u8> = (0..200).map(|_| s.alloc(10_000, 16)).collect();
+        for p in ps {
+            // SAFETY: live, from `s`.
+            unsafe { s.free(p) };
+        }
+        let mut text = String::new();
+        s.report(&mut text).unwrap();
+        assert!(!text.contains("fragmentation"), "{text}");
+        assert!(
+            text.contains("holds no live block: kept mapped for reuse"),
+            "{text}"
+        );
+        assert!(text.contains("could go back to the OS now"), "{text}");
     }
 }

@@ -3,10 +3,12 @@
 use core::fmt::{self, Write};
 
 use super::*;
+use crate::backend::HeapInfo;
 use crate::wrappers::sys::{peak_rss, pid, Bytes};
 
-/// Write a report of `s` in the text format the C library prints.
-pub fn write_report(out: &mut dyn Write, name: &str, s: &Snapshot) -> fmt::Result {
+/// Write a report of `s` (and `heap`, where the backend's memory is) in
+/// the text format the C library prints.
+pub fn write_report(out: &mut dyn Write, name: &str, s: &Snapshot, heap: &HeapInfo) -> fmt::Result {
     let b = &s.backend;
     writeln!(
         out,
@@ -34,7 +36,7 @@ pub fn write_report(out: &mut dyn Write, name: &str, s: &Snapshot) -> fmt::Resul
         let counts = b.allocs != 0 || b.in_use != 0;
         let live = if counts { b.in_use } else { s.in_use };
         let unused = b.mapped.saturating_sub(live);
-        let frag = if b.mapped == 0 {
+        let share = if b.mapped == 0 {
             0.0
         } else {
             unused as f64 * 100.0 / b.mapped as f64
@@ -49,9 +51,14 @@ pub fn write_report(out: &mut dyn Write, name: &str, s: &Snapshot) -> fmt::Resul
             write!(out, "{} in use by its count, ", Bytes(b.in_use as u64))?;
         }
         writeln!(out, "{} returned to the OS", Bytes(b.returned))?;
+        // Mapped memory without a live block is mostly what the allocator
+        // keeps for reuse (free pages, caches), not fragmentation.
         writeln!(
             out,
-            "  fragmentation {frag:.1}% of mapped memory is not in live blocks"
+            "  not in use  {} of the mapped memory ({share:.1}%) holds no live block: kept \
+             mapped for reuse; {} of it could go back to the OS now (malloc_trim)",
+            Bytes(unused as u64),
+            Bytes(heap.releasable.min(unused) as u64)
         )?;
     } else {
         writeln!(out, "  backend     reports no mapping figures")?;
