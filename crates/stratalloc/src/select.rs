@@ -271,8 +271,18 @@ extern "C" fn fork_prepare() {
     let mt = libc_fork::multi_threaded();
     FORKS.with(|f| f.set(f.get() << 1 | mt as u32));
     if mt {
-        libc_fork::list_lock();
-        top().fork_prepare();
+        // No lock is waited for while another is held (see `sync`): the
+        // list lock first, then the backends' locks without waiting; if
+        // one is busy, everything is given back and tried again.
+        let mut round = 0;
+        loop {
+            libc_fork::list_lock();
+            if top().fork_prepare() {
+                return;
+            }
+            libc_fork::list_unlock();
+            crate::sync::backoff(&mut round);
+        }
     }
 }
 extern "C" fn fork_parent() {

@@ -266,7 +266,7 @@ mod model {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 2 } else { 48 }, ..ProptestConfig::default() })]
         #[test]
         fn random_programs_match_the_model(ops in proptest::collection::vec(op(), 1..200)) {
             // live blocks: (ptr, size, tag, align)

@@ -14,9 +14,21 @@
 //! forking thread" (a fork from a signal handler that interrupted it inside
 //! the critical section: taking the lock would deadlock, so prepare skips
 //! it and the parent and child handlers leave it; the section finishes
-//! after the handler returns) from "held by another thread" (prepare waits
-//! for it): `RawLock::fork_prepare` / `fork_release`, `SpinLock::raw_lock` /
-//! `raw_unlock`, `FutexLock::fork_prepare` / `fork_parent` / `fork_child`.
+//! after the handler returns) from "held by another thread" (prepare takes
+//! nothing and says so, see below): `RawLock::fork_prepare` /
+//! `fork_release`, `SpinLock::raw_try_lock` / `raw_unlock`,
+//! `FutexLock::fork_prepare` / `fork_parent` / `fork_child`.
+//!
+//! **No fork handler waits for a lock.** A prepare handler that finds a
+//! lock busy gives back what it took ([`take_all`]) and the caller retries
+//! with nothing held (`select`, "fork"). Waiting there would close a cycle
+//! whenever the lock's holder is itself stuck: a thread interrupted by a
+//! signal inside that lock, whose handler forks and waits for stdio's list
+//! lock that the waiting prepare holds (`tests/c/fork_signal.c`, `race`).
+//! Together with the rule that no code here waits for a lock while holding
+//! another one (every lock is a leaf: a wrapper releases its own lock
+//! before it calls the allocator below it), no thread ever waits while
+//! holding a lock, so no set of waits can form a cycle.
 //!
 //! Glossary:
 //! - **owner**: the holding thread's `pthread_self()` (never 0 or 1), or
@@ -43,7 +55,7 @@ mod raw;
 
 pub use futex::{thread_id, FutexLock};
 pub use key::KeyOnce;
-pub use raw::{RawLock, SpinGuard, SpinLock};
+pub use raw::{raw_try_lock_all, raw_unlock_all, RawLock, SpinGuard, SpinLock};
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -92,14 +104,17 @@ impl ForkSkip {
         ForkSkip(AtomicBool::new(false))
     }
 
-    /// `fork_prepare`: take the lock with `lock` unless the calling thread
-    /// holds it already (`mine`), which is remembered.
+    /// `fork_prepare`: take the lock with `try_lock` (which never waits)
+    /// unless the calling thread holds it already (`mine`), which is
+    /// remembered; `false` if it is busy (nothing taken, nothing
+    /// remembered).
     #[inline]
-    pub(crate) fn prepare(&self, mine: bool, lock: impl FnOnce()) {
+    pub(crate) fn prepare(&self, mine: bool, try_lock: impl FnOnce() -> bool) -> bool {
         if mine {
             self.0.store(true, Ordering::Relaxed);
+            true
         } else {
-            lock();
+            try_lock()
         }
     }
 
@@ -110,5 +125,39 @@ impl ForkSkip {
         if !self.0.swap(false, Ordering::Relaxed) {
             release();
         }
+    }
+}
+
+/// Take `n` locks in order for `fork` with `take(i)`, which never waits and
+/// says whether it took lock `i`. If one is busy, give back the ones taken
+/// so far, newest first, with `give(i)`, and return `false`: the caller
+/// then holds none of them.
+pub(crate) fn take_all(
+    n: usize,
+    mut take: impl FnMut(usize) -> bool,
+    mut give: impl FnMut(usize),
+) -> bool {
+    for i in 0..n {
+        if !take(i) {
+            (0..i).rev().for_each(&mut give);
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_all_gives_back_what_it_took_when_one_is_busy() {
+        use core::cell::Cell;
+        let held: [Cell<bool>; 4] = Default::default();
+        let take = |i: usize| i != 2 && !held[i].replace(true);
+        assert!(!take_all(4, take, |i| held[i].set(false)));
+        assert!(held.iter().all(|h| !h.get()), "locks 0 and 1 given back");
+        assert!(take_all(2, take, |_| unreachable!()));
+        assert!(held[0].get() && held[1].get());
     }
 }

@@ -29,7 +29,7 @@
 //!   slot to its position is occupied (the probe run is unbroken).
 
 use crate::os::{map_meta as map, unmap_meta as unmap};
-use crate::sync::SpinLock;
+use crate::sync::{raw_try_lock_all, raw_unlock_all, SpinLock};
 use stratalloc_core::CheckError;
 
 /// Number of shards (each with its own lock).
@@ -267,22 +267,20 @@ impl PtrTable {
         self.len() == 0
     }
 
-    /// Take every shard lock (before `fork`).
-    pub fn lock_all(&self) {
-        for s in &self.shards {
-            s.raw_lock();
-        }
+    /// Take every shard lock before `fork`, without waiting: `false`
+    /// (none held) if one is busy (see `sync::raw_try_lock_all`).
+    #[must_use]
+    pub fn try_lock_all(&self) -> bool {
+        raw_try_lock_all(&self.shards)
     }
 
-    /// Release every shard lock taken by [`lock_all`](Self::lock_all).
+    /// Release every shard lock taken by [`try_lock_all`](Self::try_lock_all).
     ///
     /// # Safety
-    /// The caller took them with `lock_all`.
+    /// The caller took them with `try_lock_all`.
     pub unsafe fn unlock_all(&self) {
-        for s in &self.shards {
-            // SAFETY: forwarded from the caller.
-            unsafe { s.raw_unlock() };
-        }
+        // SAFETY: forwarded from the caller.
+        unsafe { raw_unlock_all(&self.shards) }
     }
 
     /// Verify the invariants in the module docs.
