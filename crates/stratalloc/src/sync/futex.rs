@@ -149,8 +149,9 @@ impl FutexLock {
     }
 
     /// Hold the lock across `fork` (see the module docs of `sync`): take
-    /// it without waiting, unless the calling thread holds it already;
-    /// `false` (nothing taken) if another thread holds it.
+    /// it, unless the calling thread holds it already; `false` (nothing
+    /// taken) if another thread holds it while another fork is being
+    /// prepared.
     #[must_use]
     pub fn fork_prepare(&self) -> bool {
         self.fork.prepare(self.held_by_me(), || self.try_lock())
@@ -202,16 +203,23 @@ mod tests {
     }
 
     #[test]
-    fn fork_prepare_skips_its_own_lock_and_does_not_wait_for_others() {
+    fn fork_prepare_skips_its_own_lock_and_waits_for_others() {
+        let _serial = super::super::FORKING_TESTS.lock();
         let l = FutexLock::new();
         l.lock();
         assert!(l.fork_prepare(), "held by this thread: skipped");
         l.fork_parent();
         assert!(l.held_by_me(), "a skipped lock is left to its section");
         std::thread::scope(|s| {
-            s.spawn(|| assert!(!l.fork_prepare()));
+            let t = s.spawn(|| {
+                // Waits (no other fork is being prepared) until released.
+                assert!(l.fork_prepare());
+                l.fork_parent();
+            });
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(!t.is_finished(), "fork_prepare returned with the lock busy");
+            l.unlock();
         });
-        l.unlock();
         assert!(l.fork_prepare());
         assert!(l.held_by_me());
         l.fork_parent();

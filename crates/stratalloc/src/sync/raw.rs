@@ -77,9 +77,9 @@ impl RawLock {
         self.owner.load(Ordering::Relaxed) == this_thread()
     }
 
-    /// Hold the lock across `fork` (see the module docs of `sync`): take it
-    /// without waiting, unless the calling thread holds it already; `false`
-    /// (nothing taken) if another thread holds it.
+    /// Hold the lock across `fork` (see the module docs of `sync`): take it,
+    /// unless the calling thread holds it already; `false` (nothing taken)
+    /// if another thread holds it while another fork is being prepared.
     #[must_use]
     pub fn fork_prepare(&self) -> bool {
         self.fork.prepare(self.held_by_me(), || self.try_lock())
@@ -145,10 +145,9 @@ impl<T> SpinLock<T> {
         SpinGuard { lock: self }
     }
 
-    /// Take the lock with no guard and without waiting, for `fork_prepare`
-    /// (left alone if this thread holds it already: see
-    /// [`RawLock::fork_prepare`]); `false` if another thread holds it. Pair
-    /// a `true` with [`raw_unlock`](Self::raw_unlock).
+    /// Take the lock with no guard, for `fork_prepare` (left alone if this
+    /// thread holds it already; `false` as [`RawLock::fork_prepare`] says).
+    /// Pair a `true` with [`raw_unlock`](Self::raw_unlock).
     #[must_use]
     pub fn raw_try_lock(&self) -> bool {
         self.lock.fork_prepare()
@@ -181,7 +180,8 @@ impl<T> SpinLock<T> {
 }
 
 /// [`SpinLock::raw_try_lock`] on every lock of `locks`, in order: `true` if
-/// all were taken (or skipped as this thread's); otherwise none is held.
+/// all were taken (or skipped as this thread's); otherwise (one gave up)
+/// none is held.
 #[must_use]
 pub fn raw_try_lock_all<T>(locks: &[SpinLock<T>]) -> bool {
     super::take_all(
@@ -317,10 +317,12 @@ mod tests {
         assert!(!l.lock.held_by_me());
     }
 
-    /// A lock another thread holds is not waited for: `fork_prepare` says
-    /// so and takes nothing (the caller retries with nothing held).
+    /// A lock another thread holds is waited for while no other fork is
+    /// being prepared, and not waited for while one is: `fork_prepare`
+    /// says so and takes nothing (the caller retries with nothing held).
     #[test]
-    fn fork_prepare_does_not_wait_for_another_thread() {
+    fn fork_prepare_waits_for_a_busy_lock_unless_another_fork_is_prepared() {
+        let _serial = super::super::FORKING_TESTS.lock();
         let l = RawLock::new();
         let (held, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
         std::thread::scope(|s| {
@@ -331,11 +333,17 @@ mod tests {
                 l.unlock();
             });
             held.wait();
+            // This thread and another one prepare a fork.
+            super::super::fork_enter();
+            super::super::fork_enter();
             assert!(!l.fork_prepare());
             assert!(!l.held_by_me());
+            super::super::fork_leave();
             release.wait();
+            // Only this one now: it waits until the holder lets go.
+            assert!(l.fork_prepare());
+            super::super::fork_leave();
         });
-        assert!(l.fork_prepare());
         assert!(l.held_by_me());
         l.fork_release();
         assert!(!l.held_by_me());

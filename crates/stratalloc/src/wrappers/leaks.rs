@@ -190,8 +190,8 @@ impl StackTable {
 }
 
 impl StackTable {
-    /// Take every stripe lock before `fork`, without waiting: `false`
-    /// (none held) if one is busy.
+    /// Take every stripe lock before `fork`: `false` (none held) if one
+    /// gave up (see `sync::raw_try_lock_all`).
     #[must_use]
     pub fn try_lock_all(&self) -> bool {
         raw_try_lock_all(&self.stripes)

@@ -52,9 +52,9 @@ static NAMES: [Slot<StackBuf<128>>; 4] = [const { Slot::new() }; 4];
 static FINISHED: AtomicBool = AtomicBool::new(false);
 
 /// A wrapper's [`Backend::fork_prepare`]: its own `n` lock sets in order
-/// (`take(i)` takes set `i` without waiting, `give(i)` releases it), then
-/// the backend's below it. If any is busy, what was taken is given back and
-/// the result is `false` (no fork handler waits: see `sync`).
+/// (`take(i)` takes set `i`, `give(i)` releases it), then the backend's
+/// below it. If one gives up (another fork is being prepared: see `sync`),
+/// what was taken is given back and the result is `false`.
 fn prepare_over(
     inner: &dyn Backend,
     n: usize,

@@ -267,8 +267,8 @@ impl PtrTable {
         self.len() == 0
     }
 
-    /// Take every shard lock before `fork`, without waiting: `false`
-    /// (none held) if one is busy (see `sync::raw_try_lock_all`).
+    /// Take every shard lock before `fork`: `false` (none held) if one
+    /// gave up (see `sync::raw_try_lock_all`).
     #[must_use]
     pub fn try_lock_all(&self) -> bool {
         raw_try_lock_all(&self.shards)

@@ -242,8 +242,8 @@ pub(super) mod pool {
         s.free = b as usize;
     }
 
-    /// Hold the pool's lock across `fork`, without waiting: `false` if
-    /// another thread holds it (see `SpinLock::raw_try_lock`).
+    /// Hold the pool's lock across `fork`: `false` if it gave up (see
+    /// `SpinLock::raw_try_lock`).
     #[must_use]
     pub fn try_lock_for_fork() -> bool {
         POOL.raw_try_lock()
