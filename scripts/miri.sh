@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Miri (nightly) over the code that must be free of undefined behaviour.
 #
-#   scripts/miri.sh          the CI set (about 5 minutes): the core
+#   scripts/miri.sh          the CI set (about 6 minutes): the core
 #                            strategies' unit tests, their buddy,
 #                            corruption, pool/slab and `Locked` suites, and
 #                            the engine's tour of every path across threads
