@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# Miri (nightly) over the code that must be free of undefined behaviour:
-# the core strategies' unit tests and their corruption and buddy suites,
-# and the engine's tour of every path across threads (tests/engine_model.rs,
-# with the OS layer simulated in one arena: os.rs, mod sim).
+# Miri (nightly) over the code that must be free of undefined behaviour.
+#
+#   scripts/miri.sh          the CI set (about 6 minutes): the core
+#                            strategies' unit tests, their buddy,
+#                            corruption, pool/slab and `Locked` suites, and
+#                            the engine's tour of every path across threads
+#                            (tests/engine_model.rs, with the OS layer
+#                            simulated in one arena: os.rs, mod sim)
+#   scripts/miri.sh --full   also the conformance suite of every strategy
+#                            and the engine's single-thread suite
+#                            (tests/engine_basic.rs): hours
+#                            (docs/RELIABILITY.md has the figures and what
+#                            is left out, and why)
+#
+# Tests run with smaller sizes and fewer property cases under `cfg(miri)`.
 # Skips cleanly (exit 0, says so) where nightly or Miri cannot be had.
-# Usage: scripts/miri.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +39,13 @@ run() {
     cargo +nightly miri test "$@" || status=1
     echo "=== miri: $* ($((SECONDS - t0)) s)"
 }
+full=0
+[ "${1:-}" = --full ] && full=1
 run -p stratalloc-core --lib
-run -p stratalloc-core --test buddy --test corruption
+run -p stratalloc-core --test buddy --test corruption --test pool_slab --test locked
 run -p stratalloc --test engine_model
+if [ $full = 1 ]; then
+    run -p stratalloc-core --test conformance
+    run -p stratalloc --test engine_basic
+fi
 exit $status

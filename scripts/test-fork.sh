@@ -2,7 +2,7 @@
 # fork under LD_PRELOAD=libstratalloc.so: the lock order against stdio and
 # fork from signal handlers, for the engine, its wrappers and region
 # strategies. Each run ends in seconds; a run still going after the timeout
-# is a hang and fails.
+# is a hang and fails, printing every thread's stack (gdb, if installed).
 #
 #   scripts/test-fork.sh                # build, then every mode
 #   scripts/test-fork.sh --no-build     # use the library already built
@@ -12,7 +12,8 @@
 # Programs (tests/c): fork_deadlock (forks while threads run getline and
 # fflush(NULL); the children allocate and start a thread), fork_signal (fork
 # from a signal handler that interrupts malloc/free: single-threaded, with a
-# second thread, and nested inside fork's own handlers).
+# second thread, racing a second thread's forks, and nested inside fork's
+# own handlers).
 # Modes: engine, check (engine + STRATALLOC_CHECK=1), stats, leaks, trace,
 # tlsf, tlsf-check, best-fit, buddy, slab.
 # Prints each run's wall time; last line "N passed, M failed".
@@ -67,27 +68,35 @@ run() { # run <mode> <label> <cmd...>
     [ -n "${MODES[$mode]+x}" ] || { failed=$((failed + 1)); echo "FAIL  unknown mode $mode"; return; }
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086
-    (env LD_PRELOAD="$LIB" ${MODES[$mode]} timeout -s KILL "$TIMEOUT" "$@" >"$log" 2>&1; exit $?) 2>/dev/null
+    env LD_PRELOAD="$LIB" ${MODES[$mode]} "$@" >"$log" 2>&1 &
+    local pid=$! ticks=0
+    while kill -0 "$pid" 2>/dev/null && [ $ticks -lt $((TIMEOUT * 10)) ]; do
+        sleep 0.1
+        ticks=$((ticks + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        # Hung: every thread's stack (the lock order) into the log, then kill.
+        if command -v gdb >/dev/null; then
+            gdb -p "$pid" -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^(Thread|#)' >>"$log"
+        fi
+        kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
     rc=$?
     t1=$(date +%s.%N)
     local secs
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-    if [ $rc = 137 ] && [ "${retry:-0}" = 0 ]; then
-        # A known rare hang (docs/RELIABILITY.md, "fork from a signal
-        # handler over a locked backend"): said, then run once more; a
-        # second hang fails.
-        echo "HUNG  $mode $label: killed after ${TIMEOUT} s; running it again (known open defect)"
-        tail -n 5 "$log"
-        retry=1 run "$mode" "$label" "$@"
-        return
-    fi
     if [ $rc = 0 ]; then
         passed=$((passed + 1)); echo "ok    $mode $label (${secs} s)"
     else
         failed=$((failed + 1))
-        if [ $rc = 137 ]; then echo "FAIL  $mode $label: hung, killed after ${TIMEOUT} s"
-        else echo "FAIL  $mode $label (exit $rc, ${secs} s)"; fi
-        tail -n 5 "$log"
+        if [ $rc = 137 ]; then
+            echo "FAIL  $mode $label: hung, killed after ${TIMEOUT} s; the threads' stacks:"
+            grep -E '^(Thread|#)' "$log" | head -n 60
+        else
+            echo "FAIL  $mode $label (exit $rc, ${secs} s)"
+            tail -n 5 "$log"
+        fi
     fi
     rm -f "$TMP"/trace.* "$TMP"/stats "$TMP"/leaks
 }
@@ -97,6 +106,7 @@ for m in "${order[@]}"; do
     run "$m" signal "$TMP/fork_signal" 200
     run "$m" signal-threads "$TMP/fork_signal" threads 200
     run "$m" signal-nested "$TMP/fork_signal" nested 100
+    run "$m" signal-race "$TMP/fork_signal" race 40
 done
 echo "$passed passed, $failed failed"
 [ $failed = 0 ]

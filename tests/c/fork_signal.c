@@ -12,6 +12,16 @@
  *                            signal goes to the main thread only), so the
  *                            process is multi-threaded and the fork
  *                            handlers take (or skip) their locks.
+ *   fork_signal race [N]     the same with a second thread that forks in a
+ *                            loop, and a handler that waits until that
+ *                            thread has started its next fork before it
+ *                            forks too: two forks at once, one of them
+ *                            from a handler that interrupted the
+ *                            allocator inside its lock, so the other
+ *                            fork's prepare handlers run while that lock
+ *                            is held by a thread that is itself about to
+ *                            fork (a lock-order cycle through stdio's list
+ *                            lock if prepare waits for it).
  *   fork_signal nested [N]   the parent forks a child that signals it at
  *                            once, so the signal lands while the parent is
  *                            still inside fork (in its fork handlers); the
@@ -28,6 +38,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "check.h"
 
@@ -59,8 +70,21 @@ static void fork_and_reap(int use_exit) {
     errno = saved;
 }
 
+/* `race`: forks started by the forking thread (it counts before each). */
+static atomic_int racing, race_forks;
+
 static void on_usr1(int sig) {
     (void)sig;
+    if (atomic_load(&racing)) {
+        /* Let the other thread's next fork begin (its prepare handlers
+         * run while this thread may hold the allocator's lock), up to
+         * 20 ms. nanosleep is async-signal-safe. */
+        int seen = atomic_load(&race_forks);
+        struct timespec ts = {0, 20000};
+        for (int i = 0; i < 1000 && atomic_load(&race_forks) == seen; i++) nanosleep(&ts, NULL);
+        ts.tv_nsec = 200000;
+        nanosleep(&ts, NULL);
+    }
     fork_and_reap(0);
 }
 
@@ -73,15 +97,11 @@ static atomic_int stop_busy;
 
 static void *busy(void *arg) {
     (void)arg;
-    /* Only the main thread takes the signal: a fork from a signal handler
-     * that interrupted malloc, in a multi-threaded process. (Two threads
-     * that each fork from a handler that interrupted a critical section
-     * can deadlock each other through stdio's list lock, with glibc's
-     * malloc as with the locked backends here.) */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* Only the main thread takes the signal (this thread starts with it
+     * blocked): a fork from a signal handler that interrupted malloc, in a
+     * multi-threaded process. (Two threads that each fork from a handler
+     * that interrupted a critical section of a different lock cannot both
+     * go on: each child needs the section the other thread left.) */
     void *v[64] = {0};
     unsigned seed = 7;
     while (!atomic_load(&stop_busy)) {
@@ -90,6 +110,27 @@ static void *busy(void *arg) {
         v[k] = malloc((size_t)(rand_r(&seed) % MAX_SIZE));
     }
     for (int k = 0; k < 64; k++) free(v[k]);
+    return NULL;
+}
+
+/* `race`: fork in a loop (each child _exits at once) while the main
+ * thread forks from its signal handler. */
+static void *forker(void *arg) {
+    (void)arg;
+    while (!atomic_load(&stop_busy)) {
+        atomic_fetch_add(&race_forks, 1);
+        pid_t pid = fork();
+        if (pid == 0) _exit(0);
+        if (pid < 0) {
+            handler_fails++;
+            continue;
+        }
+        int st;
+        pid_t r;
+        while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {
+        }
+        if (r != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) handler_fails++;
+    }
     return NULL;
 }
 
@@ -113,6 +154,8 @@ static pid_t start_sender(void) {
     return pid;
 }
 
+/* threads: 0 alone, 1 with a thread allocating (`busy`), 2 with a thread
+ * forking (`forker`). */
 static int run_signals(int n, int threads) {
     armed = mmap(NULL, sizeof *armed, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     CHECK(armed != MAP_FAILED);
@@ -121,8 +164,16 @@ static int run_signals(int n, int threads) {
     sa.sa_handler = on_usr1;
     sigemptyset(&sa.sa_mask);
     CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    /* The second thread starts with SIGUSR1 blocked (it inherits the
+     * mask), so a signal can never reach it before it runs. */
+    sigset_t usr1, old;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, &old);
     pthread_t t;
-    if (threads) CHECK(pthread_create(&t, NULL, busy, NULL) == 0);
+    atomic_store(&racing, threads == 2);
+    if (threads) CHECK(pthread_create(&t, NULL, threads == 2 ? forker : busy, NULL) == 0);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     pid_t sender = start_sender();
     CHECK(sender > 0);
 
@@ -152,8 +203,9 @@ static int run_signals(int n, int threads) {
     }
     for (int k = 0; k < SLOTS; k++) free(slot[k]);
     CHECK(handler_fails == 0);
-    printf("fork_signal: %d forks from the handler over %lu malloc/free pairs%s\n",
-           (int)handled, iters, threads ? ", two threads" : "");
+    printf("fork_signal: %d forks from the handler over %lu malloc/free pairs", (int)handled, iters);
+    if (threads == 2) printf(", racing %d forks of a second thread\n", (int)race_forks);
+    else printf("%s\n", threads ? ", two threads" : "");
     return failures != 0;
 }
 
@@ -186,6 +238,7 @@ int main(int argc, char **argv) {
     int a = 1;
     int threads = 0, nested = 0;
     if (argc > a && strcmp(argv[a], "threads") == 0) threads = 1, a++;
+    else if (argc > a && strcmp(argv[a], "race") == 0) threads = 2, a++;
     else if (argc > a && strcmp(argv[a], "nested") == 0) nested = 1, a++;
     int n = argc > a ? atoi(argv[a]) : (nested ? 100 : 300);
     return nested ? run_nested(n) : run_signals(n, threads);

@@ -67,6 +67,22 @@ pub const fn checked_request(
     Some((rounded, align))
 }
 
+/// The link word at `p` (the first word of a free block) as a pointer.
+/// Read as an integer and cast: a program may have written any bytes there
+/// (a write after free), and a pointer read from bytes written as an
+/// integer has no provenance, so following it would be undefined behaviour
+/// even where the address is in the heap (Miri reports it); the cast gives
+/// it the heap's own, exposed provenance. Callers check the address before
+/// they follow it.
+///
+/// # Safety
+/// `p` is valid for reading one aligned word.
+#[inline(always)]
+pub(crate) unsafe fn read_link(p: *const u8) -> *mut u8 {
+    // SAFETY: per the contract.
+    unsafe { p.cast::<usize>().read() as *mut u8 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,7 +47,7 @@ macro_rules! conformance {
             }
 
             proptest! {
-                #![proptest_config(ProptestConfig::with_cases(96))]
+                #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 96 }))]
                 #[test]
                 fn model(program in common::ops()) {
                     common::model(make, &program, $restores);

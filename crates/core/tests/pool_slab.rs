@@ -222,7 +222,7 @@ fn pool_check_catches_a_broken_free_list() {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 64 }))]
     /// Random allocate/free programs against a model: distinct aligned
     /// objects, contents kept, exact stats, `check` clean after every step,
     /// everything back at the end.

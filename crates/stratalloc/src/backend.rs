@@ -74,8 +74,16 @@ pub unsafe trait Backend: Sync {
     /// by taking every lock here and releasing it in `fork_parent` /
     /// `fork_child`, or by holding nothing and repairing in `fork_child`.
     /// A lock the calling thread holds already (a fork from a signal
-    /// handler) must be skipped, not waited for.
-    fn fork_prepare(&self) {}
+    /// handler) must be skipped. A lock another thread holds is waited for
+    /// (`sync::FutexLock::fork_prepare` and the like) only while no other
+    /// thread is preparing a fork; otherwise give back everything this
+    /// call took and return `false`, and the caller retries with no lock
+    /// held (`sync`'s module docs say why). `true`: every lock is held (or
+    /// skipped) until `fork_parent` / `fork_child`.
+    #[must_use]
+    fn fork_prepare(&self) -> bool {
+        true
+    }
     /// See [`fork_prepare`](Self::fork_prepare).
     fn fork_parent(&self) {}
     /// See [`fork_prepare`](Self::fork_prepare).

@@ -63,7 +63,7 @@ use stratalloc_core::Strategy;
 use crate::backend::Backend;
 use crate::options::{Choice, Options};
 use crate::process::ProcessHeap;
-use crate::sync::this_thread;
+use crate::sync::{self, this_thread};
 
 /// What the C front end does on each call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,8 +312,22 @@ extern "C" fn fork_prepare() {
     let mt = libc_fork::multi_threaded();
     FORKS.with(|f| f.set(f.get() << 1 | mt as u32));
     if mt {
-        libc_fork::list_lock();
-        top().fork_prepare();
+        // The list lock first, then the backends' locks. They give up a
+        // busy lock only while another thread prepares a fork too (see
+        // `sync`): then everything is given back and tried again, so a
+        // thread interrupted inside a lock by a handler that forks gets the
+        // list lock.
+        sync::fork_enter();
+        let mut round = 0;
+        loop {
+            libc_fork::list_lock();
+            if top().fork_prepare() {
+                break;
+            }
+            libc_fork::list_unlock();
+            sync::backoff(&mut round);
+        }
+        sync::fork_leave();
     }
 }
 extern "C" fn fork_parent() {
@@ -324,6 +338,7 @@ extern "C" fn fork_parent() {
 }
 extern "C" fn fork_child() {
     // glibc has re-initialised the list lock (we must not release it).
+    sync::fork_reset_in_child();
     if fork_decision() {
         top().fork_child();
     }

@@ -1,5 +1,10 @@
 //! Engine: single-thread behaviour (sizes, alignment, usable_size, huge
 //! realloc, trim, zeroing) and a property test against a model.
+//!
+//! Under Miri (`scripts/miri.sh --full`) the sizes are smaller (every byte
+//! is interpreted; the OS layer is a 160 MiB simulated arena), and the
+//! tests that need the kernel's page tables (`mincore`) or hundreds of MiB
+//! are ignored.
 
 use stratalloc::__private::engine::{self, ENGINE};
 use stratalloc::__private::Backend;
@@ -29,7 +34,12 @@ fn mapped(p: *const u8) -> bool {
 fn every_size_class_and_usable_size() {
     let mut ptrs = Vec::new();
     let mut size = 0usize;
-    while size <= 3 << 20 {
+    let (max, step) = if cfg!(miri) {
+        (300 << 10, 16)
+    } else {
+        (3 << 20, usize::MAX)
+    };
+    while size <= max {
         let p = engine::malloc(size);
         assert!(!p.is_null());
         if size >= 16 {
@@ -41,7 +51,7 @@ fn every_size_class_and_usable_size() {
         fill(p, size, (size % 251) as u8);
         ptrs.push((p, size));
         size = if size < 2048 {
-            size + 1
+            size + 1 + size / step
         } else {
             size + size / 7
         };
@@ -58,6 +68,7 @@ fn every_size_class_and_usable_size() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "mincore; 3 MiB blocks at alignments up to 8 MiB")]
 fn alignment_sweep_up_to_huge() {
     let mut align = 1usize;
     while align <= 8 << 20 {
@@ -86,6 +97,7 @@ fn alignment_sweep_up_to_huge() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "grows to 324 MiB, past the simulated arena")]
 fn huge_realloc_moves_pages_not_bytes() {
     let mut size = 4 << 20;
     let p = engine::malloc(size);
@@ -117,7 +129,7 @@ fn realloc_keeps_contents_across_classes() {
     let mut p = engine::malloc(1);
     fill(p, 1, 7);
     let mut size = 1;
-    while size < 1 << 20 {
+    while size < if cfg!(miri) { 128 << 10 } else { 1 << 20 } {
         let n = size * 2 + 3;
         // SAFETY: live.
         p = unsafe { engine::realloc(p, n) };
@@ -177,7 +189,7 @@ fn interleaved_large_buffers_grown_by_realloc_move_a_few_times() {
 fn large_blocks_resize_in_place() {
     std::thread::spawn(|| {
         let mut grown_in_place = 0;
-        for round in 0..10 {
+        for round in 0..if cfg!(miri) { 2 } else { 10 } {
             let p = engine::malloc(600 << 10);
             fill(p, 600 << 10, round);
             // SAFETY: live block.
@@ -231,8 +243,13 @@ fn an_idle_empty_page_is_released_by_later_slow_paths() {
 
 #[test]
 fn zeroed_memory_is_zero_after_reuse() {
-    for &size in &[10usize, 1000, 100_000, 700_000, 3 << 20] {
-        for _ in 0..3 {
+    let sizes: &[usize] = if cfg!(miri) {
+        &[10, 1000, 100_000, 700_000]
+    } else {
+        &[10, 1000, 100_000, 700_000, 3 << 20]
+    };
+    for &size in sizes {
+        for _ in 0..if cfg!(miri) { 1 } else { 3 } {
             let p = engine::malloc(size);
             fill(p, size, 0xff);
             // SAFETY: live.
@@ -246,6 +263,7 @@ fn zeroed_memory_is_zero_after_reuse() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "fills 64 MiB")]
 fn trim_returns_memory_to_the_os() {
     // Runs on its own thread so other tests' blocks do not interfere with
     // this thread's pages.
@@ -302,7 +320,7 @@ mod model {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 2 } else { 48 }, ..ProptestConfig::default() })]
         #[test]
         fn random_programs_match_the_model(ops in proptest::collection::vec(op(), 1..200)) {
             // live blocks: (ptr, size, tag, align)

@@ -50,7 +50,7 @@ use core::ptr::{self, NonNull};
 use crate::heap::{BlockInfo, BlockState, CheckError, HeapError, HeapErrorKind, RegionHeap};
 use crate::region::{Region, RegionError, RegionList, Span};
 use crate::stats::{Counters, HeapStats};
-use crate::util::{align_up, checked_request, is_power_of_two};
+use crate::util::{align_up, checked_request, is_power_of_two, read_link};
 use crate::MIN_ALIGN;
 
 const WORD_BITS: usize = usize::BITS as usize;
@@ -283,7 +283,7 @@ impl RegionHeap for Pool {
             crate::corruption::report(p, "pool: the free-list head is not a slot");
         };
         // SAFETY: `obj` is a free slot; its first word is the list link.
-        let next = unsafe { obj.as_ptr().cast::<*mut u8>().read() };
+        let next = unsafe { read_link(obj.as_ptr()) };
         if !self.link_ok(&slots, p, next as usize) {
             crate::corruption::report(
                 p,
@@ -390,7 +390,7 @@ impl RegionHeap for Pool {
                 ));
             }
             // SAFETY: `p` is a free slot in a region we own.
-            cur = unsafe { cur.cast::<*mut u8>().read() };
+            cur = unsafe { read_link(cur) };
         }
         if n != self.free_count {
             return Err(CheckError::new(0, "free list shorter than the free count"));

@@ -84,7 +84,7 @@ use core::ptr::{self, NonNull};
 use crate::heap::{BlockInfo, BlockState, CheckError, HeapError, HeapErrorKind, RegionHeap};
 use crate::region::{Region, RegionError, RegionList, Span};
 use crate::stats::{Counters, HeapStats};
-use crate::util::checked_request;
+use crate::util::{checked_request, read_link};
 
 /// Bytes of a slab page; pages are aligned to their size.
 pub const PAGE: usize = 16 * 1024;
@@ -456,7 +456,7 @@ impl<B: RegionHeap> Slab<B> {
             };
             // SAFETY: `o` is a free object of the page: its first word is
             // its link.
-            let next = unsafe { (o as *const *mut u8).read() };
+            let next = unsafe { read_link(o as *const u8) };
             // The link must be another free object of the page, or null
             // when `o` is the last one below `fresh` (every freed object is
             // on the list, so `fresh - used` of them are).
@@ -625,7 +625,7 @@ impl<B: RegionHeap> Slab<B> {
                 ));
             }
             // SAFETY: `cur` is a free object inside the page.
-            cur = unsafe { cur.cast::<*mut u8>().read() };
+            cur = unsafe { read_link(cur) };
         }
         if n != pg.fresh - pg.used {
             return Err(CheckError::new(

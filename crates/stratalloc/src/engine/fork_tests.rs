@@ -52,7 +52,7 @@ fn use_global() -> bool {
 fn fork_prepare_with_the_global_lock_held_by_this_thread_returns() {
     assert!(in_child(|| {
         segment::GLOBAL.lock();
-        ENGINE.fork_prepare();
+        assert!(ENGINE.fork_prepare());
         ENGINE.fork_parent();
         segment::GLOBAL.unlock();
         use_global()

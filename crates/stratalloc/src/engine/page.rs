@@ -347,13 +347,13 @@ impl Page {
                 // is walked off the fast path: collection, the double-free
                 // scan, `check`.
                 let x = (*b).next ^ secret;
-                if x >> super::segment::SEGMENT_SHIFT != 0 {
-                    // Once per list (its end) or damage: off the straight
-                    // line of the fast path.
-                    cold_path();
-                    if x != b as usize {
-                        bad_link(page, b);
-                    }
+                // Both tests without a branch between them (`&`, not
+                // `&&`): the end of a list is not a taken branch, so the
+                // one branch here is never taken but on damage (a taken
+                // branch at every list's end cost a mispredict each).
+                let bad = (x >> super::segment::SEGMENT_SHIFT != 0) & (x != b as usize);
+                if bad {
+                    bad_link(page, b);
                 }
                 let next = (x ^ b as usize) as *mut Block;
                 (*page).free = next;
@@ -580,12 +580,6 @@ impl Page {
         Ok(())
     }
 }
-
-/// Marks the branch that calls it as rarely taken (what
-/// `core::hint::cold_path` does from Rust 1.95, above our MSRV).
-#[cold]
-#[inline(always)]
-fn cold_path() {}
 
 /// A free block's link does not decode to a carved block of its page: the
 /// block was written after it was freed (or the list was forged).

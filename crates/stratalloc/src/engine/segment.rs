@@ -329,7 +329,7 @@ impl Segment {
         while i < SLICES_PER_SEGMENT {
             // SAFETY: the caller owns `seg`; i < 64.
             unsafe {
-                let page: *mut Page = &mut (*seg).pages[i];
+                let page: *mut Page = core::ptr::addr_of_mut!((*seg).pages[i]);
                 if (*seg).free_mask & (1 << i) != 0 || !(*page).in_use {
                     i += 1;
                     continue;

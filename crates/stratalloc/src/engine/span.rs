@@ -54,7 +54,7 @@ pub(super) unsafe fn span_alloc(h: &mut Heap, n: usize, steal: bool) -> *mut Pag
         }
         if let Some((seg, i)) = at {
             (*seg).take_span_at(i, n);
-            return &mut (*seg).pages[i];
+            return ptr::addr_of_mut!((*seg).pages[i]);
         }
     }
     // Adopt an abandoned segment with room before mapping more.
@@ -64,7 +64,7 @@ pub(super) unsafe fn span_alloc(h: &mut Heap, n: usize, steal: bool) -> *mut Pag
         let seg = adopt_where(h, |seg| (*seg).clean_span(n).is_some());
         if !seg.is_null() {
             if let Some(i) = (*seg).take_span(n) {
-                return &mut (*seg).pages[i];
+                return ptr::addr_of_mut!((*seg).pages[i]);
             }
         }
     }
@@ -82,7 +82,7 @@ pub(super) unsafe fn span_alloc(h: &mut Heap, n: usize, steal: bool) -> *mut Pag
     // SAFETY: a fresh segment has 63 free slices and n <= 32.
     unsafe {
         let i = (*seg).take_span(n).unwrap_or(1);
-        &mut (*seg).pages[i]
+        ptr::addr_of_mut!((*seg).pages[i])
     }
 }
 

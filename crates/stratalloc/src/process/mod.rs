@@ -432,8 +432,8 @@ unsafe impl Backend for ProcessHeap {
 
     // The lock is held across fork, unless the forking thread holds it
     // (see `sync`): a half-done heap operation cannot be repaired.
-    fn fork_prepare(&self) {
-        self.lock.fork_prepare();
+    fn fork_prepare(&self) -> bool {
+        self.lock.fork_prepare()
     }
 
     fn fork_parent(&self) {

@@ -114,6 +114,14 @@ impl FutexLock {
         }
     }
 
+    /// Take the lock if it is free, without waiting; `true` if taken.
+    #[inline]
+    pub fn try_lock(&self) -> bool {
+        self.state
+            .compare_exchange(0, thread_id() << 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// Release the lock (the caller holds it).
     #[inline]
     pub fn unlock(&self) {
@@ -141,9 +149,12 @@ impl FutexLock {
     }
 
     /// Hold the lock across `fork` (see the module docs of `sync`): take
-    /// it, unless the calling thread holds it already.
-    pub fn fork_prepare(&self) {
-        self.fork.prepare(self.held_by_me(), || self.lock());
+    /// it, unless the calling thread holds it already; `false` (nothing
+    /// taken) if another thread holds it while another fork is being
+    /// prepared.
+    #[must_use]
+    pub fn fork_prepare(&self) -> bool {
+        self.fork.prepare(self.held_by_me(), || self.try_lock())
     }
 
     /// In the parent after `fork`: release what `fork_prepare` took.
@@ -189,5 +200,29 @@ mod tests {
         // SAFETY: all threads joined.
         assert_eq!(unsafe { N }, 160_000);
         assert!(!L.held_by_me());
+    }
+
+    #[test]
+    fn fork_prepare_skips_its_own_lock_and_waits_for_others() {
+        let _serial = super::super::FORKING_TESTS.lock();
+        let l = FutexLock::new();
+        l.lock();
+        assert!(l.fork_prepare(), "held by this thread: skipped");
+        l.fork_parent();
+        assert!(l.held_by_me(), "a skipped lock is left to its section");
+        std::thread::scope(|s| {
+            let t = s.spawn(|| {
+                // Waits (no other fork is being prepared) until released.
+                assert!(l.fork_prepare());
+                l.fork_parent();
+            });
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(!t.is_finished(), "fork_prepare returned with the lock busy");
+            l.unlock();
+        });
+        assert!(l.fork_prepare());
+        assert!(l.held_by_me());
+        l.fork_parent();
+        assert!(!l.held_by_me());
     }
 }

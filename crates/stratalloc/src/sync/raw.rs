@@ -57,6 +57,14 @@ impl RawLock {
         }
     }
 
+    /// Take the lock if it is free, without waiting; `true` if taken.
+    #[inline]
+    pub fn try_lock(&self) -> bool {
+        self.owner
+            .compare_exchange(0, this_thread(), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// Release the lock (the caller holds it).
     #[inline]
     pub fn unlock(&self) {
@@ -70,9 +78,11 @@ impl RawLock {
     }
 
     /// Hold the lock across `fork` (see the module docs of `sync`): take it,
-    /// unless the calling thread holds it already.
-    pub fn fork_prepare(&self) {
-        self.fork.prepare(self.held_by_me(), || self.lock());
+    /// unless the calling thread holds it already; `false` (nothing taken)
+    /// if another thread holds it while another fork is being prepared.
+    #[must_use]
+    pub fn fork_prepare(&self) -> bool {
+        self.fork.prepare(self.held_by_me(), || self.try_lock())
     }
 
     /// After `fork`, in the parent or the child: release what
@@ -104,7 +114,7 @@ impl Default for RawLock {
 }
 
 /// A value behind a [`RawLock`]: reached through a [`SpinGuard`], or held
-/// across `fork` with no guard ([`raw_lock`](Self::raw_lock) /
+/// across `fork` with no guard ([`raw_try_lock`](Self::raw_try_lock) /
 /// [`raw_unlock`](Self::raw_unlock)).
 pub struct SpinLock<T> {
     lock: RawLock,
@@ -136,27 +146,28 @@ impl<T> SpinLock<T> {
     }
 
     /// Take the lock with no guard, for `fork_prepare` (left alone if this
-    /// thread holds it already: see [`RawLock::fork_prepare`]); pair with
-    /// [`raw_unlock`](Self::raw_unlock).
-    pub fn raw_lock(&self) {
-        self.lock.fork_prepare();
+    /// thread holds it already; `false` as [`RawLock::fork_prepare`] says).
+    /// Pair a `true` with [`raw_unlock`](Self::raw_unlock).
+    #[must_use]
+    pub fn raw_try_lock(&self) -> bool {
+        self.lock.fork_prepare()
     }
 
-    /// Release a lock taken by [`raw_lock`](Self::raw_lock), in the parent
-    /// or the child of `fork`.
+    /// Release a lock taken by [`raw_try_lock`](Self::raw_try_lock), in the
+    /// parent or the child of `fork`.
     ///
     /// # Safety
-    /// The caller took the lock with `raw_lock` and holds no guard.
+    /// The caller took the lock with `raw_try_lock` and holds no guard.
     pub unsafe fn raw_unlock(&self) {
         self.lock.fork_release();
     }
 
     /// The value, reached with no guard by the thread that took the lock
-    /// with [`raw_lock`](Self::raw_lock) (the leak check reads every table
+    /// with [`raw_try_lock`](Self::raw_try_lock) (the leak check reads every table
     /// shard while it holds them all).
     ///
     /// # Safety
-    /// The caller took the lock with `raw_lock`, has not released it, and
+    /// The caller took the lock with `raw_try_lock`, has not released it, and
     /// drops the reference before releasing it.
     pub unsafe fn raw_value(&self) -> &T {
         // SAFETY: the lock is held by the caller (its contract), so no other
@@ -165,7 +176,7 @@ impl<T> SpinLock<T> {
     }
 
     /// In a fork child: [`raw_unlock`](Self::raw_unlock), after `reset`
-    /// has set the value up for the child, unless `raw_lock` found the
+    /// has set the value up for the child, unless `raw_try_lock` found the
     /// lock held by this thread (then the interrupted critical section
     /// still uses the value, and it is left alone).
     ///
@@ -173,11 +184,35 @@ impl<T> SpinLock<T> {
     /// As [`raw_unlock`](Self::raw_unlock).
     pub unsafe fn raw_unlock_child(&self, reset: impl FnOnce(&mut T)) {
         self.lock.fork.finish(|| {
-            // SAFETY: `raw_lock` took the lock for this thread, which no
+            // SAFETY: `raw_try_lock` took the lock for this thread, which no
             // guard of ours refers to (the caller's contract).
             reset(unsafe { &mut *self.value.get() });
             self.lock.unlock();
         });
+    }
+}
+
+/// [`SpinLock::raw_try_lock`] on every lock of `locks`, in order: `true` if
+/// all were taken (or skipped as this thread's); otherwise (one gave up)
+/// none is held.
+#[must_use]
+pub fn raw_try_lock_all<T>(locks: &[SpinLock<T>]) -> bool {
+    super::take_all(
+        locks.len(),
+        |i| locks[i].raw_try_lock(),
+        // SAFETY: lock `i` was just taken by `raw_try_lock`; no guard.
+        |i| unsafe { locks[i].raw_unlock() },
+    )
+}
+
+/// [`SpinLock::raw_unlock`] on every lock of `locks`.
+///
+/// # Safety
+/// The caller took them with [`raw_try_lock_all`] and holds no guard.
+pub unsafe fn raw_unlock_all<T>(locks: &[SpinLock<T>]) {
+    for l in locks {
+        // SAFETY: forwarded from the caller.
+        unsafe { l.raw_unlock() };
     }
 }
 
@@ -257,7 +292,7 @@ mod tests {
     #[test]
     fn spin_lock_raw_pairs() {
         let l = SpinLock::new(5);
-        l.raw_lock();
+        assert!(l.raw_try_lock());
         // SAFETY: taken just above, no guard held.
         unsafe { l.raw_unlock() };
         *l.lock() += 1;
@@ -267,14 +302,14 @@ mod tests {
     #[test]
     fn the_child_resets_only_a_value_fork_prepare_locked() {
         let l = SpinLock::new(5);
-        l.raw_lock();
+        assert!(l.raw_try_lock());
         // SAFETY: taken just above, no guard held.
         unsafe { l.raw_unlock_child(|v| *v = 0) };
         assert_eq!(*l.lock(), 0);
         let mut g = l.lock();
         *g = 7;
-        l.raw_lock();
-        // SAFETY: paired with raw_lock; the guard (the interrupted section)
+        assert!(l.raw_try_lock());
+        // SAFETY: paired with raw_try_lock; the guard (the interrupted section)
         // keeps the lock and the value.
         unsafe { l.raw_unlock_child(|v| *v = 0) };
         assert!(l.lock.held_by_me());
@@ -287,11 +322,43 @@ mod tests {
     fn fork_prepare_skips_a_lock_this_thread_holds() {
         let l = SpinLock::new(1);
         let g = l.lock();
-        l.raw_lock();
-        // SAFETY: paired with raw_lock; the guard stays the holder.
+        assert!(l.raw_try_lock());
+        // SAFETY: paired with raw_try_lock; the guard stays the holder.
         unsafe { l.raw_unlock() };
         assert!(l.lock.held_by_me());
         drop(g);
         assert!(!l.lock.held_by_me());
+    }
+
+    /// A lock another thread holds is waited for while no other fork is
+    /// being prepared, and not waited for while one is: `fork_prepare`
+    /// says so and takes nothing (the caller retries with nothing held).
+    #[test]
+    fn fork_prepare_waits_for_a_busy_lock_unless_another_fork_is_prepared() {
+        let _serial = super::super::FORKING_TESTS.lock();
+        let l = RawLock::new();
+        let (held, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                l.lock();
+                held.wait();
+                release.wait();
+                l.unlock();
+            });
+            held.wait();
+            // This thread and another one prepare a fork.
+            super::super::fork_enter();
+            super::super::fork_enter();
+            assert!(!l.fork_prepare());
+            assert!(!l.held_by_me());
+            super::super::fork_leave();
+            release.wait();
+            // Only this one now: it waits until the holder lets go.
+            assert!(l.fork_prepare());
+            super::super::fork_leave();
+        });
+        assert!(l.held_by_me());
+        l.fork_release();
+        assert!(!l.held_by_me());
     }
 }

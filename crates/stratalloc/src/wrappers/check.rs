@@ -622,10 +622,22 @@ unsafe impl Backend for Check {
     fn trim(&self) -> bool {
         self.inner.trim()
     }
-    fn fork_prepare(&self) {
-        self.quarantine.raw_lock();
-        self.table.lock_all();
-        self.inner.fork_prepare();
+    fn fork_prepare(&self) -> bool {
+        super::prepare_over(
+            self.inner,
+            2,
+            |i| match i {
+                0 => self.quarantine.raw_try_lock(),
+                _ => self.table.try_lock_all(),
+            },
+            // SAFETY: set `i` was just taken by `take`.
+            |i| unsafe {
+                match i {
+                    0 => self.quarantine.raw_unlock(),
+                    _ => self.table.unlock_all(),
+                }
+            },
+        )
     }
     fn fork_parent(&self) {
         self.inner.fork_parent();

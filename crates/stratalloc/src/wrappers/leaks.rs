@@ -60,7 +60,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::backend::{Backend, BackendStats, HeapInfo};
 use crate::options::{LeakOptions, Output, PathBuf};
 use crate::os::map_meta as map;
-use crate::sync::SpinLock;
+use crate::sync::{raw_try_lock_all, raw_unlock_all, SpinLock};
 use crate::wrappers::reach::{Block, Mapped, Marker, State};
 use crate::wrappers::sys::{pid, FdWriter, ReportFd};
 use crate::wrappers::table::PtrTable;
@@ -235,22 +235,33 @@ impl StackTable {
 }
 
 impl StackTable {
-    /// Take every stripe lock (before `fork`).
+    /// Take every stripe lock, waiting for each (the leak check, before it
+    /// stops the other threads).
     pub fn lock_all(&self) {
         for s in &self.stripes {
-            s.raw_lock();
+            // As `fork_prepare` takes it (left alone if this thread holds
+            // it); it gives up only while forks are being prepared.
+            while !s.raw_try_lock() {
+                core::hint::spin_loop();
+            }
         }
     }
 
-    /// Release the locks taken by [`lock_all`](Self::lock_all).
+    /// Take every stripe lock before `fork`: `false` (none held) if one
+    /// gave up (see `sync::raw_try_lock_all`).
+    #[must_use]
+    pub fn try_lock_all(&self) -> bool {
+        raw_try_lock_all(&self.stripes)
+    }
+
+    /// Release the locks taken by [`lock_all`](Self::lock_all) or
+    /// [`try_lock_all`](Self::try_lock_all).
     ///
     /// # Safety
-    /// The caller took them with `lock_all`.
+    /// The caller took them with one of those.
     pub unsafe fn unlock_all(&self) {
-        for s in &self.stripes {
-            // SAFETY: forwarded from the caller.
-            unsafe { s.raw_unlock() };
-        }
+        // SAFETY: forwarded from the caller.
+        unsafe { raw_unlock_all(&self.stripes) }
     }
 }
 
@@ -1020,10 +1031,22 @@ unsafe impl Backend for Leaks {
     fn trim(&self) -> bool {
         self.inner.trim()
     }
-    fn fork_prepare(&self) {
-        self.stacks.lock_all();
-        self.table.lock_all();
-        self.inner.fork_prepare();
+    fn fork_prepare(&self) -> bool {
+        super::prepare_over(
+            self.inner,
+            2,
+            |i| match i {
+                0 => self.stacks.try_lock_all(),
+                _ => self.table.try_lock_all(),
+            },
+            // SAFETY: set `i` was just taken by `take`.
+            |i| unsafe {
+                match i {
+                    0 => self.stacks.unlock_all(),
+                    _ => self.table.unlock_all(),
+                }
+            },
+        )
     }
     fn fork_parent(&self) {
         self.inner.fork_parent();

@@ -66,6 +66,23 @@ static BUILDER: Slot<u32> = Slot::new();
 static BUILDER_ONLY: Slot<()> = Slot::new();
 static FINISHED: AtomicBool = AtomicBool::new(false);
 
+/// A wrapper's [`Backend::fork_prepare`]: its own `n` lock sets in order
+/// (`take(i)` takes set `i`, `give(i)` releases it), then the backend's
+/// below it. If one gives up (another fork is being prepared: see `sync`),
+/// what was taken is given back and the result is `false`.
+fn prepare_over(
+    inner: &dyn Backend,
+    n: usize,
+    take: impl Fn(usize) -> bool,
+    give: impl Fn(usize),
+) -> bool {
+    crate::sync::take_all(
+        n + 1,
+        |i| if i < n { take(i) } else { inner.fork_prepare() },
+        give,
+    )
+}
+
 /// `"what(below)"` in a static buffer.
 fn layer_name(i: usize, what: &'static str, below: &dyn Backend) -> &'static str {
     let mut b = StackBuf::<128>::new();

@@ -29,7 +29,7 @@
 //!   slot to its position is occupied (the probe run is unbroken).
 
 use crate::os::{map_meta as map, unmap_meta as unmap};
-use crate::sync::SpinLock;
+use crate::sync::{raw_try_lock_all, raw_unlock_all, SpinLock};
 use stratalloc_core::CheckError;
 
 /// Number of shards (each with its own lock).
@@ -307,22 +307,33 @@ impl PtrTable {
         n
     }
 
-    /// Take every shard lock (before `fork`).
+    /// Take every shard lock, waiting for each (the leak check, before it
+    /// stops the other threads).
     pub fn lock_all(&self) {
         for s in &self.shards {
-            s.raw_lock();
+            // As `fork_prepare` takes it (left alone if this thread holds
+            // it); it gives up only while forks are being prepared.
+            while !s.raw_try_lock() {
+                core::hint::spin_loop();
+            }
         }
     }
 
-    /// Release every shard lock taken by [`lock_all`](Self::lock_all).
+    /// Take every shard lock before `fork`: `false` (none held) if one
+    /// gave up (see `sync::raw_try_lock_all`).
+    #[must_use]
+    pub fn try_lock_all(&self) -> bool {
+        raw_try_lock_all(&self.shards)
+    }
+
+    /// Release every shard lock taken by [`lock_all`](Self::lock_all) or
+    /// [`try_lock_all`](Self::try_lock_all).
     ///
     /// # Safety
-    /// The caller took them with `lock_all`.
+    /// The caller took them with one of those.
     pub unsafe fn unlock_all(&self) {
-        for s in &self.shards {
-            // SAFETY: forwarded from the caller.
-            unsafe { s.raw_unlock() };
-        }
+        // SAFETY: forwarded from the caller.
+        unsafe { raw_unlock_all(&self.shards) }
     }
 
     /// Verify the invariants in the module docs.

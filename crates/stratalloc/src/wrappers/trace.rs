@@ -27,7 +27,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use crate::backend::{Backend, BackendStats, HeapInfo};
 use crate::os::map_meta as map;
-use crate::sync::SpinLock;
+use crate::sync::{raw_try_lock_all, raw_unlock_all, SpinLock};
 use crate::trace::{op, ChunkState, RawEvent};
 use crate::wrappers::sys::{pid, thread_no, Clock};
 
@@ -219,18 +219,19 @@ unsafe impl Backend for Trace {
     fn trim(&self) -> bool {
         self.inner.trim()
     }
-    fn fork_prepare(&self) {
-        for s in &self.stripes {
-            s.raw_lock();
-        }
-        self.inner.fork_prepare();
+    fn fork_prepare(&self) -> bool {
+        super::prepare_over(
+            self.inner,
+            1,
+            |_| raw_try_lock_all(&self.stripes),
+            // SAFETY: the stripes were just taken.
+            |_| unsafe { raw_unlock_all(&self.stripes) },
+        )
     }
     fn fork_parent(&self) {
         self.inner.fork_parent();
-        for s in &self.stripes {
-            // SAFETY: taken in fork_prepare.
-            unsafe { s.raw_unlock() };
-        }
+        // SAFETY: taken in fork_prepare.
+        unsafe { raw_unlock_all(&self.stripes) };
     }
     fn fork_child(&self) {
         self.inner.fork_child();

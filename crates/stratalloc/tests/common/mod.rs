@@ -16,7 +16,7 @@ pub fn in_child(f: fn() -> i32) -> (i32, String) {
     let mut fds = [0i32; 2];
     // SAFETY: valid out-array.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    ENGINE.fork_prepare();
+    assert!(ENGINE.fork_prepare());
     // SAFETY: the child only calls the engine and async-signal-safe libc.
     let pid = unsafe { libc::fork() };
     if pid == 0 {

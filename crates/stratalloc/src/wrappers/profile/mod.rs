@@ -268,11 +268,24 @@ unsafe impl Backend for Profile {
     fn trim(&self) -> bool {
         self.inner.trim()
     }
-    fn fork_prepare(&self) {
-        self.stacks.lock_all();
-        self.table.lock_all();
-        self.state.raw_lock();
-        self.inner.fork_prepare();
+    fn fork_prepare(&self) -> bool {
+        super::prepare_over(
+            self.inner,
+            3,
+            |i| match i {
+                0 => self.stacks.try_lock_all(),
+                1 => self.table.try_lock_all(),
+                _ => self.state.raw_try_lock(),
+            },
+            // SAFETY: set `i` was just taken by `take`.
+            |i| unsafe {
+                match i {
+                    0 => self.stacks.unlock_all(),
+                    1 => self.table.unlock_all(),
+                    _ => self.state.raw_unlock(),
+                }
+            },
+        )
     }
     fn fork_parent(&self) {
         self.inner.fork_parent();

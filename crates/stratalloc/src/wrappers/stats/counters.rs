@@ -242,15 +242,17 @@ pub(super) mod pool {
         s.free = b as usize;
     }
 
-    /// Hold the pool's lock across `fork` (see `SpinLock::raw_lock`).
-    pub fn lock_for_fork() {
-        POOL.raw_lock();
+    /// Hold the pool's lock across `fork`: `false` if it gave up (see
+    /// `SpinLock::raw_try_lock`).
+    #[must_use]
+    pub fn try_lock_for_fork() -> bool {
+        POOL.raw_try_lock()
     }
 
-    /// Release what [`lock_for_fork`] took.
+    /// Release what [`try_lock_for_fork`] took.
     ///
     /// # Safety
-    /// [`lock_for_fork`] was called, in this process or its parent.
+    /// [`try_lock_for_fork`] returned `true`, in this process or its parent.
     pub unsafe fn unlock_after_fork() {
         // SAFETY: forwarded from the caller.
         unsafe { POOL.raw_unlock() };

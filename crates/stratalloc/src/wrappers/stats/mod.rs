@@ -173,9 +173,14 @@ unsafe impl Backend for Stats {
     fn trim(&self) -> bool {
         self.inner.trim()
     }
-    fn fork_prepare(&self) {
-        pool::lock_for_fork();
-        self.inner.fork_prepare()
+    fn fork_prepare(&self) -> bool {
+        super::prepare_over(
+            self.inner,
+            1,
+            |_| pool::try_lock_for_fork(),
+            // SAFETY: the pool's lock was just taken.
+            |_| unsafe { pool::unlock_after_fork() },
+        )
     }
     fn fork_parent(&self) {
         self.inner.fork_parent();
