@@ -14,7 +14,7 @@
 # from a signal handler that interrupts malloc/free: single-threaded, with a
 # second thread, racing a second thread's forks, and nested inside fork's
 # own handlers).
-# Modes: engine, check (engine + STRATALLOC_CHECK=1), stats, leaks, trace,
+# Modes: engine, check (engine + STRATALLOC_CHECK=1), stats, leaks, trace, profile,
 # tlsf, tlsf-check, best-fit, buddy, slab.
 # Prints each run's wall time; last line "N passed, M failed".
 set -u
@@ -53,13 +53,14 @@ declare -A MODES=(
     [stats]="STRATALLOC_STATS=$TMP/stats"
     [leaks]="STRATALLOC_LEAKS=$TMP/leaks"
     [trace]="STRATALLOC_TRACE=$TMP/trace.%p"
+    [profile]="STRATALLOC_PROFILE=$TMP/profile.json STRATALLOC_PROFILE_SAMPLE=4"
     [tlsf]="STRATALLOC_STRATEGY=tlsf"
     [tlsf-check]="STRATALLOC_STRATEGY=tlsf STRATALLOC_CHECK=1"
     [best-fit]="STRATALLOC_STRATEGY=best-fit"
     [buddy]="STRATALLOC_STRATEGY=buddy"
     [slab]="STRATALLOC_STRATEGY=slab"
 )
-order=(engine check stats leaks trace tlsf tlsf-check best-fit buddy slab)
+order=(engine check stats leaks trace profile tlsf tlsf-check best-fit buddy slab)
 [ ${#only[@]} -gt 0 ] && order=("${only[@]}")
 
 run() { # run <mode> <label> <cmd...>
@@ -98,7 +99,7 @@ run() { # run <mode> <label> <cmd...>
             tail -n 5 "$log"
         fi
     fi
-    rm -f "$TMP"/trace.* "$TMP"/stats "$TMP"/leaks
+    rm -f "$TMP"/trace.* "$TMP"/stats "$TMP"/leaks "$TMP"/profile.json
 }
 
 for m in "${order[@]}"; do
