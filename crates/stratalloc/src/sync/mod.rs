@@ -57,7 +57,7 @@ mod raw;
 
 pub use futex::{thread_id, FutexLock};
 pub use key::KeyOnce;
-pub use raw::{raw_try_lock_all, raw_unlock_all, RawLock, SpinGuard, SpinLock};
+pub use raw::{raw_lock_all, raw_try_lock_all, raw_unlock_all, RawLock, SpinGuard, SpinLock};
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 

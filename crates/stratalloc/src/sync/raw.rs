@@ -205,10 +205,23 @@ pub fn raw_try_lock_all<T>(locks: &[SpinLock<T>]) -> bool {
     )
 }
 
+/// [`SpinLock::raw_try_lock`] on every lock of `locks`, in order, waiting
+/// for each (it gives up only while forks are being prepared, so it is
+/// asked again): for the leak check, which holds them all while it stops
+/// the other threads. Release with [`raw_unlock_all`].
+pub fn raw_lock_all<T>(locks: &[SpinLock<T>]) {
+    for l in locks {
+        while !l.raw_try_lock() {
+            core::hint::spin_loop();
+        }
+    }
+}
+
 /// [`SpinLock::raw_unlock`] on every lock of `locks`.
 ///
 /// # Safety
-/// The caller took them with [`raw_try_lock_all`] and holds no guard.
+/// The caller took them with [`raw_try_lock_all`] or [`raw_lock_all`] and
+/// holds no guard.
 pub unsafe fn raw_unlock_all<T>(locks: &[SpinLock<T>]) {
     for l in locks {
         // SAFETY: forwarded from the caller.

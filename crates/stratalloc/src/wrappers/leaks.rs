@@ -60,7 +60,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::backend::{Backend, BackendStats, HeapInfo};
 use crate::options::{LeakOptions, Output, PathBuf};
 use crate::os::map_meta as map;
-use crate::sync::{raw_try_lock_all, raw_unlock_all, SpinLock};
+use crate::sync::{raw_lock_all, raw_try_lock_all, raw_unlock_all, SpinLock};
 use crate::wrappers::reach::{Block, Mapped, Marker, State};
 use crate::wrappers::sys::{pid, FdWriter, ReportFd};
 use crate::wrappers::table::PtrTable;
@@ -238,13 +238,7 @@ impl StackTable {
     /// Take every stripe lock, waiting for each (the leak check, before it
     /// stops the other threads).
     pub fn lock_all(&self) {
-        for s in &self.stripes {
-            // As `fork_prepare` takes it (left alone if this thread holds
-            // it); it gives up only while forks are being prepared.
-            while !s.raw_try_lock() {
-                core::hint::spin_loop();
-            }
-        }
+        raw_lock_all(&self.stripes);
     }
 
     /// Take every stripe lock before `fork`: `false` (none held) if one

@@ -29,7 +29,7 @@
 //!   slot to its position is occupied (the probe run is unbroken).
 
 use crate::os::{map_meta as map, unmap_meta as unmap};
-use crate::sync::{raw_try_lock_all, raw_unlock_all, SpinLock};
+use crate::sync::{raw_lock_all, raw_try_lock_all, raw_unlock_all, SpinLock};
 use stratalloc_core::CheckError;
 
 /// Number of shards (each with its own lock).
@@ -310,13 +310,7 @@ impl PtrTable {
     /// Take every shard lock, waiting for each (the leak check, before it
     /// stops the other threads).
     pub fn lock_all(&self) {
-        for s in &self.shards {
-            // As `fork_prepare` takes it (left alone if this thread holds
-            // it); it gives up only while forks are being prepared.
-            while !s.raw_try_lock() {
-                core::hint::spin_loop();
-            }
-        }
+        raw_lock_all(&self.shards);
     }
 
     /// Take every shard lock before `fork`: `false` (none held) if one
