@@ -37,7 +37,18 @@ pub const STEAL_REGRET: u32 = 128;
 /// memory of exited threads sooner, and makes that slow path longer.
 pub const ADOPT_VISITS: usize = 8;
 
-/// Bytes mapped at a time for thread heaps (about 2.2 KB each).
+/// Remote frees (of blocks another thread's page holds) are batched per
+/// page in a per-thread buffer of this many slots (at most 64)...
+pub const REMOTE_SLOTS: usize = 64;
+/// ...and a page's chain is pushed with one CAS once it holds this many
+/// blocks...
+pub const REMOTE_BATCH: u32 = 32;
+/// ...or this many bytes (blocks this large or larger are pushed alone).
+/// Larger batches mean fewer CAS on the owner's page and more freed memory
+/// waiting with a thread that only frees (up to slots x bytes).
+pub const REMOTE_BATCH_BYTES: usize = 16 << 10;
+
+/// Bytes mapped at a time for thread heaps (about 4.8 KB each).
 pub const HEAP_CHUNK: usize = 64 * 1024;
 
 // ------------------------------------------------------- process heaps

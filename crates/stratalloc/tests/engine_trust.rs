@@ -6,7 +6,7 @@
 use stratalloc::__private::engine;
 
 mod common;
-use common::{expect_abort, expect_success};
+use common::{churn, expect_abort, expect_success};
 
 /// Run `body(arg)` on a new raw pthread (no std allocation) and join it.
 fn on_thread(body: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void, arg: usize) {
@@ -72,14 +72,6 @@ fn calloc_is_zero_when_the_purge_failed() {
         }
         (dirty != 0) as i32
     });
-}
-
-/// Allocate blocks of `size` bytes until the owner has collected its
-/// page's remote frees (and met any block wrongly freed there).
-fn churn(size: usize, n: usize) {
-    for _ in 0..n {
-        core::hint::black_box(engine::malloc(size));
-    }
 }
 
 /// A block freed twice by a thread that does not own it: the second push

@@ -179,6 +179,8 @@ pub unsafe fn abandon(h: *mut Heap) {
     }
     // SAFETY: a heap of our own (not the static one).
     let h = unsafe { &mut *h };
+    // SAFETY: our heap.
+    unsafe { super::remote::flush(h) };
     let now = os::now_ms();
     for c in 0..CLASSES {
         h.queues[c] = Queue {

@@ -22,7 +22,7 @@ use core::sync::atomic::Ordering::*;
 
 use super::heap::{self, free_local_slow, heap, own_slot, retire};
 use super::huge;
-use super::page::{secret, Block, Page, ALIGNED, TF_FULL};
+use super::page::{secret, Block, Page, ALIGNED};
 use super::segment::{segmap_contains, segment_of, Segment, SEGMENT_SIZE};
 
 /// Free `p` (null ignored).
@@ -84,7 +84,7 @@ unsafe fn free_local(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
         let secret = (*h).secret;
         let key = Page::key(page, secret);
         if (*b).key == key {
-            return free_suspect(h, page, p);
+            owner_double_free(page, p);
         }
         (*b).next = Block::link(b, (*page).local_free, secret);
         (*b).key = key;
@@ -109,17 +109,26 @@ unsafe fn free_local(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
     }
 }
 
-/// The fast path found the double-free key on the block: scan the page.
+/// The owner frees `p` (a carved block of `page`), which carries the
+/// page's free key: malloc clears the key of every block it hands out, so
+/// the block is free. It is on one of the page's lists, or another thread
+/// freed it and still holds it in a batch of remote frees (`remote.rs`):
+/// either way a double free (data matches the key only by guessing the
+/// process secret).
+///
+/// # Safety
+/// `page` is a page of the calling thread's heap; `p` one of its blocks.
 #[cold]
 #[inline(never)]
-unsafe fn free_suspect(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
-    // SAFETY: an owned page; `p` in it.
-    unsafe {
-        if !(*page).in_use || (*page).is_listed(p.cast()) {
-            crate::fatal!("double free of {:p}", p);
-        }
-        free_local_slow(h, page, p);
+unsafe fn owner_double_free(page: *mut Page, p: *mut u8) -> ! {
+    // SAFETY: an owned page; the walk is bounded and checks every link.
+    if unsafe { !(*page).in_use || (*page).is_listed(p.cast()) } {
+        crate::fatal!("double free of {:p}", p);
     }
+    crate::fatal!(
+        "double free of {:p} (freed before by another thread, not yet returned)",
+        p
+    );
 }
 
 /// The fast path left `used` at 0 (retire the page) or wrapped it (the
@@ -183,8 +192,8 @@ unsafe fn free_generic(seg: *mut Segment, page: *mut Page, p: *mut u8) {
         }
         let key = Page::key(page, secret());
         if mine {
-            if (*(b as *mut Block)).key == key && (*page).is_listed(b.cast()) {
-                crate::fatal!("double free of {:p}", p);
+            if (*(b as *mut Block)).key == key {
+                owner_double_free(page, b);
             }
             return free_local_slow(h, page, b);
         }
@@ -194,44 +203,7 @@ unsafe fn free_generic(seg: *mut Segment, page: *mut Page, p: *mut u8) {
         if (*(b as *mut Block)).key == key {
             crate::fatal!("double free of {:p} (by a thread that does not own it)", p);
         }
-        free_remote(seg, page, b, key);
-    }
-}
-
-/// Push `b` on the page's atomic list (another thread owns the page, or
-/// nobody does while its segment is abandoned); `key` is the page's free
-/// key.
-unsafe fn free_remote(seg: *mut Segment, page: *mut Page, b: *mut u8, key: usize) {
-    let blk = b as *mut Block;
-    // SAFETY: `b` is a block we are giving up; it keeps the page alive until
-    // the push below succeeds. `thread_free` is atomic; no other field of
-    // the page is touched.
-    unsafe {
-        (*blk).key = key;
-        let secret = secret();
-        let tf = &(*page).thread_free;
-        let mut old = tf.load(Relaxed);
-        loop {
-            if old & TF_FULL != 0 {
-                // The page floats: tell the owner before our block is
-                // visible (after the push the page may be freed).
-                match tf.compare_exchange_weak(old, old & !TF_FULL, AcqRel, Relaxed) {
-                    Ok(_) => {
-                        (*seg).pending.store(true, Release);
-                        old &= !TF_FULL;
-                    }
-                    Err(o) => {
-                        old = o;
-                        continue;
-                    }
-                }
-            }
-            (*blk).next = Block::link(blk, old as *mut Block, secret);
-            match tf.compare_exchange_weak(old, blk as usize, Release, Relaxed) {
-                Ok(_) => return,
-                Err(o) => old = o,
-            }
-        }
+        super::remote::push(h, seg, page, b, key);
     }
 }
 

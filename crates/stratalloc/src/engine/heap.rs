@@ -35,6 +35,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicU32, Ordering::*};
 
 use super::page::{Page, FULL, LARGE};
+use super::remote::{Batch, REMOTE_SLOTS};
 use super::segment::{self, Segment, SLICES_PER_SEGMENT};
 use super::size_class::*;
 use crate::os;
@@ -87,6 +88,10 @@ pub struct Heap {
     pub regrets: u32,
     /// [`TRIM_EPOCH`] when this heap last trimmed itself.
     pub trim_seen: u32,
+    /// Bit per open slot of `remote`.
+    pub remote_open: u64,
+    /// Remote frees waiting to be pushed, a chain per page (`remote.rs`).
+    pub remote: [Batch; REMOTE_SLOTS],
 }
 
 /// `trim()` calls so far: a heap that has seen fewer frees its empty
@@ -140,6 +145,8 @@ impl Heap {
         fresh_pages: 0,
         regrets: 0,
         trim_seen: 0,
+        remote_open: 0,
+        remote: [Batch::EMPTY; REMOTE_SLOTS],
     };
 }
 
@@ -158,6 +165,7 @@ pub unsafe fn trim(h: *mut Heap) -> bool {
             return false;
         }
         let h = &mut *h;
+        super::remote::flush(h);
         let now = os::now_ms();
         trim_own(h, now);
         // Adopt every abandoned segment (frees the empty ones).

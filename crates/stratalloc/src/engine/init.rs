@@ -35,7 +35,8 @@ pub(super) fn empty_heap() -> *mut Heap {
 /// This thread's heap: the static empty heap until the thread's first
 /// slow path gives it one of its own (see [`init`]).
 ///
-/// Only a pointer lives in TLS; the heap itself (~2.2 KB) is carved from
+/// Only a pointer lives in TLS; the heap itself (~4.8 KB, 2 KB of it the
+/// remote-free batches) is carved from
 /// memory the engine maps ([`heap_pool_take`]). On x86-64 Linux the pointer
 /// is an initial-exec TLS slot (two loads, no `__tls_get_addr` call in the
 /// shared library). That marks the library STATIC_TLS, so `dlopen` must

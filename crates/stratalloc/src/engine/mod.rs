@@ -53,7 +53,8 @@
 //!   queues[class] ──> page ──> ... └─> | header | page   | page (span) | ...
 //!   segs ──> segment ──> ...           +--------+--------+-------------+---
 //!                                          ^ free(p): p & !(4 MiB - 1)
-//!   thread B: free(p) of A's block ──> page.thread_free (atomic push)
+//!   thread B: free(p) of A's block ──> B's batch for the page
+//!             full batch ──> page.thread_free (one atomic push)
 //!   thread A, slow path: collect thread_free -> local_free -> free
 //! ```
 //!
@@ -99,8 +100,10 @@
 //!   path), double-free key compare, push on `local_free`, `used -= 1`: no
 //!   lock, no atomic RMW; 38 x86-64 instructions (plus 4 in the C `free`;
 //!   3 of them encode the link and mix the key).
-//! - remote free: the block checks (carved, key), then one CAS on the
-//!   page's `thread_free`.
+//! - remote free: the block checks (carved, key), then linked into the
+//!   freeing thread's batch for its page (`remote.rs`, no atomic); a
+//!   batch (up to 32 blocks or 16 KiB) goes on the page's `thread_free`
+//!   with one CAS.
 //! - slow path: collect the queue's pages (freed blocks in any of them go
 //!   before fresh blocks are carved), float full ones, take back floating
 //!   pages freed into, adopt an abandoned segment with a page of the class,
@@ -116,10 +119,11 @@
 //!   division, on the local and the remote path alike): interior, wild or
 //!   never-handed-out pointer;
 //! - the block carries its page's free key (the page's address mixed with
-//!   the process secret) and is found on the page's free, local-free or
-//!   thread-free list: double free; a thread that does not own the page
-//!   cannot scan those lists, so for it the key alone is the proof (data
-//!   matches the key only by guessing the secret);
+//!   the process secret; malloc clears it): double free. The key alone is
+//!   the proof (data matches it only by guessing the secret): a thread
+//!   that does not own the page cannot scan its lists, and a block another
+//!   thread freed may wait in that thread's batch, on no list; the owner's
+//!   scan of the page's lists only chooses the message;
 //! - the page (span) is not in use, or `used` would drop below 0: double
 //!   free or invalid pointer;
 //! - a huge header whose block is not the pointer (also a freed mapping
@@ -196,6 +200,10 @@
 //! - A thread that still allocates in pthread-key destructors after
 //!   glibc's last destructor round (4) leaves that late heap's segments
 //!   owned by a dead heap: they are never reclaimed.
+//! - Remote frees wait in the freeing thread's batches (`remote.rs`): a
+//!   thread that frees other threads' blocks and rarely allocates holds up
+//!   to 64 chains (each under 32 blocks and 16 KiB) that their owners
+//!   cannot reuse until it allocates 64 times slowly, trims or exits.
 //! - Double-free detection is a cheap check (a key word on free blocks),
 //!   not proof: it catches a second free of a block still free on its
 //!   page, not one already reused.
@@ -214,6 +222,7 @@ mod info;
 mod init;
 mod page;
 mod queue;
+mod remote;
 mod segmap;
 mod segment;
 mod shared;

@@ -37,6 +37,7 @@ pub(super) unsafe fn enter_slow<'a>(mut h: *mut Heap) -> Option<&'a mut Heap> {
         }
         h.slow_count += 1;
         if h.slow_count % 64 == 0 {
+            super::remote::flush(h);
             periodic(h);
         }
         Some(h)
@@ -198,6 +199,10 @@ pub unsafe fn alloc_large(h: *mut Heap, n: usize) -> *mut Page {
         p.used = 1;
         p.thread_free.store(TF_FULL, Relaxed);
         p.set_flags(FULL);
+        // The block is handed out without a pop: clear the key word a free
+        // block of an earlier page on this span may have left there (a free
+        // finding the key takes it for a double free).
+        (*p.start.cast::<super::page::Block>()).key = 0;
         page
     }
 }

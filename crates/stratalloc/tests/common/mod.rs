@@ -70,3 +70,12 @@ pub fn expect_success(f: fn() -> i32) {
         "status {st:#x}: {err}"
     );
 }
+
+/// Allocate `n` blocks of `size` bytes from the engine (never freed):
+/// enough slow paths that the owner collects its pages' remote frees (and
+/// meets any block wrongly freed there).
+pub fn churn(size: usize, n: usize) {
+    for _ in 0..n {
+        core::hint::black_box(stratalloc::__private::engine::malloc(size));
+    }
+}
