@@ -204,3 +204,40 @@ fn remote_frees_reach_the_owner_in_batches_and_at_exit() {
         ([all, short, full, exited] != want) as i32
     });
 }
+
+/// Free `BLOCK` (a live block) and exit.
+extern "C" fn free_block(_: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: the test hands over a live block.
+    unsafe { engine::free(BLOCK.load(SeqCst) as *mut u8) };
+    core::ptr::null_mut()
+}
+
+/// A large block placed where a freed block of an earlier page began
+/// (slices kept dirty: the purge fails under `mlockall`) held that
+/// block's free key, unwritten by the program: its free by another
+/// thread was taken for a double free.
+#[test]
+fn a_large_block_over_an_old_free_block_is_freed_remotely() {
+    common::expect_success(|| {
+        // SAFETY: plain syscall; locks every page of this child.
+        if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } != 0 {
+            stratalloc::eprint_noalloc!("mlockall refused: the purge cannot be made to fail\n");
+            return 0;
+        }
+        let keep = engine::malloc(16);
+        let p = engine::malloc(40_000);
+        let start = engine::page_info(p).map(|i| i.start);
+        // SAFETY: a live block, freed once; its key word is now set.
+        unsafe { engine::free(p) };
+        engine::trim(); // the page goes; madvise fails, the slices stay dirty
+        let q = engine::malloc(600 << 10);
+        if engine::page_info(q).map(|i| i.start) != start {
+            stratalloc::eprint_noalloc!("the large block is elsewhere: nothing to test\n");
+            return 0;
+        }
+        BLOCK.store(q as usize, SeqCst);
+        join(spawn(free_block));
+        core::hint::black_box(keep);
+        0
+    });
+}
