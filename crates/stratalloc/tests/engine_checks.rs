@@ -146,7 +146,7 @@ fn empty_pages_are_purged_after_the_delay() {
             unsafe { engine::free(p as *mut u8) };
         }
         let before = ENGINE.stats().returned;
-        os::advance_clock(40);
+        os::advance_clock(stratalloc::__private::tuning::SLICE_PURGE_DELAY_MS + 30);
         // Slow paths (one per 256 blocks of 16 bytes: page extension) run
         // the periodic purge; they create pages but free none.
         let small: Vec<usize> = (0..40_000).map(|_| engine::malloc(16) as usize).collect();
@@ -400,4 +400,62 @@ fn free_of_an_interior_pointer_on_a_local_page_aborts() {
         },
         "not the start of a block",
     );
+}
+
+/// Large blocks of 1.5 MiB in `BIG` (two per segment), each filled.
+static BIG: [core::sync::atomic::AtomicUsize; 24] =
+    [const { core::sync::atomic::AtomicUsize::new(0) }; 24];
+const BIG_SIZE: usize = 1536 << 10;
+
+fn big_phase(free: bool) {
+    for b in &BIG {
+        if free {
+            // SAFETY: a live block of the last phase.
+            unsafe { engine::free(b.load(core::sync::atomic::Ordering::Relaxed) as *mut u8) };
+        } else {
+            let p = engine::malloc(BIG_SIZE);
+            // SAFETY: a fresh block of BIG_SIZE bytes.
+            unsafe { core::ptr::write_bytes(p, 7, BIG_SIZE) };
+            b.store(p as usize, core::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// A program that frees most of its memory between two phases (12
+/// segments emptied at once) finds it mapped and unpurged in the next
+/// phase; once the cache delay has passed, it goes back to the OS. With a
+/// cache of 8 segments, 4 were unmapped and mapped again.
+#[test]
+fn empty_segments_stay_cached_between_phases_then_are_purged() {
+    common::expect_success(|| {
+        let keep = engine::malloc(16);
+        big_phase(false);
+        big_phase(true);
+        let freed = os::stats();
+        big_phase(false);
+        let again = os::stats();
+        big_phase(true);
+        os::advance_clock(stratalloc::__private::tuning::SEGMENT_CACHE_PURGE_MS + 1);
+        for _ in 0..128 {
+            // SAFETY: a live block, freed at once (slow paths run the
+            // periodic work, which purges the cache).
+            unsafe { engine::free(engine::malloc(600 << 10)) };
+        }
+        let later = os::stats();
+        stratalloc::eprint_noalloc!(
+            "mapped {} -> {} (calls {} -> {}), returned {} -> {} -> {}\n",
+            freed.mapped,
+            again.mapped,
+            freed.map_calls,
+            again.map_calls,
+            freed.returned,
+            again.returned,
+            later.returned
+        );
+        // SAFETY: a live block.
+        unsafe { engine::free(keep) };
+        let kept = again.map_calls == freed.map_calls && again.returned == freed.returned;
+        let purged = later.returned >= again.returned + (16 << 20);
+        (!(kept && purged)) as i32
+    });
 }

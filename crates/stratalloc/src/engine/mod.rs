@@ -160,10 +160,11 @@
 //! again; when over a quarter of recent new pages are such re-asks, within
 //! 128 slow paths of the loss, a re-asking class takes no other class's
 //! empty page, which ends the chains of page setups a random churn makes). A free slice is purged with
-//! `MADV_DONTNEED` once it stayed free for 10 ms (per-slice free time),
+//! `MADV_DONTNEED` once it stayed free for 100 ms (per-slice free time),
 //! from the owner's slow path. Empty segments go to a global
-//! cache of 8 (their dirty slices purged when due) and are unmapped beyond
-//! it. Freed huge mappings (up to 8, 64 MiB in all) are kept 100 ms for
+//! cache of 32 (their dirty slices purged 500 ms after the oldest was
+//! freed, so memory freed between two phases of a program is still
+//! resident in the next) and are unmapped beyond it. Freed huge mappings (up to 8, 64 MiB in all) are kept 100 ms for
 //! the next huge request, then unmapped: a request needing a third of a
 //! cached mapping or more takes it as it is (resident, no fault), a
 //! larger one grows the largest smaller one with `mremap`; any thread's slow path

@@ -210,7 +210,7 @@ impl Segment {
             self.free_mask |= bits;
             self.dirty_mask |= bits;
             if self.purge_at == 0 {
-                self.purge_at = now + PURGE_DELAY_MS;
+                self.purge_at = now + SLICE_PURGE_DELAY_MS;
             }
         } else {
             if i + n > SLICES_PER_SEGMENT {
@@ -258,7 +258,7 @@ impl Segment {
         self.free_mask |= bits;
         self.dirty_mask |= bits;
         if self.purge_at == 0 {
-            self.purge_at = now + PURGE_DELAY_MS;
+            self.purge_at = now + SLICE_PURGE_DELAY_MS;
         }
     }
 
@@ -268,7 +268,7 @@ impl Segment {
     pub fn purge(&mut self, now: u64) {
         self.dirty_mask &= !self.purge_mask(self.dirty_mask);
         self.purge_at = if self.dirty_mask != 0 {
-            now + PURGE_DELAY_MS
+            now + SLICE_PURGE_DELAY_MS
         } else {
             0
         };
@@ -285,17 +285,17 @@ impl Segment {
             let i = d.trailing_zeros() as usize;
             d &= d - 1;
             let age = (now as u32).wrapping_sub(self.freed_at[i]) as u64;
-            if age >= PURGE_DELAY_MS {
+            if age >= SLICE_PURGE_DELAY_MS {
                 m |= 1 << i;
             } else {
-                wait = wait.min(PURGE_DELAY_MS - age);
+                wait = wait.min(SLICE_PURGE_DELAY_MS - age);
             }
         }
         let done = self.purge_mask(m);
         if done != m {
             // Refused by the kernel: those slices stay dirty; try again
             // after a delay.
-            wait = wait.min(PURGE_DELAY_MS);
+            wait = wait.min(SLICE_PURGE_DELAY_MS);
         }
         self.dirty_mask &= !done;
         self.purge_at = if self.dirty_mask != 0 { now + wait } else { 0 };
@@ -389,7 +389,7 @@ impl Segment {
     }
 }
 
-pub use crate::tuning::PURGE_DELAY_MS;
+pub use crate::tuning::{PURGE_DELAY_MS, SLICE_PURGE_DELAY_MS};
 
 /// Where a span of `n` dirty (resident) slices would best go, given the
 /// free and dirty masks (`dirty ⊆ free`): where it fills a free run

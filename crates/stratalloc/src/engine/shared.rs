@@ -31,6 +31,7 @@ struct Shared {
 
 use crate::tuning::{
     HUGE_CACHE_BYTES, HUGE_CACHE_DELAY_MS, HUGE_CACHE_MAX, SEGMENT_CACHE as CACHE_MAX,
+    SEGMENT_CACHE_PURGE_MS, SLICE_PURGE_DELAY_MS,
 };
 
 struct SharedCell(core::cell::UnsafeCell<Shared>);
@@ -370,7 +371,15 @@ pub fn global_purge(now: u64) {
         while i < s.cached {
             let seg = s.cache[i];
             // SAFETY: cached headers are valid; we hold the lock.
-            if unsafe { (*seg).dirty_mask != 0 && (*seg).purge_at <= now } {
+            // `purge_at` is the oldest dirty slice's free time plus the
+            // slice delay: a cached segment waits the longer cache delay.
+            let due = |seg: *mut Segment| {
+                // SAFETY: cached headers are valid; we hold the lock.
+                let at = unsafe { (*seg).purge_at };
+                at + SEGMENT_CACHE_PURGE_MS.saturating_sub(SLICE_PURGE_DELAY_MS) <= now
+            };
+            // SAFETY: as above.
+            if unsafe { (*seg).dirty_mask != 0 } && due(seg) {
                 segs[ns] = seg;
                 ns += 1;
                 s.cached -= 1;
