@@ -6,7 +6,7 @@
 //! of small programs, so these are models: each step below is the engine's
 //! step, with the same atomic operations and orderings, on one page whose
 //! blocks are numbered. The engine functions they mirror are named at each
-//! step (`engine/free.rs::free_remote`, `engine/page.rs::{try_mark_full,
+//! step (`engine/remote.rs::{push, publish}`, `engine/page.rs::{try_mark_full,
 //! clear_full, collect}`, `engine/heap.rs::{collect_pending, settle,
 //! abandon, reclaim}`); a change there must be made here too.
 //!
@@ -59,8 +59,25 @@ impl Page {
         }
     }
 
-    /// `free.rs::free_remote`.
+    /// A remote free of one block (a chain of one: `remote.rs::publish`).
     fn free_remote(&self, b: usize) {
+        self.publish(b, b);
+    }
+
+    /// `remote.rs::push` then `publish`: the freeing thread links the
+    /// blocks of its batch (`blocks[0]` is the head, the last the tail)
+    /// without atomics, and the chain goes on `thread_free` with one CAS.
+    fn free_batch(&self, blocks: &[usize]) {
+        for w in blocks.windows(2) {
+            self.links[w[0] / 2].store(w[1], Relaxed);
+        }
+        self.publish(blocks[0], blocks[blocks.len() - 1]);
+    }
+
+    /// `remote.rs::publish`: the chain `head ..= tail` (linked already but
+    /// for the tail's link) pushed with one CAS, after the FULL bit is
+    /// cleared and `pending` set.
+    fn publish(&self, head: usize, tail: usize) {
         let tf = &self.thread_free;
         let mut old = tf.load(Relaxed);
         loop {
@@ -80,8 +97,8 @@ impl Page {
                     }
                 }
             }
-            self.links[b / 2].store(old, Relaxed);
-            match tf.compare_exchange_weak(old, b, Release, Relaxed) {
+            self.links[tail / 2].store(old, Relaxed);
+            match tf.compare_exchange_weak(old, head, Release, Relaxed) {
                 Ok(_) => return,
                 Err(o) => old = o,
             }
@@ -270,5 +287,38 @@ fn remote_frees_into_an_abandoned_segment_reach_the_adopter() {
         // One block was freed by the remote thread; the other is still
         // held by the program.
         assert_eq!(me.used, 1, "the remote free was lost or counted twice");
+    });
+}
+
+/// The owner floats its full page while one thread pushes a batch of two
+/// blocks (one CAS for both) and another frees one block alone.
+#[test]
+fn a_batch_of_remote_frees_to_a_floating_page_is_never_stranded() {
+    model(|| {
+        let page = Arc::new(Page::new(3));
+        let batch = {
+            let p = page.clone();
+            thread::spawn(move || p.free_batch(&[2, 4]))
+        };
+        let single = {
+            let p = page.clone();
+            thread::spawn(move || p.free_remote(6))
+        };
+        let mut me = Owner {
+            used: 3,
+            floating: false,
+        };
+        if !me.try_mark_full(&page) {
+            me.collect(&page);
+        }
+        me.collect_pending(&page);
+        batch.join().unwrap();
+        single.join().unwrap();
+        assert!(!me.stranded(&page), "a remote free is stranded");
+        me.collect_pending(&page);
+        if !me.floating {
+            me.collect(&page);
+        }
+        assert_eq!(me.used, 0, "freed blocks were not all collected");
     });
 }
