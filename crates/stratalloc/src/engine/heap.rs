@@ -21,6 +21,8 @@
 //!   `own_slot(seg) == k` (a cache of owned segments for the free fast
 //!   path: a hit proves the pointer's segment is ours and mapped without
 //!   the segment map; a miss proves nothing)
+//! - `remote` and `remote_open` hold the remote frees this thread has not
+//!   pushed yet, a chain per page (invariants in `remote.rs`)
 //! - `emptied` and `retired` are hints with no invariant (a flagged class
 //!   may have no empty page); so are `stolen_at`, `fresh_pages`, `regrets`
 //!

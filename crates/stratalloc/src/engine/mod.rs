@@ -201,6 +201,10 @@
 //! - A thread that still allocates in pthread-key destructors after
 //!   glibc's last destructor round (4) leaves that late heap's segments
 //!   owned by a dead heap: they are never reclaimed.
+//! - Up to 32 empty segments (128 MiB of address space) stay mapped, and
+//!   their dirty slices resident for up to 500 ms after a program freed
+//!   them (free slices of live segments: 100 ms): memory a program frees
+//!   between phases is returned that much later.
 //! - Remote frees wait in the freeing thread's batches (`remote.rs`): a
 //!   thread that frees other threads' blocks and rarely allocates holds up
 //!   to 64 chains (each under 32 blocks and 16 KiB) that their owners

@@ -24,7 +24,8 @@
 //! slot, every 64th allocation slow path of the freeing thread (with the
 //! periodic work), on `trim()` and at thread exit. So at most `REMOTE_SLOTS` chains, each
 //! under `REMOTE_BATCH` blocks and `REMOTE_BATCH_BYTES` bytes, wait with a
-//! thread that only frees. Blocks of [`REMOTE_BATCH_BYTES`] or more, and
+//! thread that only frees (until then they count as in use, in
+//! `heap_info` too). Blocks of [`REMOTE_BATCH_BYTES`] or more, and
 //! frees by a thread with no heap (it never allocated, or it is exiting),
 //! are published alone at once.
 //!
