@@ -241,3 +241,45 @@ fn a_large_block_over_an_old_free_block_is_freed_remotely() {
         0
     });
 }
+
+/// Free three blocks (step 1), then allocate once on a slow path (a class
+/// this thread never used) when told (step 3), and exit at step 4.
+extern "C" fn free_then_allocate(_: *mut libc::c_void) -> *mut libc::c_void {
+    have_a_heap();
+    free_blocks(0, 3);
+    STEP.store(1, SeqCst);
+    wait_for(2);
+    core::hint::black_box(engine::malloc(3000));
+    STEP.store(3, SeqCst);
+    wait_for(4);
+    core::ptr::null_mut()
+}
+
+/// A `trim()` on one thread reaches a thread that holds a batch of remote
+/// frees at that thread's next slow path: the batch is pushed there, not
+/// kept until its 64th slow path.
+#[test]
+fn a_trim_elsewhere_makes_a_thread_push_its_batches() {
+    common::expect_success(|| {
+        let first = engine::malloc(48);
+        for b in &BLOCKS {
+            b.store(engine::malloc(48) as usize, SeqCst);
+        }
+        let all = used_after_collect(first);
+        let t = spawn(free_then_allocate);
+        wait_for(1);
+        let held = used_after_collect(first); // trims: the epoch moves on
+        STEP.store(2, SeqCst);
+        wait_for(3);
+        let pushed = used_after_collect(first);
+        STEP.store(4, SeqCst);
+        join(t);
+        stratalloc::eprint_noalloc!(
+            "used: {} at first, {} while held, {} after the other thread's slow path\n",
+            all,
+            held,
+            pushed
+        );
+        ([held, pushed] != [all, all - 3]) as i32
+    });
+}

@@ -167,7 +167,6 @@ pub unsafe fn trim(h: *mut Heap) -> bool {
             return false;
         }
         let h = &mut *h;
-        super::remote::flush(h);
         let now = os::now_ms();
         trim_own(h, now);
         // Adopt every abandoned segment (frees the empty ones).
@@ -185,8 +184,9 @@ pub unsafe fn trim(h: *mut Heap) -> bool {
     os::stats().returned > before
 }
 
-/// Free the empty pages of heap `h` (remote frees taken back first) and
-/// purge its free slices now; note the trim epoch seen.
+/// Push this heap's batches of remote frees, free its empty pages
+/// (remote frees taken back first) and purge its free slices now; note
+/// the trim epoch seen.
 ///
 /// # Safety
 /// `h` is the calling thread's initialised heap.
@@ -195,6 +195,7 @@ pub(super) unsafe fn trim_own(h: &mut Heap, now: u64) {
     // SAFETY: our heap; queued pages are valid, `next` read before a page
     // is freed.
     unsafe {
+        super::remote::flush(h);
         collect_pending(h);
         for c in 0..CLASSES {
             let mut page = h.queues[c].first;

@@ -22,7 +22,8 @@
 //!
 //! A chain is published when it is full, when another page needs its
 //! slot, every 64th allocation slow path of the freeing thread (with the
-//! periodic work), on `trim()` and at thread exit. So at most `REMOTE_SLOTS` chains, each
+//! periodic work), when a `trim()` reaches the thread (its own call, or
+//! its next slow path after another thread's) and at thread exit. So at most `REMOTE_SLOTS` chains, each
 //! under `REMOTE_BATCH` blocks and `REMOTE_BATCH_BYTES` bytes, wait with a
 //! thread that only frees (until then they count as in use, in
 //! `heap_info` too). Blocks of [`REMOTE_BATCH_BYTES`] or more, and
