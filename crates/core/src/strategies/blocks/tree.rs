@@ -509,16 +509,64 @@ impl Tree {
                     let r = right::<MULTI>(n, env);
                     Self::balance::<O, MULTI>(path, i, n, sub, r, env)
                 };
-                // The same subtree root with the same height and max: the
-                // ancestors' words are unchanged, the walk is done (not
-                // up to where a removal put a successor in place of the
-                // node whose parent still points to it).
-                if sub == n && i < path.moved && (height(n), max(n)) == before {
+                // The same subtree root with the same height: the
+                // ancestors' heights are unchanged, only their maxima may
+                // change (not up to where a removal put a successor in
+                // place of the node whose parent still points to it).
+                if sub == n && i < path.moved && height(n) == before.0 {
+                    Self::fix_max::<MULTI>(path, i, before.1, max(n), env);
                     return;
                 }
             }
         }
         self.root = sub;
+    }
+
+    /// The subtree below level `i - 1` of `path` (whose root's link and
+    /// height are up to date) had the largest block `was` and now has
+    /// `now`: update the maxima of levels `i - 1` up to 0, up to the first
+    /// that stays. A level whose max is above `was` got it elsewhere and
+    /// stays unless `now` exceeds it; only a max that came from this
+    /// subtree and shrank reads the node's other child (checked as a free
+    /// block) to find the new one.
+    ///
+    /// # Safety
+    /// `path` must be a path of this tree.
+    #[inline(always)]
+    unsafe fn fix_max<const MULTI: bool>(
+        path: &Path,
+        mut i: usize,
+        mut was: usize,
+        mut now: usize,
+        env: &Env,
+    ) {
+        while i > 0 && was != now {
+            i -= 1;
+            let n = path.node(i);
+            // SAFETY: `n` is on the path, so a node; its other child is
+            // read checked.
+            unsafe {
+                let w = rd(n + MAX);
+                let m = w & !MAX_BITS;
+                let new = if now >= m {
+                    now
+                } else if m > was {
+                    return;
+                } else {
+                    let other = if path.went_right(i) {
+                        left::<MULTI>(n, env)
+                    } else {
+                        right::<MULTI>(n, env)
+                    };
+                    size(n).max(max(other)).max(now)
+                };
+                if new == m {
+                    return;
+                }
+                wr(n + MAX, new | (w & MAX_BITS));
+                (was, now) = (m, new);
+            }
+        }
     }
 
     /// Walk from the root towards key `k`, recording the path (without the
@@ -747,8 +795,21 @@ impl Tree {
         unsafe {
             let (l, _) = child_in::<ByAddress, MULTI>(old, LEFT, (lo, new), env);
             let (r, _) = child_in::<ByAddress, MULTI>(old, RIGHT, (new, hi), env);
+            let was = max(old);
             let sub = join_sized(new, new_size, l, r);
-            self.rebalance::<ByAddress, MULTI>(path, sub, env);
+            // The parent's link to `new`, then the maxima above.
+            let i = path.len;
+            if i == 0 {
+                self.root = sub;
+            } else {
+                let p = path.node(i - 1);
+                if path.went_right(i - 1) {
+                    wr(p + RIGHT, sub);
+                } else {
+                    wr(p + LEFT, sub | (rd(p + LEFT) & LINK_BITS));
+                }
+            }
+            Self::fix_max::<MULTI>(path, i, was, max(sub), env);
         }
     }
 
