@@ -111,21 +111,22 @@ impl Order for ByAddress {
     }
 }
 
-/// Block size, then address (best fit).
+/// Block size, then address (best fit), as one 128-bit number (compared
+/// without branches).
 pub(crate) enum BySize {}
 
 impl Order for BySize {
-    type Key = (usize, usize);
-    const LOWEST: (usize, usize) = (0, 0);
-    const HIGHEST: (usize, usize) = (usize::MAX, usize::MAX);
+    type Key = u128;
+    const LOWEST: u128 = 0;
+    const HIGHEST: u128 = u128::MAX;
     #[inline(always)]
-    fn key(b: usize, size: usize) -> (usize, usize) {
-        (size, b)
+    fn key(b: usize, size: usize) -> u128 {
+        ((size as u128) << 64) | b as u128
     }
     #[inline(always)]
-    unsafe fn key_of(n: usize) -> (usize, usize) {
+    unsafe fn key_of(n: usize) -> u128 {
         // SAFETY: per the function contract.
-        (unsafe { size(n) }, n)
+        Self::key(n, unsafe { size(n) })
     }
 }
 
