@@ -13,8 +13,8 @@
 //!         +0       +W             +2W     +3W                   size - W
 //! ```
 //!
-//! - **key**: the order of the tree: the address (`Order::Address`), or
-//!   the pair (size, address) (`Order::Size`), so keys are unique and
+//! - **key**: the order of the tree: the address ([`ByAddress`]), or
+//!   the pair (size, address) ([`BySize`]), so keys are unique and
 //!   equal sizes are ordered by address.
 //! - **max(n)**: the largest block size in the subtree of `n` (0 for none).
 //!
@@ -43,10 +43,24 @@
 //!
 //! Links live in memory a program once owned. Before a child link is
 //! followed it must be a header slot inside the heap ([`Env`]) whose header
-//! says FREE; a descent by key also checks that each node's key lies
-//! between the bounds of the path (so a loop closed by overwritten links
-//! is caught), and no walk goes deeper than [`MAX_HEIGHT`]. Damage is
+//! says FREE; every descent (by key, and the searches whose path a removal
+//! or replacement reuses) also checks that each node's key lies between
+//! the bounds of the path (so a loop closed by overwritten links is
+//! caught), and no walk goes deeper than [`MAX_HEIGHT`]. The walk back up
+//! reads the other child of each level checked as a free block only: it
+//! rewrites that link unchanged, and a rotation, which does relink it,
+//! checks its key against the bounds of its place first. Damage is
 //! reported through [`crate::corruption::report`], never followed.
+//!
+//! ## Cost
+//!
+//! The address order's key is the block's address (ordering reads no
+//! header); the size order's is `size << 64 | address`, one 128-bit
+//! compare. A search records its path ([`Path`]), and the removal or
+//! replacement of the block it found reuses it instead of walking again.
+//! The walk back up stops where a subtree keeps its root and height; from
+//! there only the maxima change, up to the first ancestor whose maximum
+//! came from elsewhere or stays (`fix_max`).
 
 use core::mem::MaybeUninit;
 
