@@ -290,14 +290,13 @@ unsafe fn join_sized(n: usize, size: usize, l: usize, r: usize) -> usize {
 }
 
 /// The path from the root to a node: per level the node and whether the
-/// walk went right from it. The key bounds of each level's place follow
+/// walk went right from it (bit 0 of the node's address, a multiple of 4). The key bounds of each level's place follow
 /// from the keys above it ([`bounds`](Self::bounds)): a walk checks them
 /// as it descends, and only a rotation needs them again. Levels `0..len`
 /// are written; the rest is never read (left uninitialised: zeroing it per
 /// insert and removal cost more than the walk).
 pub(crate) struct Path {
     nodes: [MaybeUninit<usize>; MAX_HEIGHT],
-    right: u64,
     len: usize,
     /// The level whose node a removal replaced by its successor (the
     /// parent still points to the old one), or `usize::MAX`.
@@ -309,7 +308,6 @@ impl Path {
     pub(crate) const fn new() -> Self {
         Path {
             nodes: [const { MaybeUninit::uninit() }; MAX_HEIGHT],
-            right: 0,
             len: 0,
             moved: usize::MAX,
         }
@@ -318,7 +316,6 @@ impl Path {
     /// Empty the path for another walk.
     #[inline(always)]
     pub(crate) fn clear(&mut self) {
-        self.right = 0;
         self.len = 0;
         self.moved = usize::MAX;
     }
@@ -328,7 +325,6 @@ impl Path {
     fn truncate(&mut self, len: usize) {
         debug_assert!(len <= self.len);
         self.len = len;
-        self.right &= (1u64 << len) - 1;
     }
 
     /// Record `n` and the direction taken from it. A walk longer than the
@@ -338,22 +334,27 @@ impl Path {
         if self.len == MAX_HEIGHT {
             too_deep(n);
         }
-        self.nodes[self.len] = MaybeUninit::new(n);
-        self.right |= (went_right as u64) << self.len;
+        self.nodes[self.len] = MaybeUninit::new(n | went_right as usize);
         self.len += 1;
     }
 
     /// The node of level `i < len`.
     #[inline(always)]
     fn node(&self, i: usize) -> usize {
-        debug_assert!(i < self.len);
-        // SAFETY: levels below `len` were written by `push`.
-        unsafe { self.nodes[i].assume_init() }
+        self.raw(i) & !1
+    }
+
+    /// Whether the walk went right from level `i < len`.
+    #[inline(always)]
+    fn went_right(&self, i: usize) -> bool {
+        self.raw(i) & 1 != 0
     }
 
     #[inline(always)]
-    fn went_right(&self, i: usize) -> bool {
-        self.right >> i & 1 != 0
+    fn raw(&self, i: usize) -> usize {
+        debug_assert!(i < self.len);
+        // SAFETY: levels below `len` were written by `push`.
+        unsafe { self.nodes[i].assume_init() }
     }
 
     /// The key bounds (exclusive) of the place of level `i <= len`: the
@@ -728,7 +729,7 @@ impl Tree {
                 (s, ks, s_hi) = (sl, ksl, ks);
             }
             let (sub, _) = child_in::<O, MULTI>(s, RIGHT, (ks, s_hi), env);
-            path.nodes[at] = MaybeUninit::new(s);
+            path.nodes[at] = MaybeUninit::new(s | 1);
             path.moved = at;
             // `s`'s left child is `l` from now on; the rebalance supplies
             // its right child and recomputes the rest.
