@@ -9,8 +9,9 @@
 //!   node also stores the largest free size in its subtree (Stephenson's
 //!   "fast fits", 1983). First fit descends to the leftmost subtree whose
 //!   maximum holds the request; next fit does the same among the blocks at
-//!   or after the rover (the address of the block it chose last) and
-//!   wraps to the first fit; worst fit is the first fit of the root's
+//!   or after the rover (the end of the block it chose last, so the
+//!   remainder of that block comes last in the next search) and wraps to
+//!   the first fit; worst fit is the first fit of the root's
 //!   maximum: the largest block, the lowest-addressed of equals.
 //! - **Best fit**: a tree in (size, address) order; the lower bound of the
 //!   request: the smallest block that fits, the lowest-addressed of equals.
@@ -66,7 +67,8 @@ use crate::heap::CheckError;
 pub struct FitTree {
     policy: FitPolicy,
     tree: Tree,
-    /// Next fit: the address of the block chosen last (0: none yet).
+    /// Next fit: the end of the block chosen last, before its cut (0:
+    /// none yet): the next search starts there.
     rover: usize,
     /// The block the last [`find`](FreeIndex::find) chose, while the tree
     /// is unchanged since (else 0): `path` leads to it, so the removal or
@@ -206,7 +208,11 @@ impl FreeIndex for FitTree {
         if b == 0 {
             return None;
         }
-        self.rover = b;
+        if self.policy == FitPolicy::Next {
+            // SAFETY: `b` is a node, a header slot of the heap. (A damaged
+            // size only moves the rover: nothing is read through it.)
+            self.rover = b.wrapping_add(unsafe { size_of_block(b) });
+        }
         Some(b)
     }
 
