@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Real programs timed on each allocator of libstratalloc.so against glibc's
 # malloc (issue 16's target: every strategy but bump within 3x glibc's time).
-# Interleaved: each repetition runs every allocator once per program, glibc
-# first; prints the median seconds and the ratio to glibc's median. Results
-# are not compared (scripts/test-programs.sh does that); a run that fails
-# or times out prints as FAIL.
+# CPU time (user + system, of every process of the run: for redis the
+# server and the client, which runs on glibc), so a loaded machine skews
+# it less than wall time. Interleaved: each repetition runs every allocator
+# once per program, glibc first; prints the median CPU seconds and the
+# ratio to glibc's median. Results are not compared
+# (scripts/test-programs.sh does that); a run that fails or times out
+# prints as FAIL.
 #
-#   scripts/bench-programs.sh [REPS] [ALLOCATOR ...]   (default 3, all but the scans)
+#   scripts/bench-programs.sh [REPS] [ALLOCATOR ...]   (default 3; all but the scans)
 #   STRATALLOC_LIB=/path/libstratalloc.so scripts/bench-programs.sh 5 best-fit tlsf
 #
 # Programs: python3 (a dict/list/string churn), sqlite3 (the script of
 # test-programs.sh, 30 000 rows), perl (hash and string churn), redis
 # (redis-server preloaded, redis-benchmark on glibc: SET/GET/LPUSH/LPOP,
-# 20 000 requests each). Needs python3 sqlite3 perl redis-server redis-tools.
+# 20 000 requests each). Needs python3 sqlite3 perl redis-server redis-tools time.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LIB=${STRATALLOC_LIB:-${CARGO_TARGET_DIR:-$ROOT/target}/release/libstratalloc.so}
@@ -90,15 +93,12 @@ declare -A t
 for _ in $(seq "$reps"); do
     for p in "${programs[@]}"; do
         for a in "${allocs[@]}"; do
-            start=$EPOCHREALTIME
-            if [ "$a" = glibc ]; then
-                timeout "$TIMEOUT" bash -c "$(declare -f prog_$p); $(declare -p TMP); prog_$p" >/dev/null 2>&1
-            else
-                timeout "$TIMEOUT" env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$a" \
-                    bash -c "$(declare -f prog_$p); $(declare -p TMP); prog_$p" >/dev/null 2>&1
-            fi
+            pre=()
+            [ "$a" = glibc ] || pre=(env LD_PRELOAD="$LIB" STRATALLOC_STRATEGY="$a")
+            /usr/bin/time -o "$TMP/time" -f "%U %S" timeout "$TIMEOUT" ${pre[@]+"${pre[@]}"} \
+                bash -c "$(declare -f prog_$p); $(declare -p TMP); prog_$p" >/dev/null 2>&1
             rc=$?
-            s=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+            s=$(awk '{ printf "%.3f", $1 + $2 }' "$TMP/time")
             [ $rc = 0 ] || s=FAIL
             t[$p.$a]="${t[$p.$a]:-} $s"
         done
