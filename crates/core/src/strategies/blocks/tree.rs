@@ -444,28 +444,32 @@ impl Tree {
             return unsafe { join(n, l, r) };
         }
         // SAFETY: per the function contract.
-        unsafe {
-            let bounds = path.bounds::<O>(i);
-            Self::rotate::<O, MULTI>(n, (l, r), hl > hr, bounds, env)
-        }
+        unsafe { Self::rotate::<O, MULTI>(path, i, n, (l, r), hl > hr, env) }
     }
 
     /// [`balance`](Self::balance) when the children `(l, r)` heights
     /// differ by 2, the left one higher if `left_heavy`: one or two
-    /// rotations (out of line: most calls need none). Every node it
-    /// relinks is checked to lie in its place of the order first (the
-    /// rebalance walk reads a sibling checked as a free block only).
+    /// rotations (out of line: most calls need none). Every link it moves
+    /// is checked to lie in its place of the order first: the children of
+    /// the higher child that change parents, and the higher child itself
+    /// when it is the sibling of the path (a removal's rotation), which the
+    /// rebalance walk read checked as a free block only; for it the bounds
+    /// of level `i` are worked out from the path. The path's own child was
+    /// checked on the way down, and a child that keeps its parent needs no
+    /// key.
     ///
     /// # Safety
-    /// As for [`join`].
+    /// As for [`join`]; `n` is level `i` of `path`.
     #[inline(never)]
     unsafe fn rotate<O: Order, const MULTI: bool>(
+        path: &Path,
+        i: usize,
         n: usize,
         (l, r): (usize, usize),
         left_heavy: bool,
-        (lo, hi): (O::Key, O::Key),
         env: &Env,
     ) -> usize {
+        let sibling_heavy = left_heavy == path.went_right(i);
         // SAFETY: `l`, `r` and their checked children are nodes; every
         // node is rejoined with children from the same subtree, in key
         // order.
@@ -473,8 +477,11 @@ impl Tree {
             let kn = O::key_of(n);
             if left_heavy {
                 let kl = O::key_of(l);
-                in_bounds::<O>(n, kl, (lo, kn));
-                let (ll, _) = child_in::<O, MULTI>(l, LEFT, (lo, kl), env);
+                if sibling_heavy {
+                    let (lo, _) = path.bounds::<O>(i);
+                    in_bounds::<O>(n, kl, (lo, kn));
+                }
+                let ll = left::<MULTI>(l, env);
                 let (lr, klr) = child_in::<O, MULTI>(l, RIGHT, (kl, kn), env);
                 if height(ll) >= height(lr) {
                     return join(l, ll, join(n, lr, r));
@@ -484,9 +491,12 @@ impl Tree {
                 return join(lr, join(l, ll, lrl), join(n, lrr, r));
             }
             let kr = O::key_of(r);
-            in_bounds::<O>(n, kr, (kn, hi));
+            if sibling_heavy {
+                let (_, hi) = path.bounds::<O>(i);
+                in_bounds::<O>(n, kr, (kn, hi));
+            }
             let (rl, krl) = child_in::<O, MULTI>(r, LEFT, (kn, kr), env);
-            let (rr, _) = child_in::<O, MULTI>(r, RIGHT, (kr, hi), env);
+            let rr = right::<MULTI>(r, env);
             if height(rr) >= height(rl) {
                 return join(r, join(n, l, rl), rr);
             }
