@@ -655,7 +655,102 @@ impl Tree {
         // SAFETY: `b` is a free block owned by the tree now.
         unsafe {
             let leaf = join_sized(b, size, 0, 0);
-            self.rebalance::<O, MULTI>(&path, leaf, env);
+            self.grow::<O, MULTI>(&path, leaf, size, env);
+        }
+    }
+
+    /// The walk back up after an insertion put a leaf of `size` bytes at
+    /// the end of `path` (AVL insertion): while the subtree below a level
+    /// grew to that level's height, the level grows too (or, if its other
+    /// side is two lower, one rotation restores its old height); the first
+    /// level that keeps its height only links the new subtree and has the
+    /// maxima above it raised to `size`. Reads a level's other child only
+    /// where it grows or rotates.
+    ///
+    /// # Safety
+    /// `path` must be the path of this tree to the place of `sub`, a new
+    /// leaf.
+    #[inline(never)]
+    unsafe fn grow<O: Order, const MULTI: bool>(
+        &mut self,
+        path: &Path,
+        mut sub: usize,
+        size: usize,
+        env: &Env,
+    ) {
+        let mut hs = 1;
+        let mut i = path.len;
+        // SAFETY: the levels are nodes; other children are read checked.
+        unsafe {
+            while i > 0 {
+                i -= 1;
+                let n = path.node(i);
+                let went_right = path.went_right(i);
+                if hs < height(n) {
+                    Self::link(n, went_right, sub);
+                    Self::raise_max(path, i + 1, size);
+                    return;
+                }
+                // `sub` is as high as `n` was: `n` grows, or rotates back
+                // to its height.
+                let (l, r) = if went_right {
+                    (left::<MULTI>(n, env), sub)
+                } else {
+                    (sub, right::<MULTI>(n, env))
+                };
+                let other = if went_right { l } else { r };
+                if height(other) + 1 >= hs {
+                    sub = join(n, l, r);
+                    hs += 1;
+                    continue;
+                }
+                sub = Self::rotate::<O, MULTI>(path, i, n, (l, r), !went_right, env);
+                if i == 0 {
+                    break;
+                }
+                Self::link(path.node(i - 1), path.went_right(i - 1), sub);
+                Self::raise_max(path, i, size);
+                return;
+            }
+        }
+        self.root = sub;
+    }
+
+    /// Make `c` the right (`right`) or left child of node `n`.
+    ///
+    /// # Safety
+    /// `n` must be a node, `c` 0 or a node in that place of the order.
+    #[inline(always)]
+    unsafe fn link(n: usize, right: bool, c: usize) {
+        // SAFETY: per the function contract.
+        unsafe {
+            if right {
+                wr(n + RIGHT, c);
+            } else {
+                wr(n + LEFT, c | (rd(n + LEFT) & LINK_BITS));
+            }
+        }
+    }
+
+    /// A block of `size` bytes joined the subtree below level `i - 1` of
+    /// `path`: raise the maxima of levels `i - 1` up to 0 to `size`, up to
+    /// the first that holds it already.
+    ///
+    /// # Safety
+    /// `path` must be a path of this tree.
+    #[inline(always)]
+    unsafe fn raise_max(path: &Path, mut i: usize, size: usize) {
+        while i > 0 {
+            i -= 1;
+            let n = path.node(i);
+            // SAFETY: `n` is on the path, so a node.
+            unsafe {
+                let w = rd(n + MAX);
+                if size <= w & !MAX_BITS {
+                    return;
+                }
+                wr(n + MAX, size | (w & MAX_BITS));
+            }
         }
     }
 
