@@ -45,13 +45,14 @@
 //! (about `1.44 log2 n` nodes at worst), checking each link, and rewrites
 //! the nodes whose height or maximum changed. A block cut for an
 //! allocation or merged on free keeps its place in the address tree
-//! ([`FreeIndex::replace`]: one walk, no rotation), but the walks still
-//! cost about four times TLSF's instructions: on the region benchmark
-//! these fits run at 4–6 M operations per second, a fifth of TLSF's,
-//! and first fit at a third of the LIFO scan's, which usually stops at
-//! the head of its list (docs/BENCHMARKS.md). Next fit in address order
-//! fragments (its rover cuts every large block it passes: 62 % heap
-//! efficiency there, against 94 % for the LIFO scan).
+//! ([`FreeIndex::replace`]: no rotation), the removal or replacement of a
+//! block a search found reuses the search's path, and an insertion reads
+//! a node's other child only where the node grows; still the walks cost
+//! about three times TLSF's instructions: on the region benchmark these
+//! fits run at 5.5–7.7 M operations per second, a fifth of TLSF's, and
+//! first fit at 0.4x the LIFO scan's, which usually stops at the head of
+//! its list (docs/BENCHMARKS.md). Worst fit eats the large blocks first
+//! (56 % heap efficiency there, as its scan).
 //!
 //! Invariants (checked by `check`, in addition to the block layer's): those
 //! of [`blocks::tree`](super::blocks): key order, AVL balance, subtree
