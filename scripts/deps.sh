@@ -18,7 +18,9 @@ pkgs=(gcc g++ binutils python3 libpython3.11-testsuite sqlite3 git fonts-dejavu-
     qemu-user gcc-arm-linux-gnueabihf libc6-dev-armhf-cross gcc-aarch64-linux-gnu libc6-dev-arm64-cross
     gcc-arm-none-eabi qemu-system-arm "qemu-system-misc|qemu-system-riscv")
 if [ "${1:-}" = "--bench" ]; then
-    pkgs+=(libmimalloc2.0 libjemalloc2)
+    pkgs+=(libmimalloc2.0 libjemalloc2
+        # real programs timed on each allocator (bench-programs.sh)
+        perl redis-server redis-tools)
 fi
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 

@@ -33,8 +33,16 @@ fn free_blocks(h: &IndexedFit) -> Vec<(usize, usize)> {
     v
 }
 
-/// The textbook scan over the free blocks in address order.
-fn scan(policy: FitPolicy, free: &[(usize, usize)], need: usize, rover: usize) -> Option<usize> {
+/// The textbook scan over the free blocks in address order. Next fit
+/// starts at `rover`, the end of the block it chose last (before its cut):
+/// the remainder of that block comes last in the next search, as on a
+/// list whose rover moves past the block it takes.
+fn scan(
+    policy: FitPolicy,
+    free: &[(usize, usize)],
+    need: usize,
+    rover: usize,
+) -> Option<(usize, usize)> {
     let fits = |&&(_, s): &&(usize, usize)| s >= need;
     let pick = match policy {
         FitPolicy::First => free.iter().find(fits),
@@ -52,7 +60,7 @@ fn scan(policy: FitPolicy, free: &[(usize, usize)], need: usize, rover: usize) -
             free.iter().find(|(_, s)| *s == largest && largest >= need)
         }
     };
-    pick.map(|(a, _)| *a)
+    pick.copied()
 }
 
 #[derive(Debug, Clone)]
@@ -89,12 +97,12 @@ fn same_choice_as_the_scan(policy: FitPolicy, program: &[Op]) {
                 let got = h.allocate(size, 16).map(|p| p.as_ptr() as usize - WORD);
                 assert_eq!(
                     got,
-                    want,
+                    want.map(|(a, _)| a),
                     "{} chose another block than the scan for {size} bytes",
                     policy.name()
                 );
-                if let Some(b) = got {
-                    rover = b;
+                if let (Some(b), Some((_, s))) = (got, want) {
+                    rover = b + s;
                     live.insert(b + WORD, ());
                 }
             }
@@ -154,4 +162,37 @@ fn ties_are_broken_by_address() {
         }
         same_choice_as_the_scan(policy, &program);
     }
+}
+
+/// Next fit's search starts past the block it cut last: two small
+/// requests in a row come from two holes, not both from the first hole
+/// (a rover left on the remainder cuts the same block until it is used up,
+/// the wilderness at the end of the heap above all: 62 % heap efficiency
+/// on the region benchmark, against 95 % past the block).
+#[test]
+fn next_fit_moves_past_the_block_it_cut() {
+    let arena = common::Arena::new(64 << 10);
+    let mut h = common::heap_over(IndexedFit::new(FitPolicy::Next), &arena);
+    // Two holes of 512 bytes between used blocks, then the rest.
+    let a = h.allocate(512 - WORD, 16).unwrap();
+    let _sep1 = h.allocate(16, 16).unwrap();
+    let b = h.allocate(512 - WORD, 16).unwrap();
+    let _sep2 = h.allocate(16, 16).unwrap();
+    // SAFETY: live blocks of this heap.
+    unsafe {
+        h.deallocate(a).unwrap();
+        h.deallocate(b).unwrap();
+    }
+    // The rover is past `_sep2`'s block now: wrap to the first hole.
+    let rest = free_blocks(&h).last().copied().unwrap();
+    let big = h.allocate(rest.1 - WORD, 16).unwrap();
+    assert_eq!(big.as_ptr() as usize - WORD, rest.0);
+    let first = h.allocate(40, 16).unwrap();
+    assert_eq!(first, a, "the first fit after the wrap is the first hole");
+    let second = h.allocate(40, 16).unwrap();
+    assert_eq!(
+        second, b,
+        "the next search starts past the first hole, at the second"
+    );
+    h.check().unwrap();
 }

@@ -13,8 +13,8 @@
 //!         +0       +W             +2W     +3W                   size - W
 //! ```
 //!
-//! - **key**: the order of the tree: the address (`Order::Address`), or
-//!   the pair (size, address) (`Order::Size`), so keys are unique and
+//! - **key**: the order of the tree: the address ([`ByAddress`]), or
+//!   the pair (size, address) ([`BySize`]), so keys are unique and
 //!   equal sizes are ordered by address.
 //! - **max(n)**: the largest block size in the subtree of `n` (0 for none).
 //!
@@ -43,10 +43,24 @@
 //!
 //! Links live in memory a program once owned. Before a child link is
 //! followed it must be a header slot inside the heap ([`Env`]) whose header
-//! says FREE; a descent by key also checks that each node's key lies
-//! between the bounds of the path (so a loop closed by overwritten links
-//! is caught), and no walk goes deeper than [`MAX_HEIGHT`]. Damage is
+//! says FREE; every descent (by key, and the searches whose path a removal
+//! or replacement reuses) also checks that each node's key lies between
+//! the bounds of the path (so a loop closed by overwritten links is
+//! caught), and no walk goes deeper than [`MAX_HEIGHT`]. The walk back up
+//! reads the other child of each level checked as a free block only: it
+//! rewrites that link unchanged, and a rotation, which does relink it,
+//! checks its key against the bounds of its place first. Damage is
 //! reported through [`crate::corruption::report`], never followed.
+//!
+//! ## Cost
+//!
+//! The address order's key is the block's address (ordering reads no
+//! header); the size order's is `size << 64 | address`, one 128-bit
+//! compare. A search records its path ([`Path`]), and the removal or
+//! replacement of the block it found reuses it instead of walking again.
+//! The walk back up stops where a subtree keeps its root and height; from
+//! there only the maxima change, up to the first ancestor whose maximum
+//! came from elsewhere or stays (`fix_max`).
 
 use core::mem::MaybeUninit;
 
@@ -75,19 +89,65 @@ pub(crate) const NODE_BLOCK: usize = (5 * WORD + GRAN - 1) & !(GRAN - 1);
 const _: () = assert!(MAX_HEIGHT < (MAX_BITS + 1) * (LINK_BITS + 1));
 const _: () = assert!(GRAN > MAX_BITS && WORD > LINK_BITS);
 
-/// What a tree is ordered by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Order {
-    /// Block address.
-    Address,
-    /// Block size, then address.
-    Size,
+/// What a tree is ordered by: a key per node, unique in the tree, and two
+/// keys below and above every node's (the bounds of the root's place).
+pub(crate) trait Order {
+    /// The key: compared as one word for the address order.
+    type Key: Copy + Ord;
+    /// Below every node's key.
+    const LOWEST: Self::Key;
+    /// Above every node's key.
+    const HIGHEST: Self::Key;
+    /// The key of a block `b` of `size` bytes.
+    fn key(b: usize, size: usize) -> Self::Key;
+    /// The key of node `n` (the size order reads its header).
+    ///
+    /// # Safety
+    /// `n` must be a node.
+    unsafe fn key_of(n: usize) -> Self::Key;
 }
 
-/// An intrusive AVL tree of free blocks (see the module doc).
+/// Block address (first, next and worst fit): the key is the address
+/// itself, so ordering a node reads nothing.
+pub(crate) enum ByAddress {}
+
+impl Order for ByAddress {
+    type Key = usize;
+    const LOWEST: usize = 0;
+    const HIGHEST: usize = usize::MAX;
+    #[inline(always)]
+    fn key(b: usize, _size: usize) -> usize {
+        b
+    }
+    #[inline(always)]
+    unsafe fn key_of(n: usize) -> usize {
+        n
+    }
+}
+
+/// Block size, then address (best fit), as one 128-bit number (compared
+/// without branches).
+pub(crate) enum BySize {}
+
+impl Order for BySize {
+    type Key = u128;
+    const LOWEST: u128 = 0;
+    const HIGHEST: u128 = u128::MAX;
+    #[inline(always)]
+    fn key(b: usize, size: usize) -> u128 {
+        ((size as u128) << 64) | b as u128
+    }
+    #[inline(always)]
+    unsafe fn key_of(n: usize) -> u128 {
+        // SAFETY: per the function contract.
+        Self::key(n, unsafe { size(n) })
+    }
+}
+
+/// An intrusive AVL tree of free blocks (see the module doc); its order is
+/// the type parameter of each operation.
 pub(crate) struct Tree {
     root: usize,
-    order: Order,
 }
 
 /// Report damage found at node `b` (never returns).
@@ -229,123 +289,152 @@ unsafe fn join_sized(n: usize, size: usize, l: usize, r: usize) -> usize {
     n
 }
 
-/// The path from the root to a node: per level the node, the key bounds
-/// its subtree must keep (exclusive), and whether the walk went right.
-/// Levels `0..len` are written; the rest is never read (left uninitialised:
-/// zeroing 2.5 KB per insert and removal cost more than the walk).
-struct Path {
-    levels: [MaybeUninit<Level>; MAX_HEIGHT],
-    right: u64,
+/// The path from the root to a node: per level the node and whether the
+/// walk went right from it (bit 0 of the node's address, a multiple of 4). The key bounds of each level's place follow
+/// from the keys above it ([`bounds`](Self::bounds)): a walk checks them
+/// as it descends, and only a rotation needs them again. Levels `0..len`
+/// are written; the rest is never read (left uninitialised: zeroing it per
+/// insert and removal cost more than the walk).
+pub(crate) struct Path {
+    nodes: [MaybeUninit<usize>; MAX_HEIGHT],
     len: usize,
     /// The level whose node a removal replaced by its successor (the
     /// parent still points to the old one), or `usize::MAX`.
     moved: usize,
 }
 
-/// One level of a [`Path`]: a node and its key bounds.
-#[derive(Clone, Copy)]
-struct Level {
-    node: usize,
-    bounds: (u128, u128),
-}
-
 impl Path {
-    const fn new() -> Self {
+    /// An empty path.
+    pub(crate) const fn new() -> Self {
         Path {
-            levels: [const { MaybeUninit::uninit() }; MAX_HEIGHT],
-            right: 0,
+            nodes: [const { MaybeUninit::uninit() }; MAX_HEIGHT],
             len: 0,
             moved: usize::MAX,
         }
     }
 
-    /// Record `n`, its bounds and the direction taken from it.
+    /// Empty the path for another walk.
     #[inline(always)]
-    fn push(&mut self, n: usize, bounds: (u128, u128), went_right: bool) {
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+        self.moved = usize::MAX;
+    }
+
+    /// Keep levels `0..len` only.
+    #[inline(always)]
+    fn truncate(&mut self, len: usize) {
+        debug_assert!(len <= self.len);
+        self.len = len;
+    }
+
+    /// Record `n` and the direction taken from it. A walk longer than the
+    /// tree can be deep follows damaged links: reported.
+    #[inline(always)]
+    fn push(&mut self, n: usize, went_right: bool) {
         if self.len == MAX_HEIGHT {
             too_deep(n);
         }
-        self.levels[self.len] = MaybeUninit::new(Level { node: n, bounds });
-        self.right |= (went_right as u64) << self.len;
+        self.nodes[self.len] = MaybeUninit::new(n | went_right as usize);
         self.len += 1;
     }
 
-    /// Level `i < len`.
+    /// The node of level `i < len`.
     #[inline(always)]
-    fn level(&self, i: usize) -> Level {
+    fn node(&self, i: usize) -> usize {
+        self.raw(i) & !1
+    }
+
+    /// Whether the walk went right from level `i < len`.
+    #[inline(always)]
+    fn went_right(&self, i: usize) -> bool {
+        self.raw(i) & 1 != 0
+    }
+
+    #[inline(always)]
+    fn raw(&self, i: usize) -> usize {
         debug_assert!(i < self.len);
         // SAFETY: levels below `len` were written by `push`.
-        unsafe { self.levels[i].assume_init() }
+        unsafe { self.nodes[i].assume_init() }
+    }
+
+    /// The key bounds (exclusive) of the place of level `i <= len`: the
+    /// keys of the nearest levels above it that the walk left to the right
+    /// and to the left.
+    ///
+    /// # Safety
+    /// The levels must be nodes (as a walk recorded them).
+    #[inline(always)]
+    unsafe fn bounds<O: Order>(&self, i: usize) -> (O::Key, O::Key) {
+        let (mut lo, mut hi) = (O::LOWEST, O::HIGHEST);
+        for j in 0..i {
+            // SAFETY: per the function contract.
+            let k = unsafe { O::key_of(self.node(j)) };
+            if self.went_right(j) {
+                lo = k;
+            } else {
+                hi = k;
+            }
+        }
+        (lo, hi)
+    }
+}
+
+/// The child at `off` of node `b`, checked as [`child`] does and, when it
+/// is not 0, to have a key strictly within `(lo, hi)`: a link that passes
+/// points to a free block of the heap in the place of the order where a
+/// child of `b` belongs, so relinking it neither duplicates a node
+/// elsewhere in the tree nor closes a loop. Returns it and its key
+/// (`O::LOWEST` for none).
+///
+/// # Safety
+/// `b` must be a node.
+#[inline(always)]
+unsafe fn child_in<O: Order, const MULTI: bool>(
+    b: usize,
+    off: usize,
+    (lo, hi): (O::Key, O::Key),
+    env: &Env,
+) -> (usize, O::Key) {
+    // SAFETY: `child` checked `c` to be a node.
+    unsafe {
+        let c = child::<MULTI>(b, off, env);
+        if c == 0 {
+            return (0, O::LOWEST);
+        }
+        let k = O::key_of(c);
+        in_bounds::<O>(b, k, (lo, hi));
+        (c, k)
+    }
+}
+
+/// Report damage at `b` unless `lo < k < hi`.
+#[inline(always)]
+fn in_bounds<O: Order>(b: usize, k: O::Key, (lo, hi): (O::Key, O::Key)) {
+    if !(lo < k && k < hi) {
+        damaged(b);
     }
 }
 
 impl Tree {
-    /// An empty tree ordered by `order`.
-    pub(crate) const fn new(order: Order) -> Self {
-        Tree { root: 0, order }
-    }
-
-    #[inline(always)]
-    fn key(&self, b: usize, size: usize) -> u128 {
-        match self.order {
-            Order::Address => b as u128,
-            Order::Size => ((size as u128) << 64) | b as u128,
-        }
-    }
-
-    /// The key of node `n`.
-    ///
-    /// # Safety
-    /// `n` must be a node.
-    #[inline(always)]
-    unsafe fn key_of(&self, n: usize) -> u128 {
-        // SAFETY: per the function contract.
-        self.key(n, unsafe { size(n) })
-    }
-
-    /// The child at `off` of node `b`, checked as [`child`] does and, when
-    /// it is not 0, to have a key strictly within `bounds`: a link that
-    /// passes points to a free block of the heap in the place of the order
-    /// where a child of `b` belongs, so relinking it neither duplicates a
-    /// node elsewhere in the tree nor closes a loop.
-    ///
-    /// # Safety
-    /// `b` must be a node.
-    #[inline(always)]
-    unsafe fn child_in<const MULTI: bool>(
-        &self,
-        b: usize,
-        off: usize,
-        bounds: (u128, u128),
-        env: &Env,
-    ) -> usize {
-        // SAFETY: `child` checked `c` to be a node.
-        unsafe {
-            let c = child::<MULTI>(b, off, env);
-            if c != 0 {
-                let k = self.key_of(c);
-                if !(bounds.0 < k && k < bounds.1) {
-                    damaged(b);
-                }
-            }
-            c
-        }
+    /// An empty tree.
+    pub(crate) const fn new() -> Self {
+        Tree { root: 0 }
     }
 
     /// [`join`] with the AVL balance restored by one or two rotations, for
-    /// children whose heights differ by at most 2; the children's children
-    /// are read checked against `bounds`, those of `n`'s subtree. Returns
-    /// the subtree's root.
+    /// children whose heights differ by at most 2; `n` is level `i` of
+    /// `path`, whose bounds a rotation checks the nodes it relinks against.
+    /// Returns the subtree's root.
     ///
     /// # Safety
-    /// As for [`join`].
+    /// As for [`join`]; `path` as recorded by a walk.
     #[inline(always)]
-    unsafe fn balance<const MULTI: bool>(
-        &self,
+    unsafe fn balance<O: Order, const MULTI: bool>(
+        path: &Path,
+        i: usize,
         n: usize,
         l: usize,
         r: usize,
-        bounds: (u128, u128),
         env: &Env,
     ) -> usize {
         // SAFETY: `l` and `r` are 0 or nodes.
@@ -355,89 +444,155 @@ impl Tree {
             return unsafe { join(n, l, r) };
         }
         // SAFETY: per the function contract.
-        unsafe { self.rotate::<MULTI>(n, (l, r), hl > hr, bounds, env) }
+        unsafe { Self::rotate::<O, MULTI>(path, i, n, (l, r), hl > hr, env) }
     }
 
     /// [`balance`](Self::balance) when the children `(l, r)` heights
     /// differ by 2, the left one higher if `left_heavy`: one or two
-    /// rotations (out of line: most calls need none).
+    /// rotations (out of line: most calls need none). Every link it moves
+    /// is checked to lie in its place of the order first: the children of
+    /// the higher child that change parents, and the higher child itself
+    /// when it is the sibling of the path (a removal's rotation), which the
+    /// rebalance walk read checked as a free block only; for it the bounds
+    /// of level `i` are worked out from the path. The path's own child was
+    /// checked on the way down, and a child that keeps its parent needs no
+    /// key.
     ///
     /// # Safety
-    /// As for [`join`].
+    /// As for [`join`]; `n` is level `i` of `path`.
     #[inline(never)]
-    unsafe fn rotate<const MULTI: bool>(
-        &self,
+    unsafe fn rotate<O: Order, const MULTI: bool>(
+        path: &Path,
+        i: usize,
         n: usize,
         (l, r): (usize, usize),
         left_heavy: bool,
-        (lo, hi): (u128, u128),
         env: &Env,
     ) -> usize {
+        let sibling_heavy = left_heavy == path.went_right(i);
         // SAFETY: `l`, `r` and their checked children are nodes; every
         // node is rejoined with children from the same subtree, in key
         // order.
         unsafe {
+            let kn = O::key_of(n);
             if left_heavy {
-                let (kl, kn) = (self.key_of(l), self.key_of(n));
-                let ll = self.child_in::<MULTI>(l, LEFT, (lo, kl), env);
-                let lr = self.child_in::<MULTI>(l, RIGHT, (kl, kn), env);
+                let kl = O::key_of(l);
+                if sibling_heavy {
+                    let (lo, _) = path.bounds::<O>(i);
+                    in_bounds::<O>(n, kl, (lo, kn));
+                }
+                let ll = left::<MULTI>(l, env);
+                let (lr, klr) = child_in::<O, MULTI>(l, RIGHT, (kl, kn), env);
                 if height(ll) >= height(lr) {
                     return join(l, ll, join(n, lr, r));
                 }
-                let klr = self.key_of(lr);
-                let lrl = self.child_in::<MULTI>(lr, LEFT, (kl, klr), env);
-                let lrr = self.child_in::<MULTI>(lr, RIGHT, (klr, kn), env);
+                let (lrl, _) = child_in::<O, MULTI>(lr, LEFT, (kl, klr), env);
+                let (lrr, _) = child_in::<O, MULTI>(lr, RIGHT, (klr, kn), env);
                 return join(lr, join(l, ll, lrl), join(n, lrr, r));
             }
-            let (kr, kn) = (self.key_of(r), self.key_of(n));
-            let rl = self.child_in::<MULTI>(r, LEFT, (kn, kr), env);
-            let rr = self.child_in::<MULTI>(r, RIGHT, (kr, hi), env);
+            let kr = O::key_of(r);
+            if sibling_heavy {
+                let (_, hi) = path.bounds::<O>(i);
+                in_bounds::<O>(n, kr, (kn, hi));
+            }
+            let (rl, krl) = child_in::<O, MULTI>(r, LEFT, (kn, kr), env);
+            let rr = right::<MULTI>(r, env);
             if height(rr) >= height(rl) {
                 return join(r, join(n, l, rl), rr);
             }
-            let krl = self.key_of(rl);
-            let rll = self.child_in::<MULTI>(rl, LEFT, (kn, krl), env);
-            let rlr = self.child_in::<MULTI>(rl, RIGHT, (krl, kr), env);
+            let (rll, _) = child_in::<O, MULTI>(rl, LEFT, (kn, krl), env);
+            let (rlr, _) = child_in::<O, MULTI>(rl, RIGHT, (krl, kr), env);
             join(rl, join(n, l, rll), join(r, rlr, rr))
         }
     }
 
     /// Rebalance along `path` from its deepest node up, `sub` being the
-    /// new subtree below the last step; the result is the new root.
+    /// new subtree below the last step; the result is the new root. The
+    /// other child of each level is read checked as a free block
+    /// ([`child`]); its key is checked only where a rotation relinks it.
     ///
     /// # Safety
     /// `path` must be a path of this tree; `sub` 0 or a node.
     #[inline(never)]
-    unsafe fn rebalance<const MULTI: bool>(&mut self, path: &Path, mut sub: usize, env: &Env) {
+    unsafe fn rebalance<O: Order, const MULTI: bool>(
+        &mut self,
+        path: &Path,
+        mut sub: usize,
+        env: &Env,
+    ) {
         let mut i = path.len;
         while i > 0 {
             i -= 1;
-            let Level {
-                node: n,
-                bounds: (lo, hi),
-            } = path.level(i);
+            let n = path.node(i);
             // SAFETY: `n` is on the path, so a node; its other child is
             // read checked.
             unsafe {
                 let before = (height(n), max(n));
-                let k = self.key_of(n);
-                sub = if path.right >> i & 1 != 0 {
-                    let l = self.child_in::<MULTI>(n, LEFT, (lo, k), env);
-                    self.balance::<MULTI>(n, l, sub, (lo, hi), env)
+                sub = if path.went_right(i) {
+                    let l = left::<MULTI>(n, env);
+                    Self::balance::<O, MULTI>(path, i, n, l, sub, env)
                 } else {
-                    let r = self.child_in::<MULTI>(n, RIGHT, (k, hi), env);
-                    self.balance::<MULTI>(n, sub, r, (lo, hi), env)
+                    let r = right::<MULTI>(n, env);
+                    Self::balance::<O, MULTI>(path, i, n, sub, r, env)
                 };
-                // The same subtree root with the same height and max: the
-                // ancestors' words are unchanged, the walk is done (not
-                // up to where a removal put a successor in place of the
-                // node whose parent still points to it).
-                if sub == n && i < path.moved && (height(n), max(n)) == before {
+                // The same subtree root with the same height: the
+                // ancestors' heights are unchanged, only their maxima may
+                // change (not up to where a removal put a successor in
+                // place of the node whose parent still points to it).
+                if sub == n && i < path.moved && height(n) == before.0 {
+                    Self::fix_max::<MULTI>(path, i, before.1, max(n), env);
                     return;
                 }
             }
         }
         self.root = sub;
+    }
+
+    /// The subtree below level `i - 1` of `path` (whose root's link and
+    /// height are up to date) had the largest block `was` and now has
+    /// `now`: update the maxima of levels `i - 1` up to 0, up to the first
+    /// that stays. A level whose max is above `was` got it elsewhere and
+    /// stays unless `now` exceeds it; only a max that came from this
+    /// subtree and shrank reads the node's other child (checked as a free
+    /// block) to find the new one.
+    ///
+    /// # Safety
+    /// `path` must be a path of this tree.
+    #[inline(always)]
+    unsafe fn fix_max<const MULTI: bool>(
+        path: &Path,
+        mut i: usize,
+        mut was: usize,
+        mut now: usize,
+        env: &Env,
+    ) {
+        while i > 0 && was != now {
+            i -= 1;
+            let n = path.node(i);
+            // SAFETY: `n` is on the path, so a node; its other child is
+            // read checked.
+            unsafe {
+                let w = rd(n + MAX);
+                let m = w & !MAX_BITS;
+                let new = if now >= m {
+                    now
+                } else if m > was {
+                    return;
+                } else {
+                    let other = if path.went_right(i) {
+                        left::<MULTI>(n, env)
+                    } else {
+                        right::<MULTI>(n, env)
+                    };
+                    size(n).max(max(other)).max(now)
+                };
+                if new == m {
+                    return;
+                }
+                wr(n + MAX, new | (w & MAX_BITS));
+                (was, now) = (m, new);
+            }
+        }
     }
 
     /// Walk from the root towards key `k`, recording the path (without the
@@ -448,31 +603,35 @@ impl Tree {
     /// The tree must be consistent (every link is checked as it is
     /// followed).
     #[inline(always)]
-    unsafe fn walk_to<const MULTI: bool>(
+    unsafe fn walk_to<O: Order, const MULTI: bool>(
         &self,
-        k: u128,
+        k: O::Key,
         path: &mut Path,
         env: &Env,
-    ) -> (usize, (u128, u128)) {
-        let (mut lo, mut hi) = (0u128, u128::MAX);
+    ) -> (usize, (O::Key, O::Key)) {
+        let (mut lo, mut hi) = (O::LOWEST, O::HIGHEST);
         let mut n = self.root;
-        while n != 0 {
+        if n == 0 {
+            return (0, (lo, hi));
+        }
+        // SAFETY: the root is a node.
+        let mut kn = unsafe { O::key_of(n) };
+        while kn != k {
+            let go_right = kn < k;
+            path.push(n, go_right);
+            let off = if go_right {
+                lo = kn;
+                RIGHT
+            } else {
+                hi = kn;
+                LEFT
+            };
             // SAFETY: `n` is the root or a child checked within its bounds.
-            unsafe {
-                let kn = self.key_of(n);
-                if kn == k {
-                    break;
-                }
-                let go_right = kn < k;
-                path.push(n, (lo, hi), go_right);
-                if go_right {
-                    lo = kn;
-                    n = self.child_in::<MULTI>(n, RIGHT, (lo, hi), env);
-                } else {
-                    hi = kn;
-                    n = self.child_in::<MULTI>(n, LEFT, (lo, hi), env);
-                }
+            let (c, kc) = unsafe { child_in::<O, MULTI>(n, off, (lo, hi), env) };
+            if c == 0 {
+                return (0, (lo, hi));
             }
+            (n, kn) = (c, kc);
         }
         (n, (lo, hi))
     }
@@ -482,17 +641,116 @@ impl Tree {
     /// # Safety
     /// `b` must be a free block of `size >= NODE_BLOCK` bytes, not in the
     /// tree, whose header is written.
-    pub(crate) unsafe fn insert<const MULTI: bool>(&mut self, b: usize, size: usize, env: &Env) {
-        let k = self.key(b, size);
+    pub(crate) unsafe fn insert<O: Order, const MULTI: bool>(
+        &mut self,
+        b: usize,
+        size: usize,
+        env: &Env,
+    ) {
         let mut path = Path::new();
         // SAFETY: the tree is consistent (checked as it is walked).
-        if unsafe { self.walk_to::<MULTI>(k, &mut path, env) }.0 != 0 {
+        if unsafe { self.walk_to::<O, MULTI>(O::key(b, size), &mut path, env) }.0 != 0 {
             damaged(b);
         }
         // SAFETY: `b` is a free block owned by the tree now.
         unsafe {
-            let leaf = join(b, 0, 0);
-            self.rebalance::<MULTI>(&path, leaf, env);
+            let leaf = join_sized(b, size, 0, 0);
+            self.grow::<O, MULTI>(&path, leaf, size, env);
+        }
+    }
+
+    /// The walk back up after an insertion put a leaf of `size` bytes at
+    /// the end of `path` (AVL insertion): while the subtree below a level
+    /// grew to that level's height, the level grows too (or, if its other
+    /// side is two lower, one rotation restores its old height); the first
+    /// level that keeps its height only links the new subtree and has the
+    /// maxima above it raised to `size`. Reads a level's other child only
+    /// where it grows or rotates.
+    ///
+    /// # Safety
+    /// `path` must be the path of this tree to the place of `sub`, a new
+    /// leaf.
+    #[inline(never)]
+    unsafe fn grow<O: Order, const MULTI: bool>(
+        &mut self,
+        path: &Path,
+        mut sub: usize,
+        size: usize,
+        env: &Env,
+    ) {
+        let mut hs = 1;
+        let mut i = path.len;
+        // SAFETY: the levels are nodes; other children are read checked.
+        unsafe {
+            while i > 0 {
+                i -= 1;
+                let n = path.node(i);
+                let went_right = path.went_right(i);
+                if hs < height(n) {
+                    Self::link(n, went_right, sub);
+                    Self::raise_max(path, i + 1, size);
+                    return;
+                }
+                // `sub` is as high as `n` was: `n` grows, or rotates back
+                // to its height.
+                let (l, r) = if went_right {
+                    (left::<MULTI>(n, env), sub)
+                } else {
+                    (sub, right::<MULTI>(n, env))
+                };
+                let other = if went_right { l } else { r };
+                if height(other) + 1 >= hs {
+                    sub = join(n, l, r);
+                    hs += 1;
+                    continue;
+                }
+                sub = Self::rotate::<O, MULTI>(path, i, n, (l, r), !went_right, env);
+                if i == 0 {
+                    break;
+                }
+                Self::link(path.node(i - 1), path.went_right(i - 1), sub);
+                Self::raise_max(path, i, size);
+                return;
+            }
+        }
+        self.root = sub;
+    }
+
+    /// Make `c` the right (`right`) or left child of node `n`.
+    ///
+    /// # Safety
+    /// `n` must be a node, `c` 0 or a node in that place of the order.
+    #[inline(always)]
+    unsafe fn link(n: usize, right: bool, c: usize) {
+        // SAFETY: per the function contract.
+        unsafe {
+            if right {
+                wr(n + RIGHT, c);
+            } else {
+                wr(n + LEFT, c | (rd(n + LEFT) & LINK_BITS));
+            }
+        }
+    }
+
+    /// A block of `size` bytes joined the subtree below level `i - 1` of
+    /// `path`: raise the maxima of levels `i - 1` up to 0 to `size`, up to
+    /// the first that holds it already.
+    ///
+    /// # Safety
+    /// `path` must be a path of this tree.
+    #[inline(always)]
+    unsafe fn raise_max(path: &Path, mut i: usize, size: usize) {
+        while i > 0 {
+            i -= 1;
+            let n = path.node(i);
+            // SAFETY: `n` is on the path, so a node.
+            unsafe {
+                let w = rd(n + MAX);
+                if size <= w & !MAX_BITS {
+                    return;
+                }
+                wr(n + MAX, size | (w & MAX_BITS));
+            }
         }
     }
 
@@ -500,47 +758,88 @@ impl Tree {
     ///
     /// # Safety
     /// `b` must be in the tree with this `size`.
-    pub(crate) unsafe fn remove<const MULTI: bool>(&mut self, b: usize, size: usize, env: &Env) {
-        let k = self.key(b, size);
+    pub(crate) unsafe fn remove<O: Order, const MULTI: bool>(
+        &mut self,
+        b: usize,
+        size: usize,
+        env: &Env,
+    ) {
+        let k = O::key(b, size);
         let mut path = Path::new();
         // SAFETY: the tree is consistent (checked as it is walked); `b`,
         // found, is a node.
         unsafe {
-            let (n, (lo, hi)) = self.walk_to::<MULTI>(k, &mut path, env);
+            let (n, bounds) = self.walk_to::<O, MULTI>(k, &mut path, env);
             if n != b {
                 missing(b);
             }
-            let l = self.child_in::<MULTI>(b, LEFT, (lo, k), env);
-            let r = self.child_in::<MULTI>(b, RIGHT, (k, hi), env);
+            self.remove_at::<O, MULTI>(&mut path, b, k, bounds, env);
+        }
+    }
+
+    /// [`remove`](Self::remove) of the node `b` of `size` bytes that a
+    /// search just found, `path` the path it recorded to it.
+    ///
+    /// # Safety
+    /// `path` must be the path to `b` recorded by a search of this tree,
+    /// which has not changed since.
+    pub(crate) unsafe fn remove_found<O: Order, const MULTI: bool>(
+        &mut self,
+        path: &mut Path,
+        b: usize,
+        size: usize,
+        env: &Env,
+    ) {
+        // SAFETY: per the function contract.
+        unsafe {
+            let bounds = path.bounds::<O>(path.len);
+            self.remove_at::<O, MULTI>(path, b, O::key(b, size), bounds, env);
+        }
+    }
+
+    /// Take out the node `b` of key `k`, at the end of `path`, in a place
+    /// of `bounds`.
+    ///
+    /// # Safety
+    /// `b` must be the node the walk of `path` reached.
+    #[inline(always)]
+    unsafe fn remove_at<O: Order, const MULTI: bool>(
+        &mut self,
+        path: &mut Path,
+        b: usize,
+        k: O::Key,
+        (lo, hi): (O::Key, O::Key),
+        env: &Env,
+    ) {
+        // SAFETY: `b` is a node; its children and the successor's path are
+        // read checked within their bounds.
+        unsafe {
+            let (l, _) = child_in::<O, MULTI>(b, LEFT, (lo, k), env);
+            let (r, kr) = child_in::<O, MULTI>(b, RIGHT, (k, hi), env);
             if l == 0 || r == 0 {
-                self.rebalance::<MULTI>(&path, l | r, env);
+                self.rebalance::<O, MULTI>(path, l | r, env);
                 return;
             }
             // Two children: the successor `s` (leftmost of `r`) takes
             // `b`'s place; its own right subtree takes its old place.
             let at = path.len;
-            path.push(b, (lo, hi), true);
-            let mut s = r;
-            let mut s_hi = hi;
+            path.push(b, true);
+            let (mut s, mut ks, mut s_hi) = (r, kr, hi);
             loop {
-                let sl = self.child_in::<MULTI>(s, LEFT, (k, self.key_of(s)), env);
+                let (sl, ksl) = child_in::<O, MULTI>(s, LEFT, (k, ks), env);
                 if sl == 0 {
                     break;
                 }
-                path.push(s, (k, s_hi), false);
-                s_hi = self.key_of(s);
-                s = sl;
+                path.push(s, false);
+                (s, ks, s_hi) = (sl, ksl, ks);
             }
-            let sub = self.child_in::<MULTI>(s, RIGHT, (self.key_of(s), s_hi), env);
-            path.levels[at] = MaybeUninit::new(Level {
-                node: s,
-                bounds: (lo, hi),
-            });
+            let (sub, _) = child_in::<O, MULTI>(s, RIGHT, (ks, s_hi), env);
+            path.nodes[at] = MaybeUninit::new(s | 1);
             path.moved = at;
             // `s`'s left child is `l` from now on; the rebalance supplies
             // its right child and recomputes the rest.
             wr(s + LEFT, l);
-            self.rebalance::<MULTI>(&path, sub, env);
+            self.rebalance::<O, MULTI>(path, sub, env);
         }
     }
 
@@ -558,78 +857,147 @@ impl Tree {
     pub(crate) unsafe fn replace<const MULTI: bool>(
         &mut self,
         old: usize,
-        old_size: usize,
         new: usize,
         new_size: usize,
         env: &Env,
     ) {
-        debug_assert!(self.order == Order::Address);
-        let k = self.key(old, old_size);
         let mut path = Path::new();
         // SAFETY: the tree is consistent (checked as it is walked); `old`,
-        // found, is a node, and `new` a free block owned by the tree.
+        // found, is a node.
         unsafe {
-            let (n, (lo, hi)) = self.walk_to::<MULTI>(k, &mut path, env);
+            let (n, bounds) = self.walk_to::<ByAddress, MULTI>(old, &mut path, env);
             if n != old {
                 missing(old);
             }
-            let kn = self.key(new, new_size);
-            if !(lo < kn && kn < hi) {
-                damaged(old);
-            }
-            let l = self.child_in::<MULTI>(old, LEFT, (lo, kn), env);
-            let r = self.child_in::<MULTI>(old, RIGHT, (kn, hi), env);
-            let sub = join_sized(new, new_size, l, r);
-            self.rebalance::<MULTI>(&path, sub, env);
+            self.replace_at::<MULTI>(&path, old, new, new_size, bounds, env);
         }
     }
 
-    /// The leftmost node of at least `need` bytes in the subtree `n`, whose
-    /// max says it has one.
+    /// [`replace`](Self::replace) of the node `old` that a search just
+    /// found, `path` the path it recorded to it.
     ///
     /// # Safety
-    /// `n` must be a node with `max(n) >= need`.
+    /// As for [`replace`](Self::replace); `path` as for
+    /// [`remove_found`](Self::remove_found).
+    pub(crate) unsafe fn replace_found<const MULTI: bool>(
+        &mut self,
+        path: &Path,
+        old: usize,
+        new: usize,
+        new_size: usize,
+        env: &Env,
+    ) {
+        // SAFETY: per the function contract.
+        unsafe {
+            let bounds = path.bounds::<ByAddress>(path.len);
+            self.replace_at::<MULTI>(path, old, new, new_size, bounds, env);
+        }
+    }
+
+    /// [`replace`](Self::replace) of `old`, at the end of `path`, in a
+    /// place of `(lo, hi)`.
+    ///
+    /// # Safety
+    /// As for [`replace`](Self::replace); `old` the node the walk of
+    /// `path` reached.
     #[inline(always)]
-    unsafe fn first_in<const MULTI: bool>(mut n: usize, need: usize, env: &Env) -> usize {
-        for _ in 0..MAX_HEIGHT {
-            // SAFETY: `n` is a node; its children are read checked.
+    unsafe fn replace_at<const MULTI: bool>(
+        &mut self,
+        path: &Path,
+        old: usize,
+        new: usize,
+        new_size: usize,
+        (lo, hi): (usize, usize),
+        env: &Env,
+    ) {
+        in_bounds::<ByAddress>(old, new, (lo, hi));
+        // SAFETY: `old` is a node, its children read checked; `new` is a
+        // free block owned by the tree.
+        unsafe {
+            let (l, _) = child_in::<ByAddress, MULTI>(old, LEFT, (lo, new), env);
+            let (r, _) = child_in::<ByAddress, MULTI>(old, RIGHT, (new, hi), env);
+            let was = max(old);
+            let sub = join_sized(new, new_size, l, r);
+            // The parent's link to `new`, then the maxima above.
+            let i = path.len;
+            if i == 0 {
+                self.root = sub;
+            } else {
+                let p = path.node(i - 1);
+                if path.went_right(i - 1) {
+                    wr(p + RIGHT, sub);
+                } else {
+                    wr(p + LEFT, sub | (rd(p + LEFT) & LINK_BITS));
+                }
+            }
+            Self::fix_max::<MULTI>(path, i, was, max(sub), env);
+        }
+    }
+
+    /// Address order: the leftmost node of at least `need` bytes in the
+    /// subtree `n`, whose max says it has one, at the end of `path` in a
+    /// place of `(lo, hi)`; the descent is added to `path`.
+    ///
+    /// # Safety
+    /// `n` must be a node with `max(n) >= need`, reached by `path`.
+    #[inline(always)]
+    unsafe fn first_in<const MULTI: bool>(
+        mut n: usize,
+        need: usize,
+        path: &mut Path,
+        (mut lo, mut hi): (usize, usize),
+        env: &Env,
+    ) -> usize {
+        loop {
+            // SAFETY: `n` is a node; its children are read checked (and
+            // within the bounds of their place before they are followed).
             unsafe {
                 let l = left::<MULTI>(n, env);
-                if max(l) >= need && l != 0 {
-                    n = l;
+                if l != 0 && max(l) >= need {
+                    in_bounds::<ByAddress>(n, l, (lo, n));
+                    path.push(n, false);
+                    (hi, n) = (n, l);
                     continue;
                 }
                 if size(n) >= need {
                     return n;
                 }
                 let r = right::<MULTI>(n, env);
-                if max(r) >= need && r != 0 {
-                    n = r;
+                if r != 0 && max(r) >= need {
+                    in_bounds::<ByAddress>(n, r, (n, hi));
+                    path.push(n, true);
+                    (lo, n) = (n, r);
                     continue;
                 }
                 // `max(n)` promised a block that is not there.
                 damaged(n);
             }
         }
-        too_deep(n)
     }
 
-    /// Address order: the lowest-addressed block of at least `need` bytes.
+    /// Address order: the lowest-addressed block of at least `need` bytes
+    /// (0 for none); `path` (empty) receives the path to it.
     ///
     /// # Safety
     /// The tree must be consistent (module invariants).
-    pub(crate) unsafe fn first_fit<const MULTI: bool>(&self, need: usize, env: &Env) -> usize {
+    pub(crate) unsafe fn first_fit<const MULTI: bool>(
+        &self,
+        need: usize,
+        path: &mut Path,
+        env: &Env,
+    ) -> usize {
         let n = self.root;
         // SAFETY: the root is 0 or a node.
         if n == 0 || unsafe { max(n) } < need {
             return 0;
         }
         // SAFETY: `max(n) >= need`.
-        unsafe { Self::first_in::<MULTI>(n, need, env) }
+        unsafe { Self::first_in::<MULTI>(n, need, path, (0, usize::MAX), env) }
     }
 
     /// Address order: the lowest-addressed block of at least `need` bytes
-    /// at or after `from`, else the first fit (a search that wraps).
+    /// at or after `from`, else the first fit (a search that wraps); `path`
+    /// (empty) receives the path to it.
     ///
     /// # Safety
     /// As for [`first_fit`](Self::first_fit).
@@ -637,95 +1005,127 @@ impl Tree {
         &self,
         need: usize,
         from: usize,
+        path: &mut Path,
         env: &Env,
     ) -> usize {
-        // The nodes at or after `from` on the path towards it, shallowest
-        // first: in address order they are the deepest one, its right
-        // subtree, the next deepest, its right subtree, and so on.
-        let mut after = [0usize; MAX_HEIGHT];
+        // The levels of the nodes at or after `from` on the path towards
+        // it, shallowest first: in address order they are the deepest one,
+        // its right subtree, the next deepest, its right subtree, and so
+        // on.
+        let mut after = [0u8; MAX_HEIGHT];
         let mut count = 0;
         // SAFETY: forwarded.
         unsafe {
-            self.lower_bound::<MULTI>(
+            self.lower_bound::<ByAddress, MULTI>(
                 |n| n >= from,
-                |n| {
-                    after[count] = n;
+                path,
+                |level| {
+                    after[count] = level as u8;
                     count += 1;
                 },
                 env,
             )
         };
-        for &c in after[..count].iter().rev() {
-            // SAFETY: `c` is a node.
+        for &level in after[..count].iter().rev() {
+            let level = level as usize;
+            let c = path.node(level);
+            // SAFETY: `c` is a node of the path.
             unsafe {
                 if size(c) >= need {
+                    path.truncate(level);
                     return c;
                 }
                 let r = right::<MULTI>(c, env);
                 if r != 0 && max(r) >= need {
-                    return Self::first_in::<MULTI>(r, need, env);
+                    path.truncate(level);
+                    let (_, hi) = path.bounds::<ByAddress>(level);
+                    in_bounds::<ByAddress>(c, r, (c, hi));
+                    path.push(c, true);
+                    return Self::first_in::<MULTI>(r, need, path, (c, hi), env);
                 }
             }
         }
+        path.clear();
         // SAFETY: as for `first_fit`.
-        unsafe { self.first_fit::<MULTI>(need, env) }
+        unsafe { self.first_fit::<MULTI>(need, path, env) }
     }
 
     /// Size order: the smallest block of at least `need` bytes, the
-    /// lowest-addressed of equals.
+    /// lowest-addressed of equals (0 for none); `path` (empty) receives the
+    /// path to it.
     ///
     /// # Safety
     /// As for [`first_fit`](Self::first_fit).
-    pub(crate) unsafe fn best_fit<const MULTI: bool>(&self, need: usize, env: &Env) -> usize {
-        let mut found = 0;
+    pub(crate) unsafe fn best_fit<const MULTI: bool>(
+        &self,
+        need: usize,
+        path: &mut Path,
+        env: &Env,
+    ) -> usize {
+        let mut found = usize::MAX;
         // SAFETY: forwarded; `size` reads the header of a node.
-        unsafe { self.lower_bound::<MULTI>(|n| size(n) >= need, |n| found = n, env) };
-        found
+        unsafe {
+            self.lower_bound::<BySize, MULTI>(|n| size(n) >= need, path, |level| found = level, env)
+        };
+        if found == usize::MAX {
+            return 0;
+        }
+        let b = path.node(found);
+        path.truncate(found);
+        b
     }
 
     /// Walk from the root towards the first node for which `at_or_after`
-    /// holds (a predicate monotone in key order): at each node, left after
-    /// calling `hit(n)` if it holds, else right. `hit` sees those nodes in
-    /// decreasing key order, the last one the lower bound.
+    /// holds (a predicate monotone in key order): at each node, left if
+    /// it holds, else right, each step recorded in `path` (empty) and
+    /// checked within the bounds of its place. `hit(level)` is called for
+    /// the levels whose node the predicate holds for, in decreasing key
+    /// order: the last one is the lower bound.
     ///
     /// # Safety
     /// As for [`first_fit`](Self::first_fit); the predicate is called on
     /// nodes only.
     #[inline(always)]
-    unsafe fn lower_bound<const MULTI: bool>(
+    unsafe fn lower_bound<O: Order, const MULTI: bool>(
         &self,
         at_or_after: impl Fn(usize) -> bool,
+        path: &mut Path,
         mut hit: impl FnMut(usize),
         env: &Env,
     ) {
+        let (mut lo, mut hi) = (O::LOWEST, O::HIGHEST);
         let mut n = self.root;
-        // One node per level: a walk longer than the tree can be deep is
-        // following damaged links (and stays within `hit`'s arrays).
-        for _ in 0..MAX_HEIGHT {
-            if n == 0 {
-                return;
-            }
+        // `push` stops a walk longer than the tree can be deep.
+        while n != 0 {
             // SAFETY: `n` is the root or a checked child: a node.
-            n = unsafe {
-                if at_or_after(n) {
-                    hit(n);
-                    left::<MULTI>(n, env)
+            unsafe {
+                let kn = O::key_of(n);
+                let go_left = at_or_after(n);
+                if go_left {
+                    hit(path.len);
+                    hi = kn;
                 } else {
-                    right::<MULTI>(n, env)
+                    lo = kn;
                 }
-            };
-        }
-        if n != 0 {
-            too_deep(n);
+                path.push(n, !go_left);
+                let off = if go_left { LEFT } else { RIGHT };
+                n = child_in::<O, MULTI>(n, off, (lo, hi), env).0;
+            }
         }
     }
 
     /// Address order: the largest block, the lowest-addressed of equals, if
-    /// it holds `need` bytes.
+    /// it holds `need` bytes (0 for none); `path` (empty) receives the path
+    /// to it.
     ///
     /// # Safety
     /// As for [`first_fit`](Self::first_fit).
-    pub(crate) unsafe fn worst_fit<const MULTI: bool>(&self, need: usize, env: &Env) -> usize {
+    pub(crate) unsafe fn worst_fit<const MULTI: bool>(
+        &self,
+        need: usize,
+        path: &mut Path,
+        env: &Env,
+    ) -> usize {
         let n = self.root;
         // SAFETY: the root is 0 or a node.
         let largest = if n == 0 { 0 } else { unsafe { max(n) } };
@@ -733,29 +1133,35 @@ impl Tree {
             return 0;
         }
         // SAFETY: `max(n) == largest`.
-        unsafe { Self::first_in::<MULTI>(n, largest, env) }
+        unsafe { Self::first_in::<MULTI>(n, largest, path, (0, usize::MAX), env) }
     }
 
     /// Verify the invariants; `visit(b)` checks that `b` is a free block of
     /// the heap and returns its size. At most `budget` nodes. Returns the
     /// number of nodes.
-    pub(crate) fn check(
+    pub(crate) fn check<O: Order>(
         &self,
         budget: usize,
         visit: &mut dyn FnMut(usize) -> Result<usize, CheckError>,
     ) -> Result<usize, CheckError> {
         let mut count = 0;
-        self.check_sub(self.root, (0, u128::MAX), 0, budget, &mut count, visit)?;
+        Self::check_sub::<O>(
+            self.root,
+            (O::LOWEST, O::HIGHEST),
+            0,
+            budget,
+            &mut count,
+            visit,
+        )?;
         Ok(count)
     }
 
     /// [`check`](Self::check) of the subtree `n` whose keys must lie
     /// strictly within `bounds`, at `depth`: returns (height, max).
     /// Recursion is bounded by [`MAX_HEIGHT`].
-    fn check_sub(
-        &self,
+    fn check_sub<O: Order>(
         n: usize,
-        bounds: (u128, u128),
+        bounds: (O::Key, O::Key),
         depth: usize,
         budget: usize,
         count: &mut usize,
@@ -775,15 +1181,15 @@ impl Tree {
         }
         let size = visit(n)?;
         *count += 1;
-        let k = self.key(n, size);
+        let k = O::key(n, size);
         if !(bounds.0 < k && k < bounds.1) {
             return Err(CheckError::new(n, "free tree is out of order here"));
         }
         // SAFETY: `visit` verified that `n` is a free block of the heap, at
         // least a node's size.
         let (l, r, h, m) = unsafe { (rd(n + LEFT) & !LINK_BITS, rd(n + RIGHT), height(n), max(n)) };
-        let (hl, ml) = self.check_sub(l, (bounds.0, k), depth + 1, budget, count, visit)?;
-        let (hr, mr) = self.check_sub(r, (k, bounds.1), depth + 1, budget, count, visit)?;
+        let (hl, ml) = Self::check_sub::<O>(l, (bounds.0, k), depth + 1, budget, count, visit)?;
+        let (hr, mr) = Self::check_sub::<O>(r, (k, bounds.1), depth + 1, budget, count, visit)?;
         if h != 1 + hl.max(hr) {
             return Err(CheckError::new(n, "free tree node's height is wrong"));
         }
@@ -798,15 +1204,15 @@ impl Tree {
 
     /// `true` if the free block `b` of `size` bytes is in the tree (called
     /// once [`check`](Self::check) has passed).
-    pub(crate) fn contains(&self, b: usize, size: usize) -> bool {
-        let k = self.key(b, size);
+    pub(crate) fn contains<O: Order>(&self, b: usize, size: usize) -> bool {
+        let k = O::key(b, size);
         let mut n = self.root;
         for _ in 0..MAX_HEIGHT {
             if n == 0 {
                 return false;
             }
             // SAFETY: `check` verified every node of the tree.
-            let kn = self.key(n, unsafe { self::size(n) });
+            let kn = unsafe { O::key_of(n) };
             if kn == k {
                 return n == b;
             }
