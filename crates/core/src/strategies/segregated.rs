@@ -11,24 +11,32 @@
 //!   list 8 (256..511 B): [272] <-> [496] <-> [304]
 //! ```
 //!
-//! **allocate(n)**: search `n`'s own class first fit (its blocks may be
-//! smaller than `n`); if none fits, every block of a *higher* non-empty class
-//! does, so take the head of the lowest one (one bit scan of the bitmap
-//! masked above `n`'s class). Split and coalesce as in
-//! [`blocks`](super::blocks).
+//! **allocate(n)**: search the first [`SEARCH`] (8) blocks of `n`'s own
+//! class first fit (its blocks may be smaller than `n`); if none fits,
+//! every block of a *higher* non-empty class does, so take the head of the
+//! lowest one (one bit scan of the bitmap masked above `n`'s class). Only
+//! when no higher class has a block is the rest of the own class searched,
+//! so an allocation fails only when no free block fits. Split and coalesce
+//! as in [`blocks`](super::blocks).
 //!
-//! **Time**: free O(1); allocate O(length of one class list) + O(1): it
-//! approximates best fit (a block from the smallest class that surely
-//! fits) without scanning the whole heap.
+//! **Time**: free O(1); allocate O(1) (at most [`SEARCH`] blocks looked
+//! at, then one bit scan) while a block of a higher class is free, else
+//! O(length of one class list): it approximates best fit (a block from the
+//! smallest class that surely fits) without scanning the whole heap. The
+//! bound matters: a churn of strings of varied lengths (Perl's hashes)
+//! leaves a class list long with blocks too small for the larger requests
+//! of the class, and searching the whole list made `segregated` 5x slower
+//! than glibc's malloc there.
 //!
 //! **Space**: one word per used block (see the block layer) and one list
 //! head per bit of a word in the heap.
 //!
 //! **Drawbacks**: classes are a factor of two wide, so the block taken from
 //! a higher class may be up to twice the request (the rest is split off,
-//! not lost, but big blocks get cut up for small requests); the search in
-//! the request's own class is linear. [`Tlsf`](super::tlsf::Tlsf) refines
-//! each power of two into more lists and drops that linear search.
+//! not lost, but big blocks get cut up for small requests), and a block of
+//! the own class that fits is missed when it lies past the first
+//! [`SEARCH`]. [`Tlsf`](super::tlsf::Tlsf) refines each power of two into
+//! more lists and drops the search within a class.
 //!
 //! Invariants (checked by `check`, in addition to the block layer's):
 //! bit `k` of the bitmap is set iff list `k` is non-empty; every block on
@@ -37,7 +45,25 @@
 use super::blocks::{list, size_of_block, BoundaryHeap, Env, FreeIndex};
 use crate::heap::CheckError;
 
+#[cfg(test)]
+extern crate std;
+
+#[cfg(test)]
+std::thread_local! {
+    /// Blocks of the request's own class that `take` looked at (tests
+    /// read it to check the bound on the search; per thread, so tests
+    /// running in parallel do not mix their counts).
+    static VISITED: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
 const CLASSES: usize = usize::BITS as usize;
+
+/// How many blocks of the request's own class `take` looks at before it
+/// takes a block of a higher class (all of them when no higher class has
+/// one). 2, 8 and 32 measured alike (the Perl churn of
+/// `scripts/bench-programs.sh` and `region-bench`'s efficiency; see
+/// docs/BENCHMARKS.md).
+pub const SEARCH: usize = 8;
 
 /// One free list per power-of-two size class, and a bitmap of non-empty
 /// classes.
@@ -59,6 +85,35 @@ impl SegIndex {
             heads: [0; CLASSES],
             env: Env::EMPTY,
         }
+    }
+
+    /// The first block of at least `size` bytes on a class list among the
+    /// `limit` blocks from `b` on, taken out of the index (`Ok`), or where
+    /// the search stopped: the next block not looked at, or null (`Err`).
+    ///
+    /// # Safety
+    /// `b` must be null or a block of a list of the index.
+    #[inline(always)]
+    unsafe fn first_fit<const MULTI: bool>(
+        &mut self,
+        mut b: usize,
+        size: usize,
+        mut limit: usize,
+    ) -> Result<usize, usize> {
+        while b != 0 && limit > 0 {
+            #[cfg(test)]
+            VISITED.with(|v| v.set(v.get() + 1));
+            // SAFETY: `b` is on a list, so it is a free block.
+            if unsafe { size_of_block(b) } >= size {
+                // SAFETY: as above.
+                unsafe { self.remove::<MULTI>(b, size) };
+                return Ok(b);
+            }
+            // SAFETY: as above.
+            b = unsafe { list::next_checked::<MULTI>(b, &self.env) };
+            limit -= 1;
+        }
+        Err(b)
     }
 
     /// The class of a block of `size` (> 0) bytes: `floor(log2(size))`.
@@ -101,22 +156,19 @@ impl FreeIndex for SegIndex {
 
     unsafe fn take<const MULTI: bool>(&mut self, size: usize) -> Option<usize> {
         let c = Self::class(size);
-        // First fit within the request's own class.
-        let mut b = self.heads[c];
-        while b != 0 {
-            // SAFETY: `b` is on list `c`, so it is a free block.
-            if unsafe { size_of_block(b) } >= size {
-                // SAFETY: as above.
-                unsafe { self.remove::<MULTI>(b, size) };
-                return Some(b);
-            }
-            // SAFETY: as above.
-            b = unsafe { list::next_checked::<MULTI>(b, &self.env) };
-        }
+        // First fit among the first `SEARCH` blocks of the request's own
+        // class.
+        // SAFETY: `heads[c]` is null or the head of list `c`.
+        let rest = match unsafe { self.first_fit::<MULTI>(self.heads[c], size, SEARCH) } {
+            Ok(b) => return Some(b),
+            Err(rest) => rest,
+        };
         // Any block of a higher class fits. `size < 2^63`, so `c + 1 < BITS`.
         let higher = self.bitmap & (usize::MAX << (c + 1));
         if higher == 0 {
-            return None;
+            // None does: the rest of the own class is the last chance.
+            // SAFETY: `rest` is null or a block of list `c`.
+            return unsafe { self.first_fit::<MULTI>(rest, size, usize::MAX) }.ok();
         }
         let c = higher.trailing_zeros() as usize;
         // SAFETY: the bitmap says list `c` is non-empty.
@@ -178,6 +230,29 @@ mod tests {
     use crate::region::Region;
     use crate::RegionHeap;
 
+    /// Runs `f` on a segregated heap over a fresh region of `len` bytes.
+    fn with_heap(len: usize, f: impl FnOnce(&mut Segregated)) {
+        let layout = std::alloc::Layout::from_size_align(len, 4096).unwrap();
+        // SAFETY: non-zero size.
+        let mem = unsafe { std::alloc::alloc(layout) };
+        assert!(!mem.is_null());
+        let mut h = Segregated::new();
+        // SAFETY: `mem` outlives the heap (freed below, after its last use).
+        unsafe { h.add_region(Region::from_raw_parts(mem, len).unwrap()) }.unwrap();
+        f(&mut h);
+        let _ = h;
+        // SAFETY: allocated above with this layout; the heap is gone.
+        unsafe { std::alloc::dealloc(mem, layout) };
+    }
+
+    /// Frees every block of `blocks` (all live).
+    fn free_all(h: &mut Segregated, blocks: &[core::ptr::NonNull<u8>]) {
+        for p in blocks {
+            // SAFETY: live block (caller's contract).
+            unsafe { h.deallocate(*p) }.unwrap();
+        }
+    }
+
     #[test]
     fn classes() {
         assert_eq!(SegIndex::class(32), 5);
@@ -188,33 +263,77 @@ mod tests {
 
     #[test]
     fn takes_from_own_class_then_the_lowest_higher_class() {
-        let layout = std::alloc::Layout::from_size_align(1 << 16, 4096).unwrap();
-        // SAFETY: non-zero size.
-        let mem = unsafe { std::alloc::alloc(layout) };
-        assert!(!mem.is_null());
-        let mut h = Segregated::new();
-        // SAFETY: `mem` outlives the heap (freed at the end of the test).
-        unsafe { h.add_region(Region::from_raw_parts(mem, 1 << 16).unwrap()) }.unwrap();
-        // Free holes of 288 (class 8), 160 and 208 (class 7), separated.
-        let mut holes = std::vec::Vec::new();
-        for size in [288usize, 160, 208] {
-            holes.push(h.allocate(size - WORD, 16).unwrap());
+        with_heap(1 << 16, |h| {
+            // Free holes of 288 (class 8), 160 and 208 (class 7), separated.
+            let mut holes = std::vec::Vec::new();
+            for size in [288usize, 160, 208] {
+                holes.push(h.allocate(size - WORD, 16).unwrap());
+                h.allocate(16, 16).unwrap();
+            }
+            free_all(h, &holes);
+            h.check().unwrap();
+            // 176 bytes: class 7 holds 208 (fits) and 160 (does not): own class.
+            assert_eq!(h.allocate(176 - WORD, 16).unwrap(), holes[2]);
+            // 200 bytes: class 7 now holds only 160; the lowest higher class
+            // with a block is class 8: the 288 hole, not the big tail.
+            assert_eq!(h.allocate(200 - WORD, 16).unwrap(), holes[0]);
+            h.check().unwrap();
+        });
+    }
+
+    /// The search of the request's own class looks at a bounded number of
+    /// its blocks while a higher class has one (which surely fits): a list
+    /// of many blocks too small for the request (a churn of strings of
+    /// varied lengths leaves them) is not walked on every allocation.
+    #[test]
+    fn own_class_search_is_bounded_while_a_higher_class_fits() {
+        const HOLES: usize = 500;
+        with_heap(1 << 20, |h| {
+            // HOLES free blocks of 144 bytes (class 7), separated by used
+            // blocks; the tail of the region is free (a higher class).
+            let mut holes = std::vec::Vec::new();
+            for _ in 0..HOLES {
+                holes.push(h.allocate(144 - WORD, 16).unwrap());
+                h.allocate(16, 16).unwrap();
+            }
+            free_all(h, &holes);
+            // 240 bytes: class 7, where no hole fits.
+            VISITED.with(|v| v.set(0));
+            let p = h.allocate(240 - WORD, 16).unwrap();
+            let visited = VISITED.with(|v| v.get());
+            assert!(!holes.contains(&p));
+            assert!(
+                visited <= SEARCH,
+                "visited {visited} blocks of a class list of {HOLES} too small for the request"
+            );
+            h.check().unwrap();
+        });
+    }
+
+    /// With no block in a higher class, the whole own class is searched:
+    /// an allocation fails only when no free block fits.
+    #[test]
+    fn own_class_is_searched_to_its_end_when_no_higher_class_fits() {
+        with_heap(1 << 16, |h| {
+            // One 240-byte block, then 144-byte holes (class 7 both) separated
+            // by used blocks until the region is full.
+            let big = h.allocate(240 - WORD, 16).unwrap();
             h.allocate(16, 16).unwrap();
-        }
-        for p in &holes {
-            // SAFETY: live block.
-            unsafe { h.deallocate(*p) }.unwrap();
-        }
-        h.check().unwrap();
-        // 176 bytes: class 7 holds 208 (fits) and 160 (does not): own class.
-        assert_eq!(h.allocate(176 - WORD, 16).unwrap(), holes[2]);
-        // 200 bytes: class 7 now holds only 160; the lowest higher class
-        // with a block is class 8: the 288 hole, not the big tail.
-        assert_eq!(h.allocate(200 - WORD, 16).unwrap(), holes[0]);
-        h.check().unwrap();
-        let _ = h;
-        // SAFETY: allocated above with this layout; the heap is not used
-        // after this point.
-        unsafe { std::alloc::dealloc(mem, layout) };
+            let mut holes = std::vec::Vec::new();
+            while let Some(p) = h.allocate(144 - WORD, 16) {
+                holes.push(p);
+                if h.allocate(16, 16).is_none() {
+                    break;
+                }
+            }
+            while h.allocate(16, 16).is_some() {}
+            assert!(holes.len() > 2 * SEARCH);
+            // Freed first, the 240-byte block ends up last on its list.
+            free_all(h, &[big]);
+            free_all(h, &holes);
+            h.check().unwrap();
+            assert_eq!(h.allocate(240 - WORD, 16).unwrap(), big);
+            h.check().unwrap();
+        });
     }
 }
