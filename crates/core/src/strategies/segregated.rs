@@ -281,6 +281,9 @@ mod tests {
         });
     }
 
+    // The bound is a few blocks, not a list's length.
+    const _: () = assert!(SEARCH <= 32);
+
     /// The search of the request's own class looks at a bounded number of
     /// its blocks while a higher class has one (which surely fits): a list
     /// of many blocks too small for the request (a churn of strings of
