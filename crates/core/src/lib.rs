@@ -65,7 +65,7 @@ pub use heap::{BlockInfo, BlockState, CheckError, HeapError, HeapErrorKind, Regi
 pub use locked::Locked;
 pub use region::{Region, RegionError, RegionList};
 pub use stats::{Counters, HeapStats};
-pub use strategies::blocks::BoundaryHeap;
+pub use strategies::blocks::{BoundaryHeap, Checked, Profile, Trusting};
 pub use strategies::buddy::Buddy;
 pub use strategies::bump::Bump;
 pub use strategies::fit_tree::IndexedFit;

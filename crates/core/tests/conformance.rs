@@ -1,10 +1,15 @@
-//! Every strategy against the same contract. Adding a strategy: one line
-//! at the bottom.
+//! Every strategy against the same contract, and every boundary-tag
+//! strategy in both profiles (`checked = false`: the trusting profile,
+//! which is not handed bad pointers). Adding a strategy: one line at the
+//! bottom.
 
 mod common;
 
 macro_rules! conformance {
     ($name:ident, $ctor:expr, restores = $restores:expr) => {
+        conformance!($name, $ctor, restores = $restores, checked = true);
+    };
+    ($name:ident, $ctor:expr, restores = $restores:expr, checked = $checked:expr) => {
         mod $name {
             use super::common;
             use proptest::prelude::*;
@@ -31,7 +36,9 @@ macro_rules! conformance {
             }
             #[test]
             fn bad_frees() {
-                common::bad_frees(make);
+                if $checked {
+                    common::bad_frees(make);
+                }
             }
             #[test]
             fn bad_regions() {
@@ -132,4 +139,66 @@ conformance!(
     slab_over_buddy,
     crate::s::slab::Slab::new(crate::s::buddy::Buddy::new()),
     restores = true
+);
+
+// The trusting profile of every boundary-tag strategy.
+conformance!(
+    first_fit_trusting,
+    crate::s::fit_tree::IndexedFit::trusting(crate::s::free_list::FitPolicy::First),
+    restores = true,
+    checked = false
+);
+conformance!(
+    next_fit_trusting,
+    crate::s::fit_tree::IndexedFit::trusting(crate::s::free_list::FitPolicy::Next),
+    restores = true,
+    checked = false
+);
+conformance!(
+    best_fit_trusting,
+    crate::s::fit_tree::IndexedFit::trusting(crate::s::free_list::FitPolicy::Best),
+    restores = true,
+    checked = false
+);
+conformance!(
+    worst_fit_trusting,
+    crate::s::fit_tree::IndexedFit::trusting(crate::s::free_list::FitPolicy::Worst),
+    restores = true,
+    checked = false
+);
+conformance!(
+    first_fit_scan_trusting,
+    crate::s::free_list::FreeList::trusting(crate::s::free_list::FitPolicy::First),
+    restores = true,
+    checked = false
+);
+conformance!(
+    next_fit_scan_trusting,
+    crate::s::free_list::FreeList::trusting(crate::s::free_list::FitPolicy::Next),
+    restores = true,
+    checked = false
+);
+conformance!(
+    best_fit_scan_trusting,
+    crate::s::free_list::FreeList::trusting(crate::s::free_list::FitPolicy::Best),
+    restores = true,
+    checked = false
+);
+conformance!(
+    worst_fit_scan_trusting,
+    crate::s::free_list::FreeList::trusting(crate::s::free_list::FitPolicy::Worst),
+    restores = true,
+    checked = false
+);
+conformance!(
+    segregated_trusting,
+    crate::s::segregated::Segregated::trusting(),
+    restores = true,
+    checked = false
+);
+conformance!(
+    tlsf_trusting,
+    crate::s::tlsf::Tlsf::trusting(),
+    restores = true,
+    checked = false
 );

@@ -51,7 +51,7 @@
 //! [`blocks`](super::blocks)), and no search follows more than `len` links:
 //! a loop closed by a write after free is reported, not spun in.
 
-use super::blocks::{list, size_of_block, BoundaryHeap, Env, FreeIndex};
+use super::blocks::{list, size_of_block, BoundaryHeap, Checked, Env, FreeIndex, Trusting};
 use crate::heap::CheckError;
 
 /// How [`FreeList`] chooses among the free blocks that fit.
@@ -104,8 +104,9 @@ pub struct FitIndex {
     env: Env,
 }
 
-/// A boundary-tag heap with one free list and a fit policy.
-pub type FreeList = BoundaryHeap<FitIndex>;
+/// A boundary-tag heap with one free list and a fit policy, in profile
+/// `P` ([`Checked`] or [`Trusting`](super::blocks::Trusting)).
+pub type FreeList<P = Checked> = BoundaryHeap<FitIndex, P>;
 
 impl FitIndex {
     /// An empty list with `policy`.
@@ -288,6 +289,13 @@ impl BoundaryHeap<FitIndex> {
     /// An empty free-list heap with `policy`; give it memory with
     /// [`RegionHeap::add_region`](crate::RegionHeap::add_region).
     pub const fn new(policy: FitPolicy) -> Self {
+        Self::with_index(FitIndex::new(policy))
+    }
+}
+
+impl BoundaryHeap<FitIndex, Trusting> {
+    /// [`FreeList::new`] in the [`Trusting`] profile.
+    pub const fn trusting(policy: FitPolicy) -> Self {
         Self::with_index(FitIndex::new(policy))
     }
 }

@@ -34,7 +34,7 @@
 //! bit `k` of the bitmap is set iff list `k` is non-empty; every block on
 //! list `k` has `2^k <= size < 2^(k+1)`; lists are consistently doubly linked.
 
-use super::blocks::{list, size_of_block, BoundaryHeap, Env, FreeIndex};
+use super::blocks::{list, size_of_block, BoundaryHeap, Checked, Env, FreeIndex, Trusting};
 use crate::heap::CheckError;
 
 const CLASSES: usize = usize::BITS as usize;
@@ -48,8 +48,9 @@ pub struct SegIndex {
     env: Env,
 }
 
-/// A boundary-tag heap with power-of-two segregated free lists.
-pub type Segregated = BoundaryHeap<SegIndex>;
+/// A boundary-tag heap with power-of-two segregated free lists, in
+/// profile `P` ([`Checked`] or [`Trusting`](super::blocks::Trusting)).
+pub type Segregated<P = Checked> = BoundaryHeap<SegIndex, P>;
 
 impl SegIndex {
     /// An empty index.
@@ -159,6 +160,13 @@ impl BoundaryHeap<SegIndex> {
     /// An empty segregated-fit heap; give it memory with
     /// [`RegionHeap::add_region`](crate::RegionHeap::add_region).
     pub const fn new() -> Self {
+        Self::with_index(SegIndex::new())
+    }
+}
+
+impl BoundaryHeap<SegIndex, Trusting> {
+    /// [`Segregated::new`] in the [`Trusting`] profile.
+    pub const fn trusting() -> Self {
         Self::with_index(SegIndex::new())
     }
 }

@@ -67,7 +67,9 @@
 //! - every block on list `(fl, sl)` maps to `(fl, sl)`;
 //! - lists are doubly linked consistently (see [`blocks`](super::blocks)).
 
-use super::blocks::{list, size_of_block, BoundaryHeap, Env, FreeIndex, GRAN_SHIFT};
+use super::blocks::{
+    list, size_of_block, BoundaryHeap, Checked, Env, FreeIndex, Trusting, GRAN_SHIFT,
+};
 use crate::heap::CheckError;
 
 const BITS: u32 = usize::BITS;
@@ -87,17 +89,19 @@ pub struct TlsfIndex<const FL: usize, const SL: usize> {
     env: Env,
 }
 
-/// A TLSF heap with `FL` first levels of `SL` second-level lists.
-pub type TlsfHeap<const FL: usize, const SL: usize> = BoundaryHeap<TlsfIndex<FL, SL>>;
+/// A TLSF heap with `FL` first levels of `SL` second-level lists, in
+/// profile `P` ([`Checked`] or [`Trusting`](super::blocks::Trusting)).
+pub type TlsfHeap<const FL: usize, const SL: usize, P = Checked> =
+    BoundaryHeap<TlsfIndex<FL, SL>, P>;
 
 /// The default TLSF heap: 32 lists per power of two; blocks from 32 bytes up
 /// to the top list at 4 GiB (64-bit targets).
 #[cfg(target_pointer_width = "64")]
-pub type Tlsf = TlsfHeap<25, 32>;
+pub type Tlsf<P = Checked> = TlsfHeap<25, 32, P>;
 /// The default TLSF heap: 32 lists per power of two; every size up to
 /// `isize::MAX` has its own first level (32-bit targets).
 #[cfg(not(target_pointer_width = "64"))]
-pub type Tlsf = TlsfHeap<23, 32>;
+pub type Tlsf<P = Checked> = TlsfHeap<23, 32, P>;
 
 // The default configuration of this target is valid (the generic check also
 // runs whenever `new` is instantiated for any other configuration). Only this
@@ -432,6 +436,14 @@ impl<const FL: usize, const SL: usize> BoundaryHeap<TlsfIndex<FL, SL>> {
     /// [`RegionHeap::add_region`](crate::RegionHeap::add_region). `const`, so
     /// it can initialise a `static` (`Locked<Tlsf>`).
     pub const fn new() -> Self {
+        Self::with_index(TlsfIndex::new())
+    }
+}
+
+impl<const FL: usize, const SL: usize> BoundaryHeap<TlsfIndex<FL, SL>, Trusting> {
+    /// An empty TLSF heap in the [`Trusting`] profile
+    /// (`static HEAP: Locked<Tlsf<Trusting>> = Locked::new(Tlsf::trusting())`).
+    pub const fn trusting() -> Self {
         Self::with_index(TlsfIndex::new())
     }
 }

@@ -31,7 +31,7 @@ pub(crate) unsafe fn next_checked<const MULTI: bool>(b: usize, env: &Env) -> usi
     // `env` says it is a header slot inside the heap's memory.
     unsafe {
         let n = next(b);
-        if n != 0 && !(env.holds(n) && prev(n) == b) {
+        if env.checks() && n != 0 && !(env.holds(n) && prev(n) == b) {
             if MULTI {
                 linked_elsewhere(b, n, env, prev);
             } else {
@@ -140,7 +140,7 @@ pub(crate) unsafe fn unlink<const MULTI: bool>(
                 return Some(p >> 1);
             }
         } else {
-            if !(env.holds(p) && next(p) == b) {
+            if env.checks() && !(env.holds(p) && next(p) == b) {
                 if MULTI {
                     linked_elsewhere(b, p, env, next);
                 } else {

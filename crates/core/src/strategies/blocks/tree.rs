@@ -165,7 +165,7 @@ unsafe fn child<const MULTI: bool>(b: usize, off: usize, env: &Env) -> usize {
     // header slot with room for a node's words.
     unsafe {
         let c = rd(b + off) & !LINK_BITS;
-        if c != 0 && !(env.holds(c) && rd(c) & KIND == FREE) {
+        if env.checks() && c != 0 && !(env.holds(c) && rd(c) & KIND == FREE) {
             child_elsewhere::<MULTI>(b, c, env);
         }
         c
@@ -322,7 +322,7 @@ impl Tree {
         // SAFETY: `child` checked `c` to be a node.
         unsafe {
             let c = child::<MULTI>(b, off, env);
-            if c != 0 {
+            if env.checks() && c != 0 {
                 let k = self.key_of(c);
                 if !(bounds.0 < k && k < bounds.1) {
                     damaged(b);
