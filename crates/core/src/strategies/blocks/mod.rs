@@ -673,11 +673,11 @@ impl<I: FreeIndex, P: Profile> BoundaryHeap<I, P> {
     #[inline(always)]
     fn check_size(&self, b: usize, h: usize, size: Option<usize>) {
         let Some(size) = size else { return };
-        let have = h & !FLAGS;
-        let fits = size <= FAST_MAX && {
-            let need = block_for(size, I::MIN_BLOCK);
-            need <= have && have - need < I::MIN_BLOCK
-        };
+        // `need <= have < need + MIN_BLOCK` in one compare (a `need` above
+        // `have` wraps to a huge difference); saturating, so an absurd size
+        // cannot wrap to a small block.
+        let need = (size.saturating_add(WORD + GRAN - 1) & !(GRAN - 1)).max(I::MIN_BLOCK);
+        let fits = (h & !FLAGS).wrapping_sub(need) < I::MIN_BLOCK;
         if P::CHECKED {
             if !fits {
                 wrong_size(b + WORD);
