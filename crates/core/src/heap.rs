@@ -115,6 +115,8 @@ pub struct BlockInfo {
 /// - `deallocate` and `usable_size` detect pointers outside every region
 ///   (always) and double frees and invalid pointers wherever the strategy's
 ///   metadata can tell, returning a [`HeapError`] and leaving the heap intact.
+///   (Not a boundary-tag heap of the [`Trusting`](crate::Trusting) profile:
+///   it is handed only live blocks, and checks nothing.)
 /// - `walk` reports every byte of every region's managed span exactly once,
 ///   in address order within a region.
 /// - After every live block is freed, a coalescing heap holds one free block

@@ -73,7 +73,7 @@ pub struct FitTree {
 }
 
 /// A boundary-tag heap whose fit policy finds its block in O(log n), in
-/// profile `P` ([`Checked`] or [`Trusting`](super::blocks::Trusting)).
+/// profile `P` ([`Checked`] or [`Trusting`]).
 pub type IndexedFit<P = Checked> = BoundaryHeap<FitTree, P>;
 
 impl FitTree {

@@ -105,7 +105,7 @@ pub struct FitIndex {
 }
 
 /// A boundary-tag heap with one free list and a fit policy, in profile
-/// `P` ([`Checked`] or [`Trusting`](super::blocks::Trusting)).
+/// `P` ([`Checked`] or [`Trusting`]).
 pub type FreeList<P = Checked> = BoundaryHeap<FitIndex, P>;
 
 impl FitIndex {

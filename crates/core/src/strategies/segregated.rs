@@ -49,7 +49,7 @@ pub struct SegIndex {
 }
 
 /// A boundary-tag heap with power-of-two segregated free lists, in
-/// profile `P` ([`Checked`] or [`Trusting`](super::blocks::Trusting)).
+/// profile `P` ([`Checked`] or [`Trusting`]).
 pub type Segregated<P = Checked> = BoundaryHeap<SegIndex, P>;
 
 impl SegIndex {

@@ -55,7 +55,14 @@
 //! left unused in that sense. Blocks at or above the top list's lower bound
 //! (4 GiB for [`Tlsf`] on 64-bit targets) all share the top list.
 //!
-//! Configuration: [`TlsfHeap<FL, SL>`] with `SL` a power of two up to the
+//! **Profiles**: [`Tlsf`] checks every pointer, size, link and tag before
+//! trusting it (see [`blocks`](super::blocks)); `Tlsf<Trusting>`
+//! ([`Tlsf::trusting`](TlsfHeap::trusting)) is the same heap with the
+//! checks compiled out, for tested code that wants the speed. The region
+//! benchmark's figures for both, against talc and rlsf, are in
+//! docs/BENCHMARKS.md.
+//!
+//! Configuration: [`TlsfHeap<FL, SL, P>`] with `SL` a power of two up to the
 //! bits of a word and `FL` first levels; the assertions in
 //! [`TlsfIndex::new`] reject, at compile time, a configuration whose
 //! bitmaps or size arithmetic would not fit a word.
@@ -90,7 +97,7 @@ pub struct TlsfIndex<const FL: usize, const SL: usize> {
 }
 
 /// A TLSF heap with `FL` first levels of `SL` second-level lists, in
-/// profile `P` ([`Checked`] or [`Trusting`](super::blocks::Trusting)).
+/// profile `P` ([`Checked`] or [`Trusting`]).
 pub type TlsfHeap<const FL: usize, const SL: usize, P = Checked> =
     BoundaryHeap<TlsfIndex<FL, SL>, P>;
 

@@ -62,6 +62,35 @@
 //!   search follows outside the newest region is looked up this way, and
 //!   so is the live map's word on allocation from an older region.
 //!
+//! ## Two profiles
+//!
+//! Everything below about checks is the [`Checked`] profile, the default
+//! (`Tlsf`, `IndexedFit`, … and every run-time strategy). The [`Trusting`]
+//! profile (`Tlsf<Trusting>`, `Tlsf::trusting()`, see [`Profile`]) is the
+//! same code with the checks compiled out: a pointer handed back is taken
+//! as a live block (its header is read and followed), links and boundary
+//! tags are followed as they are, no live map is kept (its bytes stay
+//! reserved, so the layout is the same), and a size handed to
+//! `deallocate_sized` is ignored. It is for programs that have been tested
+//! and want the speed (region benchmark: see the README and
+//! docs/BENCHMARKS.md for what the checks cost).
+//!
+//! ## The caller's size
+//!
+//! [`RegionHeap::deallocate_sized`] and [`RegionHeap::reallocate_sized`]
+//! (`GlobalAlloc::dealloc`, `Allocator::deallocate`/`grow`/`shrink`, C's
+//! `heap_free_sized`) hand the size the block was allocated or last
+//! resized with. A block's size is its request rounded up
+//! (`block_for`), plus any remainder smaller than the index's
+//! [`FreeIndex::MIN_BLOCK`] that was not split off, so the checked
+//! profile accepts a size iff `block_for(size) <= header size <
+//! block_for(size) + MIN_BLOCK`, one compare after the pointer checks
+//! below, and reports any other through
+//! [`corruption::report`](crate::corruption::report) naming the pointer,
+//! before anything is changed. The trusting profile needs the header
+//! anyway (its `PREV_FREE` bit says whether to merge backwards), so the
+//! size saves it no read and is not used.
+//!
 //! ## Checking the pointers it is handed
 //!
 //! `deallocate`, `usable_size`, `resize_in_place` and `reallocate` check a
@@ -134,7 +163,8 @@
 //!    is free (plus the index's own invariants: links, classes, bitmaps).
 //! 7. `counters.in_use == Σ (size - W)` over used blocks and
 //!    `counters.live() ==` their number.
-//! 8. A live-map bit is set iff it is the bit of a used block's payload.
+//! 8. A live-map bit is set iff it is the bit of a used block's payload
+//!    ([`Checked`]; a [`Trusting`] heap keeps every bit clear).
 
 use core::marker::PhantomData;
 use core::ptr::NonNull;
