@@ -144,7 +144,7 @@ impl FitIndex {
                 if size_of_block(b) >= size {
                     return Some(b);
                 }
-                b = list::next_checked::<MULTI>(b, &self.env);
+                b = list::next_checked::<MULTI>(b, &self.env, self.env.checks());
             }
             budget = Self::step(budget, b);
         }
@@ -174,7 +174,7 @@ impl FitIndex {
                 }
             }
             // SAFETY: as above.
-            b = unsafe { list::next_checked::<MULTI>(b, &self.env) };
+            b = unsafe { list::next_checked::<MULTI>(b, &self.env, self.env.checks()) };
             budget = Self::step(budget, b);
         }
         (found != 0).then_some(found)
@@ -224,10 +224,10 @@ impl FreeIndex for FitIndex {
     unsafe fn remove<const MULTI: bool>(&mut self, b: usize, _size: usize) {
         if self.rover == b {
             // SAFETY: `b` is on the list.
-            self.rover = unsafe { list::next_checked::<MULTI>(b, &self.env) };
+            self.rover = unsafe { list::next_checked::<MULTI>(b, &self.env, self.env.checks()) };
         }
         // SAFETY: `b` is on the list (caller's contract).
-        unsafe { list::unlink::<MULTI>(&mut self.head, b, &self.env) };
+        unsafe { list::unlink::<MULTI>(&mut self.head, b, &self.env, self.env.checks()) };
         self.len -= 1;
     }
 

@@ -94,8 +94,9 @@ impl FreeIndex for SegIndex {
 
     #[inline]
     unsafe fn remove<const MULTI: bool>(&mut self, b: usize, _size: usize) {
+        let checked = self.env.checks();
         // SAFETY: `b` is on one of the lists (caller's contract).
-        if let Some(c) = unsafe { list::unlink::<MULTI>(&mut self.heads, b, &self.env) } {
+        if let Some(c) = unsafe { list::unlink::<MULTI>(&mut self.heads, b, &self.env, checked) } {
             self.bitmap &= !(1 << c);
         }
     }
@@ -112,7 +113,7 @@ impl FreeIndex for SegIndex {
                 return Some(b);
             }
             // SAFETY: as above.
-            b = unsafe { list::next_checked::<MULTI>(b, &self.env) };
+            b = unsafe { list::next_checked::<MULTI>(b, &self.env, self.env.checks()) };
         }
         // Any block of a higher class fits. `size < 2^63`, so `c + 1 < BITS`.
         let higher = self.bitmap & (usize::MAX << (c + 1));
@@ -121,7 +122,8 @@ impl FreeIndex for SegIndex {
         }
         let c = higher.trailing_zeros() as usize;
         // SAFETY: the bitmap says list `c` is non-empty.
-        let (b, empty) = unsafe { list::pop::<MULTI>(&mut self.heads, c, &self.env) };
+        let (b, empty) =
+            unsafe { list::pop::<MULTI>(&mut self.heads, c, &self.env, self.env.checks()) };
         if empty {
             self.bitmap &= !(1 << c);
         }
