@@ -142,63 +142,48 @@ conformance!(
 );
 
 // The trusting profile of every boundary-tag strategy.
-conformance!(
+macro_rules! trusting {
+    ($name:ident, $ctor:expr) => {
+        conformance!($name, $ctor, restores = true, checked = false);
+    };
+}
+use crate::s::fit_tree::IndexedFit;
+use crate::s::free_list::{FitPolicy, FreeList};
+
+trusting!(
     first_fit_trusting,
-    crate::s::fit_tree::IndexedFit::trusting(crate::s::free_list::FitPolicy::First),
-    restores = true,
-    checked = false
+    crate::IndexedFit::trusting(crate::FitPolicy::First)
 );
-conformance!(
+trusting!(
     next_fit_trusting,
-    crate::s::fit_tree::IndexedFit::trusting(crate::s::free_list::FitPolicy::Next),
-    restores = true,
-    checked = false
+    crate::IndexedFit::trusting(crate::FitPolicy::Next)
 );
-conformance!(
+trusting!(
     best_fit_trusting,
-    crate::s::fit_tree::IndexedFit::trusting(crate::s::free_list::FitPolicy::Best),
-    restores = true,
-    checked = false
+    crate::IndexedFit::trusting(crate::FitPolicy::Best)
 );
-conformance!(
+trusting!(
     worst_fit_trusting,
-    crate::s::fit_tree::IndexedFit::trusting(crate::s::free_list::FitPolicy::Worst),
-    restores = true,
-    checked = false
+    crate::IndexedFit::trusting(crate::FitPolicy::Worst)
 );
-conformance!(
+trusting!(
     first_fit_scan_trusting,
-    crate::s::free_list::FreeList::trusting(crate::s::free_list::FitPolicy::First),
-    restores = true,
-    checked = false
+    crate::FreeList::trusting(crate::FitPolicy::First)
 );
-conformance!(
+trusting!(
     next_fit_scan_trusting,
-    crate::s::free_list::FreeList::trusting(crate::s::free_list::FitPolicy::Next),
-    restores = true,
-    checked = false
+    crate::FreeList::trusting(crate::FitPolicy::Next)
 );
-conformance!(
+trusting!(
     best_fit_scan_trusting,
-    crate::s::free_list::FreeList::trusting(crate::s::free_list::FitPolicy::Best),
-    restores = true,
-    checked = false
+    crate::FreeList::trusting(crate::FitPolicy::Best)
 );
-conformance!(
+trusting!(
     worst_fit_scan_trusting,
-    crate::s::free_list::FreeList::trusting(crate::s::free_list::FitPolicy::Worst),
-    restores = true,
-    checked = false
+    crate::FreeList::trusting(crate::FitPolicy::Worst)
 );
-conformance!(
+trusting!(
     segregated_trusting,
-    crate::s::segregated::Segregated::trusting(),
-    restores = true,
-    checked = false
+    crate::s::segregated::Segregated::trusting()
 );
-conformance!(
-    tlsf_trusting,
-    crate::s::tlsf::Tlsf::trusting(),
-    restores = true,
-    checked = false
-);
+trusting!(tlsf_trusting, crate::s::tlsf::Tlsf::trusting());
