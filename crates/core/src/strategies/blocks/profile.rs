@@ -8,9 +8,11 @@
 //! does not turn the checks off for every other crate of the build (cargo
 //! features unify across a build graph). The block layer reads
 //! [`Profile::CHECKED`] as a constant, so the trusting heap's code has no
-//! trace of the checks; the indexes' link checks read the same answer from
-//! [`Env`](super::Env) (one predictable branch per link followed, which
-//! keeps the tree and list code free of a second type parameter).
+//! trace of the checks. TLSF's index takes the profile as a type parameter
+//! too (`TlsfIndex<FL, SL, P>`), so its list-link checks compile out as
+//! well; the other indexes (free list, segregated fit, the trees) read the
+//! same answer from [`Env`](super::Env): one predictable branch per link
+//! followed, which keeps their code free of a second type parameter.
 //!
 //! | | [`Checked`] | [`Trusting`] |
 //! |---|---|---|
