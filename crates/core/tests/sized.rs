@@ -99,7 +99,7 @@ fn a_too_small_size_is_reported_by_the_boundary_tag_heaps() {
 /// Every size a block was allocated or resized with frees it, in both
 /// profiles: exact requests, alignments, in-place and moving resizes.
 fn right_sizes_pass<H: RegionHeap + Send>(heap: H) {
-    let arena = Arena::new(8 << 20);
+    let arena = Arena::new(if cfg!(miri) { 1 << 20 } else { 8 << 20 });
     let l = Locked::new(heap);
     // SAFETY: the arena outlives the heap and nothing else uses it.
     unsafe { l.add_region(arena.whole()) }.expect("add_region");
