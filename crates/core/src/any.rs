@@ -142,6 +142,11 @@ impl RegionHeap for AnyHeap {
         // SAFETY: forwarded from the caller.
         unsafe { self.as_dyn_mut().deallocate(ptr) }
     }
+    #[inline]
+    unsafe fn deallocate_sized(&mut self, ptr: NonNull<u8>, size: usize) -> Result<(), HeapError> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.as_dyn_mut().deallocate_sized(ptr, size) }
+    }
     unsafe fn resize_in_place(&mut self, ptr: NonNull<u8>, new_size: usize) -> bool {
         // SAFETY: forwarded from the caller.
         unsafe { self.as_dyn_mut().resize_in_place(ptr, new_size) }
@@ -171,6 +176,20 @@ impl RegionHeap for AnyHeap {
     ) -> Option<NonNull<u8>> {
         // SAFETY: forwarded from the caller.
         unsafe { self.as_dyn_mut().reallocate(ptr, new_size, align) }
+    }
+    #[inline]
+    unsafe fn reallocate_sized(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.as_dyn_mut()
+                .reallocate_sized(ptr, old_size, new_size, align)
+        }
     }
 }
 

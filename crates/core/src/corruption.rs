@@ -21,6 +21,11 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 /// it; never returns.
 pub type Handler = fn(addr: usize, what: &'static str) -> !;
 
+/// What [`report`] says of a block freed or resized with a size it
+/// cannot have ([`RegionHeap::deallocate_sized`](crate::RegionHeap::deallocate_sized)).
+pub const WRONG_SIZE: &str = "this block was freed or resized with a size it does not have \
+     (a layout other than the one it was allocated with?)";
+
 /// The installed handler as an address (0: none, panic).
 static HANDLER: AtomicUsize = AtomicUsize::new(0);
 

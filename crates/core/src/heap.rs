@@ -115,6 +115,8 @@ pub struct BlockInfo {
 /// - `deallocate` and `usable_size` detect pointers outside every region
 ///   (always) and double frees and invalid pointers wherever the strategy's
 ///   metadata can tell, returning a [`HeapError`] and leaving the heap intact.
+///   (Not a boundary-tag heap of the [`Trusting`](crate::Trusting) profile:
+///   it is handed only live blocks, and checks nothing.)
 /// - `walk` reports every byte of every region's managed span exactly once,
 ///   in address order within a region.
 /// - After every live block is freed, a coalescing heap holds one free block
@@ -141,6 +143,31 @@ pub trait RegionHeap {
     /// reported where the heap can tell; `ptr` must still be readable if it
     /// lies inside one of the heap's regions.
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>) -> Result<(), HeapError>;
+
+    /// [`deallocate`](Self::deallocate) for a caller that knows the
+    /// block's size (`GlobalAlloc::dealloc`, `Allocator::deallocate`, C's
+    /// `free_sized`): `size` is the size it was allocated or last resized
+    /// with (or anything up to its [`usable_size`](Self::usable_size)).
+    ///
+    /// A heap may check the size and may use it. This default checks it
+    /// against [`usable_size`](Self::usable_size) (a second pointer
+    /// lookup); the boundary-tag heaps check it against the header they
+    /// read anyway (checked profile) or trust it. A size the block cannot
+    /// have is reported through
+    /// [`corruption::report`](crate::corruption::report) naming the
+    /// pointer, before anything is changed.
+    ///
+    /// # Safety
+    /// As for [`deallocate`](Self::deallocate).
+    unsafe fn deallocate_sized(&mut self, ptr: NonNull<u8>, size: usize) -> Result<(), HeapError> {
+        // SAFETY: forwarded from the caller.
+        let usable = unsafe { self.usable_size(ptr) }?;
+        if size > usable {
+            crate::corruption::report(ptr.as_ptr() as usize, crate::corruption::WRONG_SIZE);
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.deallocate(ptr) }
+    }
 
     /// Grow or shrink the block at `ptr` without moving it, so its usable
     /// size becomes at least `new_size`. Returns `true` on success (the block
@@ -207,5 +234,28 @@ pub trait RegionHeap {
         let freed = unsafe { self.deallocate(ptr) };
         debug_assert!(freed.is_ok(), "reallocate: freeing the old block failed");
         Some(new)
+    }
+
+    /// [`reallocate`](Self::reallocate) for a caller that knows the block's
+    /// size, `old_size` (as for [`deallocate_sized`](Self::deallocate_sized),
+    /// which says what is checked).
+    ///
+    /// # Safety
+    /// As for [`reallocate`](Self::reallocate).
+    unsafe fn reallocate_sized(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from the caller.
+        if let Ok(usable) = unsafe { self.usable_size(ptr) } {
+            if old_size > usable {
+                crate::corruption::report(ptr.as_ptr() as usize, crate::corruption::WRONG_SIZE);
+            }
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.reallocate(ptr, new_size, align) }
     }
 }

@@ -8,10 +8,12 @@
 //!
 //! ```text
 //!   front ends      Locked<H>: GlobalAlloc + allocator_api2::Allocator
+//!                   (hands the layout's size to the heap)
 //!                   ------------------------------------------------------
 //!   strategies      Bump · IndexedFit{first,next,best,worst} (O(log n)) ·
 //!                   FreeList{…} (the same fits as list scans) · Segregated ·
-//!                   Tlsf · Buddy · Pool · Slab<B> · AnyHeap (run-time choice)
+//!                   Tlsf · Buddy · Pool · Slab<B> · AnyHeap (run-time choice);
+//!                   the boundary-tag ones in profile Checked or Trusting
 //!                   ------------------------------------------------------
 //!   memory          Region (a span of bytes you own)  ·  RegionList
 //! ```
@@ -40,7 +42,26 @@
 //! [`MIN_ALIGN`]. `deallocate` is told only the pointer (C's `free` is not told
 //! the size) and reports a pointer it did not hand out, or one freed twice,
 //! with a [`HeapError`] instead of corrupting itself, wherever its metadata can
-//! tell. `check` walks every structure and names the first broken invariant.
+//! tell. A caller that knows the size (`GlobalAlloc`, `Allocator`, C23's
+//! `free_sized`) hands it to [`RegionHeap::deallocate_sized`] /
+//! [`RegionHeap::reallocate_sized`], and a size the block cannot have is
+//! reported, naming the pointer. `check` walks every structure and names the
+//! first broken invariant.
+//!
+//! ## Two profiles of the boundary-tag heaps
+//!
+//! [`Tlsf`], [`IndexedFit`], [`FreeList`] and [`Segregated`] come in two
+//! [`Profile`]s, chosen by a type parameter: [`Checked`] (the default, and
+//! every run-time strategy) validates every pointer, size, link and boundary
+//! tag before trusting it; [`Trusting`] (`Tlsf<Trusting>`, built by
+//! `Tlsf::trusting()`) checks nothing, for a kernel or firmware that has
+//! been tested and wants the fastest heap. Both can live in one program.
+//!
+//! ```
+//! use stratalloc_core::{Locked, Tlsf, Trusting};
+//! static FAST: Locked<Tlsf<Trusting>> = Locked::new(Tlsf::trusting());
+//! static SAFE: Locked<Tlsf> = Locked::new(Tlsf::new());
+//! ```
 //!
 //! ## Writing to us
 //!
@@ -65,7 +86,7 @@ pub use heap::{BlockInfo, BlockState, CheckError, HeapError, HeapErrorKind, Regi
 pub use locked::Locked;
 pub use region::{Region, RegionError, RegionList};
 pub use stats::{Counters, HeapStats};
-pub use strategies::blocks::BoundaryHeap;
+pub use strategies::blocks::{BoundaryHeap, Checked, Profile, Trusting};
 pub use strategies::buddy::Buddy;
 pub use strategies::bump::Bump;
 pub use strategies::fit_tree::IndexedFit;

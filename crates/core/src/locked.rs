@@ -13,6 +13,11 @@
 //!
 //! ## When the heap panics
 //!
+//! `dealloc`, `deallocate`, `realloc`, `grow` and `shrink` hand the heap
+//! the layout's size ([`RegionHeap::deallocate_sized`],
+//! [`RegionHeap::reallocate_sized`]): the checked heaps compare it with the
+//! block's, and a wrong one is reported like damage (below).
+//!
 //! A pointer the heap rejects on free (double free, wild pointer) is a bug in
 //! the program: `GlobalAlloc::dealloc` then panics with a message naming the
 //! pointer, which on bare metal reaches the program's panic handler. (The std
@@ -156,28 +161,35 @@ impl<H> Locked<H> {
 }
 
 impl<H: RegionHeap> Locked<H> {
-    /// Free `ptr`; a pointer the heap refuses panics naming it, after the
-    /// lock is released (the heap is intact; the panic handler may
-    /// allocate). A poisoned heap keeps the block.
+    /// Free `ptr` of `size` bytes ([`RegionHeap::deallocate_sized`]); a
+    /// pointer the heap refuses panics naming it, after the lock is
+    /// released (the heap is intact; the panic handler may allocate). A
+    /// poisoned heap keeps the block.
     ///
     /// # Safety
     /// As for [`RegionHeap::deallocate`].
-    unsafe fn free(&self, ptr: NonNull<u8>) {
+    unsafe fn free(&self, ptr: NonNull<u8>, size: usize) {
         // SAFETY: forwarded from the caller.
-        let r = self.run(|h| unsafe { h.deallocate(ptr) });
+        let r = self.run(|h| unsafe { h.deallocate_sized(ptr, size) });
         if let Some(Err(e)) = r {
             panic!("stratalloc: {e}");
         }
     }
 
-    /// `Allocator::grow` and `shrink`: move or resize `ptr` to `new`.
+    /// `Allocator::grow` and `shrink`: move or resize `ptr` (of `old`
+    /// bytes) to `new`.
     ///
     /// # Safety
     /// `ptr` is live in this heap.
-    unsafe fn resize(&self, ptr: NonNull<u8>, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    unsafe fn resize(
+        &self,
+        ptr: NonNull<u8>,
+        old: usize,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: forwarded from the caller.
         let p = self
-            .run(|h| unsafe { h.reallocate(ptr, new.size(), new.align()) })
+            .run(|h| unsafe { h.reallocate_sized(ptr, old, new.size(), new.align()) })
             .flatten()
             .ok_or(AllocError)?;
         Ok(NonNull::slice_from_raw_parts(p, new.size()))
@@ -224,18 +236,20 @@ unsafe impl<H: RegionHeap + Send> GlobalAlloc for Locked<H> {
         }
     }
 
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let Some(p) = NonNull::new(ptr) else { return };
         // SAFETY: GlobalAlloc's contract: `ptr` came from this allocator.
-        unsafe { self.free(p) }
+        unsafe { self.free(p, layout.size()) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let Some(p) = NonNull::new(ptr) else {
             return core::ptr::null_mut();
         };
-        // SAFETY: GlobalAlloc's contract: `ptr` is live in this allocator.
-        match self.run(|h| unsafe { h.reallocate(p, new_size, layout.align()) }) {
+        let (old, align) = (layout.size(), layout.align());
+        // SAFETY: GlobalAlloc's contract: `ptr` is live in this allocator,
+        // allocated with `layout`.
+        match self.run(|h| unsafe { h.reallocate_sized(p, old, new_size, align) }) {
             Some(Some(n)) => n.as_ptr(),
             _ => core::ptr::null_mut(),
         }
@@ -253,28 +267,28 @@ unsafe impl<H: RegionHeap + Send> Allocator for Locked<H> {
         Ok(NonNull::slice_from_raw_parts(p, layout.size()))
     }
 
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: Allocator's contract: `ptr` is live in this allocator.
-        unsafe { self.free(ptr) }
+        unsafe { self.free(ptr, layout.size()) }
     }
 
     unsafe fn grow(
         &self,
         ptr: NonNull<u8>,
-        _old: Layout,
+        old: Layout,
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: Allocator's contract: `ptr` is live in this allocator.
-        unsafe { self.resize(ptr, new) }
+        unsafe { self.resize(ptr, old.size(), new) }
     }
 
     unsafe fn shrink(
         &self,
         ptr: NonNull<u8>,
-        _old: Layout,
+        old: Layout,
         new: Layout,
     ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: Allocator's contract: `ptr` is live in this allocator.
-        unsafe { self.resize(ptr, new) }
+        unsafe { self.resize(ptr, old.size(), new) }
     }
 }

@@ -1,10 +1,15 @@
-//! Every strategy against the same contract. Adding a strategy: one line
-//! at the bottom.
+//! Every strategy against the same contract, and every boundary-tag
+//! strategy in both profiles (`checked = false`: the trusting profile,
+//! which is not handed bad pointers). Adding a strategy: one line at the
+//! bottom.
 
 mod common;
 
 macro_rules! conformance {
     ($name:ident, $ctor:expr, restores = $restores:expr) => {
+        conformance!($name, $ctor, restores = $restores, checked = true);
+    };
+    ($name:ident, $ctor:expr, restores = $restores:expr, checked = $checked:expr) => {
         mod $name {
             use super::common;
             use proptest::prelude::*;
@@ -31,7 +36,9 @@ macro_rules! conformance {
             }
             #[test]
             fn bad_frees() {
-                common::bad_frees(make);
+                if $checked {
+                    common::bad_frees(make);
+                }
             }
             #[test]
             fn bad_regions() {
@@ -133,3 +140,50 @@ conformance!(
     crate::s::slab::Slab::new(crate::s::buddy::Buddy::new()),
     restores = true
 );
+
+// The trusting profile of every boundary-tag strategy.
+macro_rules! trusting {
+    ($name:ident, $ctor:expr) => {
+        conformance!($name, $ctor, restores = true, checked = false);
+    };
+}
+use crate::s::fit_tree::IndexedFit;
+use crate::s::free_list::{FitPolicy, FreeList};
+
+trusting!(
+    first_fit_trusting,
+    crate::IndexedFit::trusting(crate::FitPolicy::First)
+);
+trusting!(
+    next_fit_trusting,
+    crate::IndexedFit::trusting(crate::FitPolicy::Next)
+);
+trusting!(
+    best_fit_trusting,
+    crate::IndexedFit::trusting(crate::FitPolicy::Best)
+);
+trusting!(
+    worst_fit_trusting,
+    crate::IndexedFit::trusting(crate::FitPolicy::Worst)
+);
+trusting!(
+    first_fit_scan_trusting,
+    crate::FreeList::trusting(crate::FitPolicy::First)
+);
+trusting!(
+    next_fit_scan_trusting,
+    crate::FreeList::trusting(crate::FitPolicy::Next)
+);
+trusting!(
+    best_fit_scan_trusting,
+    crate::FreeList::trusting(crate::FitPolicy::Best)
+);
+trusting!(
+    worst_fit_scan_trusting,
+    crate::FreeList::trusting(crate::FitPolicy::Worst)
+);
+trusting!(
+    segregated_trusting,
+    crate::s::segregated::Segregated::trusting()
+);
+trusting!(tlsf_trusting, crate::s::tlsf::Tlsf::trusting());

@@ -109,7 +109,10 @@ static int step(const void *mem, size_t size) {
             put(" was overwritten\n");
         }
         if (rnd() % 2) {
-            heap_free(s->p);
+            if (s->fill & 1)
+                heap_free_sized(s->p, s->n); /* the size it was allocated with */
+            else
+                heap_free(s->p);
             s->p = 0;
             return 0;
         }

@@ -52,6 +52,7 @@ void *heap_calloc(size_t n, size_t size);            /* calloc; NULL on overflow
 void *heap_realloc(void *p, size_t size);            /* realloc; size 0 frees, returns NULL */
 void *heap_aligned_alloc(size_t align, size_t size); /* NULL unless align is a power of two */
 void heap_free(void *p);                             /* NULL: nothing */
+void heap_free_sized(void *p, size_t size);          /* free_sized: a size the block cannot have is fatal */
 size_t heap_usable_size(void *p);                    /* 0 for NULL or a foreign pointer */
 
 /* 0 if every invariant holds, else HEAP_ECORRUPT. O(blocks). */

@@ -225,6 +225,25 @@ pub unsafe extern "C" fn heap_free(p: *mut c_void) {
     }
 }
 
+/// `void heap_free_sized(void *p, size_t size)`: like C23's `free_sized`:
+/// [`heap_free`] of a block the caller allocated (or last reallocated)
+/// with `size` bytes. The heap checks the size against the block's own and
+/// a wrong one is fatal, naming the pointer (as damage is).
+///
+/// # Safety
+/// As for [`heap_free`].
+#[no_mangle]
+pub unsafe extern "C" fn heap_free_sized(p: *mut c_void, size: usize) {
+    let Some(p) = NonNull::new(p.cast::<u8>()) else {
+        return;
+    };
+    // SAFETY: the heap checks the pointer and the size before it trusts
+    // them.
+    if let Err(e) = with_heap(|h| unsafe { h.deallocate_sized(p, size) }) {
+        bad_pointer("heap_free_sized", e)
+    }
+}
+
 /// `void *heap_realloc(void *p, size_t size)`: like `realloc`: NULL `p`
 /// allocates; size 0 frees `p` and returns NULL; on failure NULL, and `p`
 /// is left as it was. A pointer the heap did not hand out is fatal.

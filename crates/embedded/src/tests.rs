@@ -121,12 +121,18 @@ fn every_strategy_serves_the_c_api() {
             }
             assert_eq!(heap_check(), HEAP_OK);
         }
-        for (p, n, f) in live.drain(..) {
+        for (k, (p, n, f)) in live.drain(..).enumerate() {
             // SAFETY: a live block of `n` bytes.
             let bytes = unsafe { core::slice::from_raw_parts(p as *const u8, n) };
             assert!(bytes.iter().all(|&b| b == f), "a block was overwritten");
-            // SAFETY: live block.
-            unsafe { heap_free(p) };
+            // SAFETY: live block of `n` bytes (the size asked for last).
+            unsafe {
+                if k % 2 == 0 {
+                    heap_free(p)
+                } else {
+                    heap_free_sized(p, n)
+                }
+            };
         }
         assert_eq!(heap_check(), HEAP_OK);
         let s = stats();

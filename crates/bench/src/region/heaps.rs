@@ -2,7 +2,8 @@
 //!
 //! [`BenchHeap`] is the least every contender can answer: allocate
 //! (size, alignment), free (pointer, size, alignment — the peers need the
-//! layout back, ours ignore it) and reallocate. Each adapter is a thin
+//! layout back; ours take the size through `deallocate_sized`, which the
+//! checked profile verifies and the trusting one ignores) and reallocate. Each adapter is a thin
 //! shim; where a peer has no reallocation of its own the adapter moves the
 //! block (allocate, copy, free), which is what its users would write.
 //!
@@ -198,10 +199,13 @@ impl<H: RegionHeap> BenchHeap for Ours<H> {
     fn alloc(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
         self.0.allocate(size, align)
     }
+    /// Handed the size, as the peers are (and as `GlobalAlloc::dealloc`
+    /// is): the checked heaps verify it, the trusting ones ignore it.
     #[inline]
-    unsafe fn free(&mut self, ptr: NonNull<u8>, _size: usize, _align: usize) {
-        // SAFETY: the caller hands back a live block of this heap.
-        if let Err(e) = unsafe { self.0.deallocate(ptr) } {
+    unsafe fn free(&mut self, ptr: NonNull<u8>, size: usize, _align: usize) {
+        // SAFETY: the caller hands back a live block of this heap, of
+        // `size` bytes.
+        if let Err(e) = unsafe { self.0.deallocate_sized(ptr, size) } {
             free_failed(self.0.name(), e);
         }
     }
@@ -209,12 +213,12 @@ impl<H: RegionHeap> BenchHeap for Ours<H> {
     unsafe fn realloc(
         &mut self,
         ptr: NonNull<u8>,
-        _size: usize,
+        size: usize,
         align: usize,
         new_size: usize,
     ) -> Option<NonNull<u8>> {
-        // SAFETY: the caller hands back a live block of this heap.
-        unsafe { self.0.reallocate(ptr, new_size, align) }
+        // SAFETY: as for `free`.
+        unsafe { self.0.reallocate_sized(ptr, size, new_size, align) }
     }
     fn check(&self) -> Result<(), String> {
         self.0.check().map_err(|e| e.to_string())
@@ -498,11 +502,21 @@ pub fn contenders(v: &mut impl Visit) {
     v.visit("dlmalloc", Kind::Peer, &DlHeap::over);
 }
 
-/// The concrete strategy types called without `AnyHeap`'s dispatch.
+/// The concrete strategy types called without `AnyHeap`'s dispatch, in
+/// both profiles (`Checked`, the default and `AnyHeap`'s, and `Trusting`).
 fn direct_contenders(v: &mut impl Visit) {
-    use stratalloc_core::strategies::tlsf::Tlsf;
+    use stratalloc_core::{FitPolicy, IndexedFit, Tlsf};
     v.visit("tlsf (direct)", Kind::OursDirect, &|a| {
         Ours::over(Tlsf::new(), a)
+    });
+    v.visit("tlsf (trusting)", Kind::OursDirect, &|a| {
+        Ours::over(Tlsf::trusting(), a)
+    });
+    v.visit("best-fit (direct)", Kind::OursDirect, &|a| {
+        Ours::over(IndexedFit::new(FitPolicy::Best), a)
+    });
+    v.visit("best-fit (trusting)", Kind::OursDirect, &|a| {
+        Ours::over(IndexedFit::trusting(FitPolicy::Best), a)
     });
 }
 

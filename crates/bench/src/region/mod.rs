@@ -667,7 +667,7 @@ impl Report {
         }
         let _ = writeln!(s, "\n**Latency per operation ({})**\n", workload::TICK_UNIT);
         s.push_str(&t.to_markdown());
-        let h = self.headline(&["tlsf", "tlsf (direct)"]);
+        let h = self.headline(&["tlsf", "tlsf (direct)", "tlsf (trusting)"]);
         if !h.is_empty() {
             s.push_str("\n**Headline**\n\n");
             s.push_str(&h);

@@ -60,7 +60,7 @@
 //! not a link: nothing is read through it.
 
 use super::blocks::tree::{ByAddress, BySize, Order, Path, Tree, NODE_BLOCK};
-use super::blocks::{size_of_block, BoundaryHeap, Env, FreeIndex};
+use super::blocks::{size_of_block, BoundaryHeap, Checked, Env, FreeIndex, Trusting};
 use super::free_list::FitPolicy;
 use crate::heap::CheckError;
 
@@ -80,8 +80,9 @@ pub struct FitTree {
     env: Env,
 }
 
-/// A boundary-tag heap whose fit policy finds its block in O(log n).
-pub type IndexedFit = BoundaryHeap<FitTree>;
+/// A boundary-tag heap whose fit policy finds its block in O(log n), in
+/// profile `P` ([`Checked`] or [`Trusting`]).
+pub type IndexedFit<P = Checked> = BoundaryHeap<FitTree, P>;
 
 impl FitTree {
     /// An empty index for `policy`.
@@ -263,6 +264,13 @@ impl BoundaryHeap<FitTree> {
     /// An empty heap with `policy` in O(log n); give it memory with
     /// [`RegionHeap::add_region`](crate::RegionHeap::add_region).
     pub const fn new(policy: FitPolicy) -> Self {
+        Self::with_index(FitTree::new(policy))
+    }
+}
+
+impl BoundaryHeap<FitTree, Trusting> {
+    /// [`IndexedFit::new`] in the [`Trusting`] profile.
+    pub const fn trusting(policy: FitPolicy) -> Self {
         Self::with_index(FitTree::new(policy))
     }
 }

@@ -51,7 +51,7 @@
 //! [`blocks`](super::blocks)), and no search follows more than `len` links:
 //! a loop closed by a write after free is reported, not spun in.
 
-use super::blocks::{list, size_of_block, BoundaryHeap, Env, FreeIndex};
+use super::blocks::{list, size_of_block, BoundaryHeap, Checked, Env, FreeIndex, Trusting};
 use crate::heap::CheckError;
 
 /// How [`FreeList`] chooses among the free blocks that fit.
@@ -104,8 +104,9 @@ pub struct FitIndex {
     env: Env,
 }
 
-/// A boundary-tag heap with one free list and a fit policy.
-pub type FreeList = BoundaryHeap<FitIndex>;
+/// A boundary-tag heap with one free list and a fit policy, in profile
+/// `P` ([`Checked`] or [`Trusting`]).
+pub type FreeList<P = Checked> = BoundaryHeap<FitIndex, P>;
 
 impl FitIndex {
     /// An empty list with `policy`.
@@ -143,7 +144,7 @@ impl FitIndex {
                 if size_of_block(b) >= size {
                     return Some(b);
                 }
-                b = list::next_checked::<MULTI>(b, &self.env);
+                b = list::next_checked::<MULTI>(b, &self.env, self.env.checks());
             }
             budget = Self::step(budget, b);
         }
@@ -173,7 +174,7 @@ impl FitIndex {
                 }
             }
             // SAFETY: as above.
-            b = unsafe { list::next_checked::<MULTI>(b, &self.env) };
+            b = unsafe { list::next_checked::<MULTI>(b, &self.env, self.env.checks()) };
             budget = Self::step(budget, b);
         }
         (found != 0).then_some(found)
@@ -223,10 +224,10 @@ impl FreeIndex for FitIndex {
     unsafe fn remove<const MULTI: bool>(&mut self, b: usize, _size: usize) {
         if self.rover == b {
             // SAFETY: `b` is on the list.
-            self.rover = unsafe { list::next_checked::<MULTI>(b, &self.env) };
+            self.rover = unsafe { list::next_checked::<MULTI>(b, &self.env, self.env.checks()) };
         }
         // SAFETY: `b` is on the list (caller's contract).
-        unsafe { list::unlink::<MULTI>(&mut self.head, b, &self.env) };
+        unsafe { list::unlink::<MULTI>(&mut self.head, b, &self.env, self.env.checks()) };
         self.len -= 1;
     }
 
@@ -288,6 +289,13 @@ impl BoundaryHeap<FitIndex> {
     /// An empty free-list heap with `policy`; give it memory with
     /// [`RegionHeap::add_region`](crate::RegionHeap::add_region).
     pub const fn new(policy: FitPolicy) -> Self {
+        Self::with_index(FitIndex::new(policy))
+    }
+}
+
+impl BoundaryHeap<FitIndex, Trusting> {
+    /// [`FreeList::new`] in the [`Trusting`] profile.
+    pub const fn trusting(policy: FitPolicy) -> Self {
         Self::with_index(FitIndex::new(policy))
     }
 }

@@ -42,7 +42,7 @@
 //! bit `k` of the bitmap is set iff list `k` is non-empty; every block on
 //! list `k` has `2^k <= size < 2^(k+1)`; lists are consistently doubly linked.
 
-use super::blocks::{list, size_of_block, BoundaryHeap, Env, FreeIndex};
+use super::blocks::{list, size_of_block, BoundaryHeap, Checked, Env, FreeIndex, Trusting};
 use crate::heap::CheckError;
 
 #[cfg(test)]
@@ -74,8 +74,9 @@ pub struct SegIndex {
     env: Env,
 }
 
-/// A boundary-tag heap with power-of-two segregated free lists.
-pub type Segregated = BoundaryHeap<SegIndex>;
+/// A boundary-tag heap with power-of-two segregated free lists, in
+/// profile `P` ([`Checked`] or [`Trusting`]).
+pub type Segregated<P = Checked> = BoundaryHeap<SegIndex, P>;
 
 impl SegIndex {
     /// An empty index.
@@ -110,7 +111,7 @@ impl SegIndex {
                 return Ok(b);
             }
             // SAFETY: as above.
-            b = unsafe { list::next_checked::<MULTI>(b, &self.env) };
+            b = unsafe { list::next_checked::<MULTI>(b, &self.env, self.env.checks()) };
             limit -= 1;
         }
         Err(b)
@@ -148,8 +149,9 @@ impl FreeIndex for SegIndex {
 
     #[inline]
     unsafe fn remove<const MULTI: bool>(&mut self, b: usize, _size: usize) {
+        let checked = self.env.checks();
         // SAFETY: `b` is on one of the lists (caller's contract).
-        if let Some(c) = unsafe { list::unlink::<MULTI>(&mut self.heads, b, &self.env) } {
+        if let Some(c) = unsafe { list::unlink::<MULTI>(&mut self.heads, b, &self.env, checked) } {
             self.bitmap &= !(1 << c);
         }
     }
@@ -172,7 +174,8 @@ impl FreeIndex for SegIndex {
         }
         let c = higher.trailing_zeros() as usize;
         // SAFETY: the bitmap says list `c` is non-empty.
-        let (b, empty) = unsafe { list::pop::<MULTI>(&mut self.heads, c, &self.env) };
+        let (b, empty) =
+            unsafe { list::pop::<MULTI>(&mut self.heads, c, &self.env, self.env.checks()) };
         if empty {
             self.bitmap &= !(1 << c);
         }
@@ -211,6 +214,13 @@ impl BoundaryHeap<SegIndex> {
     /// An empty segregated-fit heap; give it memory with
     /// [`RegionHeap::add_region`](crate::RegionHeap::add_region).
     pub const fn new() -> Self {
+        Self::with_index(SegIndex::new())
+    }
+}
+
+impl BoundaryHeap<SegIndex, Trusting> {
+    /// [`Segregated::new`] in the [`Trusting`] profile.
+    pub const fn trusting() -> Self {
         Self::with_index(SegIndex::new())
     }
 }

@@ -55,7 +55,14 @@
 //! left unused in that sense. Blocks at or above the top list's lower bound
 //! (4 GiB for [`Tlsf`] on 64-bit targets) all share the top list.
 //!
-//! Configuration: [`TlsfHeap<FL, SL>`] with `SL` a power of two up to the
+//! **Profiles**: [`Tlsf`] checks every pointer, size, link and tag before
+//! trusting it (see [`blocks`](super::blocks)); `Tlsf<Trusting>`
+//! ([`Tlsf::trusting`](TlsfHeap::trusting)) is the same heap with the
+//! checks compiled out, for tested code that wants the speed. The region
+//! benchmark's figures for both, against talc and rlsf, are in
+//! docs/BENCHMARKS.md.
+//!
+//! Configuration: [`TlsfHeap<FL, SL, P>`] with `SL` a power of two up to the
 //! bits of a word and `FL` first levels; the assertions in
 //! [`TlsfIndex::new`] reject, at compile time, a configuration whose
 //! bitmaps or size arithmetic would not fit a word.
@@ -67,7 +74,11 @@
 //! - every block on list `(fl, sl)` maps to `(fl, sl)`;
 //! - lists are doubly linked consistently (see [`blocks`](super::blocks)).
 
-use super::blocks::{list, size_of_block, BoundaryHeap, Env, FreeIndex, GRAN_SHIFT};
+use core::marker::PhantomData;
+
+use super::blocks::{
+    list, size_of_block, BoundaryHeap, Checked, Env, FreeIndex, Profile, Trusting, GRAN_SHIFT,
+};
 use crate::heap::CheckError;
 
 const BITS: u32 = usize::BITS;
@@ -79,35 +90,41 @@ const BITS: u32 = usize::BITS;
 /// `lists[i / W]` (`W` the bits of a word) says list `i` is non-empty, and
 /// bit `w` of `words` says `lists[w]` is non-zero. `SL <= W` makes `FL`
 /// words enough for `lists`; only the first `ceil(FL * SL / W)` are used.
-pub struct TlsfIndex<const FL: usize, const SL: usize> {
+///
+/// `P` is the heap's [`Profile`]: the list links are checked iff
+/// `P::CHECKED` (a constant, so the trusting index has no check code).
+pub struct TlsfIndex<const FL: usize, const SL: usize, P = Checked> {
     words: usize,
     lists: [usize; FL],
     heads: [[usize; SL]; FL],
     /// Where blocks can lie: every link is checked against it.
     env: Env,
+    profile: PhantomData<P>,
 }
 
-/// A TLSF heap with `FL` first levels of `SL` second-level lists.
-pub type TlsfHeap<const FL: usize, const SL: usize> = BoundaryHeap<TlsfIndex<FL, SL>>;
+/// A TLSF heap with `FL` first levels of `SL` second-level lists, in
+/// profile `P` ([`Checked`] or [`Trusting`]).
+pub type TlsfHeap<const FL: usize, const SL: usize, P = Checked> =
+    BoundaryHeap<TlsfIndex<FL, SL, P>, P>;
 
 /// The default TLSF heap: 32 lists per power of two; blocks from 32 bytes up
 /// to the top list at 4 GiB (64-bit targets).
 #[cfg(target_pointer_width = "64")]
-pub type Tlsf = TlsfHeap<25, 32>;
+pub type Tlsf<P = Checked> = TlsfHeap<25, 32, P>;
 /// The default TLSF heap: 32 lists per power of two; every size up to
 /// `isize::MAX` has its own first level (32-bit targets).
 #[cfg(not(target_pointer_width = "64"))]
-pub type Tlsf = TlsfHeap<23, 32>;
+pub type Tlsf<P = Checked> = TlsfHeap<23, 32, P>;
 
 // The default configuration of this target is valid (the generic check also
 // runs whenever `new` is instantiated for any other configuration). Only this
 // target's: the 64-bit one is too large for a 32-bit word.
 #[cfg(target_pointer_width = "64")]
-const _: () = TlsfIndex::<25, 32>::VALID;
+const _: () = TlsfIndex::<25, 32, Checked>::VALID;
 #[cfg(not(target_pointer_width = "64"))]
-const _: () = TlsfIndex::<23, 32>::VALID;
+const _: () = TlsfIndex::<23, 32, Checked>::VALID;
 
-impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
+impl<const FL: usize, const SL: usize, P: Profile> TlsfIndex<FL, SL, P> {
     /// `log2(SL)`.
     const SLI: u32 = SL.trailing_zeros();
 
@@ -163,6 +180,7 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
             lists: [0; FL],
             heads: [[0; SL]; FL],
             env: Env::EMPTY,
+            profile: PhantomData,
         }
     }
 
@@ -274,7 +292,8 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
     #[inline(always)]
     unsafe fn pop<const MULTI: bool>(&mut self, i: usize) -> usize {
         // SAFETY: per the function contract.
-        let (b, empty) = unsafe { list::pop::<MULTI>(self.heads.as_flattened_mut(), i, &self.env) };
+        let (b, empty) =
+            unsafe { list::pop::<MULTI>(self.heads.as_flattened_mut(), i, &self.env, P::CHECKED) };
         if empty {
             // SAFETY: as above.
             unsafe { self.clear_bit(i) };
@@ -312,13 +331,13 @@ impl<const FL: usize, const SL: usize> TlsfIndex<FL, SL> {
     }
 }
 
-impl<const FL: usize, const SL: usize> Default for TlsfIndex<FL, SL> {
+impl<const FL: usize, const SL: usize, P: Profile> Default for TlsfIndex<FL, SL, P> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
+impl<const FL: usize, const SL: usize, P: Profile> FreeIndex for TlsfIndex<FL, SL, P> {
     fn name(&self) -> &'static str {
         "tlsf"
     }
@@ -347,7 +366,9 @@ impl<const FL: usize, const SL: usize> FreeIndex for TlsfIndex<FL, SL> {
         // SAFETY: `b` is on one of the lists (caller's contract); an
         // emptied list index is below FL * SL.
         unsafe {
-            if let Some(i) = list::unlink::<MULTI>(self.heads.as_flattened_mut(), b, &self.env) {
+            if let Some(i) =
+                list::unlink::<MULTI>(self.heads.as_flattened_mut(), b, &self.env, P::CHECKED)
+            {
                 self.clear_bit(i);
             }
         }
@@ -432,6 +453,14 @@ impl<const FL: usize, const SL: usize> BoundaryHeap<TlsfIndex<FL, SL>> {
     /// [`RegionHeap::add_region`](crate::RegionHeap::add_region). `const`, so
     /// it can initialise a `static` (`Locked<Tlsf>`).
     pub const fn new() -> Self {
+        Self::with_index(TlsfIndex::new())
+    }
+}
+
+impl<const FL: usize, const SL: usize> BoundaryHeap<TlsfIndex<FL, SL, Trusting>, Trusting> {
+    /// An empty TLSF heap in the [`Trusting`] profile
+    /// (`static HEAP: Locked<Tlsf<Trusting>> = Locked::new(Tlsf::trusting())`).
+    pub const fn trusting() -> Self {
         Self::with_index(TlsfIndex::new())
     }
 }

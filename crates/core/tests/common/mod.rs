@@ -449,6 +449,9 @@ pub fn model<H: RegionHeap>(make: fn() -> H, program: &[Op], restores: bool) {
     let initial = h.stats();
     // payload address -> (usable size, fill byte, align)
     let mut live: BTreeMap<usize, (usize, u8, usize)> = BTreeMap::new();
+    // payload address -> the size last asked for it (what a sized free
+    // or realloc hands back; the usable size is as good)
+    let mut asked: BTreeMap<usize, usize> = BTreeMap::new();
     let mut allocs = initial.allocs;
     let mut frees = initial.frees;
     let mut tag = 0u8;
@@ -475,6 +478,7 @@ pub fn model<H: RegionHeap>(make: fn() -> H, program: &[Op], restores: bool) {
                     tag = tag.wrapping_add(1);
                     fill(p, us, tag);
                     live.insert(a, (us, tag, align));
+                    asked.insert(a, size);
                     allocs += 1;
                 }
             }
@@ -485,9 +489,19 @@ pub fn model<H: RegionHeap>(make: fn() -> H, program: &[Op], restores: bool) {
                 let (a, (us, byte, _)) = nth(&live, idx).unwrap();
                 let p = NonNull::new(a as *mut u8).unwrap();
                 verify(p, us, byte);
-                // SAFETY: live block.
-                unsafe { h.deallocate(p) }.unwrap();
+                // Unsized, sized with the size asked for, or with the
+                // usable size.
+                let size = [None, Some(asked[&a]), Some(us)][idx % 3];
+                // SAFETY: live block, of `s` bytes where sized.
+                unsafe {
+                    match size {
+                        None => h.deallocate(p),
+                        Some(s) => h.deallocate_sized(p, s),
+                    }
+                }
+                .unwrap();
                 live.remove(&a);
+                asked.remove(&a);
                 frees += 1;
             }
             Op::Realloc { idx, size } => {
@@ -496,8 +510,16 @@ pub fn model<H: RegionHeap>(make: fn() -> H, program: &[Op], restores: bool) {
                 }
                 let (a, (us, byte, align)) = nth(&live, idx).unwrap();
                 let p = NonNull::new(a as *mut u8).unwrap();
+                let old = asked[&a];
                 // SAFETY: live block.
-                if let Some(q) = unsafe { h.reallocate(p, size, align) } {
+                let moved = unsafe {
+                    if idx % 2 == 0 {
+                        h.reallocate(p, size, align)
+                    } else {
+                        h.reallocate_sized(p, old, size, align)
+                    }
+                };
+                if let Some(q) = moved {
                     let b = q.as_ptr() as usize;
                     assert_eq!(b % align.max(MIN_ALIGN), 0);
                     verify(q, us.min(size), byte);
@@ -513,6 +535,8 @@ pub fn model<H: RegionHeap>(make: fn() -> H, program: &[Op], restores: bool) {
                     }
                     fill(q, nus, byte);
                     live.insert(b, (nus, byte, align));
+                    asked.remove(&a);
+                    asked.insert(b, size);
                     if b != a {
                         allocs += 1;
                         frees += 1;
@@ -538,6 +562,7 @@ pub fn model<H: RegionHeap>(make: fn() -> H, program: &[Op], restores: bool) {
                     }
                     fill(p, nus, byte);
                     live.insert(a, (nus, byte, align));
+                    asked.insert(a, size);
                 } else {
                     verify(p, us, byte);
                 }

@@ -39,6 +39,9 @@ pub struct Env {
     /// every span while there are at most `ENV_SPANS`, then the newest
     /// and the largest others.
     spans: [(usize, usize); ENV_SPANS],
+    /// The heap's [`Profile::CHECKED`](super::Profile::CHECKED): the
+    /// indexes check links only when it is set.
+    checked: bool,
 }
 
 impl Env {
@@ -49,7 +52,22 @@ impl Env {
         regions: 0,
         count: 0,
         spans: [(0, 0); ENV_SPANS],
+        checked: true,
     };
+
+    /// `self`, telling the indexes whether to check links
+    /// ([`Profile::CHECKED`](super::Profile::CHECKED) of the heap).
+    pub(super) const fn with_checks(mut self, checked: bool) -> Env {
+        self.checked = checked;
+        self
+    }
+
+    /// Whether links are checked before they are followed (the checked
+    /// profile); the trusting profile follows them as they are.
+    #[inline(always)]
+    pub(crate) fn checks(&self) -> bool {
+        self.checked
+    }
 
     /// `self` with `hot` (`hot.len() >= MIN_BLOCK`) added as the newest
     /// span of a heap whose region list now starts at `head`.

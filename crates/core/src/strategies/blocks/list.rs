@@ -16,6 +16,11 @@ fn damaged(b: usize) -> ! {
 /// write after free can put anything there; damage is reported through
 /// [`crate::corruption::report`], never written through.
 ///
+/// `checked`: the heap's [`Profile::CHECKED`](super::Profile::CHECKED)
+/// (a constant where the index knows its profile, so the trusting heap's
+/// code has no check; [`Env::checks`] where it does not). Without it the
+/// link is returned as it is.
+///
 /// `MULTI` says the heap has more than one region: a link that fails
 /// the test against the hot span is then looked up in the others (a
 /// call that returns, so it is compiled only into the heap's
@@ -26,12 +31,12 @@ fn damaged(b: usize) -> ! {
 /// # Safety
 /// `b` must be a free block.
 #[inline(always)]
-pub(crate) unsafe fn next_checked<const MULTI: bool>(b: usize, env: &Env) -> usize {
+pub(crate) unsafe fn next_checked<const MULTI: bool>(b: usize, env: &Env, checked: bool) -> usize {
     // SAFETY: `b` is a free block (contract); `n` is read only once
     // `env` says it is a header slot inside the heap's memory.
     unsafe {
         let n = next(b);
-        if n != 0 && !(env.holds(n) && prev(n) == b) {
+        if checked && n != 0 && !(env.holds(n) && prev(n) == b) {
             if MULTI {
                 linked_elsewhere(b, n, env, prev);
             } else {
@@ -115,8 +120,9 @@ pub(crate) unsafe fn push(heads: &mut [usize], i: usize, b: usize) {
 }
 
 /// Take `b` out of whichever list holds it. Returns `Some(i)` when list
-/// `i` became empty. Both links are checked first (each neighbour, or
-/// the head, must point back at `b`); damage is reported, not followed.
+/// `i` became empty. Both links are checked first, when `checked` (see
+/// [`next_checked`]: each neighbour, or the head, must point back at
+/// `b`); damage is reported, not followed.
 ///
 /// # Safety
 /// `b` must be on one of the lists of `heads`, whose blocks lie in `env`.
@@ -125,22 +131,28 @@ pub(crate) unsafe fn unlink<const MULTI: bool>(
     heads: &mut [usize],
     b: usize,
     env: &Env,
+    checked: bool,
 ) -> Option<usize> {
     // SAFETY: `b` is on a list, so it is a free block with link words;
     // its neighbours are written only after they checked out.
     unsafe {
-        let n = next_checked::<MULTI>(b, env);
+        let n = next_checked::<MULTI>(b, env, checked);
         let p = prev(b);
         if p & 1 != 0 {
-            match heads.get_mut(p >> 1) {
-                Some(head) if *head == b => *head = n,
-                _ => damaged(b),
+            if checked {
+                match heads.get_mut(p >> 1) {
+                    Some(head) if *head == b => *head = n,
+                    _ => damaged(b),
+                }
+            } else {
+                // SAFETY: trusted: `b` heads list `p >> 1`.
+                *heads.get_unchecked_mut(p >> 1) = n;
             }
             if n == 0 {
                 return Some(p >> 1);
             }
         } else {
-            if !(env.holds(p) && next(p) == b) {
+            if checked && !(env.holds(p) && next(p) == b) {
                 if MULTI {
                     linked_elsewhere(b, p, env, next);
                 } else {
@@ -167,13 +179,14 @@ pub(crate) unsafe fn pop<const MULTI: bool>(
     heads: &mut [usize],
     i: usize,
     env: &Env,
+    checked: bool,
 ) -> (usize, bool) {
     debug_assert!(i < heads.len());
     // SAFETY: per the function contract.
     let head = unsafe { heads.get_unchecked_mut(i) };
     let b = *head;
     // SAFETY: `b` heads the list, so it is a free block.
-    let n = unsafe { next_checked::<MULTI>(b, env) };
+    let n = unsafe { next_checked::<MULTI>(b, env, checked) };
     // The new head's `prev` takes the tag; with no new head the write
     // lands in `b`'s own `prev` word, dead once `b` is taken.
     let to = select_unpredictable(n != 0, n + 2 * WORD, b + 2 * WORD);

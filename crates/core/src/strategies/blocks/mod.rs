@@ -62,6 +62,35 @@
 //!   search follows outside the newest region is looked up this way, and
 //!   so is the live map's word on allocation from an older region.
 //!
+//! ## Two profiles
+//!
+//! Everything below about checks is the [`Checked`] profile, the default
+//! (`Tlsf`, `IndexedFit`, … and every run-time strategy). The [`Trusting`]
+//! profile (`Tlsf<Trusting>`, `Tlsf::trusting()`, see [`Profile`]) is the
+//! same code with the checks compiled out: a pointer handed back is taken
+//! as a live block (its header is read and followed), links and boundary
+//! tags are followed as they are, no live map is kept (its bytes stay
+//! reserved, so the layout is the same), and a size handed to
+//! `deallocate_sized` is ignored. It is for programs that have been tested
+//! and want the speed (region benchmark: see the README and
+//! docs/BENCHMARKS.md for what the checks cost).
+//!
+//! ## The caller's size
+//!
+//! [`RegionHeap::deallocate_sized`] and [`RegionHeap::reallocate_sized`]
+//! (`GlobalAlloc::dealloc`, `Allocator::deallocate`/`grow`/`shrink`, C's
+//! `heap_free_sized`) hand the size the block was allocated or last
+//! resized with. A block's size is its request rounded up
+//! (`block_for`), plus any remainder smaller than the index's
+//! [`FreeIndex::MIN_BLOCK`] that was not split off, so the checked
+//! profile accepts a size iff `block_for(size) <= header size <
+//! block_for(size) + MIN_BLOCK`, one compare after the pointer checks
+//! below, and reports any other through
+//! [`corruption::report`](crate::corruption::report) naming the pointer,
+//! before anything is changed. The trusting profile needs the header
+//! anyway (its `PREV_FREE` bit says whether to merge backwards), so the
+//! size saves it no read and is not used.
+//!
 //! ## Checking the pointers it is handed
 //!
 //! `deallocate`, `usable_size`, `resize_in_place` and `reallocate` check a
@@ -134,8 +163,10 @@
 //!    is free (plus the index's own invariants: links, classes, bitmaps).
 //! 7. `counters.in_use == Σ (size - W)` over used blocks and
 //!    `counters.live() ==` their number.
-//! 8. A live-map bit is set iff it is the bit of a used block's payload.
+//! 8. A live-map bit is set iff it is the bit of a used block's payload
+//!    ([`Checked`]; a [`Trusting`] heap keeps every bit clear).
 
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 use crate::heap::{BlockInfo, BlockState, CheckError, HeapError, HeapErrorKind, RegionHeap};
@@ -166,9 +197,11 @@ pub(crate) mod tree;
 mod env;
 mod inspect;
 mod pointer;
+mod profile;
 mod resize;
 
 pub use env::Env;
+pub use profile::{Checked, Profile, Trusting};
 
 /// Bytes in a word: the header, a link, a footer.
 pub const WORD: usize = core::mem::size_of::<usize>();
@@ -360,7 +393,11 @@ pub trait FreeIndex {
 /// [`IndexedFit`](super::fit_tree::IndexedFit),
 /// [`Segregated`](super::segregated::Segregated),
 /// [`Tlsf`](super::tlsf::Tlsf).
-pub struct BoundaryHeap<I> {
+///
+/// `P` is the [`Profile`]: [`Checked`] (the default) validates every
+/// pointer, size, link and boundary tag before trusting it; [`Trusting`]
+/// trusts them.
+pub struct BoundaryHeap<I, P = Checked> {
     regions: RegionList,
     /// The span of the region added last, tried before the region list
     /// when a pointer comes back (one region is the common case).
@@ -386,6 +423,7 @@ pub struct BoundaryHeap<I> {
     env: Env,
     counters: Counters,
     index: I,
+    profile: PhantomData<P>,
 }
 
 /// Bytes at the start of a span of `len` bytes taken by its live map: one
@@ -412,6 +450,14 @@ const fn map_slot(base: usize, p: usize) -> (usize, usize) {
     (base + (g / bits) * WORD, 1 << (g % bits))
 }
 
+/// Report the block at payload `p`, freed or resized with a size it
+/// cannot have (never returns).
+#[cold]
+#[inline(never)]
+fn wrong_size(p: usize) -> ! {
+    crate::corruption::report(p, crate::corruption::WRONG_SIZE)
+}
+
 /// Block size for a payload of `size` bytes (`size <= FAST_MAX`) in a
 /// heap whose smallest block is `min` bytes.
 #[inline(always)]
@@ -424,7 +470,7 @@ const fn block_for(size: usize, min: usize) -> usize {
     }
 }
 
-impl<I: FreeIndex> BoundaryHeap<I> {
+impl<I: FreeIndex, P: Profile> BoundaryHeap<I, P> {
     /// An empty heap over `index`; give it memory with
     /// [`RegionHeap::add_region`].
     pub const fn with_index(index: I) -> Self {
@@ -435,9 +481,10 @@ impl<I: FreeIndex> BoundaryHeap<I> {
             fast_max: 0,
             hot_len: 0,
             multi: false,
-            env: Env::EMPTY,
+            env: Env::EMPTY.with_checks(P::CHECKED),
             counters: Counters::new(),
             index,
+            profile: PhantomData,
         }
     }
 
@@ -616,7 +663,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     unsafe fn taken_size<const MULTI: bool>(&self, b: usize, need: usize) -> usize {
         // SAFETY: indexed blocks are header slots of our spans.
         let h = unsafe { rd(b) };
-        if !self.free_tags_ok::<MULTI>(b, h) || h & !FLAGS < need {
+        if P::CHECKED && (!self.free_tags_ok::<MULTI>(b, h) || h & !FLAGS < need) {
             crate::corruption::report(
                 b + WORD,
                 "the boundary tags of this free block were overwritten \
@@ -636,7 +683,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         if nh & KIND == USED {
             return 0;
         }
-        if !self.free_tags_ok::<MULTI>(n, nh) {
+        if P::CHECKED && !self.free_tags_ok::<MULTI>(n, nh) {
             crate::corruption::report(
                 b + WORD,
                 "the boundary tag of the block after this one was overwritten \
@@ -646,6 +693,34 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         nh & !FLAGS
     }
 
+    /// The caller's `size` for the used block `b` (header `h`), if it gave
+    /// one, must be one the block can have been allocated or resized with:
+    /// its block size (`block_for`) at most the header's, and less than a
+    /// smallest block below it (a remainder that small stays in the
+    /// block). Checked profile: a wrong size goes to
+    /// [`corruption::report`](crate::corruption::report) naming the
+    /// pointer, before anything is changed. Trusting: `debug_assert!`.
+    #[inline(always)]
+    fn check_size(&self, b: usize, h: usize, size: Option<usize>) {
+        let Some(size) = size else { return };
+        // `need <= have < need + MIN_BLOCK` in one compare (a `need` above
+        // `have` wraps to a huge difference); saturating, so an absurd size
+        // cannot wrap to a small block.
+        let need = (size.saturating_add(WORD + GRAN - 1) & !(GRAN - 1)).max(I::MIN_BLOCK);
+        let fits = (h & !FLAGS).wrapping_sub(need) < I::MIN_BLOCK;
+        if P::CHECKED {
+            if !fits {
+                wrong_size(b + WORD);
+            }
+        } else {
+            debug_assert!(
+                fits,
+                "trusting heap: wrong size {size} freed at {:#x}",
+                b + WORD
+            );
+        }
+    }
+
     /// Set the live-map bit of payload `p`.
     ///
     /// # Safety
@@ -653,6 +728,9 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// spans.
     #[inline(always)]
     unsafe fn set_live(&mut self, p: usize) {
+        if !P::CHECKED {
+            return;
+        }
         if p.wrapping_sub(self.fast_base) < self.hot_len {
             let (w, m) = map_slot(self.fast_base, p);
             // SAFETY: the word lies in the hot span's live map.
@@ -669,6 +747,9 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// As for [`set_live`](Self::set_live).
     #[inline(always)]
     unsafe fn clear_live(&mut self, p: usize) {
+        if !P::CHECKED {
+            return;
+        }
         if p.wrapping_sub(self.fast_base) < self.hot_len {
             let (w, m) = map_slot(self.fast_base, p);
             // SAFETY: the word lies in the hot span's live map.
@@ -907,7 +988,9 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         self.allocate_slow::<MULTI>(size, align)
     }
 
-    /// [`RegionHeap::deallocate`] for a heap of one region or several.
+    /// [`RegionHeap::deallocate`] for a heap of one region or several;
+    /// `size`: the caller's size ([`RegionHeap::deallocate_sized`]), if
+    /// it gave one.
     ///
     /// # Safety
     /// As for [`RegionHeap::deallocate`].
@@ -915,6 +998,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     unsafe fn deallocate_in<const MULTI: bool>(
         &mut self,
         ptr: NonNull<u8>,
+        size: Option<usize>,
     ) -> Result<(), HeapError> {
         let found = match self.lookup_fast(ptr.as_ptr()) {
             Some((b, h)) => Some((b, h, self.fast_base)),
@@ -923,14 +1007,18 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         };
         let Some((b, h, base)) = found else {
             // SAFETY: forwarded from the caller.
-            return unsafe { self.deallocate_slow::<MULTI>(ptr) };
+            return unsafe { self.deallocate_slow::<MULTI>(ptr, size) };
         };
+        self.check_size(b, h, size);
         self.counters.on_free((h & !FLAGS) - WORD);
-        let (w, m) = map_slot(base, b + WORD);
         // SAFETY: `lookup_fast` / `lookup_other` validated `b` as a used
-        // block of the span whose live map starts at `base`.
+        // block of the span whose live map starts at `base` (or, trusting,
+        // the caller vouches for it).
         unsafe {
-            wr(w, rd(w) & !m);
+            if P::CHECKED {
+                let (w, m) = map_slot(base, b + WORD);
+                wr(w, rd(w) & !m);
+            }
             self.release::<MULTI>(b, h);
         }
         Ok(())
@@ -945,6 +1033,7 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     unsafe fn reallocate_in<const MULTI: bool>(
         &mut self,
         ptr: NonNull<u8>,
+        old_size: Option<usize>,
         new_size: usize,
         align: usize,
     ) -> Option<NonNull<u8>> {
@@ -958,8 +1047,9 @@ impl<I: FreeIndex> BoundaryHeap<I> {
         };
         let Some((b, h)) = found else {
             // SAFETY: forwarded from the caller.
-            return unsafe { self.reallocate_slow::<MULTI>(ptr, new_size, align) };
+            return unsafe { self.reallocate_slow::<MULTI>(ptr, old_size, new_size, align) };
         };
+        self.check_size(b, h, old_size);
         // SAFETY: `lookup_fast` / `lookup_other` validated the block.
         unsafe { self.resize_or_move::<MULTI>(b, h, new_size, align) }
     }
@@ -976,9 +1066,13 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     /// # Safety
     /// As for [`RegionHeap::deallocate`].
     #[inline(never)]
-    unsafe fn deallocate_multi(&mut self, ptr: NonNull<u8>) -> Result<(), HeapError> {
+    unsafe fn deallocate_multi(
+        &mut self,
+        ptr: NonNull<u8>,
+        size: Option<usize>,
+    ) -> Result<(), HeapError> {
         // SAFETY: forwarded from the caller.
-        unsafe { self.deallocate_in::<true>(ptr) }
+        unsafe { self.deallocate_in::<true>(ptr, size) }
     }
 
     /// See [`allocate_multi`](Self::allocate_multi).
@@ -989,15 +1083,54 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     unsafe fn reallocate_multi(
         &mut self,
         ptr: NonNull<u8>,
+        old_size: Option<usize>,
         new_size: usize,
         align: usize,
     ) -> Option<NonNull<u8>> {
         // SAFETY: forwarded from the caller.
-        unsafe { self.reallocate_in::<true>(ptr, new_size, align) }
+        unsafe { self.reallocate_in::<true>(ptr, old_size, new_size, align) }
+    }
+
+    /// [`RegionHeap::deallocate`] and [`RegionHeap::deallocate_sized`].
+    ///
+    /// # Safety
+    /// As for [`RegionHeap::deallocate`].
+    #[inline(always)]
+    unsafe fn free_block(
+        &mut self,
+        ptr: NonNull<u8>,
+        size: Option<usize>,
+    ) -> Result<(), HeapError> {
+        if self.multi {
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.deallocate_multi(ptr, size) };
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.deallocate_in::<false>(ptr, size) }
+    }
+
+    /// [`RegionHeap::reallocate`] and [`RegionHeap::reallocate_sized`].
+    ///
+    /// # Safety
+    /// As for [`RegionHeap::reallocate`].
+    #[inline(always)]
+    unsafe fn realloc_block(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_size: Option<usize>,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        if self.multi {
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.reallocate_multi(ptr, old_size, new_size, align) };
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.reallocate_in::<false>(ptr, old_size, new_size, align) }
     }
 }
 
-impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
+impl<I: FreeIndex, P: Profile> RegionHeap for BoundaryHeap<I, P> {
     fn name(&self) -> &'static str {
         self.index.name()
     }
@@ -1044,12 +1177,18 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
 
     #[inline(always)]
     unsafe fn deallocate(&mut self, ptr: NonNull<u8>) -> Result<(), HeapError> {
-        if self.multi {
-            // SAFETY: forwarded from the caller.
-            return unsafe { self.deallocate_multi(ptr) };
-        }
         // SAFETY: forwarded from the caller.
-        unsafe { self.deallocate_in::<false>(ptr) }
+        unsafe { self.free_block(ptr, None) }
+    }
+
+    /// Checked: the size is compared with the block's header (one
+    /// compare pair; a wrong one is reported naming the pointer).
+    /// Trusting: the size is not needed (the header, read anyway for its
+    /// `PREV_FREE` bit, has the block's size) and not checked.
+    #[inline(always)]
+    unsafe fn deallocate_sized(&mut self, ptr: NonNull<u8>, size: usize) -> Result<(), HeapError> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free_block(ptr, Some(size)) }
     }
 
     unsafe fn resize_in_place(&mut self, ptr: NonNull<u8>, new_size: usize) -> bool {
@@ -1074,12 +1213,21 @@ impl<I: FreeIndex> RegionHeap for BoundaryHeap<I> {
         new_size: usize,
         align: usize,
     ) -> Option<NonNull<u8>> {
-        if self.multi {
-            // SAFETY: forwarded from the caller.
-            return unsafe { self.reallocate_multi(ptr, new_size, align) };
-        }
         // SAFETY: forwarded from the caller.
-        unsafe { self.reallocate_in::<false>(ptr, new_size, align) }
+        unsafe { self.realloc_block(ptr, None, new_size, align) }
+    }
+
+    /// As [`deallocate_sized`](Self::deallocate_sized) does with the size.
+    #[inline(always)]
+    unsafe fn reallocate_sized(
+        &mut self,
+        ptr: NonNull<u8>,
+        old_size: usize,
+        new_size: usize,
+        align: usize,
+    ) -> Option<NonNull<u8>> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.realloc_block(ptr, Some(old_size), new_size, align) }
     }
 
     unsafe fn usable_size(&self, ptr: NonNull<u8>) -> Result<usize, HeapError> {

@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl<I: FreeIndex> BoundaryHeap<I> {
+impl<I: FreeIndex, P: Profile> BoundaryHeap<I, P> {
     /// Validate a pointer the caller says is a live block; return its header
     /// address and header word.
     ///
@@ -46,6 +46,11 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     #[inline(always)]
     pub(super) fn lookup_fast(&self, ptr: *const u8) -> Option<(usize, usize)> {
         let p = ptr as usize;
+        if !P::CHECKED {
+            // SAFETY: the trusting profile's contract: `ptr` is a live
+            // block of this heap, so the word before it is its header.
+            return Some((p - WORD, unsafe { rd(p - WORD) }));
+        }
         // SAFETY: with no region the test accepts only `p == 0`, which
         // no caller passes (every caller has a `NonNull`).
         unsafe { Self::lookup_in(self.fast_base, self.fast_max, p) }
@@ -86,8 +91,10 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     pub(super) unsafe fn deallocate_slow<const MULTI: bool>(
         &mut self,
         ptr: NonNull<u8>,
+        size: Option<usize>,
     ) -> Result<(), HeapError> {
         let (b, h) = self.diagnose(ptr.as_ptr())?;
+        self.check_size(b, h, size);
         self.counters.on_free((h & !FLAGS) - WORD);
         // SAFETY: `diagnose` validated `b` as a used block.
         unsafe {

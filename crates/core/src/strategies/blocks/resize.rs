@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl<I: FreeIndex> BoundaryHeap<I> {
+impl<I: FreeIndex, P: Profile> BoundaryHeap<I, P> {
     /// Grow or shrink the used block `b` (header `h`) in place.
     ///
     /// # Safety
@@ -80,10 +80,12 @@ impl<I: FreeIndex> BoundaryHeap<I> {
     pub(super) unsafe fn reallocate_slow<const MULTI: bool>(
         &mut self,
         ptr: NonNull<u8>,
+        old_size: Option<usize>,
         new_size: usize,
         align: usize,
     ) -> Option<NonNull<u8>> {
         let (b, h) = self.diagnose(ptr.as_ptr()).ok()?;
+        self.check_size(b, h, old_size);
         // SAFETY: `diagnose` validated the block.
         unsafe { self.resize_or_move::<MULTI>(b, h, new_size, align) }
     }

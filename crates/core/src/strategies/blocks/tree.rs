@@ -225,7 +225,7 @@ unsafe fn child<const MULTI: bool>(b: usize, off: usize, env: &Env) -> usize {
     // header slot with room for a node's words.
     unsafe {
         let c = rd(b + off) & !LINK_BITS;
-        if c != 0 && !(env.holds(c) && rd(c) & KIND == FREE) {
+        if env.checks() && c != 0 && !(env.holds(c) && rd(c) & KIND == FREE) {
             child_elsewhere::<MULTI>(b, c, env);
         }
         c
@@ -402,7 +402,9 @@ unsafe fn child_in<O: Order, const MULTI: bool>(
             return (0, O::LOWEST);
         }
         let k = O::key_of(c);
-        in_bounds::<O>(b, k, (lo, hi));
+        if env.checks() {
+            in_bounds::<O>(b, k, (lo, hi));
+        }
         (c, k)
     }
 }
