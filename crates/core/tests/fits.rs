@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::ptr::NonNull;
 
 use proptest::prelude::*;
-use stratalloc_core::{BlockState, FitPolicy, IndexedFit, RegionHeap};
+use stratalloc_core::{BlockState, FitPolicy, IndexedFit, RegionHeap, Trusting};
 
 const WORD: usize = std::mem::size_of::<usize>();
 /// The smallest block of an indexed-fit heap: header, three tree words,
@@ -23,7 +23,7 @@ fn need(size: usize) -> usize {
 }
 
 /// The free blocks, (address, size), in address order.
-fn free_blocks(h: &IndexedFit) -> Vec<(usize, usize)> {
+fn free_blocks(h: &impl RegionHeap) -> Vec<(usize, usize)> {
     let mut v = Vec::new();
     h.walk(&mut |b| {
         if b.state == BlockState::Free {
@@ -82,11 +82,17 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
     proptest::collection::vec(op, 1..300)
 }
 
-/// Run `program`, comparing every allocation with the scan.
+/// Run `program` on the checked and on the trusting heap, comparing every
+/// allocation with the scan.
 fn same_choice_as_the_scan(policy: FitPolicy, program: &[Op]) {
+    same_choice_on(IndexedFit::new(policy), policy, program);
+    same_choice_on(IndexedFit::<Trusting>::trusting(policy), policy, program);
+}
+
+fn same_choice_on(heap: impl RegionHeap, policy: FitPolicy, program: &[Op]) {
     // Small enough that large requests fail now and then.
     let arena = common::Arena::new(256 << 10);
-    let mut h = common::heap_over(IndexedFit::new(policy), &arena);
+    let mut h = common::heap_over(heap, &arena);
     let mut live: BTreeMap<usize, ()> = BTreeMap::new();
     let mut rover = 0;
     for op in program {
