@@ -34,7 +34,7 @@
 //! heap is abandoned, given back to the pool and the slot reset.
 
 use core::ptr;
-use core::sync::atomic::{AtomicU32, Ordering::*};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering::*};
 
 use super::page::{Page, FULL, LARGE};
 use super::remote::{Batch, REMOTE_SLOTS};
@@ -94,6 +94,15 @@ pub struct Heap {
     pub remote_open: u64,
     /// Remote frees waiting to be pushed, a chain per page (`remote.rs`).
     pub remote: [Batch; REMOTE_SLOTS],
+    /// Segments `collect_pending` visited (a diagnostic for tests).
+    pub pending_visits: u64,
+    /// The pending stack: segments whose `pending` flag a remote free
+    /// raised, linked through `Segment::pending_next` (Treiber stack: any
+    /// thread pushes, only the owner takes, the whole stack with one swap,
+    /// so no ABA). Touched only atomically ([`Heap::pending_head`]); last
+    /// field, so that `init` can set up a pooled heap without writing it
+    /// (a late push may land in a heap whose thread exited).
+    pub pending: *mut Segment,
 }
 
 /// `trim()` calls so far: a heap that has seen fewer frees its empty
@@ -149,7 +158,82 @@ impl Heap {
         trim_seen: 0,
         remote_open: 0,
         remote: [Batch::EMPTY; REMOTE_SLOTS],
+        pending_visits: 0,
+        pending: ptr::null_mut(),
     };
+
+    /// The pending stack's head as an atomic (the field is a plain
+    /// pointer so that the static empty heap stays read-only).
+    ///
+    /// # Safety
+    /// `h` is an initialised heap or pooled heap memory (never the static
+    /// empty heap), which is never unmapped.
+    #[inline]
+    pub unsafe fn pending_head<'a>(h: *mut Heap) -> &'a AtomicPtr<Segment> {
+        // SAFETY: the field is aligned and valid for the process's life;
+        // every access to it goes through this atomic view.
+        unsafe { AtomicPtr::from_ptr(ptr::addr_of_mut!((*h).pending)) }
+    }
+
+    /// Push `seg` (its `pending` flag just raised by the caller, or passed
+    /// on by a heap that took it) on heap `h`'s pending stack.
+    ///
+    /// # Safety
+    /// As [`Heap::pending_head`]; `seg` is mapped and on no stack, and its
+    /// `pending` flag is set (so nobody frees it or pushes it meanwhile).
+    pub unsafe fn pending_push(h: *mut Heap, seg: *mut Segment) {
+        // SAFETY: per the contract.
+        unsafe {
+            let head = Heap::pending_head(h);
+            let mut old = head.load(Relaxed);
+            loop {
+                (*seg).pending_next.store(old, Relaxed);
+                match head.compare_exchange_weak(old, seg, AcqRel, Relaxed) {
+                    Ok(_) => return,
+                    Err(o) => old = o,
+                }
+            }
+        }
+    }
+
+    /// Pass a segment taken off some heap's pending stack on to the heap
+    /// that owns it now: pushed there (its flag stays raised), or, if it
+    /// is abandoned, its flag cleared (adoption waits for that; whoever
+    /// adopts or tidies it collects every page). The segment may be freed
+    /// as soon as this returns.
+    ///
+    /// # Safety
+    /// `seg` was taken off a pending stack by the caller (its flag set).
+    pub unsafe fn pass_on(seg: *mut Segment) {
+        // SAFETY: per the contract: mapped until its flag is cleared.
+        unsafe {
+            let o = (*seg).heap.load(Acquire);
+            if o.is_null() {
+                (*seg).pending.swap(false, AcqRel);
+            } else {
+                Heap::pending_push(o, seg);
+            }
+        }
+    }
+
+    /// Take heap `h`'s whole pending stack and pass every segment on (a
+    /// remote free found that it pushed a segment on the stack of a heap
+    /// that had given it up).
+    ///
+    /// # Safety
+    /// As [`Heap::pending_head`].
+    pub unsafe fn pass_on_all(h: *mut Heap) {
+        // SAFETY: per the contract; every segment on the stack has its flag
+        // set; its link is read before it is passed on.
+        unsafe {
+            let mut seg = Heap::pending_head(h).swap(ptr::null_mut(), AcqRel);
+            while !seg.is_null() {
+                let next = (*seg).pending_next.load(Relaxed);
+                Heap::pass_on(seg);
+                seg = next;
+            }
+        }
+    }
 }
 
 // ------------------------------------------------------------ trim, check
@@ -175,6 +259,13 @@ pub unsafe fn trim(h: *mut Heap) -> bool {
             let seg = segment::abandon_pop();
             if seg.is_null() {
                 break;
+            }
+            if (*seg).pending.load(Acquire) {
+                // Not adoptable yet (see `adopt_where`).
+                if tidy(seg) {
+                    segment::abandon_push(seg);
+                }
+                continue;
             }
             reclaim(h, seg);
         }

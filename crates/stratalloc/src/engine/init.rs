@@ -219,14 +219,27 @@ pub(super) unsafe fn init() -> *mut Heap {
     if h.is_null() {
         return h;
     }
-    // SAFETY: fresh heap memory, ours alone.
+    // SAFETY: fresh heap memory, ours alone but for its pending stack (a
+    // remote free that read this heap as a segment's owner before its
+    // last thread exited may still push there): every field before it is
+    // set, the stack is left as it is (zero in a fresh chunk) and passed
+    // on below.
     unsafe {
-        h.write(Heap::INIT);
+        let init = Heap::INIT;
+        ptr::copy_nonoverlapping(
+            (&init as *const Heap).cast::<u8>(),
+            h.cast::<u8>(),
+            core::mem::offset_of!(Heap, pending),
+        );
         (*h).id = NEXT_ID.fetch_add(1, Relaxed);
         (*h).secret = super::page::secret();
         (*h).trim_seen = TRIM_EPOCH.load(Relaxed);
     }
     tls::set(h);
+    // Segments pushed on this heap's stack after its last thread took it
+    // for the last time go on to their owners.
+    // SAFETY: our heap.
+    unsafe { collect_pending(&mut *h) };
     // pthread_setspecific may call malloc (calloc for high keys): the heap
     // is already in place, so that call is served normally.
     if let Some(k) = KEY.get(on_thread_exit) {

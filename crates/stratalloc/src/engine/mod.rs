@@ -263,6 +263,23 @@ pub fn local_pages() -> usize {
     unsafe { heap::page_count(heap::heap()) }
 }
 
+/// Take back now what other threads freed into the calling thread's
+/// floating pages (what its slow path does before it sets up a page);
+/// returns how many segments that visited: a diagnostic for tests.
+pub fn collect_remote() -> u64 {
+    let h = heap::heap();
+    // SAFETY: the calling thread's heap, used only if initialised.
+    unsafe {
+        if (*h).id == heap::UNINIT {
+            return 0;
+        }
+        let h = &mut *h;
+        let before = h.pending_visits;
+        heap::collect_pending(h);
+        h.pending_visits - before
+    }
+}
+
 /// Engine figures beyond [`BackendStats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
