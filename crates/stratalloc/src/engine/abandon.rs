@@ -149,10 +149,12 @@ pub(super) unsafe fn settle(h: &mut Heap, page: *mut Page, now: u64) {
 /// old owner) is passed on to its owner now, or dropped if abandoned.
 pub(super) unsafe fn collect_pending(h: &mut Heap) {
     // SAFETY: our heap (not the empty one: callers are past `enter_slow`).
-    let mut seg = unsafe { Heap::pending_head(h) }.swap(ptr::null_mut(), Acquire);
-    if seg.is_null() {
+    let head = unsafe { Heap::pending_head(h) };
+    // A load first: the swap's atomic write only when there is something.
+    if head.load(Relaxed).is_null() {
         return;
     }
+    let mut seg = head.swap(ptr::null_mut(), Acquire);
     let now = os::now_ms();
     while !seg.is_null() {
         h.pending_visits += 1;
