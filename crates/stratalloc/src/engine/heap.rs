@@ -94,8 +94,10 @@ pub struct Heap {
     pub remote_open: u64,
     /// Remote frees waiting to be pushed, a chain per page (`remote.rs`).
     pub remote: [Batch; REMOTE_SLOTS],
-    /// Segments `collect_pending` visited (a diagnostic for tests).
+    /// Segments `collect_pending` visited, and pages the allocation slow
+    /// path's queue walk visited (diagnostics for tests).
     pub pending_visits: u64,
+    pub queue_visits: u64,
     /// The pending stack: segments whose `pending` flag a remote free
     /// raised, linked through `Segment::pending_next` (Treiber stack: any
     /// thread pushes, only the owner takes, the whole stack with one swap,
@@ -159,6 +161,7 @@ impl Heap {
         remote_open: 0,
         remote: [Batch::EMPTY; REMOTE_SLOTS],
         pending_visits: 0,
+        queue_visits: 0,
         pending: ptr::null_mut(),
     };
 

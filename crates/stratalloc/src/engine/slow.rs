@@ -10,6 +10,7 @@ use super::page::{Page, FULL, LARGE, TF_FULL};
 use super::segment::{self, Segment, SLICE_SIZE};
 use super::size_class::*;
 use crate::os;
+use crate::tuning::PAGE_VISITS;
 
 // ------------------------------------------------------------ allocation
 
@@ -54,13 +55,20 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
             return ptr::null_mut();
         };
         for attempt in 0..3 {
-            // Freed blocks anywhere in the queue go before fresh ones are
-            // carved (carving touches new memory): the first page that can
-            // only be extended is remembered and extended if no page has
-            // free blocks.
+            // Freed blocks in the queue go before fresh ones are carved
+            // (carving touches new memory): the first page that can only
+            // be extended is remembered and extended if no page has free
+            // blocks, or once [`PAGE_VISITS`] pages were looked at (so a
+            // long queue of such pages is not walked on every call).
             let mut extendable: *mut Page = ptr::null_mut();
+            let mut visits = 0;
             let mut page = h.queues[c].first;
             while !page.is_null() {
+                if visits >= PAGE_VISITS && !extendable.is_null() {
+                    break;
+                }
+                visits += 1;
+                h.queue_visits += 1;
                 let next = (*page).next;
                 (*page).collect();
                 if !(*page).free.is_null() {
