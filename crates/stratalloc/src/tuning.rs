@@ -49,10 +49,10 @@ pub const HUGE_CACHE_DELAY_MS: u64 = 100;
 pub const STEAL_REGRET: u32 = 128;
 
 /// Pages of a class's queue the allocation slow path looks at before it
-/// extends the first page that has blocks left to carve (if it saw one):
-/// a queue of many pages with nothing free (adopted ones, say) costs this
+/// extends a page that has blocks left to carve (the first it saw): a
+/// queue of many pages with nothing free (adopted ones, say) costs this
 /// much per slow path, not its length. Full pages it finds are floated
-/// (unlinked) and do not stop the walk: each is visited once per filling.
+/// (unlinked) on the way: each is visited once per filling.
 pub const PAGE_VISITS: u32 = 8;
 
 /// Abandoned segments a slow path adopts at most, looking for a page of

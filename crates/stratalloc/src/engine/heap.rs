@@ -95,7 +95,8 @@ pub struct Heap {
     /// Remote frees waiting to be pushed, a chain per page (`remote.rs`).
     pub remote: [Batch; REMOTE_SLOTS],
     /// Segments `collect_pending` visited, and pages the allocation slow
-    /// path's queue walk visited (diagnostics for tests).
+    /// path's queue walks visited when they found no free block
+    /// (diagnostics for tests).
     pub pending_visits: u64,
     pub queue_visits: u64,
     /// The pending stack: segments whose `pending` flag a remote free

@@ -281,7 +281,8 @@ pub fn collect_remote() -> u64 {
 }
 
 /// Pages the calling thread's allocation slow paths looked at in their
-/// class queues so far: a diagnostic for tests.
+/// class queues so far, in walks that found no free block: a diagnostic
+/// for tests.
 pub fn queue_visits() -> u64 {
     // SAFETY: the calling thread's heap (the empty heap reads 0).
     unsafe { (*heap::heap()).queue_visits }

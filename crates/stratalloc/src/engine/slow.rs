@@ -59,16 +59,13 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
             // (carving touches new memory): the first page that can only
             // be extended is remembered and extended if no page has free
             // blocks, or once [`PAGE_VISITS`] pages were looked at (so a
-            // long queue of such pages is not walked on every call).
+            // long queue of such pages is not walked on every call; full
+            // pages are floated on the way, out of the queue).
             let mut extendable: *mut Page = ptr::null_mut();
             let mut visits = 0;
             let mut page = h.queues[c].first;
             while !page.is_null() {
-                if visits >= PAGE_VISITS && !extendable.is_null() {
-                    break;
-                }
                 visits += 1;
-                h.queue_visits += 1;
                 let next = (*page).next;
                 (*page).collect();
                 if !(*page).free.is_null() {
@@ -82,6 +79,9 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                     if extendable.is_null() {
                         extendable = page;
                     }
+                    if visits >= PAGE_VISITS {
+                        break;
+                    }
                     page = next;
                     continue;
                 }
@@ -94,6 +94,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                 }
                 page = next;
             }
+            h.queue_visits += visits as u64;
             if !extendable.is_null() {
                 (*extendable).extend();
                 if extendable != h.queues[c].first {
