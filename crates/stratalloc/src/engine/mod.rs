@@ -105,8 +105,10 @@
 //!   batch (up to 32 blocks or 16 KiB) goes on the page's `thread_free`
 //!   with one CAS.
 //! - slow path: collect the queue's pages (freed blocks in any of them go
-//!   before fresh blocks are carved), float full ones, take back floating
-//!   pages freed into, adopt an abandoned segment with a page of the class,
+//!   before fresh blocks are carved; after 8 pages the first page with
+//!   blocks left to carve is extended), float full ones, take back floating
+//!   pages freed into (the segments on the heap's pending stack, no walk of
+//!   its segments), adopt an abandoned segment with a page of the class,
 //!   take a span (bitmap search over 64 slices), adopt an abandoned
 //!   segment with room for it, or map a segment (segment cache first). A floating page that gets blocks back
 //!   is queued last, so it gathers frees before malloc comes to it.
