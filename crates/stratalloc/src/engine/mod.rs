@@ -290,6 +290,12 @@ pub fn queue_visits() -> u64 {
     unsafe { (*heap::heap()).queue_visits }
 }
 
+/// Ask for transparent huge pages on the segments mapped from now on
+/// (`STRATALLOC_THP=1`).
+pub fn set_thp(on: bool) {
+    segment::THP.store(on, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// Engine figures beyond [`BackendStats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
