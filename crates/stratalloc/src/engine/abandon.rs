@@ -149,7 +149,7 @@ pub(super) unsafe fn settle(h: &mut Heap, page: *mut Page, now: u64) {
 /// old owner) is passed on to its owner now, or dropped if abandoned.
 pub(super) unsafe fn collect_pending(h: &mut Heap) {
     // SAFETY: our heap (not the empty one: callers are past `enter_slow`).
-    let head = unsafe { Heap::pending_head(h) };
+    let head = unsafe { Heap::pending_head(h.slot) };
     // A load first: the swap's atomic write only when there is something.
     if head.load(Relaxed).is_null() {
         return;
@@ -164,7 +164,7 @@ pub(super) unsafe fn collect_pending(h: &mut Heap) {
         // touched.
         unsafe {
             let next = (*seg).pending_next.load(Relaxed);
-            if !ptr::eq((*seg).heap.load(Acquire), h) {
+            if (*seg).heap.load(Acquire) != h.slot {
                 Heap::pass_on(seg);
                 seg = next;
                 continue;

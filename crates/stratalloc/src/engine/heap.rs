@@ -99,14 +99,21 @@ pub struct Heap {
     /// (diagnostics for tests).
     pub pending_visits: u64,
     pub queue_visits: u64,
-    /// The pending stack: segments whose `pending` flag a remote free
-    /// raised, linked through `Segment::pending_next` (Treiber stack: any
-    /// thread pushes, only the owner takes, the whole stack with one swap,
-    /// so no ABA). Touched only atomically ([`Heap::pending_head`]); last
-    /// field, so that `init` can set up a pooled heap without writing it
-    /// (a late push may land in a heap whose thread exited).
-    pub pending: *mut Segment,
+    /// This heap's memory (the pointer `init` got from the pool, whose
+    /// provenance covers the whole slot, pending stack included): what
+    /// the heap's segments name as their owner.
+    pub slot: *mut Heap,
 }
+
+/// Bytes of heap memory per heap: the `Heap`, then the head of its
+/// pending stack, which is outside the struct because other threads push
+/// there while the owner holds `&mut Heap`, and `init` does not write it
+/// (a late push may land in a heap whose thread exited). The stack holds
+/// segments whose `pending` flag a remote free raised, linked through
+/// `Segment::pending_next` (a Treiber stack: any thread pushes; takers
+/// take the whole stack with one swap, so no ABA).
+pub const HEAP_SLOT: usize =
+    (core::mem::size_of::<Heap>() + core::mem::size_of::<usize>()).next_multiple_of(64);
 
 /// `trim()` calls so far: a heap that has seen fewer frees its empty
 /// pages and purges its free slices at its next slow path, so a trim on
@@ -163,20 +170,25 @@ impl Heap {
         remote: [Batch::EMPTY; REMOTE_SLOTS],
         pending_visits: 0,
         queue_visits: 0,
-        pending: ptr::null_mut(),
+        slot: ptr::null_mut(),
     };
 
-    /// The pending stack's head as an atomic (the field is a plain
-    /// pointer so that the static empty heap stays read-only).
+    /// The head of the pending stack of the heap in slot `h` (see
+    /// [`HEAP_SLOT`]).
     ///
     /// # Safety
-    /// `h` is an initialised heap or pooled heap memory (never the static
-    /// empty heap), which is never unmapped.
+    /// `h` is a heap slot from the pool (`Heap::slot` or `Segment::heap`,
+    /// never the static empty heap); heap memory is never unmapped.
     #[inline]
     pub unsafe fn pending_head<'a>(h: *mut Heap) -> &'a AtomicPtr<Segment> {
-        // SAFETY: the field is aligned and valid for the process's life;
-        // every access to it goes through this atomic view.
-        unsafe { AtomicPtr::from_ptr(ptr::addr_of_mut!((*h).pending)) }
+        // SAFETY: the word after the `Heap` lies inside its slot, aligned
+        // (the size of `Heap` is a multiple of its alignment, 8 or more),
+        // zero in a fresh chunk, and only ever accessed atomically.
+        unsafe {
+            &*h.cast::<u8>()
+                .add(core::mem::size_of::<Heap>())
+                .cast::<AtomicPtr<Segment>>()
+        }
     }
 
     /// Push `seg` (its `pending` flag just raised by the caller, or passed

@@ -161,7 +161,7 @@ pub(super) fn heap_pool_take() -> *mut Heap {
     if chunk.is_null() {
         return ptr::null_mut();
     }
-    let size = core::mem::size_of::<Heap>().next_multiple_of(64);
+    let size = HEAP_SLOT;
     let n = HEAP_CHUNK / size;
     segment::GLOBAL.lock();
     for i in 1..n {
@@ -219,18 +219,11 @@ pub(super) unsafe fn init() -> *mut Heap {
     if h.is_null() {
         return h;
     }
-    // SAFETY: fresh heap memory, ours alone but for its pending stack (a
-    // remote free that read this heap as a segment's owner before its
-    // last thread exited may still push there): every field before it is
-    // set, the stack is left as it is (zero in a fresh chunk) and passed
-    // on below.
+    // SAFETY: fresh heap memory, ours alone (but for its pending stack's
+    // head, after the `Heap`: not written here).
     unsafe {
-        let init = Heap::INIT;
-        ptr::copy_nonoverlapping(
-            (&init as *const Heap).cast::<u8>(),
-            h.cast::<u8>(),
-            core::mem::offset_of!(Heap, pending),
-        );
+        h.write(Heap::INIT);
+        (*h).slot = h;
         (*h).id = NEXT_ID.fetch_add(1, Relaxed);
         (*h).secret = super::page::secret();
         (*h).trim_seen = TRIM_EPOCH.load(Relaxed);

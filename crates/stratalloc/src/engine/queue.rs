@@ -107,7 +107,7 @@ impl Heap {
         self.segs = seg;
         self.nsegs += 1;
         // SAFETY: as above; remote frees read it to find our pending stack.
-        unsafe { (*seg).heap.store(self, Release) };
+        unsafe { (*seg).heap.store(self.slot, Release) };
         self.own[own_slot(seg as usize)] = seg as usize;
     }
 
