@@ -249,6 +249,7 @@ pub unsafe fn abandon(h: *mut Heap) {
     // Back to the empty heap: a later malloc on this thread (another
     // thread-exit destructor) sets up a new one and registers again.
     tls::set(empty_heap());
-    // SAFETY: no thread uses `h` any more.
-    unsafe { heap_pool_give(h) };
+    // SAFETY: no thread uses `h` any more. The pool gets the slot pointer
+    // (its provenance covers the pending stack's head after the `Heap`).
+    unsafe { heap_pool_give(h.slot) };
 }

@@ -16,7 +16,11 @@
 //! - every page in `queues[c]` is an in-use page of class `c` of a segment
 //!   in `segs`; every in-use class page of those segments not in a queue is
 //!   floating (`FULL`); large pages are always floating
-//! - every segment in `segs` has `owner == id`
+//! - every segment in `segs` has `owner == id` and `heap == slot`
+//! - the pending stack (after the `Heap` in its slot, see [`HEAP_SLOT`])
+//!   holds segments with `pending` set, each on this one stack only; those
+//!   of other heaps or abandoned ones (pushed late) are passed on when it
+//!   is taken
 //! - `own[k]` is [`OWN_EMPTY`] or a segment in `segs` with
 //!   `own_slot(seg) == k` (a cache of owned segments for the free fast
 //!   path: a hit proves the pointer's segment is ours and mapped without
