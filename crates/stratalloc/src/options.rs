@@ -11,6 +11,7 @@
 //! | `STRATALLOC_LEAKS_SUPPRESS` | a path | suppressions: lines `leak:NAME` (a function or library name in the stack) |
 //! | `STRATALLOC_LEAKS_EXITCODE` | a number | exit status when leaks are found (default 23; 0: leave it) |
 //! | `STRATALLOC_CHECK` | `1` | canaries, poisoning, double/invalid free checks |
+//! | `STRATALLOC_THP` | `1` | the engine asks for transparent huge pages on its segments (`madvise(MADV_HUGEPAGE)`) |
 //! | `STRATALLOC_TRACE` | a path | every event to a binary trace file |
 //! | `STRATALLOC_PROFILE` | `1` or a path | allocation profile at exit: JSON, or HTML and JSON if the path ends in `.html` (`1`: `stratalloc-profile.<pid>.html`) |
 //! | `STRATALLOC_PROFILE_SAMPLE` | `N` | profile: capture the stack of one allocation in `N` (at random) |
@@ -131,6 +132,8 @@ pub struct Options {
     pub leak: LeakOptions,
     /// Check mode.
     pub check: bool,
+    /// The engine's segments are mapped with `MADV_HUGEPAGE`.
+    pub thp: bool,
     /// Trace file.
     pub trace: Option<PathBuf>,
     /// Allocation profile.
@@ -152,6 +155,7 @@ impl Options {
         leaks: Output::Off,
         leak: LeakOptions::DEFAULT,
         check: false,
+        thp: false,
         trace: None,
         profile: Output::Off,
         profile_sample: 1,
@@ -217,6 +221,9 @@ impl Options {
         }
         if let Some(v) = get("STRATALLOC_CHECK") {
             o.check = !matches!(v, b"" | b"0");
+        }
+        if let Some(v) = get("STRATALLOC_THP") {
+            o.thp = v == b"1";
         }
         if let Some(v) = get("STRATALLOC_TRACE") {
             o.trace = PathBuf::from_bytes(v);
@@ -310,7 +317,11 @@ mod tests {
             ("STRATALLOC_LEAKS", "/tmp/leaks.txt"),
             ("STRATALLOC_CHECK", "1"),
             ("STRATALLOC_TRACE", "/tmp/t.trace"),
+            ("STRATALLOC_THP", "1"),
         ]));
+        assert!(o.thp);
+        assert!(!Options::parse(env(&[("STRATALLOC_THP", "0")])).thp);
+        assert!(!Options::parse(env(&[])).thp);
         assert_eq!(o.choice, Choice::Strategy(Strategy::Bump));
         assert_eq!(o.stats, Output::Stderr);
         assert!(matches!(o.leaks, Output::Path(p) if p.as_cstr().to_bytes() == b"/tmp/leaks.txt"));

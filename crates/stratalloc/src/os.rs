@@ -241,6 +241,22 @@ unsafe fn munmap_keep_errno(p: *mut u8, size: usize) -> bool {
     }
 }
 
+/// Ask the kernel to back `[p, p + size)` with transparent huge pages
+/// (`MADV_HUGEPAGE`); a refusal (no THP in the kernel) is ignored.
+pub fn advise_huge(p: *mut u8, size: usize) {
+    #[cfg(not(miri))]
+    // SAFETY: madvise with MADV_HUGEPAGE changes no contents; on a range
+    // that is not mapped it fails, and failure is ignored (errno kept).
+    unsafe {
+        let errno = *libc::__errno_location();
+        if libc::madvise(p.cast(), size, libc::MADV_HUGEPAGE) != 0 {
+            *libc::__errno_location() = errno;
+        }
+    }
+    #[cfg(miri)]
+    let _ = (p, size);
+}
+
 /// Give the physical pages of `[p, p + size)` back to the OS; on success
 /// (`true`) the range stays mapped and reads as zeros afterwards
 /// (`MADV_DONTNEED`). On failure (`false`: the kernel refuses, for example

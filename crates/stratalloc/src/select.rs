@@ -213,7 +213,10 @@ fn init(cfg: &Config) -> &'static dyn Backend {
         print_strategy_names();
     }
     let (base, engine): (&'static dyn Backend, bool) = match opts.choice {
-        Choice::Engine => (&crate::engine::ENGINE, true),
+        Choice::Engine => {
+            crate::engine::set_thp(opts.thp);
+            (&crate::engine::ENGINE, true)
+        }
         Choice::Strategy(s) => {
             PROCESS.set_strategy(s);
             (&PROCESS, false)

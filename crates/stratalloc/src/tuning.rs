@@ -48,6 +48,13 @@ pub const HUGE_CACHE_DELAY_MS: u64 = 100;
 /// (a "regret": too many of them stop such stealing).
 pub const STEAL_REGRET: u32 = 128;
 
+/// Pages of a class's queue the allocation slow path looks at before it
+/// extends a page that has blocks left to carve (the first it saw): a
+/// queue of many pages with nothing free (adopted ones, say) costs this
+/// much per slow path, not its length. Full pages it finds are floated
+/// (unlinked) on the way: each is visited once per filling.
+pub const PAGE_VISITS: u32 = 8;
+
 /// Abandoned segments a slow path adopts at most, looking for a page of
 /// the class it needs, before it sets up a fresh page: more reuses the
 /// memory of exited threads sooner, and makes that slow path longer.

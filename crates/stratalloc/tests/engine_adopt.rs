@@ -4,7 +4,9 @@
 
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use stratalloc::__private::engine;
+use stratalloc::__private::{engine, tuning};
+
+mod common;
 
 /// The tests here measure process-wide figures: one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -159,4 +161,54 @@ fn remote_frees_into_an_adopted_page_are_reused() {
         reused, N,
         "the remotely freed blocks were not handed out again"
     );
+}
+
+/// Threads of [`a_long_queue_of_pages_to_extend_is_not_walked_whole`]
+/// that have filled their page.
+static FILLED: AtomicUsize = AtomicUsize::new(0);
+const FILLERS: usize = 16;
+
+/// Hand out every block carved so far on this thread's page of 1 KiB
+/// blocks (the page has more to carve, none free), then wait for the
+/// other fillers (so no one adopts another's segment) and exit, leaving
+/// the blocks live.
+extern "C" fn fill_a_page(_: *mut libc::c_void) -> *mut libc::c_void {
+    let first = engine::malloc(1024);
+    let info = || engine::page_info(first).unwrap();
+    for _ in 0..64 {
+        if info().used >= info().capacity {
+            break;
+        }
+        core::hint::black_box(engine::malloc(1024));
+    }
+    assert!(info().used == info().capacity && info().capacity < info().reserved);
+    FILLED.fetch_add(1, Ordering::SeqCst);
+    while FILLED.load(Ordering::SeqCst) < FILLERS {
+        // SAFETY: plain syscall.
+        unsafe { libc::sched_yield() };
+    }
+    core::ptr::null_mut()
+}
+
+/// A class queue of 16 adopted pages with blocks left to carve and none
+/// free: the slow path looks at [`tuning::PAGE_VISITS`] of them at most
+/// and extends one (it walked all 16 before), no fresh page set up.
+#[test]
+fn a_long_queue_of_pages_to_extend_is_not_walked_whole() {
+    let _serial = serial();
+    common::expect_success(|| {
+        run_threads(FILLERS, fill_a_page);
+        engine::trim(); // adopts every abandoned segment
+        let (pages, before) = (engine::local_pages(), engine::queue_visits());
+        core::hint::black_box(engine::malloc(1024));
+        let visited = engine::queue_visits() - before;
+        let fresh = engine::local_pages() - pages;
+        stratalloc::eprint_noalloc!(
+            "{} pages adopted; the slow path visited {} pages, set up {} fresh ones\n",
+            pages,
+            visited,
+            fresh
+        );
+        (pages < FILLERS || visited > tuning::PAGE_VISITS as u64 || fresh != 0) as i32
+    });
 }

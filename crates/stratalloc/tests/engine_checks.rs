@@ -459,3 +459,67 @@ fn empty_segments_stay_cached_between_phases_then_are_purged() {
         (!(kept && purged)) as i32
     });
 }
+
+/// Whether the mapping holding `p` has VmFlag `hg` (in /proc/self/smaps,
+/// read into an engine block with raw syscalls: no std allocation).
+fn has_hg(p: usize) -> bool {
+    const CAP: usize = 8 << 20;
+    let buf = engine::malloc(CAP);
+    // SAFETY: a fresh block of CAP bytes; plain syscalls on our own fd.
+    let text = unsafe {
+        let fd = libc::open(c"/proc/self/smaps".as_ptr(), libc::O_RDONLY);
+        assert!(fd >= 0);
+        let mut n = 0;
+        while n < CAP {
+            let r = libc::read(fd, buf.add(n).cast(), CAP - n);
+            if r <= 0 {
+                break;
+            }
+            n += r as usize;
+        }
+        libc::close(fd);
+        core::slice::from_raw_parts(buf, n)
+    };
+    let hex = |s: &[u8]| {
+        let t = core::str::from_utf8(s).ok()?;
+        usize::from_str_radix(t, 16).ok()
+    };
+    let mut inside = false;
+    for line in text.split(|&b| b == b'\n') {
+        let first = line.split(|&b| b == b' ').next().unwrap_or(&[]);
+        if let Some(dash) = first.iter().position(|&b| b == b'-') {
+            if let (Some(a), Some(b)) = (hex(&first[..dash]), hex(&first[dash + 1..])) {
+                inside = a <= p && p < b;
+                continue;
+            }
+        }
+        if inside && line.starts_with(b"VmFlags:") {
+            return line.split(|&b| b == b' ').any(|f| f == b"hg");
+        }
+    }
+    false
+}
+
+/// A segment mapped after `set_thp(on)` (the cache emptied first, and
+/// three blocks that each need half a segment: the last is in a new one);
+/// whether its mapping is marked for huge pages (`hg`).
+fn fresh_segment_has_hg(on: bool) -> bool {
+    engine::set_thp(on);
+    engine::trim();
+    let mut last = 0;
+    for _ in 0..3 {
+        last = engine::malloc(engine::LARGE_MAX) as usize;
+    }
+    has_hg(last)
+}
+
+/// `STRATALLOC_THP=1` (`engine::set_thp`): new segments are mapped with
+/// `MADV_HUGEPAGE`; without it they are not.
+#[test]
+fn segments_ask_for_huge_pages_only_when_told() {
+    common::expect_success(|| {
+        let (off, on) = (fresh_segment_has_hg(false), fresh_segment_has_hg(true));
+        stratalloc::eprint_noalloc!("hg without the option: {}, with it: {}\n", off, on);
+        (off || !on) as i32
+    });
+}

@@ -283,3 +283,40 @@ fn a_trim_elsewhere_makes_a_thread_push_its_batches() {
         ([held, pushed] != [all, all - 3]) as i32
     });
 }
+
+/// A remote free into one floating page of a heap with many segments:
+/// the owner's collection takes that segment off its pending stack and
+/// visits it alone (it walked all 40 before), and the freed block is
+/// reused at once.
+#[test]
+fn collecting_remote_frees_visits_only_the_segment_freed_into() {
+    common::expect_success(|| {
+        const SEGS: usize = 40;
+        // The largest non-huge block: two never fit in one segment (63
+        // slices), so each of these floats in a segment of its own.
+        let size = engine::LARGE_MAX;
+        let mut blocks = [0usize; SEGS];
+        for b in blocks.iter_mut() {
+            *b = engine::malloc(size) as usize;
+        }
+        let seg = |p: usize| p / (2 * engine::LARGE_MAX);
+        for (i, a) in blocks.iter().enumerate() {
+            if *a == 0 || blocks[..i].iter().any(|b| seg(*b) == seg(*a)) {
+                stratalloc::eprint_noalloc!("the blocks do not have a segment each\n");
+                return 2;
+            }
+        }
+        let idle = engine::collect_remote();
+        BLOCK.store(blocks[17], SeqCst);
+        join(spawn(free_block));
+        let visited = engine::collect_remote();
+        let again = engine::malloc(size) as usize;
+        stratalloc::eprint_noalloc!(
+            "collect visited {} segments with nothing freed, {} after one remote free; block reused: {}\n",
+            idle,
+            visited,
+            again == blocks[17]
+        );
+        (idle != 0 || visited != 1 || again != blocks[17]) as i32
+    });
+}

@@ -1,14 +1,17 @@
 //! Model checking (loom) of the engine's cross-thread protocol: remote
-//! frees, the FULL bit of floating pages, the segment's `pending` flag,
-//! and abandon/reclaim at thread exit.
+//! frees, the FULL bit of floating pages, the segment's `pending` flag and
+//! the heaps' pending stacks, and abandon/reclaim at thread exit.
 //!
 //! loom runs every interleaving (and every weak-memory outcome it models)
 //! of small programs, so these are models: each step below is the engine's
 //! step, with the same atomic operations and orderings, on one page whose
 //! blocks are numbered. The engine functions they mirror are named at each
-//! step (`engine/remote.rs::{push, publish}`, `engine/page.rs::{try_mark_full,
-//! clear_full, collect}`, `engine/heap.rs::{collect_pending, settle,
-//! abandon, reclaim}`); a change there must be made here too.
+//! step (`engine/remote.rs::{push, publish, notify}`, `engine/page.rs::{try_mark_full,
+//! clear_full, collect}`, `engine/heap.rs::{pending_push, pass_on,
+//! pass_on_all}`, `engine/abandon.rs::{collect_pending, settle, abandon,
+//! reclaim, adopt_where}`); a change there must be made here too. The
+//! page's segment is the only one, so a heap's pending stack is a flag
+//! (is the segment on it).
 //!
 //! Properties checked in every interleaving:
 //! - no block freed by another thread is stranded: when every thread is
@@ -43,6 +46,11 @@ struct Page {
     thread_free: AtomicUsize,
     /// The segment's `pending` flag.
     pending: AtomicBool,
+    /// The segment's owning heap: 1 (the first owner), 2 (an adopter), 0
+    /// while abandoned.
+    heap: AtomicUsize,
+    /// `stacks[h]`: the segment is on heap `h`'s pending stack.
+    stacks: Vec<AtomicUsize>,
     /// `links[b / 2]`: the block's next pointer (written before its push).
     links: Vec<AtomicUsize>,
     /// Set by the owner when it releases the span (used reaches 0).
@@ -54,6 +62,8 @@ impl Page {
         Page {
             thread_free: AtomicUsize::new(0),
             pending: AtomicBool::new(false),
+            heap: AtomicUsize::new(1),
+            stacks: (0..3).map(|_| AtomicUsize::new(0)).collect(),
             links: (0..=n).map(|_| AtomicUsize::new(0)).collect(),
             released: AtomicBool::new(false),
         }
@@ -74,6 +84,41 @@ impl Page {
         self.publish(blocks[0], blocks[blocks.len() - 1]);
     }
 
+    /// `remote.rs::notify`: raise `pending` and push the segment on its
+    /// owner's stack; pass that stack on if the owner gave it up meanwhile.
+    fn notify(&self) {
+        let h = self.heap.load(Acquire);
+        if h != 0 && !self.pending.swap(true, AcqRel) {
+            self.push(h);
+            if self.heap.load(Acquire) != h {
+                self.pass_on_all(h);
+            }
+        }
+    }
+
+    /// `heap.rs::pending_push`.
+    fn push(&self, h: usize) {
+        let was = self.stacks[h].swap(1, AcqRel);
+        assert_eq!(was, 0, "a segment pushed on a stack it is on");
+    }
+
+    /// `heap.rs::pass_on`: to the owner now, or flag cleared if abandoned.
+    fn pass_on(&self) {
+        let o = self.heap.load(Acquire);
+        if o == 0 {
+            self.pending.swap(false, AcqRel);
+        } else {
+            self.push(o);
+        }
+    }
+
+    /// `heap.rs::pass_on_all`.
+    fn pass_on_all(&self, h: usize) {
+        if self.stacks[h].swap(0, AcqRel) != 0 {
+            self.pass_on();
+        }
+    }
+
     /// `remote.rs::publish`: the chain `head ..= tail` (linked already but
     /// for the tail's link) pushed with one CAS, after the FULL bit is
     /// cleared and `pending` set.
@@ -88,7 +133,7 @@ impl Page {
             if old & TF_FULL != 0 {
                 match tf.compare_exchange_weak(old, old & !TF_FULL, AcqRel, Relaxed) {
                     Ok(_) => {
-                        self.pending.store(true, Release);
+                        self.notify();
                         old &= !TF_FULL;
                     }
                     Err(o) => {
@@ -108,6 +153,8 @@ impl Page {
 
 /// The owner's view of the page.
 struct Owner {
+    /// Its heap (the index of its pending stack).
+    id: usize,
     used: usize,
     floating: bool,
 }
@@ -180,9 +227,15 @@ impl Owner {
         }
     }
 
-    /// `heap.rs::collect_pending` for the page's segment.
+    /// `abandon.rs::collect_pending`: take the stack; a segment of
+    /// another heap's (or abandoned) is passed on.
     fn collect_pending(&mut self, p: &Page) {
-        if p.pending.load(Relaxed) && p.pending.swap(false, AcqRel) {
+        if p.stacks[self.id].swap(0, AcqRel) != 0 {
+            if p.heap.load(Acquire) != self.id {
+                p.pass_on();
+                return;
+            }
+            p.pending.swap(false, AcqRel);
             if !self.floating {
                 return;
             }
@@ -202,7 +255,7 @@ impl Owner {
     /// flag to bring it back.
     fn stranded(&self, p: &Page) -> bool {
         let tf = p.thread_free.load(Acquire);
-        self.floating && tf & !TF_FULL != 0 && !p.pending.load(Acquire)
+        self.floating && tf & !TF_FULL != 0 && p.stacks[self.id].load(Acquire) == 0
     }
 }
 
@@ -220,6 +273,7 @@ fn remote_frees_to_a_floating_page_are_never_stranded() {
             })
             .collect();
         let mut me = Owner {
+            id: 1,
             used: 2,
             floating: false,
         };
@@ -258,28 +312,50 @@ fn remote_frees_into_an_abandoned_segment_reach_the_adopter() {
             let (p, list) = (page.clone(), abandoned.clone());
             thread::spawn(move || {
                 let mut me = Owner {
+                    id: 1,
                     used: 2,
                     floating: false,
                 };
                 if !me.try_mark_full(&p) {
                     me.collect(&p);
                 }
-                // `heap.rs::abandon`: collect every page, release empty
-                // ones, push the segment (under the global lock).
+                // `abandon.rs::abandon`: take the stack, give the segment
+                // up (`heap` cleared), collect every page, release empty
+                // ones, push the segment (under the global lock), take the
+                // stack again.
+                me.collect_pending(&p);
+                p.heap.store(0, Release);
                 me.collect(&p);
                 if me.used == 0 {
                     p.released.store(true, SeqCst);
                 }
+                me.collect_pending(&p);
                 *list.lock().unwrap() = Some(me);
             })
         };
         owner.join().unwrap();
-        // `heap.rs::reclaim` by another thread: clear FULL, collect, settle.
+        // `adopt_where` adopts only a segment whose flag is clear; the
+        // remote free clears it by itself if it pushed late.
+        let mut remote = Some(remote);
+        if page.pending.load(Acquire) {
+            remote.take().unwrap().join().unwrap();
+            assert!(
+                !page.pending.load(Acquire),
+                "an abandoned segment kept its flag: never adopted"
+            );
+        }
+        // `abandon.rs::reclaim` by another thread: owner set, then clear
+        // FULL, collect, settle every page.
         let mut me = abandoned.lock().unwrap().take().unwrap();
+        me.id = 2;
+        page.heap.store(2, Release);
         me.clear_full(&page);
         me.collect(&page);
         me.settle(&page);
-        remote.join().unwrap();
+        if let Some(t) = remote {
+            t.join().unwrap();
+        }
+        assert!(!me.stranded(&page), "a remote free is stranded");
         me.collect_pending(&page);
         if !me.floating {
             me.collect(&page);
@@ -305,6 +381,7 @@ fn a_batch_of_remote_frees_to_a_floating_page_is_never_stranded() {
             thread::spawn(move || p.free_remote(6))
         };
         let mut me = Owner {
+            id: 1,
             used: 3,
             floating: false,
         };

@@ -20,8 +20,9 @@ use crate::os;
 pub(super) unsafe fn reclaim(h: &mut Heap, seg: *mut Segment) -> bool {
     // SAFETY: we own `seg` now.
     unsafe {
+        // `pending` stays as it is: if set, the segment is on some heap's
+        // stack, which passes it on to us (`collect_pending`).
         (*seg).owner.store(h.id, Release);
-        (*seg).pending.store(false, Relaxed);
         h.seg_push(seg);
         let now = os::now_ms();
         Segment::for_each_page(seg, |page| {
@@ -77,7 +78,9 @@ pub(super) unsafe fn adopt_where(
             if !tidy(seg) {
                 continue;
             }
-            if fits(seg) {
+            // A raised `pending` flag: the segment is still on the stack
+            // of a heap that gave it up; adopted once that passes it on.
+            if !(*seg).pending.load(Acquire) && fits(seg) {
                 if reclaim(h, seg) {
                     return seg;
                 }
@@ -107,7 +110,7 @@ pub(super) unsafe fn tidy(seg: *mut Segment) -> bool {
                 span_release(page, now);
             }
         });
-        if (*seg).is_empty() {
+        if (*seg).releasable() {
             segment::segment_free(seg);
             return false;
         }
@@ -140,29 +143,46 @@ pub(super) unsafe fn settle(h: &mut Heap, page: *mut Page, now: u64) {
     }
 }
 
-/// Take back floating pages with remote frees in segments flagged pending.
+/// Take back floating pages with remote frees in the segments on our
+/// pending stack (taken whole: one swap; no walk of our other segments).
+/// A segment pushed here after this heap gave it up (the freer read the
+/// old owner) is passed on to its owner now, or dropped if abandoned.
 pub(super) unsafe fn collect_pending(h: &mut Heap) {
+    // SAFETY: our heap (not the empty one: callers are past `enter_slow`).
+    let head = unsafe { Heap::pending_head(h.slot) };
+    // A load first: the swap's atomic write only when there is something.
+    if head.load(Relaxed).is_null() {
+        return;
+    }
+    let mut seg = head.swap(ptr::null_mut(), Acquire);
     let now = os::now_ms();
-    let mut seg = h.segs;
     while !seg.is_null() {
-        // SAFETY: our segments; `next` is read before `seg` may be freed.
+        h.pending_visits += 1;
+        // SAFETY: a segment on our stack has `pending` set, so it is mapped
+        // and not freed; once the flag is cleared (after its link is read:
+        // a remote free may push it again) only our own segments are
+        // touched.
         unsafe {
-            let next = (*seg).next;
-            if (*seg).pending.load(Relaxed) && (*seg).pending.swap(false, AcqRel) {
-                Segment::for_each_page(seg, |page| {
-                    if (*page).flags.load(Relaxed) & FULL == 0 {
-                        return;
-                    }
-                    let tf = (*page).thread_free.load(Acquire);
-                    if tf & TF_FULL != 0 && tf & !TF_FULL == 0 {
-                        return; // still marked, nothing freed
-                    }
-                    (*page).clear_full();
-                    (*page).collect();
-                    settle(h, page, now);
-                });
-                seg_free_if_empty(h, seg);
+            let next = (*seg).pending_next.load(Relaxed);
+            if (*seg).heap.load(Acquire) != h.slot {
+                Heap::pass_on(seg);
+                seg = next;
+                continue;
             }
+            (*seg).pending.swap(false, AcqRel);
+            Segment::for_each_page(seg, |page| {
+                if (*page).flags.load(Relaxed) & FULL == 0 {
+                    return;
+                }
+                let tf = (*page).thread_free.load(Acquire);
+                if tf & TF_FULL != 0 && tf & !TF_FULL == 0 {
+                    return; // still marked, nothing freed
+                }
+                (*page).clear_full();
+                (*page).collect();
+                settle(h, page, now);
+            });
+            seg_free_if_empty(h, seg);
             seg = next;
         }
     }
@@ -181,6 +201,11 @@ pub unsafe fn abandon(h: *mut Heap) {
     let h = unsafe { &mut *h };
     // SAFETY: our heap.
     unsafe { super::remote::flush(h) };
+    // Floating pages with remote frees taken back first (and our stack
+    // emptied: the segments' `pending` flags cleared, so that those left
+    // empty below can be freed).
+    // SAFETY: our heap.
+    unsafe { collect_pending(h) };
     let now = os::now_ms();
     for c in 0..CLASSES {
         h.queues[c] = Queue {
@@ -204,7 +229,7 @@ pub unsafe fn abandon(h: *mut Heap) {
                     span_release(page, now);
                 }
             });
-            if (*seg).is_empty() {
+            if (*seg).releasable() {
                 segment::segment_free(seg);
             } else {
                 (*seg).purge(now);
@@ -213,9 +238,18 @@ pub unsafe fn abandon(h: *mut Heap) {
             }
         }
     }
+    // Segments pushed on our stack since: their `heap` is null now, so
+    // this only clears their flags (whoever adopts or tidies them
+    // collects every page). A remote free that read our heap before it
+    // was cleared may still push one later: it sees the change and passes
+    // the stack on itself (`remote.rs::notify`); so does the next thread
+    // to take this heap from the pool (`init`).
+    // SAFETY: our heap.
+    unsafe { collect_pending(h) };
     // Back to the empty heap: a later malloc on this thread (another
     // thread-exit destructor) sets up a new one and registers again.
     tls::set(empty_heap());
-    // SAFETY: no thread uses `h` any more.
-    unsafe { heap_pool_give(h) };
+    // SAFETY: no thread uses `h` any more. The pool gets the slot pointer
+    // (its provenance covers the pending stack's head after the `Heap`).
+    unsafe { heap_pool_give(h.slot) };
 }

@@ -16,7 +16,11 @@
 //! - every page in `queues[c]` is an in-use page of class `c` of a segment
 //!   in `segs`; every in-use class page of those segments not in a queue is
 //!   floating (`FULL`); large pages are always floating
-//! - every segment in `segs` has `owner == id`
+//! - every segment in `segs` has `owner == id` and `heap == slot`
+//! - the pending stack (after the `Heap` in its slot, see [`HEAP_SLOT`])
+//!   holds segments with `pending` set, each on this one stack only; those
+//!   of other heaps or abandoned ones (pushed late) are passed on when it
+//!   is taken
 //! - `own[k]` is [`OWN_EMPTY`] or a segment in `segs` with
 //!   `own_slot(seg) == k` (a cache of owned segments for the free fast
 //!   path: a hit proves the pointer's segment is ours and mapped without
@@ -34,7 +38,7 @@
 //! heap is abandoned, given back to the pool and the slot reset.
 
 use core::ptr;
-use core::sync::atomic::{AtomicU32, Ordering::*};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering::*};
 
 use super::page::{Page, FULL, LARGE};
 use super::remote::{Batch, REMOTE_SLOTS};
@@ -94,7 +98,26 @@ pub struct Heap {
     pub remote_open: u64,
     /// Remote frees waiting to be pushed, a chain per page (`remote.rs`).
     pub remote: [Batch; REMOTE_SLOTS],
+    /// Segments `collect_pending` visited, and pages the allocation slow
+    /// path's queue walks visited when they found no free block
+    /// (diagnostics for tests).
+    pub pending_visits: u64,
+    pub queue_visits: u64,
+    /// This heap's memory (the pointer `init` got from the pool, whose
+    /// provenance covers the whole slot, pending stack included): what
+    /// the heap's segments name as their owner.
+    pub slot: *mut Heap,
 }
+
+/// Bytes of heap memory per heap: the `Heap`, then the head of its
+/// pending stack, which is outside the struct because other threads push
+/// there while the owner holds `&mut Heap`, and `init` does not write it
+/// (a late push may land in a heap whose thread exited). The stack holds
+/// segments whose `pending` flag a remote free raised, linked through
+/// `Segment::pending_next` (a Treiber stack: any thread pushes; takers
+/// take the whole stack with one swap, so no ABA).
+pub const HEAP_SLOT: usize =
+    (core::mem::size_of::<Heap>() + core::mem::size_of::<usize>()).next_multiple_of(64);
 
 /// `trim()` calls so far: a heap that has seen fewer frees its empty
 /// pages and purges its free slices at its next slow path, so a trim on
@@ -149,7 +172,88 @@ impl Heap {
         trim_seen: 0,
         remote_open: 0,
         remote: [Batch::EMPTY; REMOTE_SLOTS],
+        pending_visits: 0,
+        queue_visits: 0,
+        slot: ptr::null_mut(),
     };
+
+    /// The head of the pending stack of the heap in slot `h` (see
+    /// [`HEAP_SLOT`]).
+    ///
+    /// # Safety
+    /// `h` is a heap slot from the pool (`Heap::slot` or `Segment::heap`,
+    /// never the static empty heap); heap memory is never unmapped.
+    #[inline]
+    pub unsafe fn pending_head<'a>(h: *mut Heap) -> &'a AtomicPtr<Segment> {
+        // SAFETY: the word after the `Heap` lies inside its slot, aligned
+        // (the size of `Heap` is a multiple of its alignment, 8 or more),
+        // zero in a fresh chunk, and only ever accessed atomically.
+        unsafe {
+            &*h.cast::<u8>()
+                .add(core::mem::size_of::<Heap>())
+                .cast::<AtomicPtr<Segment>>()
+        }
+    }
+
+    /// Push `seg` (its `pending` flag just raised by the caller, or passed
+    /// on by a heap that took it) on heap `h`'s pending stack.
+    ///
+    /// # Safety
+    /// As [`Heap::pending_head`]; `seg` is mapped and on no stack, and its
+    /// `pending` flag is set (so nobody frees it or pushes it meanwhile).
+    pub unsafe fn pending_push(h: *mut Heap, seg: *mut Segment) {
+        // SAFETY: per the contract.
+        unsafe {
+            let head = Heap::pending_head(h);
+            let mut old = head.load(Relaxed);
+            loop {
+                (*seg).pending_next.store(old, Relaxed);
+                match head.compare_exchange_weak(old, seg, AcqRel, Relaxed) {
+                    Ok(_) => return,
+                    Err(o) => old = o,
+                }
+            }
+        }
+    }
+
+    /// Pass a segment taken off some heap's pending stack on to the heap
+    /// that owns it now: pushed there (its flag stays raised), or, if it
+    /// is abandoned, its flag cleared (adoption waits for that; whoever
+    /// adopts or tidies it collects every page). The segment may be freed
+    /// as soon as this returns.
+    ///
+    /// # Safety
+    /// `seg` was taken off a pending stack by the caller (its flag set).
+    pub unsafe fn pass_on(seg: *mut Segment) {
+        // SAFETY: per the contract: mapped until its flag is cleared.
+        unsafe {
+            let o = (*seg).heap.load(Acquire);
+            if o.is_null() {
+                (*seg).pending.swap(false, AcqRel);
+            } else {
+                Heap::pending_push(o, seg);
+            }
+        }
+    }
+
+    /// Take heap `h`'s whole pending stack and pass every segment on (a
+    /// remote free found that it pushed a segment on the stack of a heap
+    /// that had given it up).
+    ///
+    /// # Safety
+    /// As [`Heap::pending_head`].
+    pub unsafe fn pass_on_all(h: *mut Heap) {
+        // SAFETY: per the contract; every segment on the stack has its flag
+        // set; its link is read before it is passed on.
+        unsafe {
+            let mut seg = Heap::pending_head(h).swap(ptr::null_mut(), AcqRel);
+            while !seg.is_null() {
+                let next = (*seg).pending_next.load(Relaxed);
+                Heap::pass_on(seg);
+                seg = next;
+            }
+        }
+    }
 }
 
 // ------------------------------------------------------------ trim, check
@@ -175,6 +279,13 @@ pub unsafe fn trim(h: *mut Heap) -> bool {
             let seg = segment::abandon_pop();
             if seg.is_null() {
                 break;
+            }
+            if (*seg).pending.load(Acquire) {
+                // Not adoptable yet (see `adopt_where`).
+                if tidy(seg) {
+                    segment::abandon_push(seg);
+                }
+                continue;
             }
             reclaim(h, seg);
         }

@@ -161,7 +161,7 @@ pub(super) fn heap_pool_take() -> *mut Heap {
     if chunk.is_null() {
         return ptr::null_mut();
     }
-    let size = core::mem::size_of::<Heap>().next_multiple_of(64);
+    let size = HEAP_SLOT;
     let n = HEAP_CHUNK / size;
     segment::GLOBAL.lock();
     for i in 1..n {
@@ -219,14 +219,20 @@ pub(super) unsafe fn init() -> *mut Heap {
     if h.is_null() {
         return h;
     }
-    // SAFETY: fresh heap memory, ours alone.
+    // SAFETY: fresh heap memory, ours alone (but for its pending stack's
+    // head, after the `Heap`: not written here).
     unsafe {
         h.write(Heap::INIT);
+        (*h).slot = h;
         (*h).id = NEXT_ID.fetch_add(1, Relaxed);
         (*h).secret = super::page::secret();
         (*h).trim_seen = TRIM_EPOCH.load(Relaxed);
     }
     tls::set(h);
+    // Segments pushed on this heap's stack after its last thread took it
+    // for the last time go on to their owners.
+    // SAFETY: our heap.
+    unsafe { collect_pending(&mut *h) };
     // pthread_setspecific may call malloc (calloc for high keys): the heap
     // is already in place, so that call is served normally.
     if let Some(k) = KEY.get(on_thread_exit) {

@@ -105,8 +105,10 @@
 //!   batch (up to 32 blocks or 16 KiB) goes on the page's `thread_free`
 //!   with one CAS.
 //! - slow path: collect the queue's pages (freed blocks in any of them go
-//!   before fresh blocks are carved), float full ones, take back floating
-//!   pages freed into, adopt an abandoned segment with a page of the class,
+//!   before fresh blocks are carved; after 8 pages the first page with
+//!   blocks left to carve is extended), float full ones, take back floating
+//!   pages freed into (the segments on the heap's pending stack, no walk of
+//!   its segments), adopt an abandoned segment with a page of the class,
 //!   take a span (bitmap search over 64 slices), adopt an abandoned
 //!   segment with room for it, or map a segment (segment cache first). A floating page that gets blocks back
 //!   is queued last, so it gathers frees before malloc comes to it.
@@ -261,6 +263,37 @@ pub fn check() -> Result<(), &'static str> {
 pub fn local_pages() -> usize {
     // SAFETY: the calling thread's heap.
     unsafe { heap::page_count(heap::heap()) }
+}
+
+/// Take back now what other threads freed into the calling thread's
+/// floating pages (what its slow path does before it sets up a page);
+/// returns how many segments that visited: a diagnostic for tests.
+pub fn collect_remote() -> u64 {
+    let h = heap::heap();
+    // SAFETY: the calling thread's heap, used only if initialised.
+    unsafe {
+        if (*h).id == heap::UNINIT {
+            return 0;
+        }
+        let h = &mut *h;
+        let before = h.pending_visits;
+        heap::collect_pending(h);
+        h.pending_visits - before
+    }
+}
+
+/// Pages the calling thread's allocation slow paths looked at in their
+/// class queues so far, in walks that found no free block: a diagnostic
+/// for tests.
+pub fn queue_visits() -> u64 {
+    // SAFETY: the calling thread's heap (the empty heap reads 0).
+    unsafe { (*heap::heap()).queue_visits }
+}
+
+/// Ask for transparent huge pages on the segments mapped from now on
+/// (`STRATALLOC_THP=1`).
+pub fn set_thp(on: bool) {
+    segment::THP.store(on, core::sync::atomic::Ordering::Relaxed);
 }
 
 /// Engine figures beyond [`BackendStats`].

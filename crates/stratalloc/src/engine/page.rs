@@ -35,8 +35,10 @@
 //! The FULL bit protocol: the owner sets bit 0 of `thread_free` (by CAS)
 //! when it unlinks a full page. A remote free that finds the bit set first
 //! clears it and sets `segment.pending` (while its own block still keeps the
-//! page alive), then pushes. The owner, seeing `pending`, scans the
-//! segment's floating pages and takes back those with remote frees. So a
+//! page alive; the free that raises the flag also pushes the segment on
+//! the owning heap's pending stack, `remote.rs::notify`), then pushes. The
+//! owner, taking the segment off its stack, scans the segment's floating
+//! pages and takes back those with remote frees. So a
 //! freed block is never stranded on a floating page, and no thread touches
 //! memory that may already be unmapped.
 

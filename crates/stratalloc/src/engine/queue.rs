@@ -4,6 +4,7 @@
 //! (`retire`, `for_each_emptied`).
 
 use core::ptr;
+use core::sync::atomic::Ordering::Release;
 
 use super::heap::*;
 use super::page::Page;
@@ -105,6 +106,8 @@ impl Heap {
         }
         self.segs = seg;
         self.nsegs += 1;
+        // SAFETY: as above; remote frees read it to find our pending stack.
+        unsafe { (*seg).heap.store(self.slot, Release) };
         self.own[own_slot(seg as usize)] = seg as usize;
     }
 
@@ -126,6 +129,7 @@ impl Heap {
             }
             (*seg).next = ptr::null_mut();
             (*seg).prev = ptr::null_mut();
+            (*seg).heap.store(ptr::null_mut(), Release);
         }
         self.nsegs -= 1;
     }

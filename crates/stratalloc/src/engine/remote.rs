@@ -144,6 +144,35 @@ unsafe fn flush_slot(h: &mut Heap, i: usize) {
     unsafe { publish(segment_of(s.page.cast()), s.page, s.head, s.tail) };
 }
 
+/// A remote free cleared the FULL bit of a floating page of `seg`: tell
+/// the owner. The first such free raises the segment's `pending` flag and
+/// pushes the segment on the owning heap's pending stack, which the
+/// owner's `collect_pending` takes; later ones find the flag raised. An
+/// abandoned segment (no heap) needs nothing: whoever adopts or tidies it
+/// collects every page (and adoption waits until its flag is clear, so
+/// that an adopter is never left without word of a page).
+///
+/// # Safety
+/// The caller still holds a block in use in `seg` (so it is mapped and
+/// not freed, and its heap, if any, is heap memory, never unmapped).
+#[inline]
+unsafe fn notify(seg: *mut Segment) {
+    // SAFETY: per the contract.
+    unsafe {
+        let h = (*seg).heap.load(Acquire);
+        if !h.is_null() && !(*seg).pending.swap(true, AcqRel) {
+            Heap::pending_push(h, seg);
+            // The owner may have given the segment up meanwhile (thread
+            // exit: its last take of the stack may have come before our
+            // push, which then read it, so this load sees the change):
+            // then nobody would take it from there soon; pass the stack on.
+            if (*seg).heap.load(Acquire) != h {
+                Heap::pass_on_all(h);
+            }
+        }
+    }
+}
+
 /// Push the chain `head ..= tail` (blocks of `page`, linked, each with the
 /// page's key) on the page's `thread_free` with one CAS (and a second if
 /// the page floats: the FULL-bit protocol of `page.rs`).
@@ -165,7 +194,7 @@ unsafe fn publish(seg: *mut Segment, page: *mut Page, head: *mut Block, tail: *m
                 // visible (after the push the page may be freed).
                 match tf.compare_exchange_weak(old, old & !TF_FULL, AcqRel, Relaxed) {
                     Ok(_) => {
-                        (*seg).pending.store(true, Release);
+                        notify(seg);
                         old &= !TF_FULL;
                     }
                     Err(o) => {

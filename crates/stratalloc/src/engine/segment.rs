@@ -23,13 +23,18 @@
 //! - a free slice's descriptor is not in use, has `slice_offset == 0` and
 //!   `page_off` pointing to itself
 //!   (so a stale pointer into it is caught on free)
-//! - `owner` is the id of the owning heap, or 0 while abandoned
+//! - `owner` is the id of the owning heap, or 0 while abandoned; `heap`
+//!   is that heap, or null while abandoned
+//! - `pending` set: the segment is on one heap's pending stack, or being
+//!   pushed there by a remote free; it is not freed until the heap that
+//!   pops it clears the flag
 //! - `scratch == 0` (it is used only inside one call of the owner)
 //!
 
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
 
+use super::heap::Heap;
 use super::page::Page;
 use crate::os;
 
@@ -65,8 +70,16 @@ pub struct Segment {
     pub kind: Kind,
     /// Heap id of the owner; 0 while abandoned (and for huge segments).
     pub owner: AtomicUsize,
-    /// A remote free cleared the FULL bit of one of our floating pages.
+    /// A remote free cleared the FULL bit of one of our floating pages;
+    /// set (0 -> 1) by the freer that then pushes the segment on its
+    /// owner's pending stack, cleared only by the heap that pops it (so a
+    /// segment is on one stack at most, and never freed while set).
     pub pending: AtomicBool,
+    /// The owning heap (null while abandoned, cached or huge): where a
+    /// remote free that raises `pending` pushes the segment.
+    pub heap: AtomicPtr<Heap>,
+    /// Link of the owner's pending stack (`Heap::pending`).
+    pub pending_next: AtomicPtr<Segment>,
     /// Per slice: byte offset from the segment start of the descriptor
     /// heading its span (its own descriptor for a free slice), so that the
     /// free fast path finds a block's page with one load.
@@ -148,6 +161,11 @@ impl Segment {
 
     pub fn is_empty(&self) -> bool {
         self.free_mask == ALL_FREE
+    }
+
+    /// Empty and on no heap's pending stack: the segment may be freed.
+    pub fn releasable(&self) -> bool {
+        self.is_empty() && !self.pending.load(Acquire)
     }
 
     /// Where a span of `n` dirty (resident) free slices would best go

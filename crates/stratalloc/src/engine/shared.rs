@@ -4,7 +4,7 @@
 //! global purge any thread's slow path runs.
 
 use core::ptr;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 
 use super::segment::*;
 use crate::os;
@@ -97,6 +97,10 @@ fn cache_pop() -> *mut Segment {
     })
 }
 
+/// Map new segments with `MADV_HUGEPAGE` (`STRATALLOC_THP=1`, set once
+/// at start-up; off by default: see BENCHMARKS.md).
+pub static THP: AtomicBool = AtomicBool::new(false);
+
 /// A fresh normal segment owned by heap `owner`, from the cache or the OS.
 pub fn segment_alloc(owner: usize) -> *mut Segment {
     let mut seg = cache_pop();
@@ -111,6 +115,9 @@ pub fn segment_alloc(owner: usize) -> *mut Segment {
             return ptr::null_mut();
         }
         SEGMENTS.fetch_add(1, Relaxed);
+        if THP.load(Relaxed) {
+            os::advise_huge(p, SEGMENT_SIZE);
+        }
         seg = p.cast();
         // SAFETY: `seg` is a fresh zeroed mapping we own.
         unsafe { init_normal(seg, owner, 0, 0) };

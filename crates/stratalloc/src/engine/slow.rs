@@ -10,6 +10,7 @@ use super::page::{Page, FULL, LARGE, TF_FULL};
 use super::segment::{self, Segment, SLICE_SIZE};
 use super::size_class::*;
 use crate::os;
+use crate::tuning::PAGE_VISITS;
 
 // ------------------------------------------------------------ allocation
 
@@ -54,13 +55,17 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
             return ptr::null_mut();
         };
         for attempt in 0..3 {
-            // Freed blocks anywhere in the queue go before fresh ones are
-            // carved (carving touches new memory): the first page that can
-            // only be extended is remembered and extended if no page has
-            // free blocks.
+            // Freed blocks in the queue go before fresh ones are carved
+            // (carving touches new memory): the first page that can only
+            // be extended is remembered and extended if no page has free
+            // blocks, or once [`PAGE_VISITS`] pages were looked at (so a
+            // long queue of such pages is not walked on every call; full
+            // pages are floated on the way, out of the queue).
             let mut extendable: *mut Page = ptr::null_mut();
+            let mut visits = 0;
             let mut page = h.queues[c].first;
             while !page.is_null() {
+                visits += 1;
                 let next = (*page).next;
                 (*page).collect();
                 if !(*page).free.is_null() {
@@ -74,6 +79,9 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                     if extendable.is_null() {
                         extendable = page;
                     }
+                    if visits >= PAGE_VISITS {
+                        break;
+                    }
                     page = next;
                     continue;
                 }
@@ -86,6 +94,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                 }
                 page = next;
             }
+            h.queue_visits += visits as u64;
             if !extendable.is_null() {
                 (*extendable).extend();
                 if extendable != h.queues[c].first {

@@ -106,11 +106,12 @@ pub(super) unsafe fn find_span(
     None
 }
 
-/// Release `seg` if no span is in use.
+/// Release `seg` if no span is in use (and it is on no pending stack:
+/// else `collect_pending` releases it when it pops it).
 pub(super) unsafe fn seg_free_if_empty(h: &mut Heap, seg: *mut Segment) -> bool {
     // SAFETY: a segment of ours.
     unsafe {
-        if (*seg).is_empty() {
+        if (*seg).releasable() {
             h.seg_remove(seg);
             segment::segment_free(seg);
             return true;
