@@ -26,7 +26,7 @@ pub(super) unsafe fn reclaim(h: &mut Heap, seg: *mut Segment) -> bool {
         let now = os::now_ms();
         Segment::for_each_page(seg, |page| {
             (*page).clear_full();
-            (*page).collect();
+            Page::collect(page);
             settle(h, page, now);
         });
         !seg_free_if_empty(h, seg)
@@ -83,7 +83,7 @@ pub(super) unsafe fn adopt_where(
                 }
                 continue;
             }
-            (*seg).purge(os::now_ms());
+            Segment::purge(seg, os::now_ms());
             segment::abandon_push(seg);
         }
     }
@@ -102,8 +102,8 @@ pub(super) unsafe fn tidy(seg: *mut Segment) -> bool {
     // frees, which `collect` takes with an atomic swap.
     unsafe {
         Segment::for_each_page(seg, |page| {
-            (*page).collect();
-            if (*page).used == 0 {
+            Page::collect(page);
+            if (*page).used() == 0 {
                 span_release(page, now);
             }
         });
@@ -124,7 +124,7 @@ pub(super) unsafe fn settle(h: &mut Heap, page: *mut Page, now: u64) {
     // SAFETY: an in-use page of ours, in no queue, FULL cleared.
     unsafe {
         loop {
-            if (*page).used == 0 {
+            if (*page).used() == 0 {
                 span_release(page, now);
                 return;
             }
@@ -135,7 +135,7 @@ pub(super) unsafe fn settle(h: &mut Heap, page: *mut Page, now: u64) {
             if (*page).try_mark_full() {
                 return;
             }
-            (*page).collect();
+            Page::collect(page);
         }
     }
 }
@@ -158,7 +158,7 @@ pub(super) unsafe fn collect_pending(h: &mut Heap) {
                         return; // still marked, nothing freed
                     }
                     (*page).clear_full();
-                    (*page).collect();
+                    Page::collect(page);
                     settle(h, page, now);
                 });
                 seg_free_if_empty(h, seg);
@@ -197,15 +197,15 @@ pub unsafe fn abandon(h: *mut Heap) {
             Segment::for_each_page(seg, |page| {
                 (*page).next = ptr::null_mut();
                 (*page).prev = ptr::null_mut();
-                (*page).collect();
-                if (*page).used == 0 {
+                Page::collect(page);
+                if (*page).used() == 0 {
                     span_release(page, now);
                 }
             });
             if (*seg).is_empty() {
                 segment::segment_free(seg);
             } else {
-                (*seg).purge(now);
+                Segment::purge(seg, now);
                 (*seg).owner.store(0, Release);
                 segment::abandon_push(seg);
             }

@@ -61,7 +61,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
             let mut page = h.queues[c].first;
             while !page.is_null() {
                 let next = (*page).next;
-                (*page).collect();
+                Page::collect(page);
                 if !(*page).free.is_null() {
                     if page != h.queues[c].first {
                         h.queue_remove(page);
@@ -79,14 +79,14 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                 // Full: unlink and float it.
                 h.queue_remove(page);
                 if !(*page).try_mark_full() {
-                    (*page).collect();
+                    Page::collect(page);
                     h.queue_push_front(page);
                     return Page::pop(page, h.secret);
                 }
                 page = next;
             }
             if !extendable.is_null() {
-                (*extendable).extend();
+                Page::extend(extendable);
                 if extendable != h.queues[c].first {
                     h.queue_remove(extendable);
                     h.queue_push_front(extendable);
@@ -125,9 +125,8 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
             return ptr::null_mut();
         }
         let bs = class_size(c);
-        let p = &mut *page;
-        p.init(c as u8, bs, ((n * SLICE_SIZE) / bs) as u32);
-        p.extend();
+        Page::init(page, c as u8, bs, ((n * SLICE_SIZE) / bs) as u32);
+        Page::extend(page);
         h.queue_push_front(page);
         Page::pop(page, h.secret)
     }
@@ -146,9 +145,9 @@ pub(super) unsafe fn periodic(h: &mut Heap) {
                 let page = h.queues[c].first;
                 let bit = 1u64 << (c % 64);
                 let idle = !page.is_null()
-                    && (*page).used == 0
+                    && (*page).used() == 0
                     && (*page).next.is_null()
-                    && (*page).slice_count == 1;
+                    && (*page).slice_count() == 1;
                 if !idle {
                     h.retired[c / 64] &= !bit;
                 } else if h.retired[c / 64] & bit == 0 {
@@ -167,7 +166,7 @@ pub(super) unsafe fn periodic(h: &mut Heap) {
             // empty, even when no thread needs a new page.
             let seg = segment::abandon_pop();
             if !seg.is_null() && tidy(seg) {
-                (*seg).purge(now);
+                Segment::purge(seg, now);
                 segment::abandon_push(seg);
             }
         }
@@ -191,11 +190,11 @@ pub unsafe fn alloc_large(h: *mut Heap, n: usize) -> *mut Page {
                 return page;
             }
         }
-        let p = &mut *page;
-        p.init(LARGE, n * SLICE_SIZE, 1);
+        Page::init(page, LARGE, n * SLICE_SIZE, 1);
         // The one block is handed out at once; the page floats.
+        let p = &*page;
         p.set_capacity(1);
-        p.used = 1;
+        p.set_used(1);
         p.thread_free.store(TF_FULL, Relaxed);
         p.set_flags(FULL);
         page
@@ -221,10 +220,10 @@ pub unsafe fn large_resize_in_place(p: *mut u8, new_size: usize) -> bool {
         }
         let n = new_size.div_ceil(SLICE_SIZE);
         let i = page.offset_from((*seg).pages.as_ptr()) as usize;
-        if !(*seg).resize_span(i, n, os::now_ms()) {
+        if !Segment::resize_span(seg, i, n, os::now_ms()) {
             return false;
         }
-        (*page).set_block_size(n * SLICE_SIZE);
+        Page::set_block_size(page, n * SLICE_SIZE);
         true
     }
 }
@@ -235,22 +234,22 @@ pub unsafe fn free_local_slow(h: *mut Heap, page: *mut Page, b: *mut u8) {
     // SAFETY: the caller checked we own the page.
     unsafe {
         let h = &mut *h;
-        let p = &mut *page;
-        if p.used == 0 {
+        let p = &*page;
+        if p.used() == 0 {
             crate::fatal!("double free of {:p} (page has no blocks in use)", b);
         }
         let blk = b as *mut super::page::Block;
         (*blk).next = super::page::Block::link(blk, p.local_free, h.secret);
         (*blk).key = Page::key(page, h.secret);
-        p.local_free = blk;
-        p.used -= 1;
+        (*page).local_free = blk;
+        p.set_used(p.used() - 1);
         let floating = p.flags.load(Relaxed) & FULL != 0;
         if floating {
             p.clear_full();
-            p.collect();
+            Page::collect(page);
             settle(h, page, os::now_ms());
             seg_free_if_empty(h, segment::segment_of(b));
-        } else if p.used == 0 {
+        } else if p.used() == 0 {
             p.reset_if_empty();
             retire(h, page);
         }
