@@ -192,11 +192,10 @@ pub unsafe fn alloc_large(h: *mut Heap, n: usize) -> *mut Page {
         }
         Page::init(page, LARGE, n * SLICE_SIZE, 1);
         // The one block is handed out at once; the page floats.
-        let p = &*page;
-        p.set_capacity(1);
-        p.set_used(1);
-        p.thread_free.store(TF_FULL, Relaxed);
-        p.set_flags(FULL);
+        (*page).set_capacity(1);
+        (*page).set_used(1);
+        (*page).thread_free.store(TF_FULL, Relaxed);
+        (*page).set_flags(FULL);
         page
     }
 }
@@ -233,24 +232,25 @@ pub unsafe fn large_resize_in_place(p: *mut u8, new_size: usize) -> bool {
 pub unsafe fn free_local_slow(h: *mut Heap, page: *mut Page, b: *mut u8) {
     // SAFETY: the caller checked we own the page.
     unsafe {
+        // Every access through `page` itself: a reference kept across the
+        // write to `local_free` would be invalidated by it.
         let h = &mut *h;
-        let p = &*page;
-        if p.used() == 0 {
+        if (*page).used() == 0 {
             crate::fatal!("double free of {:p} (page has no blocks in use)", b);
         }
         let blk = b as *mut super::page::Block;
-        (*blk).next = super::page::Block::link(blk, p.local_free, h.secret);
+        (*blk).next = super::page::Block::link(blk, (*page).local_free, h.secret);
         (*blk).key = Page::key(page, h.secret);
         (*page).local_free = blk;
-        p.set_used(p.used() - 1);
-        let floating = p.flags.load(Relaxed) & FULL != 0;
+        (*page).set_used((*page).used() - 1);
+        let floating = (*page).flags.load(Relaxed) & FULL != 0;
         if floating {
-            p.clear_full();
+            (*page).clear_full();
             Page::collect(page);
             settle(h, page, os::now_ms());
             seg_free_if_empty(h, segment::segment_of(b));
-        } else if p.used() == 0 {
-            p.reset_if_empty();
+        } else if (*page).used() == 0 {
+            (*page).reset_if_empty();
             retire(h, page);
         }
     }
