@@ -52,11 +52,11 @@ run -p stratalloc --test engine_model
 if [ $full = 1 ]; then
     run -p stratalloc --test engine_basic
     # One process per strategy (a name filter: `tlsf::` also takes
-    # `any_tlsf::`), so JOBS of them can share the cores; built once first.
+    # `any_tlsf::`, `buddy::` takes `any_buddy::` and `slab_over_buddy::`),
+    # so JOBS of them can share the cores; built once first.
     cargo +nightly miri test -p stratalloc-core --test conformance --no-run || status=1
     groups="bump first_fit first_fit_scan next_fit next_fit_scan best_fit
-        best_fit_scan worst_fit worst_fit_scan segregated tlsf buddy slab
-        slab_over_buddy"
+        best_fit_scan worst_fit worst_fit_scan segregated tlsf buddy slab"
     mkdir -p target/miri-logs
     for g in $groups; do
         while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do
