@@ -493,20 +493,23 @@ mod sim {
     /// `size` zeroed bytes with `p + offset` a multiple of `align`.
     pub fn map(size: usize, align: usize, offset: usize) -> *mut u8 {
         let n = size.div_ceil(PAGE);
+        // Only the pages where `p + offset` is aligned are candidates (the
+        // arena is 4 MiB aligned, `align` and `offset` page multiples):
+        // step from one to the next past the last mapped page in the way,
+        // so a segment costs a few probes, not one per page (every step
+        // is interpreted under Miri).
+        let step = (align / PAGE).max(1);
         let p = with(|base, m| {
-            let mut i = 0;
+            let mut i = (align - (base as usize + offset) % align) % align / PAGE;
             while i + n <= PAGES {
-                let a = base as usize + i * PAGE;
-                if (a + offset) % align != 0 {
-                    i += 1;
-                    continue;
+                match (i..i + n).rev().find(|&k| used(m, k)) {
+                    None => {
+                        set(m, i, n, true);
+                        // SAFETY: inside the arena.
+                        return unsafe { base.add(i * PAGE) };
+                    }
+                    Some(k) => i += (k - i) / step * step + step,
                 }
-                if (i..i + n).all(|k| !used(m, k)) {
-                    set(m, i, n, true);
-                    // SAFETY: inside the arena.
-                    return unsafe { base.add(i * PAGE) };
-                }
-                i += 1;
             }
             ptr::null_mut()
         });

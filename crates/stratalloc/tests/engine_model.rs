@@ -145,3 +145,40 @@ fn abandon_then_adopt() {
     .join()
     .unwrap();
 }
+
+/// `heap_info` (what `mallinfo2` reports) walks every thread's pages
+/// while their owners allocate and free. Under Miri each counter it reads
+/// must be read and written atomically: a plain write racing with its
+/// read is undefined behaviour even when the figure may be stale.
+#[test]
+fn heap_info_while_another_thread_allocates() {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    let owner = thread::spawn(|| {
+        let keep = engine::malloc(48);
+        for i in 0..8usize {
+            let p = engine::malloc(48 + (i % 4) * 16);
+            fill(p, 48, 1);
+            let big = engine::malloc(100 << 10);
+            // SAFETY: live blocks, freed once.
+            unsafe {
+                engine::free(big);
+                engine::free(p);
+            }
+        }
+        // SAFETY: live block.
+        unsafe { engine::free(keep) };
+        // Relaxed: the walker must not be ordered after these writes.
+        DONE.store(true, Relaxed);
+    });
+    let mut walks = 0;
+    while !DONE.load(Relaxed) && walks < 200 {
+        let info = engine::heap_info();
+        assert!(info.in_use <= info.arena, "{info:?}");
+        walks += 1;
+        // Let the owner run between walks (Miri runs one thread at a time).
+        thread::yield_now();
+    }
+    owner.join().unwrap();
+    assert!(walks > 0);
+}

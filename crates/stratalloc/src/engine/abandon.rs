@@ -27,7 +27,7 @@ pub(super) unsafe fn reclaim(h: &mut Heap, seg: *mut Segment) -> bool {
         let now = os::now_ms();
         Segment::for_each_page(seg, |page| {
             (*page).clear_full();
-            (*page).collect();
+            Page::collect(page);
             settle(h, page, now);
         });
         !seg_free_if_empty(h, seg)
@@ -86,7 +86,7 @@ pub(super) unsafe fn adopt_where(
                 }
                 continue;
             }
-            (*seg).purge(os::now_ms());
+            Segment::purge(seg, os::now_ms());
             segment::abandon_push(seg);
         }
     }
@@ -105,8 +105,8 @@ pub(super) unsafe fn tidy(seg: *mut Segment) -> bool {
     // frees, which `collect` takes with an atomic swap.
     unsafe {
         Segment::for_each_page(seg, |page| {
-            (*page).collect();
-            if (*page).used == 0 {
+            Page::collect(page);
+            if (*page).used() == 0 {
                 span_release(page, now);
             }
         });
@@ -127,7 +127,7 @@ pub(super) unsafe fn settle(h: &mut Heap, page: *mut Page, now: u64) {
     // SAFETY: an in-use page of ours, in no queue, FULL cleared.
     unsafe {
         loop {
-            if (*page).used == 0 {
+            if (*page).used() == 0 {
                 span_release(page, now);
                 return;
             }
@@ -138,7 +138,7 @@ pub(super) unsafe fn settle(h: &mut Heap, page: *mut Page, now: u64) {
             if (*page).try_mark_full() {
                 return;
             }
-            (*page).collect();
+            Page::collect(page);
         }
     }
 }
@@ -179,7 +179,7 @@ pub(super) unsafe fn collect_pending(h: &mut Heap) {
                     return; // still marked, nothing freed
                 }
                 (*page).clear_full();
-                (*page).collect();
+                Page::collect(page);
                 settle(h, page, now);
             });
             seg_free_if_empty(h, seg);
@@ -224,15 +224,15 @@ pub unsafe fn abandon(h: *mut Heap) {
             Segment::for_each_page(seg, |page| {
                 (*page).next = ptr::null_mut();
                 (*page).prev = ptr::null_mut();
-                (*page).collect();
-                if (*page).used == 0 {
+                Page::collect(page);
+                if (*page).used() == 0 {
                     span_release(page, now);
                 }
             });
             if (*seg).releasable() {
                 segment::segment_free(seg);
             } else {
-                (*seg).purge(now);
+                Segment::purge(seg, now);
                 (*seg).owner.store(0, Release);
                 segment::abandon_push(seg);
             }

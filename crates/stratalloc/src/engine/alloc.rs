@@ -184,8 +184,8 @@ pub unsafe fn realloc(p: *mut u8, new_size: usize) -> *mut u8 {
     unsafe {
         if segmap_contains(seg) && !huge::is_huge(seg) {
             let page = Segment::page_of(seg, p);
-            let usable = (*page).block_size;
-            if (*page).in_use
+            let usable = (*page).block_size();
+            if (*page).in_use()
                 && Page::is_block_offset(page, (p as usize).wrapping_sub((*page).start as usize))
                 && new_size <= usable
                 && new_size >= usable / 2

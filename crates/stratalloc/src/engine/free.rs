@@ -89,8 +89,8 @@ unsafe fn free_local(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
         (*b).next = Block::link(b, (*page).local_free, secret);
         (*b).key = key;
         (*page).local_free = b;
-        let u = (*page).used.wrapping_sub(1);
-        (*page).used = u;
+        let u = (*page).used().wrapping_sub(1);
+        (*page).set_used(u);
         // `used` hit 0 or wrapped; an empty page that is the only one
         // of its small class stays (no call needed: no links), only
         // flagged for `heap::span_from_empty`.
@@ -98,7 +98,7 @@ unsafe fn free_local(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
             if u == 0
                 && (*page).prev.is_null()
                 && (*page).next.is_null()
-                && (*page).slice_count == 1
+                && (*page).slice_count() == 1
             {
                 let c = (*page).class as usize;
                 (*h).emptied[c / 64] |= 1 << (c % 64);
@@ -122,7 +122,7 @@ unsafe fn free_local(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
 #[inline(never)]
 unsafe fn owner_double_free(page: *mut Page, p: *mut u8) -> ! {
     // SAFETY: an owned page; the walk is bounded and checks every link.
-    if unsafe { !(*page).in_use || (*page).is_listed(p.cast()) } {
+    if unsafe { !(*page).in_use() || (*page).is_listed(p.cast()) } {
         crate::fatal!("double free of {:p}", p);
     }
     crate::fatal!(
@@ -138,10 +138,9 @@ unsafe fn owner_double_free(page: *mut Page, p: *mut u8) -> ! {
 unsafe fn free_used_edge(h: *mut heap::Heap, page: *mut Page, p: *mut u8) {
     // SAFETY: an owned page; the fast path just pushed `p`.
     unsafe {
-        let pg = &mut *page;
-        if pg.used == u32::MAX || !pg.in_use {
-            pg.local_free = Block::next_of(p.cast(), (*h).secret);
-            pg.used = 0;
+        if (*page).used() == u32::MAX || !(*page).in_use() {
+            (*page).local_free = Block::next_of(p.cast(), (*h).secret);
+            (*page).set_used(0);
             crate::fatal!(
                 "free of {:p}: block not in use (double free or invalid pointer)",
                 p
@@ -169,7 +168,7 @@ unsafe fn free_generic(seg: *mut Segment, page: *mut Page, p: *mut u8) {
         }
         let h = heap();
         let mine = (*seg).owner.load(Relaxed) == (*h).id;
-        if !(*page).in_use {
+        if !(*page).in_use() {
             crate::fatal!(
                 "free of {:p}: not an allocated block (double free or invalid pointer)",
                 p
@@ -277,11 +276,11 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
             return (*seg).huge_size - (p as usize - blk);
         }
         let page = Segment::page_of(seg, p);
-        if !(*page).in_use {
+        if !(*page).in_use() {
             crate::fatal!("usable_size of {:p}: not an allocated block", p);
         }
         let b = Page::block_start(page, p);
-        (*page).block_size - (p as usize - b as usize)
+        (*page).block_size() - (p as usize - b as usize)
     }
 }
 
@@ -325,16 +324,16 @@ pub fn page_info(p: *const u8) -> Option<PageInfo> {
             return None;
         }
         let page = Segment::page_of(seg, p);
-        if !(*page).in_use {
+        if !(*page).in_use() {
             return None;
         }
         let flags = (*page).flags.load(Relaxed);
         Some(PageInfo {
             start: (*page).start as usize,
-            block_size: (*page).block_size,
+            block_size: (*page).block_size(),
             capacity: (*page).carved(),
             reserved: (*page).reserved,
-            used: (*page).used,
+            used: (*page).used(),
             aligned: flags & ALIGNED != 0,
             floating: flags & super::page::FULL != 0,
         })

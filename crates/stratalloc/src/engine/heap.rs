@@ -312,8 +312,8 @@ pub(super) unsafe fn trim_own(h: &mut Heap, now: u64) {
             let mut page = h.queues[c].first;
             while !page.is_null() {
                 let next = (*page).next;
-                (*page).collect();
-                if (*page).used == 0 {
+                Page::collect(page);
+                if (*page).used() == 0 {
                     h.queue_remove(page);
                     page_free(h, page, now);
                 }
@@ -391,8 +391,8 @@ pub unsafe fn check(h: *mut Heap) -> Result<(), &'static str> {
             (*seg).check()?;
             for i in 1..SLICES_PER_SEGMENT {
                 let p = &(*seg).pages[i];
-                if p.in_use
-                    && (*seg).free_mask & (1 << i) == 0
+                if p.in_use()
+                    && (*seg).free_mask() & (1 << i) == 0
                     && p.class != LARGE
                     && p.flags.load(Relaxed) & FULL == 0
                 {

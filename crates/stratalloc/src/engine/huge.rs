@@ -168,10 +168,11 @@ unsafe fn resize(seg: *mut Segment, total: usize) -> *mut Segment {
             return nseg;
         }
         *errno = saved;
+        // Set before it is registered again (walks read registered headers).
+        (*nseg).map_size = total;
         if !segment::huge_register(nseg, true) {
             crate::fatal!("cannot register moved huge block {:p}", nseg);
         }
-        (*nseg).map_size = total;
         nseg
     }
 }

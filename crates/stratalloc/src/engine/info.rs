@@ -12,12 +12,18 @@
 //! | `free_chunks` | free runs of slices + carved blocks not in use |
 //! | `releasable` | free slices not yet purged + empty pages + cached huge mappings (what `trim` gives back) |
 //!
-//! Other threads change their pages while the walk reads them: each field
-//! is read once, whole (aligned words), and bounded before use, so the
-//! figures are a snapshot that may be a few blocks old, never a wild read.
-//! Segments cannot be unmapped meanwhile (see `segmap::for_each_registered`).
+//! Other threads change their pages while the walk reads them: what they
+//! change (the slice masks, each page's `in_use`, `slice_count`,
+//! `block_size`, `used`, `capacity`) are relaxed atomics, each read once
+//! and bounded before use, so the figures are a snapshot that may be a
+//! few blocks old, never a wild read nor a data race. The rest of a header
+//! changes only before its segment is registered or under `GLOBAL`, and
+//! segments cannot be unmapped meanwhile (see
+//! `segmap::for_each_registered`). `tests/engine_model.rs`
+//! (`heap_info_while_another_thread_allocates`) checks it under Miri.
 
-use core::ptr::{addr_of, read_volatile};
+use core::ptr::addr_of;
+use core::sync::atomic::Ordering::Relaxed;
 
 use super::page::Page;
 use super::segment::*;
@@ -69,17 +75,21 @@ pub fn heap_info() -> HeapInfo {
 /// `seg` is registered and stays mapped for the call (GLOBAL is held).
 unsafe fn tally(seg: *mut Segment, t: &mut Tally) {
     // SAFETY: (every read below) `seg`'s header is mapped (the caller's
-    // contract); each field is an aligned word read once with a volatile
-    // load while its owner may write it: a stale value only skews the
-    // figure, and values that steer the walk are bounded first.
+    // contract). The header fields read here (`cookie`, `kind`,
+    // `map_size`, `huge_block`) change only before the segment is
+    // registered or under GLOBAL, which this walk holds; the masks and the
+    // page counters, which owners change at any time, are relaxed atomics
+    // read once each through a reference to the atomic alone (not to the
+    // descriptor its owner writes). A stale value only skews the figure,
+    // and values that steer the walk are bounded first.
     unsafe {
-        if read_volatile(addr_of!((*seg).cookie)) != seg as usize ^ COOKIE_XOR {
+        if (*seg).cookie != seg as usize ^ COOKIE_XOR {
             return; // being set up or torn down
         }
-        let kind = read_volatile(addr_of!((*seg).kind).cast::<u8>());
+        let kind = *addr_of!((*seg).kind).cast::<u8>();
         if kind == Kind::Huge as u8 {
-            let bytes = read_volatile(addr_of!((*seg).map_size));
-            if read_volatile(addr_of!((*seg).huge_block)).is_null() {
+            let bytes = (*seg).map_size;
+            if (*seg).huge_block.is_null() {
                 t.releasable += bytes; // in the huge cache
             } else {
                 t.huge_blocks += 1;
@@ -90,21 +100,23 @@ unsafe fn tally(seg: *mut Segment, t: &mut Tally) {
         if kind != Kind::Normal as u8 {
             return;
         }
-        let free = read_volatile(addr_of!((*seg).free_mask)) & ALL_FREE;
-        let dirty = read_volatile(addr_of!((*seg).dirty_mask));
+        let free = (*addr_of!((*seg).free_mask)).load(Relaxed) & ALL_FREE;
+        let dirty = (*addr_of!((*seg).dirty_mask)).load(Relaxed);
         t.releasable += (free & dirty).count_ones() as usize * SLICE_SIZE;
         t.free_chunks += (free & !(free << 1)).count_ones() as usize;
         let mut i = 1;
         while i < SLICES_PER_SEGMENT {
             let page: *const Page = addr_of!((*seg).pages[i]);
-            if free & (1 << i) != 0 || read_volatile(addr_of!((*page).in_use).cast::<u8>()) == 0 {
+            if free & (1 << i) != 0 || !(*addr_of!((*page).in_use)).load(Relaxed) {
                 i += 1;
                 continue;
             }
-            let slices = read_volatile(addr_of!((*page).slice_count)) as usize;
-            let carved = (*page).carved() as usize;
-            let used = (read_volatile(addr_of!((*page).used)) as usize).min(carved);
-            let block = read_volatile(addr_of!((*page).block_size)).min(SEGMENT_SIZE);
+            let slices = (*addr_of!((*page).slice_count)).load(Relaxed) as usize;
+            let carved = (*addr_of!((*page).capacity)).load(Relaxed) as usize;
+            let used = ((*addr_of!((*page).used)).load(Relaxed) as usize).min(carved);
+            let block = (*addr_of!((*page).block_size))
+                .load(Relaxed)
+                .min(SEGMENT_SIZE);
             let slices = slices.clamp(1, SLICES_PER_SEGMENT - i);
             t.in_use += used * block;
             t.free_chunks += carved - used;

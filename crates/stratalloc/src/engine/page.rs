@@ -43,7 +43,7 @@
 //! memory that may already be unmapped.
 
 use core::ptr;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
 /// A free block: its first word links the list (encoded: see
 /// [`Block::link`]); its second word holds the page's double-free key
@@ -148,8 +148,9 @@ pub struct Page {
     pub free: *mut Block,
     /// Blocks the owner freed (owner only).
     pub local_free: *mut Block,
-    /// Blocks handed out, including ones waiting on `thread_free` (owner).
-    pub used: u32,
+    /// Blocks handed out, including ones waiting on `thread_free` (written
+    /// by the owner; read by `mallinfo`'s walk: see [`Page::used`]).
+    pub used: AtomicU32,
     /// Blocks carved from the span so far (written by the owner; read by
     /// remote frees to bound the offsets they accept).
     pub capacity: AtomicU32,
@@ -157,8 +158,8 @@ pub struct Page {
     pub flags: AtomicU8,
     /// Size class, or [`LARGE`].
     pub class: u8,
-    /// This descriptor heads an allocated span.
-    pub in_use: bool,
+    /// This descriptor heads an allocated span (written by the owner).
+    pub in_use: AtomicBool,
     /// The span came from slices known to be zero (fresh or purged).
     pub is_zero: bool,
     /// `block_size == 2^div_shift * m` with `m` odd (see [`Page::is_block_offset`]).
@@ -178,16 +179,16 @@ pub struct Page {
     /// released span, with no separate test of `flags`. Written with
     /// `flags` and `capacity` (owner only), read by the owner only.
     pub fast_lim: AtomicU64,
-    /// Bytes per block.
-    pub block_size: usize,
+    /// Bytes per block (written by the owner).
+    pub block_size: AtomicUsize,
     // ---- second cache line
     /// `u64::MAX / block_size`.
     pub div_lim: u64,
     /// Queue links (owner only).
     pub next: *mut Page,
     pub prev: *mut Page,
-    /// Slices in the span.
-    pub slice_count: u32,
+    /// Slices in the span (written by the owner).
+    pub slice_count: AtomicU32,
     /// Blocks that fit in the span.
     pub reserved: u32,
     /// Blocks other threads freed: pointer | [`TF_FULL`].
@@ -204,6 +205,17 @@ impl Page {
     #[inline(always)]
     pub fn key(page: *const Page, secret: usize) -> usize {
         page as usize ^ secret
+    }
+
+    relaxed_fields! {
+        /// Blocks handed out, including ones waiting on `thread_free`.
+        used / set_used: u32;
+        /// This descriptor heads an allocated span.
+        in_use / set_in_use: bool;
+        /// Bytes per block (set by [`Page::set_block_size`]).
+        block_size: usize;
+        /// Slices in the span.
+        slice_count / set_slice_count: u32;
     }
 
     /// Blocks carved so far (owner, or anyone bounding a block it holds).
@@ -224,16 +236,26 @@ impl Page {
 
     /// Make this span head an empty page of `class` with `reserved` blocks
     /// of `block_size` bytes (nothing carved yet).
-    pub fn init(&mut self, class: u8, block_size: usize, reserved: u32) {
-        self.class = class;
-        self.set_block_size(block_size);
-        self.reserved = reserved;
-        self.capacity.store(0, Relaxed);
-        self.used = 0;
-        self.free = ptr::null_mut();
-        self.local_free = ptr::null_mut();
-        self.thread_free.store(0, Relaxed);
-        self.set_flags(0);
+    ///
+    /// Takes the descriptor as a raw pointer, like every owner-side
+    /// change of a page: no `&mut Page` exists while `mallinfo`'s walk
+    /// may read its counters from another thread.
+    ///
+    /// # Safety
+    /// `page` is a descriptor of the calling thread's heap.
+    pub unsafe fn init(page: *mut Page, class: u8, block_size: usize, reserved: u32) {
+        // SAFETY: the caller owns the descriptor.
+        unsafe {
+            (*page).class = class;
+            Page::set_block_size(page, block_size);
+            (*page).reserved = reserved;
+            (*page).capacity.store(0, Relaxed);
+            (*page).set_used(0);
+            (*page).free = ptr::null_mut();
+            (*page).local_free = ptr::null_mut();
+            (*page).thread_free.store(0, Relaxed);
+            (*page).set_flags(0);
+        }
     }
 
     /// Set `flags` (and `fast_lim` to match). Owner only.
@@ -264,7 +286,7 @@ impl Page {
     /// only; the page is queued (not floating).
     #[inline]
     pub fn reset_if_empty(&self) {
-        if self.used == 0 && self.flags.load(Relaxed) & ALIGNED != 0 {
+        if self.used() == 0 && self.flags.load(Relaxed) & ALIGNED != 0 {
             self.set_flags(self.flags.load(Relaxed) & !ALIGNED);
         }
     }
@@ -283,21 +305,27 @@ impl Page {
     }
 
     /// Set `block_size` and the constants of the divisibility test.
-    pub fn set_block_size(&mut self, bs: usize) {
-        self.block_size = bs;
-        let k = bs.trailing_zeros();
-        let m = (bs >> k) as u64;
-        // Newton's iteration doubles the correct low bits each step:
-        // m * m == 1 (mod 8) for odd m, so 3 -> 6 -> 12 -> 24 -> 48 -> 96.
-        let mut inv = m;
-        for _ in 0..5 {
-            inv = inv.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(inv)));
+    ///
+    /// # Safety
+    /// `page` is a descriptor of the calling thread's heap (see [`Page::init`]).
+    pub unsafe fn set_block_size(page: *mut Page, bs: usize) {
+        // SAFETY: the caller owns the descriptor.
+        unsafe {
+            (*page).block_size.store(bs, Relaxed);
+            let k = bs.trailing_zeros();
+            let m = (bs >> k) as u64;
+            // Newton's iteration doubles the correct low bits each step:
+            // m * m == 1 (mod 8) for odd m, so 3 -> 6 -> 12 -> 24 -> 48 -> 96.
+            let mut inv = m;
+            for _ in 0..5 {
+                inv = inv.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(inv)));
+            }
+            debug_assert_eq!(m.wrapping_mul(inv), 1);
+            (*page).div_shift = k as u8;
+            (*page).div_inv = inv;
+            (*page).div_lim = u64::MAX / bs as u64;
+            (*page).set_flags((*page).flags.load(Relaxed));
         }
-        debug_assert_eq!(m.wrapping_mul(inv), 1);
-        self.div_shift = k as u8;
-        self.div_inv = inv;
-        self.div_lim = u64::MAX / bs as u64;
-        self.set_flags(self.flags.load(Relaxed));
     }
 
     /// Is `off` (bytes from `start`, any 64-bit value) a multiple of
@@ -360,7 +388,7 @@ impl Page {
                 let next = (x ^ b as usize) as *mut Block;
                 (*page).free = next;
                 (*b).key = 0;
-                (*page).used += 1;
+                (*page).set_used((*page).used() + 1);
             }
             b.cast()
         }
@@ -368,27 +396,35 @@ impl Page {
 
     /// Move remote frees to `local_free` and, if `free` is empty, make
     /// `local_free` the new `free`. Owner only.
-    pub unsafe fn collect(&mut self) {
-        if self.thread_free.load(Relaxed) & !TF_FULL != 0 {
-            // Keep the FULL bit as it is; take the list.
-            let mut old = self.thread_free.load(Relaxed);
-            loop {
-                match self
-                    .thread_free
-                    .compare_exchange_weak(old, old & TF_FULL, AcqRel, Relaxed)
-                {
-                    Ok(_) => break,
-                    Err(o) => old = o,
+    ///
+    /// # Safety
+    /// `page` is an in-use page of the calling thread's heap (see
+    /// [`Page::init`]).
+    pub unsafe fn collect(page: *mut Page) {
+        // SAFETY: the caller owns the page.
+        unsafe {
+            if (*page).thread_free.load(Relaxed) & !TF_FULL != 0 {
+                // Keep the FULL bit as it is; take the list.
+                let mut old = (*page).thread_free.load(Relaxed);
+                loop {
+                    match (*page).thread_free.compare_exchange_weak(
+                        old,
+                        old & TF_FULL,
+                        AcqRel,
+                        Relaxed,
+                    ) {
+                        Ok(_) => break,
+                        Err(o) => old = o,
+                    }
                 }
+                // The list was built by remote frees of this page's blocks;
+                // we now own it.
+                Page::splice(page, (old & !TF_FULL) as *mut Block);
             }
-            let head = (old & !TF_FULL) as *mut Block;
-            // SAFETY: the list was built by remote frees of this page's
-            // blocks; we now own it.
-            unsafe { self.splice(head) };
-        }
-        if self.free.is_null() {
-            self.free = self.local_free;
-            self.local_free = ptr::null_mut();
+            if (*page).free.is_null() {
+                (*page).free = (*page).local_free;
+                (*page).local_free = ptr::null_mut();
+            }
         }
     }
 
@@ -397,66 +433,74 @@ impl Page {
     /// is checked to be a carved block of this page, and the walk stops
     /// after `used` blocks, so a cycle or a forged link is reported, not
     /// followed.
-    unsafe fn splice(&mut self, head: *mut Block) {
-        if head.is_null() {
-            return;
-        }
-        if !self.is_carved_block(head) {
-            crate::fatal!(
-                "heap corruption: free of {:p}: not a block of page {:p} (invalid pointer)",
-                head,
-                self.start
-            );
-        }
-        let mut n = 1u32;
-        let mut tail = head;
-        // SAFETY: `tail` is checked to be a carved block of this page
-        // before it is read.
+    ///
+    /// # Safety
+    /// As [`Page::collect`]; `head` was taken off `thread_free`.
+    unsafe fn splice(page: *mut Page, head: *mut Block) {
+        // SAFETY: the caller owns the page and the list.
         unsafe {
+            if head.is_null() {
+                return;
+            }
+            if !(*page).is_carved_block(head) {
+                crate::fatal!(
+                    "heap corruption: free of {:p}: not a block of page {:p} (invalid pointer)",
+                    head,
+                    (*page).start
+                );
+            }
+            let mut n = 1u32;
+            let mut tail = head;
+            // `tail` is checked to be a carved block of this page before it
+            // is read.
             loop {
                 let next = Block::next_of(tail, secret());
                 if next.is_null() {
                     break;
                 }
-                if n >= self.used {
+                if n >= (*page).used() {
                     crate::fatal!(
                         "double free of a block of page {:p}: more blocks freed by other threads than in use ({:p} among them)",
-                        self.start,
+                        (*page).start,
                         next
                     );
                 }
-                if !self.is_carved_block(next) {
-                    bad_link(self, tail);
+                if !(*page).is_carved_block(next) {
+                    bad_link(page, tail);
                 }
                 tail = next;
                 n += 1;
             }
-            (*tail).next = Block::link(tail, self.local_free, secret());
+            (*tail).next = Block::link(tail, (*page).local_free, secret());
+            (*page).local_free = head;
+            if n > (*page).used() {
+                crate::fatal!(
+                    "double free of a block of page {:p}: more blocks freed by other threads than in use ({:p} among them)",
+                    (*page).start,
+                    head
+                );
+            }
+            (*page).set_used((*page).used() - n);
+            (*page).reset_if_empty();
         }
-        self.local_free = head;
-        if n > self.used {
-            crate::fatal!(
-                "double free of a block of page {:p}: more blocks freed by other threads than in use ({:p} among them)",
-                self.start,
-                head
-            );
-        }
-        self.used -= n;
-        self.reset_if_empty();
     }
 
     /// Carve more blocks (about one OS page's worth) onto `free`. Owner
     /// only; `free` must be empty and `capacity < reserved`.
-    pub unsafe fn extend(&mut self) {
-        let cap = self.carved();
-        debug_assert!(self.free.is_null() && cap < self.reserved);
-        let bs = self.block_size;
-        let want = (4096 / bs).max(1) as u32;
-        let n = want.min(self.reserved - cap);
-        let secret = secret();
-        // SAFETY: blocks [capacity, capacity + n) lie inside the span.
+    ///
+    /// # Safety
+    /// As [`Page::collect`].
+    pub unsafe fn extend(page: *mut Page) {
+        // SAFETY: the caller owns the page.
         unsafe {
-            let first = self.start.add(cap as usize * bs);
+            let cap = (*page).carved();
+            debug_assert!((*page).free.is_null() && cap < (*page).reserved);
+            let bs = (*page).block_size();
+            let want = (4096 / bs).max(1) as u32;
+            let n = want.min((*page).reserved - cap);
+            let secret = secret();
+            // Blocks [capacity, capacity + n) lie inside the span.
+            let first = (*page).start.add(cap as usize * bs);
             let mut b = first;
             for _ in 1..n {
                 let nx = b.add(bs);
@@ -464,9 +508,9 @@ impl Page {
                 b = nx;
             }
             (*(b as *mut Block)).next = Block::link(b.cast(), ptr::null_mut(), secret);
-            self.free = first.cast();
+            (*page).free = first.cast();
+            (*page).set_capacity(cap + n);
         }
-        self.set_capacity(cap + n);
     }
 
     /// A block is available right now or after `extend` (after `collect`).
@@ -513,7 +557,7 @@ impl Page {
         unsafe {
             let start = (*page).start;
             let off = p as usize - start as usize;
-            start.add(off - off % (*page).block_size)
+            start.add(off - off % (*page).block_size())
         }
     }
 
@@ -541,7 +585,7 @@ impl Page {
 
     /// Verify this page's invariants (owner only, no remote frees running).
     pub unsafe fn check(&self) -> Result<(), &'static str> {
-        if !self.in_use {
+        if !self.in_use() {
             return Err("page not in use");
         }
         let flags = self.flags.load(Relaxed);
@@ -551,8 +595,8 @@ impl Page {
         if self.carved() > self.reserved {
             return Err("capacity > reserved");
         }
-        if self.reserved as usize * self.block_size
-            > self.slice_count as usize * super::segment::SLICE_SIZE
+        if self.reserved as usize * self.block_size()
+            > self.slice_count() as usize * super::segment::SLICE_SIZE
         {
             return Err("reserved blocks exceed the span");
         }
@@ -573,10 +617,10 @@ impl Page {
                 x = unsafe { Block::next_of(x, secret()) };
             }
         }
-        if self.used + counts[0] + counts[1] != cap {
+        if self.used() + counts[0] + counts[1] != cap {
             return Err("used + |free| + |local_free| != capacity");
         }
-        if counts[2] > self.used {
+        if counts[2] > self.used() {
             return Err("|thread_free| > used");
         }
         Ok(())
@@ -607,7 +651,8 @@ mod tests {
         let mut p: Page = unsafe { core::mem::zeroed() };
         let larges = (1..=32).map(|n| n * super::super::segment::SLICE_SIZE);
         for bs in (0..CLASSES).map(class_size).chain(larges) {
-            p.set_block_size(bs);
+            // SAFETY: a local descriptor.
+            unsafe { Page::set_block_size(&mut p, bs) };
             let pp: *const Page = &p;
             for off in (0..4096)
                 .chain((1..64).map(|i| i * bs - 1))

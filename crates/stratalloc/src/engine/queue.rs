@@ -146,7 +146,7 @@ pub unsafe fn retire(h: &mut Heap, page: *mut Page) {
         let c = (*page).class as usize;
         h.emptied[c / 64] |= 1 << (c % 64);
         let q = h.queues[c];
-        if q.first == page && q.last == page && (*page).slice_count == 1 {
+        if q.first == page && q.last == page && (*page).slice_count() == 1 {
             return;
         }
         (*page).retired_at = os::now_ms() as u16;
@@ -167,7 +167,7 @@ pub(super) unsafe fn for_each_emptied(h: &mut Heap, mut f: impl FnMut(&mut Heap,
             unsafe {
                 while !page.is_null() {
                     let next = (*page).next;
-                    if (*page).used == 0 {
+                    if (*page).used() == 0 {
                         any = true;
                         f(h, page);
                     }

@@ -89,7 +89,7 @@ pub unsafe fn push(h: *mut Heap, seg: *mut Segment, page: *mut Page, b: *mut u8,
     // when it is not the static empty heap.
     unsafe {
         (*blk).key = key;
-        let bs = (*page).block_size;
+        let bs = (*page).block_size();
         if bs >= REMOTE_BATCH_BYTES || (*h).id == UNINIT {
             return publish(seg, page, blk, blk);
         }

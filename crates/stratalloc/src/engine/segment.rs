@@ -32,7 +32,7 @@
 //!
 
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
 
 use super::heap::Heap;
 use super::page::Page;
@@ -84,10 +84,11 @@ pub struct Segment {
     /// heading its span (its own descriptor for a free slice), so that the
     /// free fast path finds a block's page with one load.
     pub page_off: [u16; SLICES_PER_SEGMENT],
-    /// Bit i: slice i is free (owner only).
-    pub free_mask: u64,
+    /// Bit i: slice i is free (written by the owner; relaxed atomic, as
+    /// `dirty_mask`, because `mallinfo`'s walk reads both from any thread).
+    pub free_mask: AtomicU64,
     /// Bit i: slice i is free but may hold data (not purged).
-    pub dirty_mask: u64,
+    pub dirty_mask: AtomicU64,
     /// When to purge dirty slices (ms, 0 = nothing scheduled).
     pub purge_at: u64,
     /// When each slice was last freed (ms, truncated): a dirty slice is
@@ -147,10 +148,16 @@ impl Segment {
 
     /// Make slice `i` part of the span headed by slice `head` (`head == i`:
     /// a span head or a free slice).
+    ///
+    /// # Safety
+    /// As [`Segment::take_span`].
     #[inline]
-    pub(super) fn link_slice(&mut self, i: usize, head: usize) {
-        self.pages[i].slice_offset = (i - head) as u8;
-        self.page_off[i] = Self::desc_off(head);
+    pub(super) unsafe fn link_slice(seg: *mut Segment, i: usize, head: usize) {
+        // SAFETY: the caller owns the segment.
+        unsafe {
+            (*seg).pages[i].slice_offset = (i - head) as u8;
+            (*seg).page_off[i] = Self::desc_off(head);
+        }
     }
 
     /// Address of slice `i`.
@@ -159,8 +166,15 @@ impl Segment {
         (self as *const Segment as usize + (i << SLICE_SHIFT)) as *mut u8
     }
 
+    relaxed_fields! {
+        /// Bit i: slice i is free.
+        free_mask / set_free_mask: u64;
+        /// Bit i: slice i is free but not purged.
+        dirty_mask / set_dirty_mask: u64;
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.free_mask == ALL_FREE
+        self.free_mask() == ALL_FREE
     }
 
     /// Empty and on no heap's pending stack: the segment may be freed.
@@ -172,152 +186,194 @@ impl Segment {
     /// (see [`dirty_span_in`]).
     #[inline]
     pub fn dirty_span(&self, n: usize) -> Option<usize> {
-        dirty_span_in(self.free_mask, self.dirty_mask, n)
+        dirty_span_in(self.free_mask(), self.dirty_mask(), n)
     }
 
     /// Where a span of `n` free slices would go when no dirty run has
     /// room (see [`clean_span_in`]).
     #[inline]
     pub fn clean_span(&self, n: usize) -> Option<usize> {
-        clean_span_in(self.free_mask, self.dirty_mask, n)
+        clean_span_in(self.free_mask(), self.dirty_mask(), n)
     }
 
     /// Allocate a span of `n` contiguous free slices, dirty ones if
     /// there is room ([`Segment::dirty_span`], else
     /// [`Segment::clean_span`]). Returns the first slice index.
-    pub fn take_span(&mut self, n: usize) -> Option<usize> {
-        let i = self.dirty_span(n).or_else(|| self.clean_span(n))?;
-        self.take_span_at(i, n);
-        Some(i)
+    ///
+    /// # Safety
+    /// `seg` is a segment of the calling thread's heap (or one it alone
+    /// holds). A raw pointer, like every change of a header: no
+    /// `&mut Segment` exists while `mallinfo`'s walk may read it.
+    pub unsafe fn take_span(seg: *mut Segment, n: usize) -> Option<usize> {
+        // SAFETY: the caller owns the segment.
+        unsafe {
+            let i = (*seg).dirty_span(n).or_else(|| (*seg).clean_span(n))?;
+            Segment::take_span_at(seg, i, n);
+            Some(i)
+        }
     }
 
     /// Allocate the span of `n` free slices starting at slice `i`.
-    pub fn take_span_at(&mut self, i: usize, n: usize) {
-        let bits = span_bits(i, n);
-        let was_zero = self.dirty_mask & bits == 0;
-        self.free_mask &= !bits;
-        self.dirty_mask &= !bits;
-        let start = self.slice_addr(i);
-        for k in 0..n {
-            self.link_slice(i + k, i);
-            self.pages[i + k].in_use = false;
+    ///
+    /// # Safety
+    /// As [`Segment::take_span`].
+    pub unsafe fn take_span_at(seg: *mut Segment, i: usize, n: usize) {
+        // SAFETY: the caller owns the segment.
+        unsafe {
+            let bits = span_bits(i, n);
+            let was_zero = (*seg).dirty_mask() & bits == 0;
+            (*seg).set_free_mask((*seg).free_mask() & !bits);
+            (*seg).set_dirty_mask((*seg).dirty_mask() & !bits);
+            let start = (*seg).slice_addr(i);
+            for k in 0..n {
+                Segment::link_slice(seg, i + k, i);
+                (*seg).pages[i + k].set_in_use(false);
+            }
+            let head = ptr::addr_of_mut!((*seg).pages[i]);
+            (*head).set_in_use(true);
+            (*head).is_zero = was_zero;
+            (*head).set_slice_count(n as u32);
+            (*head).start = start;
         }
-        let head = &mut self.pages[i];
-        head.in_use = true;
-        head.is_zero = was_zero;
-        head.slice_count = n as u32;
-        head.start = start;
     }
 
     /// Resize the in-use span headed by slice `i` to `n` slices in place:
     /// a shrink frees the tail (dirty); a growth takes the free slices that
     /// follow, if there are enough. Returns whether the span now has `n`
     /// slices. Owner only.
-    pub fn resize_span(&mut self, i: usize, n: usize, now: u64) -> bool {
-        let old = self.pages[i].slice_count as usize;
-        if n == old {
-            return true;
+    ///
+    /// # Safety
+    /// As [`Segment::take_span`].
+    pub unsafe fn resize_span(seg: *mut Segment, i: usize, n: usize, now: u64) -> bool {
+        // SAFETY: the caller owns the segment.
+        unsafe {
+            let old = (*seg).pages[i].slice_count() as usize;
+            if n == old {
+                return true;
+            }
+            if n < old {
+                let bits = span_bits(i + n, old - n);
+                for k in n..old {
+                    (*seg).pages[i + k].set_in_use(false);
+                    Segment::link_slice(seg, i + k, i + k);
+                    (*seg).freed_at[i + k] = now as u32;
+                }
+                (*seg).set_free_mask((*seg).free_mask() | bits);
+                (*seg).set_dirty_mask((*seg).dirty_mask() | bits);
+                if (*seg).purge_at == 0 {
+                    (*seg).purge_at = now + SLICE_PURGE_DELAY_MS;
+                }
+            } else {
+                if i + n > SLICES_PER_SEGMENT {
+                    return false;
+                }
+                let bits = span_bits(i + old, n - old);
+                if (*seg).free_mask() & bits != bits {
+                    return false;
+                }
+                (*seg).set_free_mask((*seg).free_mask() & !bits);
+                (*seg).set_dirty_mask((*seg).dirty_mask() & !bits);
+                for k in old..n {
+                    Segment::link_slice(seg, i + k, i);
+                    (*seg).pages[i + k].set_in_use(false);
+                }
+            }
+            (*seg).pages[i].set_slice_count(n as u32);
+            true
         }
-        if n < old {
-            let bits = span_bits(i + n, old - n);
-            for k in n..old {
-                self.pages[i + k].in_use = false;
-                self.link_slice(i + k, i + k);
-                self.freed_at[i + k] = now as u32;
-            }
-            self.free_mask |= bits;
-            self.dirty_mask |= bits;
-            if self.purge_at == 0 {
-                self.purge_at = now + SLICE_PURGE_DELAY_MS;
-            }
-        } else {
-            if i + n > SLICES_PER_SEGMENT {
-                return false;
-            }
-            let bits = span_bits(i + old, n - old);
-            if self.free_mask & bits != bits {
-                return false;
-            }
-            self.free_mask &= !bits;
-            self.dirty_mask &= !bits;
-            for k in old..n {
-                self.link_slice(i + k, i);
-                self.pages[i + k].in_use = false;
-            }
-        }
-        self.pages[i].slice_count = n as u32;
-        true
     }
 
     /// Give the span headed by slice `i` back to the segment (dirty).
-    pub fn free_span(&mut self, i: usize, now: u64) {
-        let n = self.pages[i].slice_count as usize;
-        let bits = span_bits(i, n);
-        debug_assert!(self.free_mask & bits == 0);
-        // A stale pointer into any slice of the span now finds a descriptor
-        // that is not in use (and aborts) instead of an old head.
-        for k in 1..n {
-            self.link_slice(i + k, i + k);
-        }
-        for k in 0..n {
-            self.freed_at[i + k] = now as u32;
-        }
-        let head = &mut self.pages[i];
-        head.in_use = false;
-        head.used = 0;
-        head.reserved = 0;
-        head.free = ptr::null_mut();
-        head.local_free = ptr::null_mut();
-        head.thread_free.store(0, Relaxed);
-        head.set_capacity(0);
-        head.set_flags(0);
-        head.next = ptr::null_mut();
-        head.prev = ptr::null_mut();
-        self.free_mask |= bits;
-        self.dirty_mask |= bits;
-        if self.purge_at == 0 {
-            self.purge_at = now + SLICE_PURGE_DELAY_MS;
+    ///
+    /// # Safety
+    /// As [`Segment::take_span`].
+    pub unsafe fn free_span(seg: *mut Segment, i: usize, now: u64) {
+        // SAFETY: the caller owns the segment.
+        unsafe {
+            let n = (*seg).pages[i].slice_count() as usize;
+            let bits = span_bits(i, n);
+            debug_assert!((*seg).free_mask() & bits == 0);
+            // A stale pointer into any slice of the span now finds a descriptor
+            // that is not in use (and aborts) instead of an old head.
+            for k in 1..n {
+                Segment::link_slice(seg, i + k, i + k);
+            }
+            for k in 0..n {
+                (*seg).freed_at[i + k] = now as u32;
+            }
+            let head = ptr::addr_of_mut!((*seg).pages[i]);
+            (*head).set_in_use(false);
+            (*head).set_used(0);
+            (*head).reserved = 0;
+            (*head).free = ptr::null_mut();
+            (*head).local_free = ptr::null_mut();
+            (*head).thread_free.store(0, Relaxed);
+            (*head).set_capacity(0);
+            (*head).set_flags(0);
+            (*head).next = ptr::null_mut();
+            (*head).prev = ptr::null_mut();
+            (*seg).set_free_mask((*seg).free_mask() | bits);
+            (*seg).set_dirty_mask((*seg).dirty_mask() | bits);
+            if (*seg).purge_at == 0 {
+                (*seg).purge_at = now + SLICE_PURGE_DELAY_MS;
+            }
         }
     }
 
     /// madvise every dirty free slice away. Slices the kernel refused to
     /// purge (`madvise` fails on locked memory) stay dirty, to be tried
     /// again after a delay: a clean slice must read as zeros.
-    pub fn purge(&mut self, now: u64) {
-        self.dirty_mask &= !self.purge_mask(self.dirty_mask);
-        self.purge_at = if self.dirty_mask != 0 {
-            now + SLICE_PURGE_DELAY_MS
-        } else {
-            0
-        };
+    ///
+    /// # Safety
+    /// As [`Segment::take_span`].
+    pub unsafe fn purge(seg: *mut Segment, now: u64) {
+        // SAFETY: the caller owns the segment.
+        unsafe {
+            (*seg).set_dirty_mask((*seg).dirty_mask() & !(*seg).purge_mask((*seg).dirty_mask()));
+            (*seg).purge_at = if (*seg).dirty_mask() != 0 {
+                now + SLICE_PURGE_DELAY_MS
+            } else {
+                0
+            };
+        }
     }
 
     /// `purge_at` has come: madvise the dirty slices freed at least one
     /// delay ago and schedule the next visit for the youngest of the rest
     /// (64 timestamps scanned at most). Returns whether anything was
     /// purged.
-    pub fn purge_aged(&mut self, now: u64) -> bool {
-        let (mut m, mut wait) = (0u64, u64::MAX);
-        let mut d = self.dirty_mask;
-        while d != 0 {
-            let i = d.trailing_zeros() as usize;
-            d &= d - 1;
-            let age = (now as u32).wrapping_sub(self.freed_at[i]) as u64;
-            if age >= SLICE_PURGE_DELAY_MS {
-                m |= 1 << i;
-            } else {
-                wait = wait.min(SLICE_PURGE_DELAY_MS - age);
+    ///
+    /// # Safety
+    /// As [`Segment::take_span`].
+    pub unsafe fn purge_aged(seg: *mut Segment, now: u64) -> bool {
+        // SAFETY: the caller owns the segment.
+        unsafe {
+            let (mut m, mut wait) = (0u64, u64::MAX);
+            let mut d = (*seg).dirty_mask();
+            while d != 0 {
+                let i = d.trailing_zeros() as usize;
+                d &= d - 1;
+                let age = (now as u32).wrapping_sub((*seg).freed_at[i]) as u64;
+                if age >= SLICE_PURGE_DELAY_MS {
+                    m |= 1 << i;
+                } else {
+                    wait = wait.min(SLICE_PURGE_DELAY_MS - age);
+                }
             }
+            let done = (*seg).purge_mask(m);
+            if done != m {
+                // Refused by the kernel: those slices stay dirty; try again
+                // after a delay.
+                wait = wait.min(SLICE_PURGE_DELAY_MS);
+            }
+            (*seg).set_dirty_mask((*seg).dirty_mask() & !done);
+            (*seg).purge_at = if (*seg).dirty_mask() != 0 {
+                now + wait
+            } else {
+                0
+            };
+            done != 0
         }
-        let done = self.purge_mask(m);
-        if done != m {
-            // Refused by the kernel: those slices stay dirty; try again
-            // after a delay.
-            wait = wait.min(SLICE_PURGE_DELAY_MS);
-        }
-        self.dirty_mask &= !done;
-        self.purge_at = if self.dirty_mask != 0 { now + wait } else { 0 };
-        done != 0
     }
 
     /// Purge the runs of slices in `m`; returns the slices purged (those
@@ -348,11 +404,11 @@ impl Segment {
             // SAFETY: the caller owns `seg`; i < 64.
             unsafe {
                 let page: *mut Page = core::ptr::addr_of_mut!((*seg).pages[i]);
-                if (*seg).free_mask & (1 << i) != 0 || !(*page).in_use {
+                if (*seg).free_mask() & (1 << i) != 0 || !(*page).in_use() {
                     i += 1;
                     continue;
                 }
-                i += (*page).slice_count as usize;
+                i += (*page).slice_count() as usize;
                 f(page);
             }
         }
@@ -366,7 +422,7 @@ impl Segment {
         if self.kind != Kind::Normal {
             return Ok(());
         }
-        if self.free_mask & 1 != 0 || self.dirty_mask & !self.free_mask != 0 {
+        if self.free_mask() & 1 != 0 || self.dirty_mask() & !self.free_mask() != 0 {
             return Err("free/dirty masks inconsistent");
         }
         if self.scratch != 0 {
@@ -374,8 +430,8 @@ impl Segment {
         }
         let mut i = 1;
         while i < SLICES_PER_SEGMENT {
-            if self.free_mask & (1 << i) != 0 {
-                if self.pages[i].in_use
+            if self.free_mask() & (1 << i) != 0 {
+                if self.pages[i].in_use()
                     || self.pages[i].slice_offset != 0
                     || self.page_off[i] != Self::desc_off(i)
                 {
@@ -385,23 +441,27 @@ impl Segment {
                 continue;
             }
             let p = &self.pages[i];
-            if !p.in_use || p.slice_count == 0 || i + p.slice_count as usize > SLICES_PER_SEGMENT {
+            if !p.in_use()
+                || p.slice_count() == 0
+                || i + p.slice_count() as usize > SLICES_PER_SEGMENT
+            {
                 return Err("used slice without a span head");
             }
-            for k in 1..p.slice_count as usize {
-                if self.pages[i + k].slice_offset != k as u8 || self.free_mask & (1 << (i + k)) != 0
+            for k in 1..p.slice_count() as usize {
+                if self.pages[i + k].slice_offset != k as u8
+                    || self.free_mask() & (1 << (i + k)) != 0
                 {
                     return Err("span tail descriptor broken");
                 }
             }
-            for k in 0..p.slice_count as usize {
+            for k in 0..p.slice_count() as usize {
                 if self.page_off[i + k] != Self::desc_off(i) {
                     return Err("page_off of a used slice is not its span head");
                 }
             }
             // SAFETY: forwarded from the caller.
             unsafe { p.check()? };
-            i += p.slice_count as usize;
+            i += p.slice_count() as usize;
         }
         Ok(())
     }

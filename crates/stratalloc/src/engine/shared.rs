@@ -109,41 +109,48 @@ pub fn segment_alloc(owner: usize) -> *mut Segment {
         if p.is_null() {
             return p.cast();
         }
-        if !segmap_set(p.cast(), true) {
+        if THP.load(Relaxed) {
+            os::advise_huge(p, SEGMENT_SIZE);
+        }
+        seg = p.cast();
+        // SAFETY: `seg` is a fresh zeroed mapping we own; registered only
+        // once its header is made (`info::heap_info` reads registered
+        // headers from any thread).
+        unsafe { init_normal(seg, owner, 0, 0) };
+        if !segmap_set(seg, true) {
             // SAFETY: just mapped.
             unsafe { os::unmap(p, SEGMENT_SIZE) };
             return ptr::null_mut();
         }
         SEGMENTS.fetch_add(1, Relaxed);
-        if THP.load(Relaxed) {
-            os::advise_huge(p, SEGMENT_SIZE);
-        }
-        seg = p.cast();
-        // SAFETY: `seg` is a fresh zeroed mapping we own.
-        unsafe { init_normal(seg, owner, 0, 0) };
     } else {
+        // Under GLOBAL: the segment stays registered, and a walk of the
+        // map (which holds GLOBAL) must not see a header half rewritten.
+        GLOBAL.lock();
         // SAFETY: the cached header is ours: reset the descriptors, keep
         // which slices are dirty and when they are due for purging.
         unsafe {
-            let (dirty, at) = ((*seg).dirty_mask, (*seg).purge_at);
+            let (dirty, at) = ((*seg).dirty_mask(), (*seg).purge_at);
             ptr::write_bytes(seg.cast::<u8>(), 0, core::mem::size_of::<Segment>());
             init_normal(seg, owner, dirty, at);
         }
+        GLOBAL.unlock();
     }
     seg
 }
 
 unsafe fn init_normal(seg: *mut Segment, owner: usize, dirty: u64, purge_at: u64) {
     // SAFETY: the caller owns the zeroed header.
-    let s = unsafe { &mut *seg };
-    s.cookie = seg as usize ^ COOKIE_XOR;
-    s.kind = Kind::Normal;
-    s.owner.store(owner, Relaxed);
-    s.free_mask = ALL_FREE;
-    s.dirty_mask = dirty;
-    s.purge_at = purge_at;
-    for i in 0..SLICES_PER_SEGMENT {
-        s.link_slice(i, i);
+    unsafe {
+        (*seg).cookie = seg as usize ^ COOKIE_XOR;
+        (*seg).kind = Kind::Normal;
+        (*seg).owner.store(owner, Relaxed);
+        (*seg).set_free_mask(ALL_FREE);
+        (*seg).set_dirty_mask(dirty);
+        (*seg).purge_at = purge_at;
+        for i in 0..SLICES_PER_SEGMENT {
+            Segment::link_slice(seg, i, i);
+        }
     }
 }
 
@@ -186,9 +193,9 @@ pub fn unregister(seg: *mut Segment) {
 }
 
 unsafe fn unmap_segment(seg: *mut Segment) {
-    // SAFETY: forwarded.
-    unsafe { (*seg).cookie = 0 };
     unregister(seg);
+    // SAFETY: forwarded; unregistered, so no walk reads it any more.
+    unsafe { (*seg).cookie = 0 };
     SEGMENTS.fetch_sub(1, Relaxed);
     // SAFETY: forwarded.
     unsafe { os::unmap(seg.cast(), SEGMENT_SIZE) };
@@ -274,18 +281,22 @@ pub fn huge_register(seg: *mut Segment, on: bool) -> bool {
     segmap_set(seg, on)
 }
 
-/// Make a header for a huge segment at `seg` (mapped, zeroed).
+/// Make a header for a huge segment at `seg` (mapped; registered or
+/// not). Under [`GLOBAL`]: a registered header is read by walks of the
+/// map (`info::heap_info`), which hold it.
 pub unsafe fn huge_init(seg: *mut Segment, map_size: usize, block: *mut u8, size: usize) {
-    // SAFETY: the caller just mapped `seg`.
+    GLOBAL.lock();
+    // SAFETY: the caller owns `seg`; fields written through the raw
+    // pointer (no reference to a header a walk may be reading).
     unsafe {
-        let s = &mut *seg;
-        s.cookie = seg as usize ^ COOKIE_XOR;
-        s.kind = Kind::Huge;
-        s.owner.store(0, Relaxed);
-        s.map_size = map_size;
-        s.huge_block = block;
-        s.huge_size = size;
+        (*seg).cookie = seg as usize ^ COOKIE_XOR;
+        (*seg).kind = Kind::Huge;
+        (*seg).owner.store(0, Relaxed);
+        (*seg).map_size = map_size;
+        (*seg).huge_block = block;
+        (*seg).huge_size = size;
     }
+    GLOBAL.unlock();
 }
 
 /// Unregister and unmap a huge mapping.
@@ -295,8 +306,8 @@ pub unsafe fn huge_init(seg: *mut Segment, map_size: usize, block: *mut u8, size
 pub unsafe fn huge_unmap(seg: *mut Segment) {
     // SAFETY: forwarded.
     unsafe {
-        (*seg).cookie = 0;
         unregister(seg);
+        (*seg).cookie = 0;
         os::unmap(seg.cast(), (*seg).map_size);
     }
 }
@@ -386,7 +397,7 @@ pub fn global_purge(now: u64) {
                 at + SEGMENT_CACHE_PURGE_MS.saturating_sub(SLICE_PURGE_DELAY_MS) <= now
             };
             // SAFETY: as above.
-            if unsafe { (*seg).dirty_mask != 0 } && due(seg) {
+            if unsafe { (*seg).dirty_mask() != 0 } && due(seg) {
                 segs[ns] = seg;
                 ns += 1;
                 s.cached -= 1;
@@ -414,7 +425,7 @@ pub fn global_purge(now: u64) {
     for &seg in &segs[..ns] {
         // SAFETY: taken off the cache: ours until pushed back.
         unsafe {
-            (*seg).purge(now);
+            Segment::purge(seg, now);
             cache_push(seg);
         }
     }

@@ -67,7 +67,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
             while !page.is_null() {
                 visits += 1;
                 let next = (*page).next;
-                (*page).collect();
+                Page::collect(page);
                 if !(*page).free.is_null() {
                     if page != h.queues[c].first {
                         h.queue_remove(page);
@@ -88,7 +88,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
                 // Full: unlink and float it.
                 h.queue_remove(page);
                 if !(*page).try_mark_full() {
-                    (*page).collect();
+                    Page::collect(page);
                     h.queue_push_front(page);
                     return Page::pop(page, h.secret);
                 }
@@ -96,7 +96,7 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
             }
             h.queue_visits += visits as u64;
             if !extendable.is_null() {
-                (*extendable).extend();
+                Page::extend(extendable);
                 if extendable != h.queues[c].first {
                     h.queue_remove(extendable);
                     h.queue_push_front(extendable);
@@ -135,9 +135,8 @@ pub unsafe fn alloc_class_slow(h: *mut Heap, c: usize) -> *mut u8 {
             return ptr::null_mut();
         }
         let bs = class_size(c);
-        let p = &mut *page;
-        p.init(c as u8, bs, ((n * SLICE_SIZE) / bs) as u32);
-        p.extend();
+        Page::init(page, c as u8, bs, ((n * SLICE_SIZE) / bs) as u32);
+        Page::extend(page);
         h.queue_push_front(page);
         Page::pop(page, h.secret)
     }
@@ -156,9 +155,9 @@ pub(super) unsafe fn periodic(h: &mut Heap) {
                 let page = h.queues[c].first;
                 let bit = 1u64 << (c % 64);
                 let idle = !page.is_null()
-                    && (*page).used == 0
+                    && (*page).used() == 0
                     && (*page).next.is_null()
-                    && (*page).slice_count == 1;
+                    && (*page).slice_count() == 1;
                 if !idle {
                     h.retired[c / 64] &= !bit;
                 } else if h.retired[c / 64] & bit == 0 {
@@ -177,7 +176,7 @@ pub(super) unsafe fn periodic(h: &mut Heap) {
             // empty, even when no thread needs a new page.
             let seg = segment::abandon_pop();
             if !seg.is_null() && tidy(seg) {
-                (*seg).purge(now);
+                Segment::purge(seg, now);
                 segment::abandon_push(seg);
             }
         }
@@ -201,17 +200,16 @@ pub unsafe fn alloc_large(h: *mut Heap, n: usize) -> *mut Page {
                 return page;
             }
         }
-        let p = &mut *page;
-        p.init(LARGE, n * SLICE_SIZE, 1);
+        Page::init(page, LARGE, n * SLICE_SIZE, 1);
         // The one block is handed out at once; the page floats.
-        p.set_capacity(1);
-        p.used = 1;
-        p.thread_free.store(TF_FULL, Relaxed);
-        p.set_flags(FULL);
+        (*page).set_capacity(1);
+        (*page).set_used(1);
+        (*page).thread_free.store(TF_FULL, Relaxed);
+        (*page).set_flags(FULL);
         // The block is handed out without a pop: clear the key word a free
         // block of an earlier page on this span may have left there (a free
         // finding the key takes it for a double free).
-        (*p.start.cast::<super::page::Block>()).key = 0;
+        (*(*page).start.cast::<super::page::Block>()).key = 0;
         page
     }
 }
@@ -235,10 +233,10 @@ pub unsafe fn large_resize_in_place(p: *mut u8, new_size: usize) -> bool {
         }
         let n = new_size.div_ceil(SLICE_SIZE);
         let i = page.offset_from((*seg).pages.as_ptr()) as usize;
-        if !(*seg).resize_span(i, n, os::now_ms()) {
+        if !Segment::resize_span(seg, i, n, os::now_ms()) {
             return false;
         }
-        (*page).set_block_size(n * SLICE_SIZE);
+        Page::set_block_size(page, n * SLICE_SIZE);
         true
     }
 }
@@ -248,24 +246,25 @@ pub unsafe fn large_resize_in_place(p: *mut u8, new_size: usize) -> bool {
 pub unsafe fn free_local_slow(h: *mut Heap, page: *mut Page, b: *mut u8) {
     // SAFETY: the caller checked we own the page.
     unsafe {
+        // Every access through `page` itself: a reference kept across the
+        // write to `local_free` would be invalidated by it.
         let h = &mut *h;
-        let p = &mut *page;
-        if p.used == 0 {
+        if (*page).used() == 0 {
             crate::fatal!("double free of {:p} (page has no blocks in use)", b);
         }
         let blk = b as *mut super::page::Block;
-        (*blk).next = super::page::Block::link(blk, p.local_free, h.secret);
+        (*blk).next = super::page::Block::link(blk, (*page).local_free, h.secret);
         (*blk).key = Page::key(page, h.secret);
-        p.local_free = blk;
-        p.used -= 1;
-        let floating = p.flags.load(Relaxed) & FULL != 0;
+        (*page).local_free = blk;
+        (*page).set_used((*page).used() - 1);
+        let floating = (*page).flags.load(Relaxed) & FULL != 0;
         if floating {
-            p.clear_full();
-            p.collect();
+            (*page).clear_full();
+            Page::collect(page);
             settle(h, page, os::now_ms());
             seg_free_if_empty(h, segment::segment_of(b));
-        } else if p.used == 0 {
-            p.reset_if_empty();
+        } else if (*page).used() == 0 {
+            (*page).reset_if_empty();
             retire(h, page);
         }
     }

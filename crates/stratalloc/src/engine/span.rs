@@ -20,7 +20,7 @@ pub unsafe fn span_release(page: *mut Page, now: u64) {
     // SAFETY: `page` is an in-use page of `seg`, which we own.
     unsafe {
         let i = page.offset_from((*seg).pages.as_ptr()) as usize;
-        (*seg).free_span(i, now);
+        Segment::free_span(seg, i, now);
     }
 }
 
@@ -53,7 +53,7 @@ pub(super) unsafe fn span_alloc(h: &mut Heap, n: usize, steal: bool) -> *mut Pag
             at = find_span(h, n, Segment::clean_span);
         }
         if let Some((seg, i)) = at {
-            (*seg).take_span_at(i, n);
+            Segment::take_span_at(seg, i, n);
             return ptr::addr_of_mut!((*seg).pages[i]);
         }
     }
@@ -63,7 +63,7 @@ pub(super) unsafe fn span_alloc(h: &mut Heap, n: usize, steal: bool) -> *mut Pag
     unsafe {
         let seg = adopt_where(h, |seg| (*seg).clean_span(n).is_some());
         if !seg.is_null() {
-            if let Some(i) = (*seg).take_span(n) {
+            if let Some(i) = Segment::take_span(seg, n) {
                 return ptr::addr_of_mut!((*seg).pages[i]);
             }
         }
@@ -81,7 +81,7 @@ pub(super) unsafe fn span_alloc(h: &mut Heap, n: usize, steal: bool) -> *mut Pag
     h.seg_push(seg);
     // SAFETY: a fresh segment has 63 free slices and n <= 32.
     unsafe {
-        let i = (*seg).take_span(n).unwrap_or(1);
+        let i = Segment::take_span(seg, n).unwrap_or(1);
         ptr::addr_of_mut!((*seg).pages[i])
     }
 }
@@ -127,16 +127,16 @@ pub(super) unsafe fn purge_due(h: &mut Heap, now: u64, force: bool) -> bool {
     while !seg.is_null() {
         // SAFETY: our segments.
         unsafe {
-            let s = &mut *seg;
-            if s.dirty_mask != 0 {
+            if (*seg).dirty_mask() != 0 {
+                let at = (*seg).purge_at;
                 if force {
-                    s.purge(now);
+                    Segment::purge(seg, now);
                     any = true;
-                } else if s.purge_at != 0 && s.purge_at <= now {
-                    any |= s.purge_aged(now);
+                } else if at != 0 && at <= now {
+                    any |= Segment::purge_aged(seg, now);
                 }
             }
-            seg = s.next;
+            seg = (*seg).next;
         }
     }
     any
@@ -158,7 +158,7 @@ pub(super) unsafe fn span_from_empty(h: &mut Heap, n: usize) -> Option<(*mut Seg
         for_each_emptied(h, |_, page| {
             let seg = segment::segment_of(page.cast());
             let i = page.offset_from((*seg).pages.as_ptr()) as usize;
-            (*seg).scratch |= segment::span_bits(i, (*page).slice_count as usize);
+            (*seg).scratch |= segment::span_bits(i, (*page).slice_count() as usize);
         });
     }
     let mut at = None;
@@ -166,15 +166,15 @@ pub(super) unsafe fn span_from_empty(h: &mut Heap, n: usize) -> Option<(*mut Seg
     while !seg.is_null() {
         // SAFETY: our segments.
         unsafe {
-            let s = &mut *seg;
-            let e = s.scratch;
-            s.scratch = 0;
+            let e = (*seg).scratch;
+            (*seg).scratch = 0;
             if e != 0 && at.is_none() {
-                if let Some(i) = segment::dirty_span_in(s.free_mask | e, s.dirty_mask | e, n) {
+                let (free, dirty) = ((*seg).free_mask(), (*seg).dirty_mask());
+                if let Some(i) = segment::dirty_span_in(free | e, dirty | e, n) {
                     at = Some((seg, i, segment::span_bits(i, n) & e));
                 }
             }
-            seg = s.next;
+            seg = (*seg).next;
         }
     }
     let (seg, i, need) = at?;
@@ -186,14 +186,15 @@ pub(super) unsafe fn span_from_empty(h: &mut Heap, n: usize) -> Option<(*mut Seg
                 return;
             }
             let j = page.offset_from((*seg).pages.as_ptr()) as usize;
-            if segment::span_bits(j, (*page).slice_count as usize) & need == 0 {
+            if segment::span_bits(j, (*page).slice_count() as usize) & need == 0 {
                 return;
             }
             // The slices have been unused since the page emptied: their
             // purge delay counts from then (`retire` stamps that time; the
             // only one-slice page of a class, which the free fast path
             // does not stamp, counts from now).
-            let lone = (*page).prev.is_null() && (*page).next.is_null() && (*page).slice_count == 1;
+            let lone =
+                (*page).prev.is_null() && (*page).next.is_null() && (*page).slice_count() == 1;
             let idle = if lone {
                 0
             } else {
@@ -216,13 +217,13 @@ pub(super) unsafe fn free_retired(h: &mut Heap, age: u64, now: u64) -> bool {
         let mut page = h.queues[c].first;
         // SAFETY: queued pages of ours; `next` read before a page is freed.
         unsafe {
-            if !page.is_null() && (*page).next.is_null() && (*page).slice_count == 1 {
+            if !page.is_null() && (*page).next.is_null() && (*page).slice_count() == 1 {
                 continue;
             }
             while !page.is_null() {
                 let next = (*page).next;
                 let idle = (now as u16).wrapping_sub((*page).retired_at) as u64;
-                if (*page).used == 0 && idle >= age {
+                if (*page).used() == 0 && idle >= age {
                     h.queue_remove(page);
                     // The slices have been unused since the page emptied:
                     // their purge delay counts from then.

@@ -58,7 +58,7 @@
 
 use core::fmt::Write;
 
-use crate::backend::{Backend, BackendStats, HeapInfo};
+use crate::backend::Backend;
 use crate::fatal;
 use crate::os::map_meta as map;
 use crate::sync::SpinLock;
@@ -619,47 +619,25 @@ unsafe impl Backend for Check {
         }
     }
 
-    fn trim(&self) -> bool {
-        self.inner.trim()
-    }
-    fn fork_prepare(&self) -> bool {
-        super::prepare_over(
-            self.inner,
-            2,
-            |i| match i {
-                0 => self.quarantine.raw_try_lock(),
-                _ => self.table.try_lock_all(),
-            },
-            // SAFETY: set `i` was just taken by `take`.
-            |i| unsafe {
-                match i {
-                    0 => self.quarantine.raw_unlock(),
-                    _ => self.table.unlock_all(),
-                }
-            },
-        )
-    }
-    fn fork_parent(&self) {
-        self.inner.fork_parent();
-        // SAFETY: taken in fork_prepare.
-        unsafe {
-            self.table.unlock_all();
-            self.quarantine.raw_unlock();
+    forward_rest!();
+}
+
+impl super::ForkLocks for Check {
+    const SETS: usize = 2;
+    fn try_take(&self, i: usize) -> bool {
+        match i {
+            0 => self.quarantine.raw_try_lock(),
+            _ => self.table.try_lock_all(),
         }
     }
-    fn fork_child(&self) {
-        self.inner.fork_child();
-        // SAFETY: taken in fork_prepare (the child inherits the state).
+    unsafe fn give(&self, i: usize, _child: bool) {
+        // SAFETY: set `i` is ours (the contract).
         unsafe {
-            self.table.unlock_all();
-            self.quarantine.raw_unlock();
+            match i {
+                0 => self.quarantine.raw_unlock(),
+                _ => self.table.unlock_all(),
+            }
         }
-    }
-    fn stats(&self) -> BackendStats {
-        self.inner.stats()
-    }
-    fn heap_info(&self) -> HeapInfo {
-        self.inner.heap_info()
     }
 }
 

@@ -57,7 +57,7 @@ use core::cell::Cell;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::backend::{Backend, BackendStats, HeapInfo};
+use crate::backend::Backend;
 use crate::options::{LeakOptions, Output, PathBuf};
 use crate::os::map_meta as map;
 use crate::sync::{raw_lock_all, raw_try_lock_all, raw_unlock_all, SpinLock};
@@ -1022,47 +1022,25 @@ unsafe impl Backend for Leaks {
         unsafe { self.inner.usable_size(p) }
     }
 
-    fn trim(&self) -> bool {
-        self.inner.trim()
-    }
-    fn fork_prepare(&self) -> bool {
-        super::prepare_over(
-            self.inner,
-            2,
-            |i| match i {
-                0 => self.stacks.try_lock_all(),
-                _ => self.table.try_lock_all(),
-            },
-            // SAFETY: set `i` was just taken by `take`.
-            |i| unsafe {
-                match i {
-                    0 => self.stacks.unlock_all(),
-                    _ => self.table.unlock_all(),
-                }
-            },
-        )
-    }
-    fn fork_parent(&self) {
-        self.inner.fork_parent();
-        // SAFETY: taken in fork_prepare.
-        unsafe {
-            self.table.unlock_all();
-            self.stacks.unlock_all();
+    forward_rest!();
+}
+
+impl super::ForkLocks for Leaks {
+    const SETS: usize = 2;
+    fn try_take(&self, i: usize) -> bool {
+        match i {
+            0 => self.stacks.try_lock_all(),
+            _ => self.table.try_lock_all(),
         }
     }
-    fn fork_child(&self) {
-        self.inner.fork_child();
-        // SAFETY: taken in fork_prepare.
+    unsafe fn give(&self, i: usize, _child: bool) {
+        // SAFETY: set `i` is ours (the contract).
         unsafe {
-            self.table.unlock_all();
-            self.stacks.unlock_all();
+            match i {
+                0 => self.stacks.unlock_all(),
+                _ => self.table.unlock_all(),
+            }
         }
-    }
-    fn stats(&self) -> BackendStats {
-        self.inner.stats()
-    }
-    fn heap_info(&self) -> HeapInfo {
-        self.inner.heap_info()
     }
 }
 

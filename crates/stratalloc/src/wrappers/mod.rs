@@ -30,6 +30,69 @@
 //! reports: its descendants run without wrappers (`Options::for_parent`),
 //! and a child it forks, which inherits the wrappers, writes no report.
 
+/// A wrapper's own lock sets, as its fork handlers take and give them:
+/// `fork_prepare` takes sets `0..SETS` in order and then prepares the
+/// backend below; `fork_parent` and `fork_child` let the backend below
+/// finish first, then give the sets back in reverse order.
+/// [`forward_rest!`] writes those handlers from this.
+trait ForkLocks {
+    /// Lock sets the wrapper holds across `fork`.
+    const SETS: usize;
+    /// Try to take set `i` (false: another fork is being prepared).
+    fn try_take(&self, i: usize) -> bool;
+    /// Give back set `i`, in the parent (or a failed prepare) or, if
+    /// `child`, in the fork child (where a wrapper may reset what the set
+    /// guards).
+    ///
+    /// # Safety
+    /// The calling thread took set `i` in `fork_prepare` (in the child:
+    /// the parent's thread that forked did).
+    unsafe fn give(&self, i: usize, child: bool);
+}
+
+/// The end of a wrapper's `impl Backend`: `trim`, `stats` and `heap_info`
+/// forwarded to `self.inner`, and the fork handlers made from the
+/// wrapper's [`ForkLocks`].
+macro_rules! forward_rest {
+    () => {
+        fn trim(&self) -> bool {
+            self.inner.trim()
+        }
+        fn stats(&self) -> crate::backend::BackendStats {
+            self.inner.stats()
+        }
+        fn heap_info(&self) -> crate::backend::HeapInfo {
+            self.inner.heap_info()
+        }
+        fn fork_prepare(&self) -> bool {
+            use crate::wrappers::ForkLocks;
+            crate::wrappers::prepare_over(
+                self.inner,
+                Self::SETS,
+                |i| self.try_take(i),
+                // SAFETY: set `i` was just taken by `try_take`.
+                |i| unsafe { self.give(i, false) },
+            )
+        }
+        fn fork_parent(&self) {
+            use crate::wrappers::ForkLocks;
+            self.inner.fork_parent();
+            for i in (0..Self::SETS).rev() {
+                // SAFETY: taken in fork_prepare.
+                unsafe { self.give(i, false) };
+            }
+        }
+        fn fork_child(&self) {
+            use crate::wrappers::ForkLocks;
+            self.inner.fork_child();
+            for i in (0..Self::SETS).rev() {
+                // SAFETY: taken in fork_prepare (by the parent's thread).
+                unsafe { self.give(i, true) };
+            }
+        }
+    };
+}
+
 pub mod check;
 pub mod leaks;
 pub mod profile;

@@ -25,7 +25,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
-use crate::backend::{Backend, BackendStats, HeapInfo};
+use crate::backend::Backend;
 use crate::os::map_meta as map;
 use crate::sync::{raw_try_lock_all, raw_unlock_all, SpinLock};
 use crate::trace::{op, ChunkState, RawEvent};
@@ -216,37 +216,25 @@ unsafe impl Backend for Trace {
         unsafe { self.inner.usable_size(p) }
     }
 
-    fn trim(&self) -> bool {
-        self.inner.trim()
+    forward_rest!();
+}
+
+impl super::ForkLocks for Trace {
+    const SETS: usize = 1;
+    fn try_take(&self, _: usize) -> bool {
+        raw_try_lock_all(&self.stripes)
     }
-    fn fork_prepare(&self) -> bool {
-        super::prepare_over(
-            self.inner,
-            1,
-            |_| raw_try_lock_all(&self.stripes),
-            // SAFETY: the stripes were just taken.
-            |_| unsafe { raw_unlock_all(&self.stripes) },
-        )
-    }
-    fn fork_parent(&self) {
-        self.inner.fork_parent();
-        // SAFETY: taken in fork_prepare.
-        unsafe { raw_unlock_all(&self.stripes) };
-    }
-    fn fork_child(&self) {
-        self.inner.fork_child();
+    unsafe fn give(&self, _: usize, child: bool) {
+        if !child {
+            // SAFETY: the stripes are ours (the contract).
+            return unsafe { raw_unlock_all(&self.stripes) };
+        }
         self.pid.store(pid(), Ordering::Relaxed);
         for s in &self.stripes {
-            // SAFETY: taken in fork_prepare. The child starts the stripe
-            // afresh: the parent writes the events it buffered.
+            // SAFETY: the stripes are ours (the contract). The child starts
+            // each stripe afresh: the parent writes the events it buffered.
             unsafe { s.raw_unlock_child(|st| st.state = ChunkState::new()) };
         }
-    }
-    fn stats(&self) -> BackendStats {
-        self.inner.stats()
-    }
-    fn heap_info(&self) -> HeapInfo {
-        self.inner.heap_info()
     }
 }
 

@@ -47,7 +47,7 @@ pub mod state;
 use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::backend::{Backend, BackendStats, HeapInfo};
+use crate::backend::Backend;
 use crate::options::Output;
 use crate::sync::SpinLock;
 use crate::wrappers::leaks::{capture, StackTable, DEPTH};
@@ -265,51 +265,28 @@ unsafe impl Backend for Profile {
         unsafe { self.inner.usable_size(p) }
     }
 
-    fn trim(&self) -> bool {
-        self.inner.trim()
-    }
-    fn fork_prepare(&self) -> bool {
-        super::prepare_over(
-            self.inner,
-            3,
-            |i| match i {
-                0 => self.stacks.try_lock_all(),
-                1 => self.table.try_lock_all(),
-                _ => self.state.raw_try_lock(),
-            },
-            // SAFETY: set `i` was just taken by `take`.
-            |i| unsafe {
-                match i {
-                    0 => self.stacks.unlock_all(),
-                    1 => self.table.unlock_all(),
-                    _ => self.state.raw_unlock(),
-                }
-            },
-        )
-    }
-    fn fork_parent(&self) {
-        self.inner.fork_parent();
-        // SAFETY: taken in fork_prepare.
-        unsafe {
-            self.state.raw_unlock();
-            self.table.unlock_all();
-            self.stacks.unlock_all();
+    forward_rest!();
+}
+
+impl super::ForkLocks for Profile {
+    const SETS: usize = 3;
+    fn try_take(&self, i: usize) -> bool {
+        match i {
+            0 => self.stacks.try_lock_all(),
+            1 => self.table.try_lock_all(),
+            _ => self.state.raw_try_lock(),
         }
     }
-    fn fork_child(&self) {
-        self.inner.fork_child();
-        // SAFETY: taken in fork_prepare.
+    unsafe fn give(&self, i: usize, child: bool) {
+        // SAFETY: set `i` is ours (the contract).
         unsafe {
-            self.state.raw_unlock_child(|_| {});
-            self.table.unlock_all();
-            self.stacks.unlock_all();
+            match i {
+                0 => self.stacks.unlock_all(),
+                1 => self.table.unlock_all(),
+                _ if child => self.state.raw_unlock_child(|_| {}),
+                _ => self.state.raw_unlock(),
+            }
         }
-    }
-    fn stats(&self) -> BackendStats {
-        self.inner.stats()
-    }
-    fn heap_info(&self) -> HeapInfo {
-        self.inner.heap_info()
     }
 }
 

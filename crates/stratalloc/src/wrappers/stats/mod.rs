@@ -37,7 +37,7 @@
 
 use core::fmt::{self, Write};
 
-use crate::backend::{Backend, BackendStats, HeapInfo};
+use crate::backend::Backend;
 use stratalloc_core::CheckError;
 
 mod counters;
@@ -170,34 +170,21 @@ unsafe impl Backend for Stats {
         unsafe { self.inner.usable_size(p) }
     }
 
-    fn trim(&self) -> bool {
-        self.inner.trim()
+    forward_rest!();
+}
+
+impl super::ForkLocks for Stats {
+    const SETS: usize = 1;
+    fn try_take(&self, _: usize) -> bool {
+        pool::try_lock_for_fork()
     }
-    fn fork_prepare(&self) -> bool {
-        super::prepare_over(
-            self.inner,
-            1,
-            |_| pool::try_lock_for_fork(),
-            // SAFETY: the pool's lock was just taken.
-            |_| unsafe { pool::unlock_after_fork() },
-        )
-    }
-    fn fork_parent(&self) {
-        self.inner.fork_parent();
-        // SAFETY: taken in fork_prepare.
+    unsafe fn give(&self, _: usize, child: bool) {
+        if child {
+            EXIT_KEY.fork_child();
+        }
+        // SAFETY: the pool's lock is ours (the contract; in the child, the
+        // parent's).
         unsafe { pool::unlock_after_fork() };
-    }
-    fn fork_child(&self) {
-        self.inner.fork_child();
-        EXIT_KEY.fork_child();
-        // SAFETY: taken in fork_prepare (by the parent).
-        unsafe { pool::unlock_after_fork() };
-    }
-    fn stats(&self) -> BackendStats {
-        self.inner.stats()
-    }
-    fn heap_info(&self) -> HeapInfo {
-        self.inner.heap_info()
     }
 }
 
