@@ -16,7 +16,7 @@
 //!               (a backend's own size classes show through, whatever it is)
 //! ```
 //!
-//! The report adds what the backend knows ([`BackendStats`]: mapped and
+//! The report adds what the backend knows ([`BackendStats`](crate::backend::BackendStats): mapped and
 //! peak mapped bytes, bytes returned to the OS) and the peak resident set.
 //!
 //! **Cost**: per call, a thread-local lookup, a few plain adds and one
